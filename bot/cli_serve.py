@@ -1,0 +1,86 @@
+"""Long-running processes: `chainmail web`, `chainmail worker` and `chainmail run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable
+
+import uvicorn
+
+from bot.engine_process import run_engine
+from bot.runtime import open_database
+from bot.settings import Settings
+from models.db import Database, secret_key
+from web.app import WebConfig, create_app
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    web = commands.add_parser("web", help="serve tracking links, unsubscribe pages and the API")
+    web.set_defaults(handler=_web)
+    worker = commands.add_parser("worker", help="the engine: plan, decide, send (any number)")
+    worker.set_defaults(handler=_worker)
+    run = commands.add_parser("run", help="web and engine in one process (the embedded set-up)")
+    run.set_defaults(handler=_run)
+
+
+async def web_config(settings: Settings, db: Database) -> WebConfig:
+    return WebConfig(
+        api_token=settings.api_token,
+        secret_key=await secret_key(db, settings.secret_key),
+        public_base_url=settings.public_base_url,
+        default_timezone=settings.default_timezone,
+        default_phone_region=settings.default_phone_region,
+    )
+
+
+async def serve_web(settings: Settings, db: Database, stop: asyncio.Event) -> None:
+    app = create_app(db, await web_config(settings, db))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
+        )
+    )
+    # Signals are ours (see `_until_stopped`), not uvicorn's.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    log.info("web listening on http://%s:%s", settings.web_host, settings.web_port)
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
+
+
+async def _until_stopped(settings: Settings, *parts: str) -> int:
+    db = await open_database(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[Awaitable[None]] = []
+    if "web" in parts:
+        tasks.append(serve_web(settings, db, stop))
+    if "engine" in parts:
+        tasks.append(run_engine(settings, db, stop))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def _web(settings: Settings, _args: argparse.Namespace) -> int:
+    return await _until_stopped(settings, "web")
+
+
+async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    return await _until_stopped(settings, "engine")
+
+
+async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    if not settings.api_token:
+        log.warning("API_TOKEN is not set: the HTTP API refuses every request")
+    return await _until_stopped(settings, "web", "engine")

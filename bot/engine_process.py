@@ -1,0 +1,85 @@
+"""Wiring the engine into a process: transports from settings, APScheduler as the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.settings import Settings
+from channels.smtp import EmailTransport, email_transport_from_settings
+from channels.sms import SmsTransport, sms_transport_from_settings
+from models.db import Database, secret_key
+from scheduler.engine import Engine, EngineConfig
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
+    email: EmailTransport = email_transport_from_settings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        security=settings.smtp_security.value,
+        concurrency=settings.email_concurrency,
+        outbox_dir=settings.outbox_dir,
+    )
+    sms: SmsTransport = sms_transport_from_settings(
+        url=settings.sms_gateway_url,
+        token=settings.sms_gateway_token,
+        sender=settings.sms_sender,
+        rate_per_second=settings.sms_rate_per_second,
+        outbox_dir=settings.outbox_dir,
+    )
+    log.info("email goes to %s; SMS go to %s", email.description, sms.description)
+    config = EngineConfig(
+        mail_from=settings.mail_from,
+        public_base_url=settings.public_base_url,
+        secret_key=await secret_key(db, settings.secret_key),
+        quiet_hours_sms=settings.quiet_hours_sms,
+        email_concurrency=settings.email_concurrency,
+    )
+    try:
+        yield Engine(db, config, email=email, sms=sms)
+    finally:
+        await email.aclose()
+        await sms.aclose()
+
+
+async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> None:
+    """Tick every ENGINE_TICK_SECONDS until `stop` is set.
+
+    The scheduler keeps no jobs that matter in memory: a tick it misses is simply
+    the next tick's work, so one tick at a time, late ones coalesced.
+    """
+    async with engine_for(settings, db) as engine:
+
+        async def tick() -> None:
+            try:
+                report = await engine.tick()
+            except Exception:
+                log.exception("engine tick failed; the next tick retries")
+                return
+            if report.busy:
+                log.info("tick: planned %d, sent %d", report.planned, report.sent)
+
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            tick,
+            "interval",
+            seconds=settings.engine_tick_seconds,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)

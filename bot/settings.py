@@ -1,0 +1,151 @@
+"""Process settings, read from the environment or `.env` (SPEC §6, §7)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
+_HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+def parse_hh_mm(value: str) -> time:
+    match = _HH_MM.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a time of day like 09:00")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    telegram_bot_token: str = ""
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    default_timezone: str = "Europe/Moscow"
+    default_phone_region: str = "RU"
+    summary_time: Annotated[time, NoDecode] = time(9, 0)
+    quiet_hours_sms: Annotated[tuple[time, time] | None, NoDecode] = (time(21, 0), time(9, 0))
+    engine_tick_seconds: float = Field(default=5.0, gt=0)
+    email_concurrency: int = Field(default=8, ge=1, le=200)
+    sms_rate_per_second: float = Field(default=10.0, gt=0)
+
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    mail_from: str = "Chainmail <chainmail@localhost>"
+
+    sms_gateway_url: str = ""
+    sms_gateway_token: str = ""
+    sms_sender: str = "Chainmail"
+
+    outbox_dir: Path = Path("./outbox")
+    public_base_url: str = "http://127.0.0.1:8000"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    # Empty: a random key is generated once and kept in the database, so every
+    # process sharing that database signs and checks tracking links alike.
+    secret_key: str = ""
+    # Empty: the HTTP API refuses every request (401) until a token is set.
+    api_token: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
+            for part in parts:
+                if not re.fullmatch(r"-?\d+", part):
+                    raise ValueError(f"{part!r} is not a Telegram user id (a whole number)")
+            return [int(p) for p in parts]
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a two-letter phone region such as RU")
+        return region
+
+    @field_validator("summary_time", mode="before")
+    @classmethod
+    def _parse_summary_time(cls, value: object) -> object:
+        return parse_hh_mm(value) if isinstance(value, str) else value
+
+    @field_validator("quiet_hours_sms", mode="before")
+    @classmethod
+    def _parse_quiet_hours(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        start, sep, end = value.partition("-")
+        if not sep:
+            raise ValueError(f"{value!r} is not a range like 21:00-09:00")
+        return parse_hh_mm(start), parse_hh_mm(end)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @field_validator("public_base_url", "telegram_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"setting {name}: {message}") from None

@@ -1,0 +1,43 @@
+"""Who may use the bot: owners from ADMIN_IDS, admins and viewers from the database."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models import audit
+from models.db import Database
+from models.errors import ChainmailError
+from models.tables import Admin, Role
+
+
+async def add_admin(
+    db: Database, telegram_id: int, role: Role, *, name: str | None, actor: str
+) -> None:
+    if role is Role.OWNER:
+        raise ChainmailError("owners are set with the ADMIN_IDS setting, not added")
+    async with db.writer() as session:
+        admin = await session.get(Admin, telegram_id)
+        if admin is None:
+            session.add(Admin(telegram_id=telegram_id, role=role, name=name, added_by=actor))
+        else:
+            admin.role = role
+            admin.name = name or admin.name
+        audit.record(session, actor, "admin.add", telegram_id=telegram_id, role=role.value)
+
+
+async def remove_admin(db: Database, telegram_id: int, *, actor: str) -> bool:
+    async with db.writer() as session:
+        admin = await session.get(Admin, telegram_id)
+        if admin is None:
+            return False
+        await session.delete(admin)
+        audit.record(session, actor, "admin.remove", telegram_id=telegram_id)
+        return True
+
+
+async def role_of(db: Database, telegram_id: int, owner_ids: list[int]) -> Role | None:
+    if telegram_id in owner_ids:
+        return Role.OWNER
+    async with db.session() as session:
+        role = await session.scalar(select(Admin.role).where(Admin.telegram_id == telegram_id))
+    return Role(role) if role else None

@@ -1,0 +1,934 @@
+"""Chain documents (SPEC §7): the `chainmail/1` format, its validation and canonical form.
+
+A chain document is the chain of §2 as plain data. The same block validators
+check a whole file on import and a single block saved from the bot, so a block
+an import would refuse can never be saved either. Validation never stops at the
+first problem: it collects every one with its path
+(`steps[1].schedule.after: '2x' is not a duration`), and a file with any
+problem is refused as a whole. Warnings (a template name no customer has, a
+setting that has no effect) are reported apart and refuse nothing.
+
+Positions are step numbers as people and the database count them: 1 is the
+main step. File paths count from 0 like the YAML list (`steps[0]` is step 1).
+
+Everything here is pure: no database, no clock. Segment names and attribute
+keys that exist are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import yaml
+
+from models.errors import ChainmailError
+from models.sms_parts import sms_parts
+from models.tables import Channel, Enrollment
+from models.templates import CUSTOMER_FIELDS, compile_problems, template_variables
+
+# --- Messages -----------------------------------------------------------------
+# Every problem and warning text a person reads, in one place. Problem.__str__
+# puts the path in front ("steps[0].action.subject: missing").
+
+NOT_YAML = "not YAML: {error}"
+NOT_A_CHAIN_DOCUMENT = "a chain file is a YAML mapping with format, name and steps"
+WRONG_FORMAT = "{value!r} is not a chain file format this version reads: write format: {format}"
+UNKNOWN_KEY = "unknown key"
+MISSING = "missing"
+NOT_A_MAPPING = "must be a mapping"
+NOT_A_LIST = "must be a list"
+NOT_TEXT = "must be text"
+EMPTY = "must not be empty"
+NOT_ONE_LINE = "must be one line"
+TOO_LONG = "must be at most {limit} characters"
+NOT_TRUE_OR_FALSE = "must be true or false"
+NOT_ONE_OF = "{value!r} is not one of: {choices}"
+NOT_A_POSITIVE_WHOLE_NUMBER = "{value!r} is not a whole number above 0"
+NOT_AN_AMOUNT = "{value!r} is not an amount of 0 or more"
+BAD_CAMPAIGN = "{value!r} must be Latin letters, digits and _ only"
+NO_STEPS = "must list at least one step"
+LISTED_TWICE = "{value!r} is listed twice"
+MAIN_STEP_GOES_TO_SEGMENTS = (
+    "the main step goes to segments ({segments: [name, …]}); who: is for later steps"
+)
+NO_SEGMENTS = "must list at least one segment"
+UNKNOWN_SEGMENT = "{value!r} is not a known segment"
+ONLY_MAIN_STEP_HAS_SEGMENTS = (
+    "only the main step goes to segments; later steps use who: all or who: terms"
+)
+ONLY_WITH_TERMS = "only goes with who: terms"
+NO_TERMS = "must list at least one term"
+UNKNOWN_TERM = "{value!r} is not a term; terms are: {terms}"
+ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
+TEMPLATE_ERROR = "not a valid template: {error}"
+TOO_MANY_SMS_PARTS = (
+    "{parts} SMS parts ({characters} {encoding} characters as written): at most {limit}"
+)
+ONLY_WITH_SEND = "only goes with send: {send}"
+NOT_A_DURATION = "{value!r} is not a duration"
+NOT_A_MOMENT = "{value!r} is not a date and time like 2026-12-01 10:00"
+SEND_NOW_WITH_LATER_TERMS = (
+    "send: now cannot wait for {terms}: known only later; use send: after or send: at"
+)
+# Warnings.
+UNKNOWN_VARIABLE = (
+    "{{{{ {name} }}}} is neither a customer field nor an attribute any customer has: "
+    "it will be empty"
+)
+WAIT_DAYS_UNUSED = "has no effect: wait_days is only used with who: terms"
+
+
+# --- Vocabulary ---------------------------------------------------------------
+
+FORMAT = "chainmail/1"
+MAX_SMS_PARTS = 10
+DEFAULT_WAIT_DAYS = 30
+DEFAULT_WINDOW_DAYS = 7
+NAME_LIMIT = 200
+CAMPAIGN_LIMIT = 100
+GOAL_ORDER = "order"
+
+
+class Who(StrEnum):
+    ALL = "all"
+    TERMS = "terms"
+
+
+class Match(StrEnum):
+    ANY = "any"
+    ALL = "all"
+
+
+class Term(StrEnum):
+    OPENED = "opened"
+    NOT_OPENED = "not_opened"
+    CLICKED = "clicked"
+    NOT_CLICKED = "not_clicked"
+    DELIVERED = "delivered"
+    NOT_DELIVERED = "not_delivered"
+    UNSUBSCRIBED_EMAIL = "unsubscribed_email"
+    UNSUBSCRIBED_SMS = "unsubscribed_sms"
+    ORDERED = "ordered"
+    NOT_ORDERED = "not_ordered"
+
+
+# True only once the wait is over: `send: now` has no moment to check them at.
+LATER_ONLY_TERMS = frozenset(
+    {Term.NOT_OPENED, Term.NOT_CLICKED, Term.NOT_DELIVERED, Term.NOT_ORDERED}
+)
+
+
+class Send(StrEnum):
+    NOW = "now"
+    AFTER = "after"
+    AT = "at"
+
+
+class BlockKind(StrEnum):
+    AUDIENCE = "audience"
+    ACTION = "action"
+    SCHEDULE = "schedule"
+    CONVERSION = "conversion"
+
+
+# --- Problems -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # "" for the document or block as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Checked(Generic[T]):
+    """A validation's outcome: the typed value when there are no problems."""
+
+    value: T | None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+class ProblemsFound(ChainmailError):
+    """A refusal listing every problem, one per line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class InvalidChainFile(ProblemsFound):
+    pass
+
+
+class InvalidBlock(ProblemsFound):
+    pass
+
+
+# --- The model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentsAudience:
+    """The main step's audience: customers in any of these segments."""
+
+    segments: tuple[str, ...]
+
+    def to_block(self) -> dict[str, Any]:
+        return {"segments": list(self.segments)}
+
+
+@dataclass(frozen=True)
+class PreviousStepAudience:
+    """`who: all`: every customer the previous step triggered for."""
+
+    def to_block(self) -> dict[str, Any]:
+        return {"who": Who.ALL.value}
+
+
+@dataclass(frozen=True)
+class TermsAudience:
+    match: Match
+    terms: tuple[Term, ...]
+
+    def to_block(self) -> dict[str, Any]:
+        return {
+            "who": Who.TERMS.value,
+            "match": self.match.value,
+            "terms": [term.value for term in self.terms],
+        }
+
+
+Audience = SegmentsAudience | PreviousStepAudience | TermsAudience
+
+
+@dataclass(frozen=True)
+class EmailAction:
+    subject: str
+    text: str
+    html: str | None = None
+
+    channel = Channel.EMAIL
+
+    def to_block(self) -> dict[str, Any]:
+        block = {"channel": self.channel.value, "subject": self.subject, "text": self.text}
+        return block if self.html is None else {**block, "html": self.html}
+
+
+@dataclass(frozen=True)
+class SmsAction:
+    text: str
+
+    channel = Channel.SMS
+
+    def to_block(self) -> dict[str, Any]:
+        return {"channel": self.channel.value, "text": self.text}
+
+
+Action = EmailAction | SmsAction
+
+
+@dataclass(frozen=True)
+class Schedule:
+    send: Send
+    after: timedelta | None = None
+    # A naive wall-clock moment, read in each customer's own time zone.
+    at: datetime | None = None
+    wait_days: int = DEFAULT_WAIT_DAYS
+
+    def to_block(self) -> dict[str, Any]:
+        # wait_days is kept whatever the audience, so that changing the audience
+        # in the bot never loses it; documents show it only where it applies.
+        block: dict[str, Any] = {"send": self.send.value}
+        if self.after is not None:
+            block["after"] = format_duration(self.after)
+        if self.at is not None:
+            block["at"] = format_moment(self.at)
+        block["wait_days"] = self.wait_days
+        return block
+
+
+@dataclass(frozen=True)
+class Conversion:
+    window_days: int = DEFAULT_WINDOW_DAYS
+    min_amount: Decimal = Decimal(0)
+    goal: str = GOAL_ORDER
+
+    def to_block(self) -> dict[str, Any]:
+        amount = self.min_amount
+        return {
+            "goal": self.goal,
+            "window_days": self.window_days,
+            "min_amount": int(amount) if amount == amount.to_integral_value() else float(amount),
+        }
+
+
+Block = Audience | Action | Schedule | Conversion
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    audience: Audience
+    action: Action
+    schedule: Schedule
+    conversion: Conversion
+
+    def to_document(self) -> dict[str, Any]:
+        schedule = self.schedule.to_block()
+        if not isinstance(self.audience, TermsAudience):
+            del schedule["wait_days"]
+        return {
+            "name": self.name,
+            "audience": self.audience.to_block(),
+            "action": self.action.to_block(),
+            "schedule": schedule,
+            "conversion": self.conversion.to_block(),
+        }
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    name: str
+    enrollment: Enrollment
+    campaign: str
+    utm: bool
+    steps: tuple[StepSpec, ...]
+
+    def to_document(self) -> dict[str, Any]:
+        """The canonical document: every default explicit, keys in a fixed order."""
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "enrollment": self.enrollment.value,
+            "campaign": self.campaign,
+            "utm": self.utm,
+            "steps": [step.to_document() for step in self.steps],
+        }
+
+
+# --- Durations, moments, campaign tags -----------------------------------------
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+_MOMENT_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `45m`, `3h`, `2d`: a whole number above 0 and a unit."""
+    found = _DURATION.fullmatch(text)
+    if not found or int(found.group(1)) == 0:
+        raise ValueError(NOT_A_DURATION.format(value=text))
+    try:
+        return timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    except OverflowError:
+        raise ValueError(NOT_A_DURATION.format(value=text)) from None
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of parse_duration, in the largest unit that is exact (48h → 2d)."""
+    seconds = delta.total_seconds()
+    if seconds <= 0 or seconds != int(seconds):
+        raise ValueError(f"{delta} is not a positive whole number of seconds")
+    for unit, size in _UNIT_SECONDS.items():
+        if seconds % size == 0:
+            return f"{int(seconds) // size}{unit}"
+    raise AssertionError("a whole number of seconds is always a number of seconds")
+
+
+def parse_moment(text: str) -> datetime:
+    """`2026-12-01 10:00` as a naive datetime (no zone: each customer's own applies)."""
+    if not _MOMENT.fullmatch(text):
+        raise ValueError(NOT_A_MOMENT.format(value=text))
+    try:
+        return datetime.strptime(text, _MOMENT_FORMAT)
+    except ValueError:
+        raise ValueError(NOT_A_MOMENT.format(value=text)) from None
+
+
+def format_moment(at: datetime) -> str:
+    return at.isoformat(sep=" ", timespec="minutes")
+
+
+_TO_LATIN = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
+    "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
+    "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
+    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
+    "я": "ya", "і": "i", "ї": "yi", "є": "ye", "ґ": "g", "ў": "u",
+}  # fmt: skip
+_CAMPAIGN = re.compile(r"[A-Za-z0-9_]+")
+
+
+def default_campaign(name: str) -> str:
+    """A UTM campaign tag from a chain's name: «Весенняя распродажа» → vesennyaya_rasprodazha."""
+    latin = "".join(_TO_LATIN.get(ch, ch) for ch in name.lower())
+    # Accented Latin letters lose their accents (café → cafe); transliterating
+    # first keeps й from decomposing into и and a breve.
+    ascii_only = unicodedata.normalize("NFKD", latin).encode("ascii", "ignore").decode()
+    tag = re.sub(r"[^a-z0-9]+", "_", ascii_only)[:CAMPAIGN_LIMIT].strip("_")
+    return tag or "chain"
+
+
+def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None:
+    """Why this schedule cannot go with this audience, if it cannot."""
+    if send is not Send.NOW or not isinstance(audience, TermsAudience):
+        return None
+    later = [term.value for term in audience.terms if term in LATER_ONLY_TERMS]
+    return SEND_NOW_WITH_LATER_TERMS.format(terms=", ".join(later)) if later else None
+
+
+# --- Validation machinery -------------------------------------------------------
+
+
+class _Report:
+    """Where problems go, and the path they are found at."""
+
+    def __init__(self, path: str, problems: list[Problem], warnings: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        self.warnings = warnings
+
+    def at(self, key: str | int) -> _Report:
+        if isinstance(key, int):
+            path = f"{self.path}[{key}]"
+        else:
+            path = f"{self.path}.{key}" if self.path else key
+        return _Report(path, self.problems, self.warnings)
+
+    def problem(self, message: str) -> None:
+        self.problems.append(Problem(self.path, message))
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(Problem(self.path, message))
+
+
+def _checked(check: Callable[[_Report], T | None]) -> Checked[T]:
+    report = _Report("", [], [])
+    value = check(report)
+    return Checked(None if report.problems else value, report.problems, report.warnings)
+
+
+def _mapping(
+    data: Any, report: _Report, keys: Collection[str], *, not_mapping: str = NOT_A_MAPPING
+) -> dict[Any, Any] | None:
+    if not isinstance(data, dict):
+        report.problem(not_mapping)
+        return None
+    for key in data:
+        if key not in keys:
+            report.at(str(key)).problem(UNKNOWN_KEY)
+    return data
+
+
+def _text(
+    fields: dict[Any, Any],
+    key: str,
+    report: _Report,
+    *,
+    required: bool,
+    one_line: bool = False,
+    limit: int | None = None,
+) -> str | None:
+    if key not in fields:
+        if required:
+            report.at(key).problem(MISSING)
+        return None
+    value = fields[key]
+    here = report.at(key)
+    if not isinstance(value, str):
+        here.problem(NOT_TEXT)
+    elif not value.strip():
+        here.problem(EMPTY)
+    elif one_line and "\n" in value.strip("\n"):
+        here.problem(NOT_ONE_LINE)
+    elif limit is not None and len(value) > limit:
+        here.problem(TOO_LONG.format(limit=limit))
+    else:
+        return value.strip("\n") if one_line else value
+    return None
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(
+    fields: dict[Any, Any], key: str, choices: type[E], report: _Report, default: E | None = None
+) -> E | None:
+    if key not in fields:
+        if default is None:
+            report.at(key).problem(MISSING)
+        return default
+    value = fields[key]
+    if isinstance(value, str) and value in choices._value2member_map_:
+        return choices(value)
+    names = ", ".join(member.value for member in choices)
+    report.at(key).problem(NOT_ONE_OF.format(value=value, choices=names))
+    return None
+
+
+def _positive_int(fields: dict[Any, Any], key: str, report: _Report, default: int) -> int | None:
+    value = fields.get(key, default)
+    # YAML's true is an int to Python; it is not a number of days.
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    report.at(key).problem(NOT_A_POSITIVE_WHOLE_NUMBER.format(value=value))
+    return None
+
+
+def _name_list(
+    fields: dict[Any, Any], key: str, report: _Report, *, empty: str
+) -> list[tuple[_Report, str]] | None:
+    """A required non-empty list of distinct names, each with where it stands."""
+    if key not in fields:
+        report.at(key).problem(MISSING)
+        return None
+    values = fields[key]
+    if not isinstance(values, list):
+        report.at(key).problem(NOT_A_LIST)
+        return None
+    if not values:
+        report.at(key).problem(empty)
+        return None
+    names: list[tuple[_Report, str]] = []
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        here = report.at(key).at(index)
+        if not isinstance(value, str):
+            here.problem(NOT_TEXT)
+        elif value in seen:
+            here.problem(LISTED_TWICE.format(value=value))
+        else:
+            seen.add(value)
+            names.append((here, value))
+    return names
+
+
+# --- Blocks ---------------------------------------------------------------------
+
+_AUDIENCE_KEYS = ("segments", "who", "match", "terms")
+_ACTION_KEYS = ("channel", "subject", "text", "html")
+_SCHEDULE_KEYS = ("send", "after", "at", "wait_days")
+_CONVERSION_KEYS = ("goal", "window_days", "min_amount")
+_STEP_KEYS = ("name", *BlockKind)
+_CHAIN_KEYS = ("format", "name", "enrollment", "campaign", "utm", "steps")
+
+
+def _audience(
+    data: Any, report: _Report, *, position: int, known_segments: Collection[str] | None
+) -> Audience | None:
+    fields = _mapping(data, report, _AUDIENCE_KEYS)
+    if fields is None:
+        return None
+    before = len(report.problems)
+    if position == 1:
+        for key in ("who", "match", "terms"):
+            if key in fields:
+                report.at(key).problem(MAIN_STEP_GOES_TO_SEGMENTS)
+        segments = _name_list(fields, "segments", report, empty=NO_SEGMENTS)
+        for here, name in segments or []:
+            if known_segments is not None and name not in known_segments:
+                here.problem(UNKNOWN_SEGMENT.format(value=name))
+        if segments is None or len(report.problems) > before:
+            return None
+        return SegmentsAudience(tuple(name for _, name in segments))
+
+    if "segments" in fields:
+        report.at("segments").problem(ONLY_MAIN_STEP_HAS_SEGMENTS)
+    who = _choice(fields, "who", Who, report)
+    if who is Who.ALL:
+        for key in ("match", "terms"):
+            if key in fields:
+                report.at(key).problem(ONLY_WITH_TERMS)
+        return None if len(report.problems) > before else PreviousStepAudience()
+    if who is None:
+        return None
+    match = _choice(fields, "match", Match, report, default=Match.ALL)
+    terms = _name_list(fields, "terms", report, empty=NO_TERMS)
+    known_terms = ", ".join(Term)
+    for here, name in terms or []:
+        if name not in Term._value2member_map_:
+            here.problem(UNKNOWN_TERM.format(value=name, terms=known_terms))
+    if match is None or terms is None or len(report.problems) > before:
+        return None
+    return TermsAudience(match, tuple(Term(name) for _, name in terms))
+
+
+def _templates(
+    texts: dict[str, str | None], report: _Report, known_attributes: Collection[str] | None
+) -> None:
+    known = CUSTOMER_FIELDS | set(known_attributes or ())
+    for key, source in texts.items():
+        if source is None:
+            continue
+        error = compile_problems(source)
+        if error:
+            report.at(key).problem(TEMPLATE_ERROR.format(error=error))
+        elif known_attributes is not None:
+            for name in sorted(template_variables(source) - known):
+                report.at(key).warning(UNKNOWN_VARIABLE.format(name=name))
+
+
+def _action(
+    data: Any, report: _Report, *, known_attributes: Collection[str] | None
+) -> Action | None:
+    fields = _mapping(data, report, _ACTION_KEYS)
+    if fields is None:
+        return None
+    before = len(report.problems)
+    channel = _choice(fields, "channel", Channel, report)
+    is_sms = channel is Channel.SMS
+    if is_sms:
+        for key in ("subject", "html"):
+            if key in fields:
+                report.at(key).problem(ONLY_FOR_EMAIL)
+    subject = html = None
+    if not is_sms:
+        subject = _text(fields, "subject", report, required=True, one_line=True)
+        html = _text(fields, "html", report, required=False)
+    text = _text(fields, "text", report, required=True)
+    _templates({"subject": subject, "text": text, "html": html}, report, known_attributes)
+    if is_sms and text is not None:
+        count = sms_parts(text)
+        if count.parts > MAX_SMS_PARTS:
+            report.at("text").problem(
+                TOO_MANY_SMS_PARTS.format(
+                    parts=count.parts,
+                    characters=count.characters,
+                    encoding=count.encoding,
+                    limit=MAX_SMS_PARTS,
+                )
+            )
+    if len(report.problems) > before or text is None:
+        return None
+    if is_sms:
+        return SmsAction(text)
+    if channel is None or subject is None:
+        return None
+    return EmailAction(subject, text, html)
+
+
+def _schedule(data: Any, report: _Report, *, audience: Audience | None) -> Schedule | None:
+    fields = _mapping(data, report, _SCHEDULE_KEYS)
+    if fields is None:
+        return None
+    before = len(report.problems)
+    send = _choice(fields, "send", Send, report)
+    after = at = None
+    if send is not None:
+        for key, needs in (("after", Send.AFTER), ("at", Send.AT)):
+            if key in fields and send is not needs:
+                report.at(key).problem(ONLY_WITH_SEND.format(send=needs.value))
+    if send is Send.AFTER:
+        after = _parsed(fields, "after", report, parse_duration, NOT_A_DURATION)
+    if send is Send.AT:
+        at = _parsed(fields, "at", report, parse_moment, NOT_A_MOMENT)
+    wait_days = _positive_int(fields, "wait_days", report, DEFAULT_WAIT_DAYS)
+    refusal = send_now_refusal(audience, send)
+    if refusal:
+        report.at("send").problem(refusal)
+    if send is None or wait_days is None or len(report.problems) > before:
+        return None
+    return Schedule(send, after, at, wait_days)
+
+
+def _parsed(
+    fields: dict[Any, Any],
+    key: str,
+    report: _Report,
+    parse: Callable[[str], T],
+    message: str,
+) -> T | None:
+    if key not in fields:
+        report.at(key).problem(MISSING)
+        return None
+    value = fields[key]
+    try:
+        if isinstance(value, str):
+            return parse(value)
+    except ValueError:
+        pass
+    report.at(key).problem(message.format(value=value))
+    return None
+
+
+def _conversion(data: Any, report: _Report) -> Conversion | None:
+    fields = _mapping(data, report, _CONVERSION_KEYS)
+    if fields is None:
+        return None
+    before = len(report.problems)
+    goal = fields.get("goal", GOAL_ORDER)
+    if goal != GOAL_ORDER:
+        report.at("goal").problem(NOT_ONE_OF.format(value=goal, choices=GOAL_ORDER))
+    window_days = _positive_int(fields, "window_days", report, DEFAULT_WINDOW_DAYS)
+    amount = fields.get("min_amount", 0)
+    is_amount = isinstance(amount, int | float) and not isinstance(amount, bool)
+    if not (is_amount and math.isfinite(amount) and amount >= 0):
+        report.at("min_amount").problem(NOT_AN_AMOUNT.format(value=amount))
+    if window_days is None or len(report.problems) > before:
+        return None
+    return Conversion(window_days, Decimal(str(amount)))
+
+
+def validate_audience(
+    data: Any, *, position: int, known_segments: Collection[str] | None
+) -> Checked[Audience]:
+    """Position 1 (the main step) takes segments; later steps `who: all` or `who: terms`.
+
+    `known_segments` None skips the check that segments exist.
+    """
+    return _checked(
+        lambda report: _audience(data, report, position=position, known_segments=known_segments)
+    )
+
+
+def validate_action(data: Any, *, known_attributes: Collection[str] | None) -> Checked[Action]:
+    """`known_attributes` None skips the warnings about unknown template names."""
+    return _checked(lambda report: _action(data, report, known_attributes=known_attributes))
+
+
+def validate_schedule(data: Any, *, audience: Audience | None) -> Checked[Schedule]:
+    """`audience` is the step's own (None when not saved yet): `send: now` depends on it."""
+    return _checked(lambda report: _schedule(data, report, audience=audience))
+
+
+def validate_conversion(data: Any) -> Checked[Conversion]:
+    return _checked(lambda report: _conversion(data, report))
+
+
+def validate_block(
+    kind: BlockKind,
+    data: Any,
+    *,
+    position: int,
+    known_segments: Collection[str] | None = None,
+    known_attributes: Collection[str] | None = None,
+    audience: Audience | None = None,
+) -> Checked[Block]:
+    """One block of the step at `position`, with paths relative to the block."""
+    checked: Checked[Any]
+    if kind is BlockKind.AUDIENCE:
+        checked = validate_audience(data, position=position, known_segments=known_segments)
+    elif kind is BlockKind.ACTION:
+        checked = validate_action(data, known_attributes=known_attributes)
+    elif kind is BlockKind.SCHEDULE:
+        checked = validate_schedule(data, audience=audience)
+    else:
+        checked = validate_conversion(data)
+    return checked
+
+
+def validate_name(name: Any) -> Checked[str]:
+    """A chain's or a step's name."""
+    return _checked(
+        lambda report: _text(
+            {"name": name}, "name", report, required=True, one_line=True, limit=NAME_LIMIT
+        )
+    )
+
+
+# --- Documents ----------------------------------------------------------------
+
+
+def _step(
+    data: Any,
+    report: _Report,
+    *,
+    position: int,
+    known_segments: Collection[str],
+    known_attributes: Collection[str],
+) -> StepSpec | None:
+    fields = _mapping(data, report, _STEP_KEYS)
+    if fields is None:
+        return None
+    name = _text(fields, "name", report, required=True, one_line=True, limit=NAME_LIMIT)
+    for kind in (BlockKind.AUDIENCE, BlockKind.ACTION, BlockKind.SCHEDULE):
+        if kind not in fields:
+            report.at(kind).problem(MISSING)
+    audience = action = schedule = None
+    if BlockKind.AUDIENCE in fields:
+        audience = _audience(
+            fields[BlockKind.AUDIENCE],
+            report.at(BlockKind.AUDIENCE),
+            position=position,
+            known_segments=known_segments,
+        )
+    if BlockKind.ACTION in fields:
+        action = _action(
+            fields[BlockKind.ACTION],
+            report.at(BlockKind.ACTION),
+            known_attributes=known_attributes,
+        )
+    if BlockKind.SCHEDULE in fields:
+        schedule_data = fields[BlockKind.SCHEDULE]
+        schedule = _schedule(schedule_data, report.at(BlockKind.SCHEDULE), audience=audience)
+        if (
+            schedule is not None
+            and "wait_days" in schedule_data
+            and audience is not None
+            and not isinstance(audience, TermsAudience)
+        ):
+            report.at(BlockKind.SCHEDULE).at("wait_days").warning(WAIT_DAYS_UNUSED)
+    conversion = _conversion(fields.get(BlockKind.CONVERSION, {}), report.at(BlockKind.CONVERSION))
+    if name is None or audience is None or action is None or schedule is None:
+        return None
+    if conversion is None:
+        return None
+    return StepSpec(name, audience, action, schedule, conversion)
+
+
+def _chain(
+    doc: Any,
+    report: _Report,
+    *,
+    known_segments: Collection[str],
+    known_attributes: Collection[str],
+) -> ChainSpec | None:
+    fields = _mapping(doc, report, _CHAIN_KEYS, not_mapping=NOT_A_CHAIN_DOCUMENT)
+    if fields is None:
+        return None
+    if "format" not in fields:
+        report.at("format").problem(MISSING)
+    elif fields["format"] != FORMAT:
+        report.at("format").problem(WRONG_FORMAT.format(value=fields["format"], format=FORMAT))
+    name = _text(fields, "name", report, required=True, one_line=True, limit=NAME_LIMIT)
+    enrollment = _choice(fields, "enrollment", Enrollment, report, default=Enrollment.ONCE)
+    campaign = _text(fields, "campaign", report, required=False)
+    if campaign is not None and not (
+        _CAMPAIGN.fullmatch(campaign) and len(campaign) <= CAMPAIGN_LIMIT
+    ):
+        report.at("campaign").problem(BAD_CAMPAIGN.format(value=campaign))
+    utm = fields.get("utm", True)
+    if not isinstance(utm, bool):
+        report.at("utm").problem(NOT_TRUE_OR_FALSE)
+    steps: list[StepSpec | None] = []
+    if "steps" not in fields:
+        report.at("steps").problem(MISSING)
+    elif not isinstance(fields["steps"], list):
+        report.at("steps").problem(NOT_A_LIST)
+    elif not fields["steps"]:
+        report.at("steps").problem(NO_STEPS)
+    else:
+        steps = [
+            _step(
+                data,
+                report.at("steps").at(index),
+                position=index + 1,
+                known_segments=known_segments,
+                known_attributes=known_attributes,
+            )
+            for index, data in enumerate(fields["steps"])
+        ]
+    if report.problems or name is None or enrollment is None:
+        return None
+    return ChainSpec(
+        name=name,
+        enrollment=enrollment,
+        campaign=campaign or default_campaign(name),
+        utm=utm,
+        steps=tuple(step for step in steps if step is not None),
+    )
+
+
+def validate_chain(
+    doc: Any, *, known_segments: Collection[str], known_attributes: Collection[str]
+) -> Checked[ChainSpec]:
+    """A whole chain document (as loaded from YAML), with paths from its root."""
+    return _checked(
+        lambda report: _chain(
+            doc, report, known_segments=known_segments, known_attributes=known_attributes
+        )
+    )
+
+
+def read_chain_file(
+    text: str, *, known_segments: Collection[str], known_attributes: Collection[str]
+) -> tuple[ChainSpec, list[Problem]]:
+    """The chain in a YAML file and its warnings; InvalidChainFile lists every problem."""
+    checked = validate_chain(
+        load_yaml(text), known_segments=known_segments, known_attributes=known_attributes
+    )
+    if checked.value is None:
+        raise InvalidChainFile(checked.problems)
+    return checked.value, checked.warnings
+
+
+# --- YAML -------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, except that a key given twice is an error, not silently the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        error = f"{where}{exc.problem}"
+    except yaml.YAMLError as exc:
+        error = str(exc)
+    raise InvalidChainFile([Problem("", NOT_YAML.format(error=error))])
+
+
+class _Dumper(yaml.SafeDumper):
+    # Lists indented under their key, as people write them.
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # Multi-line texts as literal blocks, readable and diffable line by line.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceNode:
+    # Lists of names stay on one line: segments: [vip, new].
+    flat = all(isinstance(item, str | int | float | bool) for item in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flat)
+
+
+_Dumper.add_representer(str, _represent_text)
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    return yaml.dump(
+        doc,
+        Dumper=_Dumper,
+        allow_unicode=True,
+        sort_keys=False,
+        default_flow_style=False,
+        width=10_000,
+    )

@@ -1,0 +1,13 @@
+"""Errors that carry a message meant for people (CLI, bot, API) rather than a traceback."""
+
+
+class ChainmailError(Exception):
+    """A refusal with a reason the user can act on."""
+
+
+class NotFound(ChainmailError):
+    pass
+
+
+class SchemaOutdated(ChainmailError):
+    pass

@@ -1,0 +1,341 @@
+"""Tables of SPEC §2. The database is the source of truth for everything."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from models.timezones import TimezoneSource
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite would otherwise hand back naive ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EmailStatus(StrEnum):
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class SmsStatus(StrEnum):
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class ChainStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    ARCHIVED = "archived"
+
+
+class Enrollment(StrEnum):
+    ONCE = "once"
+    CONTINUOUS = "continuous"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class DeliveryStatus(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNCERTAIN = "uncertain"
+
+
+class EventType(StrEnum):
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+def _in(column: str, enum: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(_in("timezone_source", TimezoneSource), name="timezone_source"),
+        CheckConstraint(_in("email_status", EmailStatus), name="email_status"),
+        CheckConstraint(_in("sms_status", SmsStatus), name="sms_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    timezone_source: Mapped[str] = mapped_column(String(16))
+    email_status: Mapped[str] = mapped_column(String(16), default=EmailStatus.SUBSCRIBED)
+    sms_status: Mapped[str] = mapped_column(String(16), default=SmsStatus.SUBSCRIBED)
+    email_status_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sms_status_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    tags: Mapped[list[CustomerTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+
+
+class CustomerTag(Base):
+    """One row per (customer, tag): segments are joins on this table, not JSON scans."""
+
+    __tablename__ = "customer_tags"
+    __table_args__ = (Index("ix_customer_tags_tag_customer", "tag", "customer_id"),)
+
+    customer_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (CheckConstraint("match IN ('any', 'all')", name="match"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # Empty list: every customer.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    match: Mapped[str] = mapped_column(String(3), default="any")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Chain(Base):
+    __tablename__ = "chains"
+    __table_args__ = (
+        CheckConstraint(_in("status", ChainStatus), name="status"),
+        CheckConstraint(_in("enrollment", Enrollment), name="enrollment"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=ChainStatus.DRAFT)
+    enrollment: Mapped[str] = mapped_column(String(16), default=Enrollment.ONCE)
+    campaign_tag: Mapped[str] = mapped_column(String(100))
+    utm_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="chain",
+        order_by="Step.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+    )
+
+
+class Step(Base):
+    """A chain step; each block is a validated JSON document, NULL until first saved."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("chain_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Id, ForeignKey("chains.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    audience: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    chain: Mapped[Chain] = relationship(back_populates="steps", lazy="raise")
+
+
+class Delivery(Base):
+    """One message of one step to one customer; the unique key is the "never twice" rule."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("step_id", "customer_id"),
+        CheckConstraint(_in("status", DeliveryStatus), name="status"),
+        CheckConstraint(_in("channel", Channel), name="channel"),
+        Index("ix_deliveries_status_due_at", "status", "due_at"),
+        Index("ix_deliveries_customer_id", "customer_id"),
+        Index("ix_deliveries_chain_id_status", "chain_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Id, ForeignKey("chains.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(Id, ForeignKey("steps.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("customers.id", ondelete="CASCADE")
+    )
+    # The same customer's delivery of the previous step, whose outcome the terms read.
+    previous_delivery_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PLANNED)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    # When the previous step triggered for this customer (main step: enrollment).
+    eligible_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Terms that can still come true are re-checked until this moment.
+    wait_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    # The original targets of the message's tracked links, in order: a click
+    # token names an index here, so the redirect never comes from the URL.
+    links: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the step triggered for the customer: sent, finally failed or uncertain.
+    triggered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(_in("type", EventType), name="type"),
+        Index("ix_events_delivery_id_type", "delivery_id", "type"),
+        Index("ix_events_customer_id_type", "customer_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    customer_id: Mapped[int] = mapped_column(Id, ForeignKey("customers.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(Id, ForeignKey("customers.id", ondelete="CASCADE"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Admin(Base):
+    """Admins and viewers added by an owner; owners themselves come from ADMIN_IDS."""
+
+    __tablename__ = "admins"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    telegram_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str | None] = mapped_column(String(200))
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SubscribedChat(Base):
+    __tablename__ = "subscribed_chats"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    title: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    subscribed_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # "tg:<user id>", "cli" or "api".
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AppState(Base):
+    """Small values every process must agree on, such as the generated secret key."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,104 @@
+"""Activate, pause, resume: one function each, called by the CLI and the bot alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from models import audit
+from models.chains import chain_problems
+from models.db import Database
+from models.errors import ChainmailError, NotFound
+from models.tables import Chain, ChainStatus, Enrollment
+from scheduler import planning
+from scheduler.steps import step_plan
+
+
+class ChainNotReady(ChainmailError):
+    """Activation refused; the message lists every reason."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    chain_id: int
+    enrolled: int
+
+
+async def _chain(session, chain_id: int) -> Chain:  # noqa: ANN001
+    chain = await session.scalar(
+        select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
+    )
+    if chain is None:
+        raise NotFound(f"no chain with id {chain_id}")
+    return chain
+
+
+async def activate_chain(
+    db: Database, chain_id: int, *, actor: str, now: datetime | None = None
+) -> Activation:
+    """Start a draft chain; a `once` chain takes its main step's audience right now."""
+    now = now or datetime.now(UTC)
+    async with db.writer() as session:
+        chain = await _chain(session, chain_id)
+        if chain.status != ChainStatus.DRAFT:
+            raise ChainmailError(f"chain {chain_id} is {chain.status}; only a draft can be activated")
+        problems = await chain_problems(session, chain)
+        if problems:
+            raise ChainNotReady(
+                f"chain {chain_id} cannot be activated:\n" + "\n".join(problems)
+            )
+        chain.status = ChainStatus.ACTIVE
+        chain.activated_at = now
+        chain.updated_at = now
+        enrolled = 0
+        if chain.enrollment == Enrollment.ONCE:
+            await session.flush()
+            enrolled = await planning.enroll_main_step(session, step_plan(chain.steps[0]), now)
+        audit.record(session, actor, "chain.activate", chain_id=chain_id, enrolled=enrolled)
+    return Activation(chain_id, enrolled)
+
+
+async def _move(
+    db: Database, chain_id: int, source: ChainStatus, target: ChainStatus, *, actor: str
+) -> None:
+    async with db.writer() as session:
+        chain = await _chain(session, chain_id)
+        if chain.status == target:
+            return
+        if chain.status != source:
+            raise ChainmailError(
+                f"chain {chain_id} is {chain.status}; only an {source} chain can be {target}"
+            )
+        chain.status = target
+        chain.updated_at = datetime.now(UTC)
+        audit.record(session, actor, f"chain.{target}", chain_id=chain_id)
+
+
+async def pause_chain(db: Database, chain_id: int, *, actor: str) -> None:
+    await _move(db, chain_id, ChainStatus.ACTIVE, ChainStatus.PAUSED, actor=actor)
+
+
+async def resume_chain(db: Database, chain_id: int, *, actor: str) -> None:
+    await _move(db, chain_id, ChainStatus.PAUSED, ChainStatus.ACTIVE, actor=actor)
+
+
+async def pause_all(db: Database, *, actor: str) -> list[int]:
+    """Pause every active chain at once; the ids that were paused."""
+    async with db.writer() as session:
+        ids = list(
+            await session.scalars(
+                select(Chain.id).where(Chain.status == ChainStatus.ACTIVE.value)
+            )
+        )
+        if ids:
+            await session.execute(
+                update(Chain.__table__)
+                .where(Chain.id.in_(ids))
+                .values(status=ChainStatus.PAUSED.value, updated_at=datetime.now(UTC))
+                .execution_options(synchronize_session=False)
+            )
+            audit.record(session, actor, "chain.pause_all", chain_ids=ids)
+    return ids

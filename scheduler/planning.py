@@ -1,0 +1,145 @@
+"""Planning: deliveries come into being set-based, `INSERT … SELECT`, never row by row.
+
+A delivery is planned for a customer when they enter the main step (at
+activation, or on joining its segments in a `continuous` chain) or when the
+previous step triggered for them. Its `due_at` comes from the step's schedule,
+read in the customer's own zone for `at`. Whether it is then sent or skipped is
+decided at due time (terms, contacts, quiet hours), not here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, exists, insert, literal, null, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from models.segments import segment_members_query
+from models.tables import Customer, Delivery, DeliveryStatus
+from scheduler import sql
+from scheduler.steps import StepPlan
+from scheduler.timing import due_at_for_zones
+
+_COLUMNS = [
+    "chain_id",
+    "step_id",
+    "customer_id",
+    "previous_delivery_id",
+    "channel",
+    "status",
+    "eligible_at",
+    "due_at",
+    "wait_until",
+    "attempts",
+    "created_at",
+]
+
+
+async def customer_zones(session: AsyncSession) -> list[str]:
+    return list(await session.scalars(select(Customer.timezone).distinct()))
+
+
+async def _due_expression(
+    session: AsyncSession, step: StepPlan, eligible: ColumnElement[datetime], now: datetime
+) -> ColumnElement[datetime]:
+    dialect = session.bind.dialect
+    if step.send == "after":
+        return sql.plus_seconds(dialect, eligible, step.after_seconds)
+    if step.send == "at" and step.at_local is not None:
+        moments = due_at_for_zones(step.at_local, await customer_zones(session))
+        local = sql.per_zone(Customer.__table__.c.timezone, moments, now)
+        # Never before the previous step triggered; a passed moment means now.
+        return sql.later_of(dialect, local, eligible)
+    return eligible
+
+
+def _wait_until(session: AsyncSession, step: StepPlan, eligible: ColumnElement) -> ColumnElement:
+    if not step.waits_for_terms:
+        return null()
+    return sql.plus_seconds(session.bind.dialect, eligible, step.wait_seconds)
+
+
+def _not_planned_yet(step: StepPlan, customer_id: ColumnElement[int]) -> ColumnElement[bool]:
+    existing = aliased(Delivery)
+    return ~exists(
+        select(existing.id).where(
+            existing.step_id == step.step_id, existing.customer_id == customer_id
+        )
+    )
+
+
+async def _insert(session: AsyncSession, rows: Select) -> int:
+    dialect = session.bind.dialect.name
+    table = Delivery.__table__
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert_(table)
+        .from_select(_COLUMNS, rows)
+        .on_conflict_do_nothing(index_elements=["step_id", "customer_id"])
+    )
+    result = await session.execute(statement)
+    return max(result.rowcount or 0, 0)
+
+
+async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime) -> int:
+    """Plan the main step for its segments' customers who have no delivery of it yet."""
+    members = segment_members_query(step.segments).subquery()
+    customers = Customer.__table__
+    eligible = sql.moment(now)
+    rows = (
+        select(
+            literal(step.chain_id),
+            literal(step.step_id),
+            customers.c.id,
+            null(),
+            literal(step.channel),
+            literal(DeliveryStatus.PLANNED.value),
+            eligible,
+            await _due_expression(session, step, eligible, now),
+            _wait_until(session, step, eligible),
+            literal(0),
+            sql.moment(now),
+        )
+        .select_from(customers.join(members, members.c.customer_id == customers.c.id))
+        .where(_not_planned_yet(step, customers.c.id))
+    )
+    return await _insert(session, rows)
+
+
+async def plan_follow_up(
+    session: AsyncSession, previous: StepPlan, step: StepPlan, now: datetime
+) -> int:
+    """Plan `step` for every customer for whom `previous` triggered and who has none yet.
+
+    A step added to a running chain takes in the customers the previous step already
+    reached, from the moment it was saved.
+    """
+    customers = Customer.__table__
+    before = Delivery.__table__
+    dialect = session.bind.dialect
+    eligible = sql.later_of(dialect, before.c.triggered_at, sql.moment(step.created_at))
+    rows = (
+        select(
+            literal(step.chain_id),
+            literal(step.step_id),
+            before.c.customer_id,
+            before.c.id,
+            literal(step.channel),
+            literal(DeliveryStatus.PLANNED.value),
+            eligible,
+            await _due_expression(session, step, eligible, now),
+            _wait_until(session, step, eligible),
+            literal(0),
+            sql.moment(now),
+        )
+        .select_from(before.join(customers, customers.c.id == before.c.customer_id))
+        .where(
+            before.c.step_id == previous.step_id,
+            before.c.triggered_at.is_not(None),
+            _not_planned_yet(step, before.c.customer_id),
+        )
+    )
+    return await _insert(session, rows)

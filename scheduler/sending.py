@@ -1,0 +1,281 @@
+"""Sending a claimed batch: render, hand to the channel, record the outcome.
+
+Each delivery is marked `sending` before it is handed to the channel and
+`sent`/`failed` right after its reply. Rows are written in small groups (the
+messages in flight together), not per row: what a crash can cost is bounded by
+that group, and the cost is never a duplicate — a row left `sending` becomes
+`uncertain` and is not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
+from channels.smtp import EmailTransport, SendResult, SendStatus
+from channels.sms import SmsTransport, render_sms
+from models import reasons
+from models.db import Database
+from models.tables import (
+    Channel,
+    Customer,
+    DeliveryStatus,
+    EmailStatus,
+    Event,
+    EventType,
+)
+from models.tables import Delivery as DeliveryRow
+from scheduler.claims import Claimed
+
+_delivery = DeliveryRow.__table__
+
+
+@dataclass
+class WaveTally:
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    retried: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def add_skipped(self, counts: dict[str, int]) -> None:
+        for reason, count in counts.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    customer_id: int
+    attempts: int
+    result: SendResult
+    message_id: str | None = None
+    links: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    lease: timedelta
+    max_attempts: int = 5
+    retry_base: timedelta = timedelta(minutes=1)
+
+    def retry_at(self, now: datetime, attempts: int) -> datetime:
+        return now + self.retry_base * (2 ** max(attempts - 1, 0))
+
+
+class StepSender:
+    """Sends the claimed deliveries of one step through its channel."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        channel: str,
+        composer: EmailComposer | None,
+        sms_template: str | None,
+        email: EmailTransport,
+        sms: SmsTransport,
+        mail_from: str,
+        policy: SendPolicy,
+        clock: Callable[[], datetime],
+        group_size: int,
+    ) -> None:
+        self._db = db
+        self._channel = channel
+        self._composer = composer
+        self._sms_template = sms_template
+        self._email = email
+        self._sms = sms
+        self._mail_from = mail_from
+        self._policy = policy
+        self._clock = clock
+        self._group_size = group_size
+
+    async def send(self, claimed: Sequence[Claimed], tally: WaveTally) -> None:
+        for start in range(0, len(claimed), self._group_size):
+            await self._send_group(claimed[start : start + self._group_size], tally)
+
+    async def _send_group(self, group: Sequence[Claimed], tally: WaveTally) -> None:
+        ready: list[tuple[Claimed, ComposedEmail | str]] = []
+        outcomes: list[Outcome] = []
+        for item in group:
+            try:
+                ready.append((item, self._render(item)))
+            except RenderError as exc:
+                failure = SendResult(SendStatus.PERMANENT, f"{reasons.RENDER_FAILED}: {exc}")
+                outcomes.append(Outcome(item.delivery_id, item.customer_id, item.attempts, failure))
+        now = self._clock()
+        async with self._db.writer() as session:
+            await session.execute(
+                update(_delivery)
+                .where(_delivery.c.id.in_([item.delivery_id for item, _ in ready]))
+                .values(
+                    status=DeliveryStatus.SENDING.value,
+                    attempts=_delivery.c.attempts + 1,
+                    lease_until=now + self._policy.lease,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        results = await asyncio.gather(*(self._hand_over(item, body) for item, body in ready))
+        outcomes.extend(results)
+        await self._record(outcomes, tally)
+
+    def _render(self, item: Claimed) -> ComposedEmail | str:
+        if self._channel == Channel.EMAIL:
+            assert self._composer is not None
+            return self._composer.compose(
+                Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
+            )
+        return render_sms(self._sms_template or "", item.context)
+
+    async def _hand_over(self, item: Claimed, body: ComposedEmail | str) -> Outcome:
+        attempts = item.attempts + 1
+        if isinstance(body, ComposedEmail):
+            result = await self._email.send(
+                self._mail_from, item.email or "", body.message_id, body.data
+            )
+            return Outcome(
+                item.delivery_id, item.customer_id, attempts, result, body.message_id, body.links
+            )
+        result = await self._sms.send(item.delivery_id, item.phone or "", body)
+        return Outcome(item.delivery_id, item.customer_id, attempts, result)
+
+    async def _record(self, outcomes: Sequence[Outcome], tally: WaveTally) -> None:
+        if not outcomes:
+            return
+        now = self._clock()
+        sent, final, retry = [], [], []
+        bounced_customers: list[int] = []
+        for outcome in outcomes:
+            status = outcome.result.status
+            if status is SendStatus.SENT:
+                sent.append(outcome)
+            elif status is SendStatus.TRANSIENT and outcome.attempts < self._policy.max_attempts:
+                retry.append(outcome)
+            else:
+                final.append(outcome)
+                if status is SendStatus.PERMANENT and self._channel == Channel.EMAIL:
+                    if not outcome.result.detail.startswith(reasons.RENDER_FAILED):
+                        bounced_customers.append(outcome.customer_id)
+        async with self._db.writer() as session:
+            if sent:
+                await _update_each(
+                    session,
+                    [
+                        {
+                            "row_id": o.delivery_id,
+                            "status": DeliveryStatus.SENT.value,
+                            "reason": None,
+                            "message_id": o.message_id,
+                            "links": o.links,
+                            "sent_at": now,
+                            "triggered_at": now,
+                            "due_at": None,
+                        }
+                        for o in sent
+                    ],
+                )
+            if final:
+                await _update_each(
+                    session,
+                    [
+                        {
+                            "row_id": o.delivery_id,
+                            "status": _final_status(o.result.status),
+                            "reason": (o.result.detail or o.result.status.value)[:200],
+                            "message_id": o.message_id,
+                            "links": o.links,
+                            "sent_at": now if o.result.status is SendStatus.UNCERTAIN else None,
+                            "triggered_at": now,
+                            "due_at": None,
+                        }
+                        for o in final
+                    ],
+                )
+            if retry:
+                await _update_each(
+                    session,
+                    [
+                        {
+                            "row_id": o.delivery_id,
+                            "status": DeliveryStatus.PLANNED.value,
+                            "reason": (o.result.detail or "transient failure")[:200],
+                            "message_id": None,
+                            "links": None,
+                            "sent_at": None,
+                            "triggered_at": None,
+                            "due_at": self._policy.retry_at(now, o.attempts),
+                        }
+                        for o in retry
+                    ],
+                )
+            if bounced_customers:
+                await _mark_bounced(session, final, bounced_customers, now)
+        tally.sent += len(sent)
+        tally.retried += len(retry)
+        for outcome in final:
+            if outcome.result.status is SendStatus.UNCERTAIN:
+                tally.uncertain += 1
+            else:
+                tally.failed += 1
+
+
+def _final_status(status: SendStatus) -> str:
+    return (
+        DeliveryStatus.UNCERTAIN.value
+        if status is SendStatus.UNCERTAIN
+        else DeliveryStatus.FAILED.value
+    )
+
+
+async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    values: dict[str, object] = {
+        "status": bindparam("status"),
+        "reason": bindparam("reason"),
+        "message_id": bindparam("message_id"),
+        "links": bindparam("links", type_=_delivery.c.links.type),
+        "sent_at": bindparam("sent_at", type_=_delivery.c.sent_at.type),
+        "triggered_at": bindparam("triggered_at", type_=_delivery.c.triggered_at.type),
+        "lease_until": None,
+    }
+    if rows[0]["due_at"] is not None:
+        values["due_at"] = bindparam("due_at", type_=_delivery.c.due_at.type)
+    statement = (
+        update(_delivery)
+        .where(_delivery.c.id == bindparam("row_id"))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(statement, rows)
+
+
+async def _mark_bounced(
+    session: AsyncSession, final: Sequence[Outcome], customer_ids: list[int], now: datetime
+) -> None:
+    await session.execute(
+        update(Customer.__table__)
+        .where(
+            Customer.__table__.c.id.in_(customer_ids),
+            Customer.__table__.c.email_status == EmailStatus.SUBSCRIBED.value,
+        )
+        .values(email_status=EmailStatus.BOUNCED.value, email_status_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    bounced = set(customer_ids)
+    session.add_all(
+        Event(
+            delivery_id=o.delivery_id,
+            customer_id=o.customer_id,
+            type=EventType.BOUNCED.value,
+            occurred_at=now,
+            data={"detail": o.result.detail[:200]},
+        )
+        for o in final
+        if o.customer_id in bounced
+    )

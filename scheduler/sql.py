@@ -1,0 +1,48 @@
+"""The few SQL expressions that SQLite and PostgreSQL spell differently."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Dialect, case, func, literal, type_coerce
+from sqlalchemy.sql.elements import ColumnElement
+
+from models.tables import UtcDateTime
+
+# SQLAlchemy keeps SQLite datetimes as text 'YYYY-MM-DD HH:MM:SS.ffffff'; values
+# computed inside SQLite must come out in the same shape to compare and read back.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%f"
+
+
+def moment(value: datetime) -> ColumnElement[datetime]:
+    """A bound UTC moment, stored in the dialect's own datetime form."""
+    return literal(value, UtcDateTime())
+
+
+def plus_seconds(dialect: Dialect, expr: ColumnElement[datetime], seconds: int) -> ColumnElement:
+    if dialect.name == "sqlite":
+        shifted = func.strftime(_SQLITE_DATETIME, expr, f"{int(seconds):+d} seconds")
+        # %f gives milliseconds; pad to the microseconds SQLAlchemy writes.
+        return type_coerce(shifted.op("||")(literal("000")), UtcDateTime())
+    return expr + func.make_interval(0, 0, 0, 0, 0, 0, int(seconds))
+
+
+def later_of(
+    dialect: Dialect, first: ColumnElement[datetime], second: ColumnElement[datetime]
+) -> ColumnElement:
+    if dialect.name == "sqlite":
+        # SQLite's two-argument max() compares the text forms, which sort in time order.
+        return func.max(first, second, type_=UtcDateTime())
+    return func.greatest(first, second, type_=UtcDateTime())
+
+
+def per_zone(
+    zone_column: ColumnElement[str], moments: dict[str, datetime], fallback: datetime
+) -> ColumnElement:
+    """`moments[zone]` for each row's zone: one local date and time read in every zone."""
+    if not moments:
+        return moment(fallback)
+    return case(
+        *((zone_column == zone, moment(at)) for zone, at in sorted(moments.items())),
+        else_=moment(fallback),
+    )

@@ -1,0 +1,93 @@
+"""Settings: defaults that run, and one clear line naming a bad setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # No .env of the developer's may leak in: run from an empty folder.
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("SMTP_", "SMS_", "TELEGRAM_")) or name in {
+            "ADMIN_IDS", "DATABASE_URL", "DEFAULT_TIMEZONE", "QUIET_HOURS_SMS", "SUMMARY_TIME",
+        }:
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_the_embedded_setup() -> None:
+    settings = load_settings()
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.default_timezone == "Europe/Moscow"
+    assert settings.default_phone_region == "RU"
+    assert settings.summary_time == time(9, 0)
+    assert settings.quiet_hours_sms == (time(21, 0), time(9, 0))
+    assert settings.engine_tick_seconds == 5
+    assert settings.smtp_host == ""
+    assert settings.admin_ids == []
+
+
+def test_values_are_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_IDS", "111, 222,333")
+    monkeypatch.setenv("QUIET_HOURS_SMS", "")
+    monkeypatch.setenv("SUMMARY_TIME", "18:30")
+    monkeypatch.setenv("SMTP_SECURITY", "starttls")
+    settings = load_settings()
+    assert settings.admin_ids == [111, 222, 333]
+    assert settings.quiet_hours_sms is None
+    assert settings.summary_time == time(18, 30)
+    assert settings.smtp_security == "starttls"
+
+
+def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DEFAULT_TIMEZONE=Asia/Vladivostok\nWEB_PORT=9000\n")
+    settings = load_settings()
+    assert settings.default_timezone == "Asia/Vladivostok"
+    assert settings.web_port == 9000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DEFAULT_TIMEZONE", "Mars/Base", "setting DEFAULT_TIMEZONE: 'Mars/Base' is not a known"),
+        ("ADMIN_IDS", "12,abc", "setting ADMIN_IDS: 'abc' is not a Telegram user id"),
+        ("SUMMARY_TIME", "9am", "setting SUMMARY_TIME: '9am' is not a time of day"),
+        ("QUIET_HOURS_SMS", "21:00", "setting QUIET_HOURS_SMS: '21:00' is not a range"),
+        ("ENGINE_TICK_SECONDS", "0", "setting ENGINE_TICK_SECONDS:"),
+        ("WEB_PORT", "http", "setting WEB_PORT:"),
+        ("SMTP_SECURITY", "ssl", "setting SMTP_SECURITY:"),
+        ("DATABASE_URL", "mysql://x", "setting DATABASE_URL: must start with"),
+        ("DEFAULT_PHONE_REGION", "XX", "setting DEFAULT_PHONE_REGION:"),
+    ],
+)
+def test_malformed_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_cli_stops_with_one_line_and_exit_code_2_on_bad_setting(tmp_path: Path) -> None:
+    env = {**os.environ, "DEFAULT_TIMEZONE": "Mars/Base", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "chains", "list"],
+        env=env, capture_output=True, text=True, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "chainmail: setting DEFAULT_TIMEZONE: 'Mars/Base' is not a known IANA time zone"
+    ]
