@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.settings import Settings
-from channels.smtp import EmailTransport, email_transport_from_settings
 from channels.sms import SmsTransport, sms_transport_from_settings
+from channels.smtp import EmailTransport, email_transport_from_settings
 from models.db import Database, secret_key
 from scheduler.engine import Engine, EngineConfig
 

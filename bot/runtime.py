@@ -22,6 +22,7 @@ def configure_logging(settings: Settings) -> None:
     )
     # httpx logs every request at INFO, which would leak the bot token into logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _current_revision(connection: object) -> str | None:

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -39,8 +39,9 @@ from models.templates import CUSTOMER_FIELDS, compile_problems, template_variabl
 # puts the path in front ("steps[0].action.subject: missing").
 
 NOT_YAML = "not YAML: {error}"
+KEY_GIVEN_TWICE = "key {key} given twice"
 NOT_A_CHAIN_DOCUMENT = "a chain file is a YAML mapping with format, name and steps"
-WRONG_FORMAT = "{value!r} is not a chain file format this version reads: write format: {format}"
+WRONG_FORMAT = "{value} is not a chain file format this version reads: write format: {format}"
 UNKNOWN_KEY = "unknown key"
 MISSING = "missing"
 NOT_A_MAPPING = "must be a mapping"
@@ -50,31 +51,32 @@ EMPTY = "must not be empty"
 NOT_ONE_LINE = "must be one line"
 TOO_LONG = "must be at most {limit} characters"
 NOT_TRUE_OR_FALSE = "must be true or false"
-NOT_ONE_OF = "{value!r} is not one of: {choices}"
-NOT_A_POSITIVE_WHOLE_NUMBER = "{value!r} is not a whole number above 0"
-NOT_AN_AMOUNT = "{value!r} is not an amount of 0 or more"
-BAD_CAMPAIGN = "{value!r} must be Latin letters, digits and _ only"
+NOT_ONE_OF = "{value} is not one of: {choices}"
+NOT_A_NUMBER_OF_DAYS = "{value} is not a whole number of days from 1 to {max}"
+NOT_AN_AMOUNT = "{value} is not an amount of 0 or more"
+BAD_CAMPAIGN = "{value} must be Latin letters, digits and _ only"
 NO_STEPS = "must list at least one step"
-LISTED_TWICE = "{value!r} is listed twice"
+LISTED_TWICE = "{value} is listed twice"
 MAIN_STEP_GOES_TO_SEGMENTS = (
     "the main step goes to segments ({segments: [name, …]}); who: is for later steps"
 )
 NO_SEGMENTS = "must list at least one segment"
-UNKNOWN_SEGMENT = "{value!r} is not a known segment"
+UNKNOWN_SEGMENT = "{value} is not a known segment"
 ONLY_MAIN_STEP_HAS_SEGMENTS = (
     "only the main step goes to segments; later steps use who: all or who: terms"
 )
 ONLY_WITH_TERMS = "only goes with who: terms"
 NO_TERMS = "must list at least one term"
-UNKNOWN_TERM = "{value!r} is not a term; terms are: {terms}"
+UNKNOWN_TERM = "{value} is not a term; terms are: {terms}"
 ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
 TEMPLATE_ERROR = "not a valid template: {error}"
 TOO_MANY_SMS_PARTS = (
     "{parts} SMS parts ({characters} {encoding} characters as written): at most {limit}"
 )
 ONLY_WITH_SEND = "only goes with send: {send}"
-NOT_A_DURATION = "{value!r} is not a duration"
-NOT_A_MOMENT = "{value!r} is not a date and time like 2026-12-01 10:00"
+NOT_A_DURATION = "{value} is not a duration"
+DURATION_TOO_LONG = "{value} is longer than {max} days"
+NOT_A_MOMENT = "{value} is not a date and time like 2026-12-01 10:00"
 SEND_NOW_WITH_LATER_TERMS = (
     "send: now cannot wait for {terms}: known only later; use send: after or send: at"
 )
@@ -86,6 +88,19 @@ UNKNOWN_VARIABLE = (
 WAIT_DAYS_UNUSED = "has no effect: wait_days is only used with who: terms"
 
 
+def _shown(value: Any) -> str:
+    """A value in a message as the file has it: text quoted, YAML's words for the rest."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, date):
+        return str(value)
+    return repr(value)
+
+
 # --- Vocabulary ---------------------------------------------------------------
 
 FORMAT = "chainmail/1"
@@ -93,6 +108,8 @@ MAX_SMS_PARTS = 10
 DEFAULT_WAIT_DAYS = 30
 DEFAULT_WINDOW_DAYS = 7
 NAME_LIMIT = 200
+# Ten years: beyond any sensible wait, and far from where datetime arithmetic overflows.
+MAX_DAYS = 3650
 CAMPAIGN_LIMIT = 100
 GOAL_ORDER = "order"
 
@@ -323,42 +340,41 @@ class ChainSpec:
 
 # --- Durations, moments, campaign tags -----------------------------------------
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+_DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
 _MOMENT_FORMAT = "%Y-%m-%d %H:%M"
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90s`, `45m`, `3h`, `2d`: a whole number above 0 and a unit."""
+    """`90s`, `45m`, `3h`, `2d`: a whole number above 0 and a unit, at most MAX_DAYS."""
     found = _DURATION.fullmatch(text)
     if not found or int(found.group(1)) == 0:
-        raise ValueError(NOT_A_DURATION.format(value=text))
-    try:
-        return timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
-    except OverflowError:
-        raise ValueError(NOT_A_DURATION.format(value=text)) from None
+        raise ValueError(NOT_A_DURATION.format(value=_shown(text)))
+    seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds > MAX_DAYS * _UNIT_SECONDS["d"]:
+        raise ValueError(DURATION_TOO_LONG.format(value=_shown(text), max=MAX_DAYS))
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:
     """The inverse of parse_duration, in the largest unit that is exact (48h → 2d)."""
-    seconds = delta.total_seconds()
-    if seconds <= 0 or seconds != int(seconds):
+    second = timedelta(seconds=1)
+    if delta <= timedelta(0) or delta % second:
         raise ValueError(f"{delta} is not a positive whole number of seconds")
-    for unit, size in _UNIT_SECONDS.items():
-        if seconds % size == 0:
-            return f"{int(seconds) // size}{unit}"
-    raise AssertionError("a whole number of seconds is always a number of seconds")
+    seconds = delta // second
+    unit, size = next((u, size) for u, size in _UNIT_SECONDS.items() if seconds % size == 0)
+    return f"{seconds // size}{unit}"
 
 
 def parse_moment(text: str) -> datetime:
     """`2026-12-01 10:00` as a naive datetime (no zone: each customer's own applies)."""
     if not _MOMENT.fullmatch(text):
-        raise ValueError(NOT_A_MOMENT.format(value=text))
+        raise ValueError(NOT_A_MOMENT.format(value=_shown(text)))
     try:
         return datetime.strptime(text, _MOMENT_FORMAT)
     except ValueError:
-        raise ValueError(NOT_A_MOMENT.format(value=text)) from None
+        raise ValueError(NOT_A_MOMENT.format(value=_shown(text))) from None
 
 
 def format_moment(at: datetime) -> str:
@@ -445,7 +461,7 @@ def _text(
     one_line: bool = False,
     limit: int | None = None,
 ) -> str | None:
-    if key not in fields:
+    if key not in fields or (fields[key] is None and not required):
         if required:
             report.at(key).problem(MISSING)
         return None
@@ -478,16 +494,16 @@ def _choice(
     if isinstance(value, str) and value in choices._value2member_map_:
         return choices(value)
     names = ", ".join(member.value for member in choices)
-    report.at(key).problem(NOT_ONE_OF.format(value=value, choices=names))
+    report.at(key).problem(NOT_ONE_OF.format(value=_shown(value), choices=names))
     return None
 
 
-def _positive_int(fields: dict[Any, Any], key: str, report: _Report, default: int) -> int | None:
+def _days(fields: dict[Any, Any], key: str, report: _Report, default: int) -> int | None:
     value = fields.get(key, default)
     # YAML's true is an int to Python; it is not a number of days.
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_DAYS:
         return value
-    report.at(key).problem(NOT_A_POSITIVE_WHOLE_NUMBER.format(value=value))
+    report.at(key).problem(NOT_A_NUMBER_OF_DAYS.format(value=_shown(value), max=MAX_DAYS))
     return None
 
 
@@ -512,7 +528,7 @@ def _name_list(
         if not isinstance(value, str):
             here.problem(NOT_TEXT)
         elif value in seen:
-            here.problem(LISTED_TWICE.format(value=value))
+            here.problem(LISTED_TWICE.format(value=_shown(value)))
         else:
             seen.add(value)
             names.append((here, value))
@@ -543,7 +559,7 @@ def _audience(
         segments = _name_list(fields, "segments", report, empty=NO_SEGMENTS)
         for here, name in segments or []:
             if known_segments is not None and name not in known_segments:
-                here.problem(UNKNOWN_SEGMENT.format(value=name))
+                here.problem(UNKNOWN_SEGMENT.format(value=_shown(name)))
         if segments is None or len(report.problems) > before:
             return None
         return SegmentsAudience(tuple(name for _, name in segments))
@@ -563,7 +579,7 @@ def _audience(
     known_terms = ", ".join(Term)
     for here, name in terms or []:
         if name not in Term._value2member_map_:
-            here.problem(UNKNOWN_TERM.format(value=name, terms=known_terms))
+            here.problem(UNKNOWN_TERM.format(value=_shown(name), terms=known_terms))
     if match is None or terms is None or len(report.problems) > before:
         return None
     return TermsAudience(match, tuple(Term(name) for _, name in terms))
@@ -638,7 +654,7 @@ def _schedule(data: Any, report: _Report, *, audience: Audience | None) -> Sched
         after = _parsed(fields, "after", report, parse_duration, NOT_A_DURATION)
     if send is Send.AT:
         at = _parsed(fields, "at", report, parse_moment, NOT_A_MOMENT)
-    wait_days = _positive_int(fields, "wait_days", report, DEFAULT_WAIT_DAYS)
+    wait_days = _days(fields, "wait_days", report, DEFAULT_WAIT_DAYS)
     refusal = send_now_refusal(audience, send)
     if refusal:
         report.at("send").problem(refusal)
@@ -652,19 +668,21 @@ def _parsed(
     key: str,
     report: _Report,
     parse: Callable[[str], T],
-    message: str,
+    not_text: str,
 ) -> T | None:
+    """The value parsed; `parse` raises ValueError with the message for bad text."""
     if key not in fields:
         report.at(key).problem(MISSING)
         return None
     value = fields[key]
+    if not isinstance(value, str):
+        report.at(key).problem(not_text.format(value=_shown(value)))
+        return None
     try:
-        if isinstance(value, str):
-            return parse(value)
-    except ValueError:
-        pass
-    report.at(key).problem(message.format(value=value))
-    return None
+        return parse(value)
+    except ValueError as exc:
+        report.at(key).problem(str(exc))
+        return None
 
 
 def _conversion(data: Any, report: _Report) -> Conversion | None:
@@ -674,12 +692,12 @@ def _conversion(data: Any, report: _Report) -> Conversion | None:
     before = len(report.problems)
     goal = fields.get("goal", GOAL_ORDER)
     if goal != GOAL_ORDER:
-        report.at("goal").problem(NOT_ONE_OF.format(value=goal, choices=GOAL_ORDER))
-    window_days = _positive_int(fields, "window_days", report, DEFAULT_WINDOW_DAYS)
+        report.at("goal").problem(NOT_ONE_OF.format(value=_shown(goal), choices=GOAL_ORDER))
+    window_days = _days(fields, "window_days", report, DEFAULT_WINDOW_DAYS)
     amount = fields.get("min_amount", 0)
     is_amount = isinstance(amount, int | float) and not isinstance(amount, bool)
     if not (is_amount and math.isfinite(amount) and amount >= 0):
-        report.at("min_amount").problem(NOT_AN_AMOUNT.format(value=amount))
+        report.at("min_amount").problem(NOT_AN_AMOUNT.format(value=_shown(amount)))
     if window_days is None or len(report.problems) > before:
         return None
     return Conversion(window_days, Decimal(str(amount)))
@@ -722,14 +740,15 @@ def validate_block(
 ) -> Checked[Block]:
     """One block of the step at `position`, with paths relative to the block."""
     checked: Checked[Any]
-    if kind is BlockKind.AUDIENCE:
-        checked = validate_audience(data, position=position, known_segments=known_segments)
-    elif kind is BlockKind.ACTION:
-        checked = validate_action(data, known_attributes=known_attributes)
-    elif kind is BlockKind.SCHEDULE:
-        checked = validate_schedule(data, audience=audience)
-    else:
-        checked = validate_conversion(data)
+    match BlockKind(kind):
+        case BlockKind.AUDIENCE:
+            checked = validate_audience(data, position=position, known_segments=known_segments)
+        case BlockKind.ACTION:
+            checked = validate_action(data, known_attributes=known_attributes)
+        case BlockKind.SCHEDULE:
+            checked = validate_schedule(data, audience=audience)
+        case BlockKind.CONVERSION:
+            checked = validate_conversion(data)
     return checked
 
 
@@ -805,14 +824,16 @@ def _chain(
     if "format" not in fields:
         report.at("format").problem(MISSING)
     elif fields["format"] != FORMAT:
-        report.at("format").problem(WRONG_FORMAT.format(value=fields["format"], format=FORMAT))
+        report.at("format").problem(
+            WRONG_FORMAT.format(value=_shown(fields["format"]), format=FORMAT)
+        )
     name = _text(fields, "name", report, required=True, one_line=True, limit=NAME_LIMIT)
     enrollment = _choice(fields, "enrollment", Enrollment, report, default=Enrollment.ONCE)
     campaign = _text(fields, "campaign", report, required=False)
     if campaign is not None and not (
         _CAMPAIGN.fullmatch(campaign) and len(campaign) <= CAMPAIGN_LIMIT
     ):
-        report.at("campaign").problem(BAD_CAMPAIGN.format(value=campaign))
+        report.at("campaign").problem(BAD_CAMPAIGN.format(value=_shown(campaign)))
     utm = fields.get("utm", True)
     if not isinstance(utm, bool):
         report.at("utm").problem(NOT_TRUE_OR_FALSE)
@@ -856,18 +877,6 @@ def validate_chain(
     )
 
 
-def read_chain_file(
-    text: str, *, known_segments: Collection[str], known_attributes: Collection[str]
-) -> tuple[ChainSpec, list[Problem]]:
-    """The chain in a YAML file and its warnings; InvalidChainFile lists every problem."""
-    checked = validate_chain(
-        load_yaml(text), known_segments=known_segments, known_attributes=known_attributes
-    )
-    if checked.value is None:
-        raise InvalidChainFile(checked.problems)
-    return checked.value, checked.warnings
-
-
 # --- YAML -------------------------------------------------------------------------
 
 
@@ -883,7 +892,7 @@ class _Loader(yaml.SafeLoader):
             if isinstance(key, str | int | float | bool):
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} given twice", key_node.start_mark
+                        None, None, KEY_GIVEN_TWICE.format(key=_shown(key)), key_node.start_mark
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep)

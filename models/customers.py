@@ -34,15 +34,15 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from phonenumbers import PhoneMetadata
-from sqlalchemy import Row, String, bindparam, cast, delete, insert, select
+from sqlalchemy import Dialect, Row, String, Table, bindparam, cast, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,13 +101,13 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _UNDECODED = re.compile("[\udc80-\udcff]")
 
 
-@dataclass(frozen=True, slots=True)
-class CleanCustomer:
+class CleanCustomer(NamedTuple):
     """A record that passed validation, ready to store.
 
     `given` names the fields the record carried: the others keep their stored values.
     `timezone` and `timezone_source` are what this record alone says; an update may keep
-    the stored zone instead (see the module's rules).
+    the stored zone instead (see the module's rules). A tuple: a million of them are
+    built per million-line file, and tuples are built fastest.
     """
 
     external_id: str
@@ -312,9 +312,9 @@ def validate_customer(
     if not isinstance(record, Mapping):
         return NOT_AN_OBJECT
     try:
-        unknown = record.keys() - FIELDS
-        if unknown:
-            raise _Refused(UNKNOWN_FIELD.format(value=_shown(min(unknown))))
+        if not FIELDS.issuperset(record):
+            unknown = min(record.keys() - FIELDS)
+            raise _Refused(UNKNOWN_FIELD.format(value=_shown(str(unknown))))
         external_id = _external_id(record.get("external_id"))
         phone = _phone(record.get("phone"), default_phone_region)
         explicit_zone = _timezone(record.get("timezone"))
@@ -362,43 +362,22 @@ def _merged_attributes(stored: dict[str, Any], given: dict[str, Any] | None) -> 
     return {key: value for key, value in merged.items() if value is not None}
 
 
-def _row(
-    record: CleanCustomer, stored: Row[Any] | None, default_timezone: str, now: datetime
-) -> dict[str, Any]:
-    if stored is None:
-        return {
-            "external_id": record.external_id,
-            "email": record.email,
-            "phone": record.phone,
-            "first_name": record.first_name,
-            "last_name": record.last_name,
-            "timezone": record.timezone,
-            "timezone_source": record.timezone_source,
-            "attributes": _merged_attributes({}, record.attributes),
-            "email_status": EmailStatus.SUBSCRIBED,
-            "sms_status": SmsStatus.SUBSCRIBED,
-            "created_at": now,
-            "updated_at": now,
-        }
-    given = record.given
-    timezone, source = _zone_after_update(record, stored, default_timezone)
-    return {
-        "external_id": record.external_id,
-        "email": record.email if "email" in given else stored.email,
-        "phone": record.phone if "phone" in given else stored.phone,
-        "first_name": record.first_name if "first_name" in given else stored.first_name,
-        "last_name": record.last_name if "last_name" in given else stored.last_name,
-        "timezone": timezone,
-        "timezone_source": source,
-        "attributes": _merged_attributes(stored.attributes, record.attributes),
-        # Only the INSERT half of the upsert uses these: stored statuses stay.
-        "email_status": EmailStatus.SUBSCRIBED,
-        "sms_status": SmsStatus.SUBSCRIBED,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
+# Columns of the upsert. The last four are the same for every row of a batch; the
+# statuses and created_at only count for new customers (see _UPDATED_ON_CONFLICT).
+_INSERTED = (
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "timezone_source",
+    "attributes",
+    "email_status",
+    "sms_status",
+    "created_at",
+    "updated_at",
+)
 _UPDATED_ON_CONFLICT = (
     "email",
     "phone",
@@ -409,25 +388,106 @@ _UPDATED_ON_CONFLICT = (
     "attributes",
     "updated_at",
 )
+_READ_BEFORE_UPSERT = (
+    "id",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "timezone_source",
+    "attributes",
+)
+_CUSTOMERS = Customer.metadata.tables[Customer.__tablename__]
+_TAGS = CustomerTag.metadata.tables[CustomerTag.__tablename__]
 
 
-def _upsert_statement(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Customer.__table__)
+def _upsert(insert: Callable[[Table], Any]) -> Any:
+    statement = insert(_CUSTOMERS)
     return statement.on_conflict_do_update(
-        index_elements=[Customer.external_id],
+        index_elements=[_CUSTOMERS.c.external_id],
         set_={name: statement.excluded[name] for name in _UPDATED_ON_CONFLICT},
     )
 
 
+_UPSERTS = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+
 # Tags of new customers need their new ids: look each one up by external_id in the
 # INSERT itself rather than reading the ids back.
-_INSERT_TAGS = insert(CustomerTag).from_select(
+_INSERT_TAGS = insert(_TAGS).from_select(
     ["customer_id", "tag"],
-    select(Customer.id, cast(bindparam("tag"), String)).where(
-        Customer.external_id == bindparam("external_id")
+    select(_CUSTOMERS.c.id, cast(bindparam("tag"), String)).where(
+        _CUSTOMERS.c.external_id == bindparam("external_id")
     ),
 )
+
+
+class _DriverStatement(NamedTuple):
+    sql: str
+    parameters: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+@cache
+def _driver_statement(
+    statement: Any, columns: tuple[str, ...], dialect: Dialect
+) -> _DriverStatement:
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    order = [columns.index(name) for name in compiled.positiontup or ()]
+    return _DriverStatement(compiled.string, itemgetter(*order))
+
+
+async def _execute_many(
+    session: AsyncSession, statement: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """executemany straight at the driver, with values already as the driver takes them.
+
+    SQLAlchemy's own executemany spends more time per row on parameters than SQLite
+    spends inserting it (measured: 37 µs a customer in all against 22 µs in SQLite).
+    """
+    connection = await session.connection()
+    sql, parameters = _driver_statement(statement, columns, connection.dialect)
+    await connection.exec_driver_sql(sql, [parameters(row) for row in rows])
+
+
+def _for_driver(column: str, value: Any, dialect: Dialect) -> Any:
+    process = _CUSTOMERS.c[column].type.bind_processor(dialect)
+    return process(value) if process else value
+
+
+def _row(
+    record: CleanCustomer,
+    stored: Row[Any] | None,
+    default_timezone: str,
+    to_json: Callable[[Any], Any],
+    constants: tuple[Any, ...],
+) -> tuple[Any, ...]:
+    """The values of `_INSERTED` for the record, over what is stored for the customer."""
+    if stored is None:
+        return (
+            record.external_id,
+            record.email,
+            record.phone,
+            record.first_name,
+            record.last_name,
+            record.timezone,
+            record.timezone_source.value,
+            to_json(_merged_attributes({}, record.attributes)),
+            *constants,
+        )
+    given = record.given
+    timezone, source = _zone_after_update(record, stored, default_timezone)
+    return (
+        record.external_id,
+        record.email if "email" in given else stored.email,
+        record.phone if "phone" in given else stored.phone,
+        record.first_name if "first_name" in given else stored.first_name,
+        record.last_name if "last_name" in given else stored.last_name,
+        timezone,
+        str(source),
+        to_json(_merged_attributes(stored.attributes, record.attributes)),
+        *constants,
+    )
 
 
 async def _store_batch(
@@ -439,31 +499,364 @@ async def _store_batch(
     # made by someone else between this read and the upsert would be overwritten with
     # what was read. Sorted, so two imports lock common customers in the same order.
     stored_rows = await session.execute(
-        select(
-            Customer.id,
-            Customer.external_id,
-            Customer.email,
-            Customer.phone,
-            Customer.first_name,
-            Customer.last_name,
-            Customer.timezone,
-            Customer.timezone_source,
-            Customer.attributes,
-        )
-        .where(Customer.external_id.in_(ids))
-        .order_by(Customer.external_id)
+        select(*(_CUSTOMERS.c[name] for name in _READ_BEFORE_UPSERT))
+        .where(_CUSTOMERS.c.external_id.in_(ids))
+        .order_by(_CUSTOMERS.c.external_id)
         .with_for_update()
     )
     stored = {row.external_id: row for row in stored_rows}
+
+    dialect = session.bind.dialect
     now = utcnow()
-    rows = [_row(record, stored.get(record.external_id), default_timezone, now) for record in batch]
-    await session.execute(_upsert_statement(session.bind.dialect.name), rows)
+    # Values shared by every row go through SQLAlchemy's bind processing once.
+    constants = tuple(
+        _for_driver(column, value, dialect)
+        for column, value in zip(
+            _INSERTED[-4:],
+            (EmailStatus.SUBSCRIBED.value, SmsStatus.SUBSCRIBED.value, now, now),
+            strict=True,
+        )
+    )
+    to_json = _CUSTOMERS.c.attributes.type.bind_processor(dialect)
+    rows = [
+        _row(record, stored.get(record.external_id), default_timezone, to_json, constants)
+        for record in batch
+    ]
+    await _execute_many(session, _UPSERTS[dialect.name], _INSERTED, rows)
 
     retagged = [record for record in batch if record.tags is not None]
     stale = [stored[r.external_id].id for r in retagged if r.external_id in stored]
     if stale:
-        await session.execute(delete(CustomerTag).where(CustomerTag.customer_id.in_(stale)))
-    tag_rows = [{"external_id": r.external_id, "tag": tag} for r in retagged for tag in r.tags or ()]
+        await session.execute(delete(_TAGS).where(_TAGS.c.customer_id.in_(stale)))
+    tag_rows = [(r.external_id, tag) for r in retagged for tag in r.tags or ()]
     if tag_rows:
-        await session.execute(_INSERT_TAGS, tag_rows)
+        await _execute_many(session, _INSERT_TAGS, ("external_id", "tag"), tag_rows)
     return UpsertResult(created=len(batch) - len(stored), updated=len(stored))
+
+
+async def _store(
+    session: AsyncSession, records: Sequence[CleanCustomer], default_timezone: str
+) -> UpsertResult:
+    # PostgreSQL refuses an upsert that touches one row twice, so only the last
+    # listing of a customer is stored; the earlier ones count as updates it overwrote.
+    if not records:
+        # An empty parameter list would execute the INSERT once, with NULLs.
+        return UpsertResult()
+    latest = {record.external_id: record for record in records}
+    result = await _store_batch(session, list(latest.values()), default_timezone)
+    return result + UpsertResult(updated=len(records) - len(latest))
+
+
+def _chunks(records: Iterable[CleanCustomer], size: int) -> Iterator[list[CleanCustomer]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+
+
+async def upsert_customers(
+    db: Database,
+    records: Iterable[CleanCustomer],
+    *,
+    default_timezone: str,
+    actor: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> UpsertResult:
+    """Store validated customers by external_id in one transaction: all or none."""
+    _check_batch_size(batch_size)
+    result = UpsertResult()
+    async with db.writer() as session:
+        for chunk in _chunks(records, batch_size):
+            result += await _store(session, chunk, default_timezone)
+        if result.created or result.updated:
+            audit.record(
+                session, actor, "customers.upsert", created=result.created, updated=result.updated
+            )
+    return result
+
+
+def _validate_all(
+    items: Sequence[object], default_timezone: str, default_phone_region: str
+) -> tuple[list[CleanCustomer], list[RecordError]]:
+    clean: list[CleanCustomer] = []
+    errors: list[RecordError] = []
+    for index, item in enumerate(items):
+        checked = validate_customer(
+            item, default_timezone=default_timezone, default_phone_region=default_phone_region
+        )
+        if isinstance(checked, str):
+            errors.append(RecordError(index, checked))
+        else:
+            clean.append(checked)
+    return clean, errors
+
+
+async def save_customers(
+    db: Database,
+    items: Sequence[object],
+    *,
+    default_timezone: str,
+    default_phone_region: str,
+    actor: str,
+) -> RecordsReport:
+    """Validate incoming customers (JSON objects) and upsert the good ones; the bad ones
+    are reported by their index in `items`."""
+    # Validation is CPU work: a thread keeps the event loop (bot, web) answering.
+    clean, errors = await asyncio.to_thread(
+        _validate_all, items, default_timezone, default_phone_region
+    )
+    result = UpsertResult()
+    if clean:
+        result = await upsert_customers(db, clean, default_timezone=default_timezone, actor=actor)
+    return RecordsReport(created=result.created, updated=result.updated, errors=errors)
+
+
+# --- CSV files -------------------------------------------------------------------------
+
+CsvSource = str | os.PathLike[str] | BinaryIO
+_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1251": "cp1251"}
+
+
+def _detect_encoding(stream: BinaryIO) -> str:
+    """UTF-8 with BOM, else UTF-8 when the first non-ASCII bytes are UTF-8, else cp1251.
+
+    Looking at the first non-ASCII bytes rather than the first chunk: a cp1251 file can
+    run for megabytes of Latin-only lines before its first Cyrillic name.
+    """
+    start = stream.tell()
+    try:
+        if stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            return "utf-8-sig"
+        stream.seek(start)
+        while chunk := stream.read(_SAMPLE_BYTES):
+            if chunk.isascii():
+                continue
+            first = _NON_ASCII.search(chunk)
+            assert first is not None
+            # The rest of that line only: a later line in another encoding is that
+            # line's problem, not the file's.
+            sample = (chunk[first.start() :] + stream.read(_SAMPLE_BYTES)).split(b"\n", 1)[0]
+            try:
+                # Not final: the sample may end inside a character.
+                codecs.getincrementaldecoder("utf-8")().decode(sample[:_SAMPLE_BYTES], final=False)
+            except UnicodeDecodeError:
+                return "cp1251"
+            return "utf-8"
+        return "utf-8"
+    finally:
+        stream.seek(start)
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    start = stream.tell()
+    size = stream.seek(0, io.SEEK_END) - start
+    stream.seek(start)
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    width: int
+    known: list[tuple[int, str]]
+    extra: list[tuple[int, str]]
+
+
+def _columns(header: list[str], name: str) -> _Columns:
+    known: list[tuple[int, str]] = []
+    extra: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for index, title in enumerate(header):
+        title = title.strip()
+        # Spreadsheets add unnamed columns at the right: there is nothing to call them.
+        if not title:
+            continue
+        key = title.lower() if title.lower() in CSV_COLUMNS else title
+        if key in seen:
+            raise ChainmailError(DUPLICATE_COLUMN.format(name=name, column=_shown(key)))
+        seen.add(key)
+        (known if key in CSV_COLUMNS else extra).append((index, key))
+    if "external_id" not in seen:
+        found = ", ".join(title.strip() for title in header) or "nothing"
+        raise ChainmailError(NO_EXTERNAL_ID_COLUMN.format(name=name, found=found[:200]))
+    return _Columns(width=len(header), known=known, extra=extra)
+
+
+class _CsvBatches:
+    """A CSV file read a batch of good rows at a time; refused lines go to the report."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        name: str,
+        *,
+        default_timezone: str,
+        default_phone_region: str,
+        report: ImportReport,
+    ) -> None:
+        if not stream.seekable():
+            raise ValueError("the CSV stream must be seekable")
+        self._stream = stream
+        self._total = _stream_size(stream)
+        encoding = _detect_encoding(stream)
+        self._encoding_name = _ENCODING_NAMES[encoding]
+        self._defaults = {
+            "default_timezone": default_timezone,
+            "default_phone_region": default_phone_region,
+        }
+        self._report = report
+        self._done = False
+        self._text = io.TextIOWrapper(
+            stream, encoding=encoding, errors="surrogateescape", newline=""
+        )
+        try:
+            first = self._text.readline()
+            if not first:
+                raise ChainmailError(FILE_EMPTY.format(name=name))
+            delimiter = ";" if first.count(";") > first.count(",") else ","
+            self._rows = csv.reader(itertools.chain((first,), self._text), delimiter=delimiter)
+            self._columns = _columns(next(self._rows), name)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        # Leave the caller's stream open: closing the wrapper would close it too.
+        self._text.detach()
+
+    def progress(self) -> ImportProgress:
+        return ImportProgress(self._stream.tell(), self._total, self._rows.line_num)
+
+    def _refuse(self, line: int, reason: str) -> None:
+        self._report.refused += 1
+        if len(self._report.errors) < MAX_KEPT_ERRORS:
+            self._report.errors.append(LineError(line, reason))
+
+    def next_batch(self, size: int) -> list[CleanCustomer] | None:
+        """The good rows among the next `size` rows; None at the end of the file."""
+        if self._done:
+            return None
+        rows, columns = self._rows, self._columns
+        batch: list[CleanCustomer] = []
+        for _ in range(size):
+            # A quoted field may span lines: a row starts after the previous one ended.
+            line = rows.line_num + 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                self._done = True
+                break
+            except csv.Error as exc:
+                self._refuse(line, UNREADABLE_LINE.format(reason=exc))
+                continue
+            if not row:
+                continue
+            if len(row) != columns.width:
+                self._refuse(
+                    line, WRONG_COLUMN_COUNT.format(expected=columns.width, found=len(row))
+                )
+                continue
+            if _UNDECODED.search("".join(row)):
+                self._refuse(line, NOT_DECODABLE.format(encoding=self._encoding_name))
+                continue
+            record: dict[str, object] = {key: row[index] for index, key in columns.known}
+            if columns.extra:
+                record["attributes"] = {
+                    key: row[index].strip() or None for index, key in columns.extra
+                }
+            checked = validate_customer(record, **self._defaults)
+            if isinstance(checked, str):
+                self._refuse(line, checked)
+            else:
+                batch.append(checked)
+        return batch
+
+
+@contextmanager
+def _binary(source: CsvSource) -> Iterator[tuple[BinaryIO, str]]:
+    if not isinstance(source, str | os.PathLike):
+        yield source, getattr(source, "name", "the file")
+        return
+    path = Path(source)
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise ChainmailError(
+            FILE_UNREADABLE.format(name=path, reason=exc.strerror or exc)
+        ) from None
+    with stream:
+        yield stream, str(path)
+
+
+async def import_customers_csv(
+    db: Database,
+    source: CsvSource,
+    *,
+    default_timezone: str,
+    default_phone_region: str,
+    actor: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[ImportProgress], None] | None = None,
+) -> ImportReport:
+    """Import a customer CSV file (a path, or a seekable binary stream left open).
+
+    Good rows are upserted in batches, one transaction each, so memory stays flat
+    however long the file; refused lines are reported with their line number in the
+    file. Should the import stop midway, the batches before are in: importing the file
+    again is safe. Raises ChainmailError when the file cannot be read at all.
+    """
+    _check_batch_size(batch_size)
+    report = ImportReport()
+    with _binary(source) as (stream, name):
+        reader = await asyncio.to_thread(
+            _CsvBatches,
+            stream,
+            name,
+            default_timezone=default_timezone,
+            default_phone_region=default_phone_region,
+            report=report,
+        )
+        try:
+            await _import_batches(db, reader, report, default_timezone, batch_size, progress)
+        finally:
+            reader.close()
+    async with db.writer() as session:
+        audit.record(
+            session,
+            actor,
+            "customers.import",
+            file=name,
+            created=report.created,
+            updated=report.updated,
+            refused=report.refused,
+        )
+    return report
+
+
+async def _import_batches(
+    db: Database,
+    reader: _CsvBatches,
+    report: ImportReport,
+    default_timezone: str,
+    batch_size: int,
+    progress: Callable[[ImportProgress], None] | None,
+) -> None:
+    # Parsing runs in a thread, one batch ahead of the database: the driver releases
+    # the GIL while the database works, so both proceed at once. The thread also keeps
+    # the event loop of the bot or the web app answering during a long import.
+    reading = asyncio.ensure_future(asyncio.to_thread(reader.next_batch, batch_size))
+    try:
+        while (batch := await reading) is not None:
+            reading = asyncio.ensure_future(asyncio.to_thread(reader.next_batch, batch_size))
+            async with db.writer() as session:
+                result = await _store(session, batch, default_timezone)
+            report.created += result.created
+            report.updated += result.updated
+            if progress is not None:
+                progress(reader.progress())
+    finally:
+        # A reading thread cannot be stopped: let it finish before the file is closed.
+        await asyncio.gather(reading, return_exceptions=True)

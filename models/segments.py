@@ -1,4 +1,4 @@
-"""Segments: named audiences of main steps — every customer, or those with any / all of some tags."""
+"""Segments: named audiences of main steps — all customers, or those with any / all of some tags."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import Select, exists, false, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -137,5 +137,4 @@ def segment_members_query(segments: Iterable[SegmentRule]) -> Select[tuple[int]]
     A Core select, meant to be filtered further or used in INSERT … SELECT.
     """
     conditions = [_member_condition(rule) for rule in segments]
-    where = or_(*conditions) if conditions else false()
-    return select(Customer.id).where(and_(where))
+    return select(Customer.id).where(or_(*conditions) if conditions else false())

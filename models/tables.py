@@ -326,7 +326,7 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    # "tg:<user id>", "cli" or "api".
+    # "tg:<user id>", "cli", "api" or "web".
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

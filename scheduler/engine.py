@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from channels.email_compose import EmailComposer, EmailStep
-from channels.smtp import EmailTransport
 from channels.sms import SmsTransport
+from channels.smtp import EmailTransport
 from models import reasons
+from models.chainfile import EmailAction, SmsAction
 from models.db import Database
 from models.tables import Chain, ChainStatus, Channel, Delivery, DeliveryStatus, Enrollment
 from scheduler import claims, planning
@@ -153,7 +154,7 @@ class Engine:
                     chain.campaign_tag,
                     chain.utm_enabled,
                     chain.enrollment,
-                    [step_plan(step) for step in chain.steps if _complete(step)],
+                    _complete_steps(chain),
                 )
                 for chain in chains
             ]
@@ -165,8 +166,6 @@ class Engine:
             if chain.enrollment == Enrollment.CONTINUOUS and chain.steps:
                 planned += await planning.enroll_main_step(session, chain.steps[0], now)
             for previous, step in zip(chain.steps, chain.steps[1:], strict=False):
-                if step.position != previous.position + 1:
-                    break  # an incomplete step in between holds the rest of the chain
                 planned += await planning.plan_follow_up(session, previous, step, now)
         return planned
 
@@ -195,16 +194,17 @@ class Engine:
 
     def _sender(self, chain: ChainPlan, step: StepPlan) -> StepSender:
         composer = None
-        if step.channel == Channel.EMAIL:
+        action = step.action
+        if isinstance(action, EmailAction):
             composer = EmailComposer(
                 EmailStep(
                     step_id=step.step_id,
                     position=step.position,
                     campaign=chain.campaign,
                     utm=chain.utm,
-                    subject=step.action.get("subject", ""),
-                    text=step.action.get("text", ""),
-                    html=step.action.get("html"),
+                    subject=action.subject,
+                    text=action.text,
+                    html=action.html,
                     mail_from=self.config.mail_from,
                 ),
                 public_base_url=self.config.public_base_url,
@@ -214,7 +214,7 @@ class Engine:
             self.db,
             channel=step.channel,
             composer=composer,
-            sms_template=step.action.get("text") if step.channel == Channel.SMS else None,
+            sms_template=action.text if isinstance(action, SmsAction) else None,
             email=self.email,
             sms=self.sms,
             mail_from=self.config.mail_from,
@@ -276,7 +276,11 @@ class Engine:
         return bool(result.rowcount)
 
 
-def _complete(step: object) -> bool:
-    return all(
-        getattr(step, block) is not None for block in ("audience", "action", "schedule")
-    )
+def _complete_steps(chain: Chain) -> list[StepPlan]:
+    """The steps up to the first one still lacking a block (added to a running chain)."""
+    steps = []
+    for step in chain.steps:
+        if step.audience is None or step.action is None or step.schedule is None:
+            break
+        steps.append(step_plan(step))
+    return steps

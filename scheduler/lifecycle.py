@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from models import audit
-from models.chains import chain_problems
 from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.tables import Chain, ChainStatus, Enrollment
@@ -27,7 +27,23 @@ class Activation:
     enrolled: int
 
 
-async def _chain(session, chain_id: int) -> Chain:  # noqa: ANN001
+def chain_problems(chain: Chain) -> list[str]:
+    """Why a chain cannot run yet: no steps, or steps lacking a block."""
+    if not chain.steps:
+        return ["it has no steps"]
+    problems = []
+    for step in chain.steps:
+        missing = [
+            block
+            for block in ("audience", "action", "schedule")
+            if getattr(step, block) is None
+        ]
+        if missing:
+            problems.append(f"step {step.position} ({step.name}) has no {', '.join(missing)} yet")
+    return problems
+
+
+async def _chain(session: AsyncSession, chain_id: int) -> Chain:
     chain = await session.scalar(
         select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
     )
@@ -45,7 +61,7 @@ async def activate_chain(
         chain = await _chain(session, chain_id)
         if chain.status != ChainStatus.DRAFT:
             raise ChainmailError(f"chain {chain_id} is {chain.status}; only a draft can be activated")
-        problems = await chain_problems(session, chain)
+        problems = chain_problems(chain)
         if problems:
             raise ChainNotReady(
                 f"chain {chain_id} cannot be activated:\n" + "\n".join(problems)

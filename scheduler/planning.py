@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, exists, insert, literal, null, select
+from sqlalchemy import Select, exists, literal, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.segments import segment_members_query
-from models.tables import Customer, Delivery, DeliveryStatus
+from models.tables import Customer, Delivery, DeliveryStatus, Segment
 from scheduler import sql
 from scheduler.steps import StepPlan
 from scheduler.timing import due_at_for_zones
@@ -86,26 +86,24 @@ async def _insert(session: AsyncSession, rows: Select) -> int:
 
 async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime) -> int:
     """Plan the main step for its segments' customers who have no delivery of it yet."""
-    members = segment_members_query(step.segments).subquery()
+    rules = await session.scalars(select(Segment).where(Segment.name.in_(step.segments)))
+    members = segment_members_query(list(rules))
     customers = Customer.__table__
     eligible = sql.moment(now)
-    rows = (
-        select(
-            literal(step.chain_id),
-            literal(step.step_id),
-            customers.c.id,
-            null(),
-            literal(step.channel),
-            literal(DeliveryStatus.PLANNED.value),
-            eligible,
-            await _due_expression(session, step, eligible, now),
-            _wait_until(session, step, eligible),
-            literal(0),
-            sql.moment(now),
-        )
-        .select_from(customers.join(members, members.c.customer_id == customers.c.id))
-        .where(_not_planned_yet(step, customers.c.id))
-    )
+    due = await _due_expression(session, step, eligible, now)
+    rows = members.with_only_columns(
+        literal(step.chain_id),
+        literal(step.step_id),
+        customers.c.id,
+        null(),
+        literal(step.channel),
+        literal(DeliveryStatus.PLANNED.value),
+        eligible,
+        due,
+        _wait_until(session, step, eligible),
+        literal(0),
+        sql.moment(now),
+    ).where(_not_planned_yet(step, customers.c.id))
     return await _insert(session, rows)
 
 

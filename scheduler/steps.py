@@ -1,16 +1,23 @@
-"""A step's saved blocks, read once per tick into plain values the engine plans with."""
+"""A step's saved blocks, read once per tick into the plain values the engine plans with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from models.chainfile import parse_duration
+from models.chainfile import (
+    Action,
+    BlockKind,
+    Conversion,
+    EmailAction,
+    Schedule,
+    SegmentsAudience,
+    Send,
+    TermsAudience,
+)
+from models.chains import stored_block
+from models.errors import ChainmailError
 from models.tables import Step
-
-LOCAL_MOMENT_FORMAT = "%Y-%m-%d %H:%M"
-DEFAULT_WAIT_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -20,48 +27,66 @@ class StepPlan:
     position: int
     name: str
     created_at: datetime
-    channel: str
-    action: dict[str, Any]
+    action: Action
+    schedule: Schedule
+    conversion: Conversion
     segments: tuple[str, ...]
-    # "all" (everyone the previous step reached) or "terms".
+    # "segments" (main step), "all" (everyone the previous step reached) or "terms".
     who: str
     terms: tuple[str, ...]
     match: str
-    send: str
-    after_seconds: int
-    at_local: datetime | None
-    wait_seconds: int
 
     @property
-    def is_main(self) -> bool:
-        return self.position == 1
+    def channel(self) -> str:
+        return self.action.channel.value
+
+    @property
+    def send(self) -> str:
+        return self.schedule.send.value
+
+    @property
+    def after_seconds(self) -> int:
+        after = self.schedule.after
+        return int(after.total_seconds()) if after is not None else 0
+
+    @property
+    def at_local(self) -> datetime | None:
+        return self.schedule.at
+
+    @property
+    def wait_seconds(self) -> int:
+        return self.schedule.wait_days * 86400
 
     @property
     def waits_for_terms(self) -> bool:
         """`send: now` with terms: sent the moment the terms come true, within wait_days."""
-        return self.who == "terms" and self.send == "now"
+        return self.who == "terms" and self.schedule.send is Send.NOW
+
+    @property
+    def is_email(self) -> bool:
+        return isinstance(self.action, EmailAction)
 
 
 def step_plan(step: Step) -> StepPlan:
-    """Plain values of a complete step (activation has validated its blocks)."""
-    assert step.audience is not None and step.action is not None and step.schedule is not None
-    audience, schedule = step.audience, step.schedule
-    after = schedule.get("after")
-    at = schedule.get("at")
+    """Plain values of a step whose audience, action and schedule are saved."""
+    audience = stored_block(BlockKind.AUDIENCE, step.audience, step.position)
+    action = stored_block(BlockKind.ACTION, step.action, step.position)
+    schedule = stored_block(BlockKind.SCHEDULE, step.schedule, step.position)
+    if audience is None or action is None or schedule is None:
+        raise ChainmailError(f"step {step.position} ({step.name}) is not complete")
+    conversion = stored_block(BlockKind.CONVERSION, step.conversion, step.position) or Conversion()
+    terms = audience if isinstance(audience, TermsAudience) else None
     return StepPlan(
         step_id=step.id,
         chain_id=step.chain_id,
         position=step.position,
         name=step.name,
         created_at=step.created_at,
-        channel=step.action["channel"],
-        action=step.action,
-        segments=tuple(audience.get("segments", ())),
-        who="segments" if step.position == 1 else audience.get("who", "all"),
-        terms=tuple(audience.get("terms", ())),
-        match=audience.get("match", "all"),
-        send=schedule["send"],
-        after_seconds=int(parse_duration(after).total_seconds()) if after else 0,
-        at_local=datetime.strptime(at, LOCAL_MOMENT_FORMAT) if at else None,
-        wait_seconds=int(schedule.get("wait_days", DEFAULT_WAIT_DAYS)) * 86400,
+        action=action,
+        schedule=schedule,
+        conversion=conversion,
+        segments=audience.segments if isinstance(audience, SegmentsAudience) else (),
+        who="segments" if isinstance(audience, SegmentsAudience) else ("terms" if terms else "all"),
+        terms=tuple(t.value for t in terms.terms) if terms else (),
+        match=terms.match.value if terms else "all",
     )

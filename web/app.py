@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from models.db import Database
-from web import api_customers, texts
+from web import api_customers, api_orders, texts, tracking
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ def create_app(db: Database, config: WebConfig) -> FastAPI:
     app.state.db = db
     app.state.config = config
     app.include_router(api_customers.router)
+    app.include_router(api_orders.router)
+    app.include_router(tracking.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -3,3 +3,29 @@
 BAD_API_TOKEN = "missing or wrong bearer token"
 API_TOKEN_NOT_SET = "the API is disabled: set API_TOKEN to enable it"
 DATABASE_UNAVAILABLE = "database unavailable"
+
+# The shop's API: orders and SMS reports.
+ORDERS_BODY_TOO_LARGE = "the body is larger than {limit} KB"
+TOO_MANY_ORDERS = "at most {limit} orders per request: send the rest in another one"
+NOT_JSON = "the body is not JSON: {reason}"
+NOT_AN_ORDER_OR_LIST = "the body must be one order (a JSON object) or a JSON list of orders"
+UNKNOWN_SMS = "no SMS with id {id!r}"
+
+# Pages the shop's customers see after following a link in a message; shop-neutral,
+# as no setting names the shop.
+PAGE_LANGUAGE = "en"
+UNSUBSCRIBE_TITLE = "Unsubscribe"
+UNSUBSCRIBE_QUESTION = {
+    "email": "Do you want to stop receiving our emails?",
+    "sms": "Do you want to stop receiving our text messages?",
+}
+UNSUBSCRIBE_BUTTON = "Unsubscribe"
+UNSUBSCRIBED_TITLE = "You are unsubscribed"
+UNSUBSCRIBED_DONE = {
+    "email": "You will no longer receive our mailings by email.",
+    "sms": "You will no longer receive our mailings by text message.",
+}
+LINK_NOT_FOUND_TITLE = "Link not found"
+LINK_NOT_FOUND_BODY = (
+    "This link is not valid. If you copied it from a message, please check that it is complete."
+)

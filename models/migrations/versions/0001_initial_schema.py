@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:35:12.823196
+Create Date: 2026-11-28 01:54:58.838806
 """
 
 from collections.abc import Sequence
@@ -145,6 +145,7 @@ def upgrade() -> None:
     sa.Column('chain_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('step_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('previous_delivery_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('channel', sa.String(length=8), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=200), nullable=True),
@@ -154,6 +155,7 @@ def upgrade() -> None:
     sa.Column('lease_until', models.tables.UtcDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.String(length=255), nullable=True),
+    sa.Column('links', sa.JSON(), nullable=True),
     sa.Column('created_at', models.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', models.tables.UtcDateTime(timezone=True), nullable=True),
     sa.Column('triggered_at', models.tables.UtcDateTime(timezone=True), nullable=True),
@@ -161,6 +163,7 @@ def upgrade() -> None:
     sa.CheckConstraint("status IN ('planned', 'sending', 'sent', 'failed', 'skipped', 'uncertain')", name=op.f('ck_deliveries_status')),
     sa.ForeignKeyConstraint(['chain_id'], ['chains.id'], name=op.f('fk_deliveries_chain_id_chains'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_deliveries_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['previous_delivery_id'], ['deliveries.id'], name=op.f('fk_deliveries_previous_delivery_id_deliveries'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['step_id'], ['steps.id'], name=op.f('fk_deliveries_step_id_steps'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
     sa.UniqueConstraint('step_id', 'customer_id', name=op.f('uq_deliveries_step_id_customer_id'))

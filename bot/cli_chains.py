@@ -1,0 +1,124 @@
+"""`chainmail segments …` and `chainmail chains import|export|list`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from bot.runtime import open_database
+from bot.settings import Settings
+from models.chainfile import InvalidChainFile
+from models.chains import export_chain, import_chain, list_chains
+from models.db import Database
+from models.errors import ChainmailError
+from models.segments import MATCHES, add_segment, delete_segment, list_segments
+
+ACTOR = "cli"
+T = TypeVar("T")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    segments = commands.add_parser("segments", help="named audiences of main steps")
+    sub = segments.add_subparsers(dest="segments_command", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="add a segment (no tags: all customers)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--tags", default="", help="comma-separated tags, e.g. vip,newsletter")
+    add.add_argument("--match", choices=MATCHES, default="any", help="any (default) or all tags")
+    add.set_defaults(handler=_segments_add)
+    sub.add_parser("list", help="list segments").set_defaults(handler=_segments_list)
+    delete = sub.add_parser("delete", help="delete a segment no chain uses")
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(handler=_segments_delete)
+
+    chains = commands.add_parser("chains", help="chains of mailings")
+    sub = chains.add_subparsers(dest="chains_command", required=True, metavar="ACTION")
+    load = sub.add_parser("import", help="create a draft chain from a chain file")
+    load.add_argument("file", type=Path, metavar="FILE")
+    load.set_defaults(handler=_chains_import)
+    export = sub.add_parser("export", help="print a chain as a chain file")
+    export.add_argument("chain_id", type=int, metavar="ID")
+    export.set_defaults(handler=_chains_export)
+    sub.add_parser("list", help="list chains").set_defaults(handler=_chains_list)
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    db = await open_database(settings)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(headers), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+async def _segments_add(settings: Settings, args: argparse.Namespace) -> int:
+    tags = args.tags.split(",")
+    segment = await _with_database(
+        settings, lambda db: add_segment(db, args.name, tags, args.match, actor=ACTOR)
+    )
+    who = f"customers with {segment.match} of: {', '.join(segment.tags)}"
+    print(f"segment {segment.name}: {who if segment.tags else 'all customers'}")
+    return 0
+
+
+async def _segments_list(settings: Settings, _args: argparse.Namespace) -> int:
+    segments = await _with_database(settings, list_segments)
+    if not segments:
+        print("no segments yet: add one with `chainmail segments add NAME`")
+        return 0
+    rows = [
+        (s.name, s.match if s.tags else "-", ", ".join(s.tags) or "(all customers)")
+        for s in segments
+    ]
+    print(_table(("NAME", "MATCH", "TAGS"), rows))
+    return 0
+
+
+async def _segments_delete(settings: Settings, args: argparse.Namespace) -> int:
+    await _with_database(settings, lambda db: delete_segment(db, args.name, actor=ACTOR))
+    print(f"segment {args.name} deleted")
+    return 0
+
+
+async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChainmailError(f"cannot read {args.file}: {exc}") from None
+    try:
+        result = await _with_database(settings, lambda db: import_chain(db, text, actor=ACTOR))
+    except InvalidChainFile as exc:
+        # Every problem on its own line, path first, for people and for grep.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(result.chain_id)
+    return 0
+
+
+async def _chains_export(settings: Settings, args: argparse.Namespace) -> int:
+    document = await _with_database(settings, lambda db: export_chain(db, args.chain_id))
+    sys.stdout.write(document)
+    return 0
+
+
+async def _chains_list(settings: Settings, _args: argparse.Namespace) -> int:
+    chains = await _with_database(settings, list_chains)
+    if not chains:
+        print("no chains yet: import one with `chainmail chains import FILE`")
+        return 0
+    rows = [(c.id, c.name, c.status.value, c.steps) for c in chains]
+    print(_table(("ID", "NAME", "STATUS", "STEPS"), rows))
+    return 0

@@ -1,0 +1,195 @@
+"""Emails of one step: a MIME template prepared once, filled in per customer.
+
+Everything that is the same for every customer of a step — From, the MIME
+structure, part headers, compiled templates, UTM-tagged link targets — is
+built in `EmailComposer.__init__`. `compose` only renders the templates,
+rewrites links, base64-encodes the two parts and joins bytes: about 30 µs
+against about 1 ms for an `EmailMessage` (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import html as html_escaping
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from channels import mime, texts
+from channels.links import (
+    add_query_params,
+    is_web_link,
+    rewrite_html_links,
+    rewrite_text_links,
+    utm_params,
+)
+from channels.rendering import CompiledTemplate, RenderError
+from models.templates import HTML_ENV, TEXT_ENV
+from models.tokens import TokenKind, make_token
+
+__all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderError"]
+
+# Distinct targets remembered per step with their UTM tags; a template that
+# builds hrefs from customer data could otherwise grow the memo without end.
+_MAX_REMEMBERED_TARGETS = 10_000
+
+
+@dataclass(frozen=True)
+class EmailStep:
+    step_id: int
+    # 1-based: `utm_content=step<position>`.
+    position: int
+    # The chain's campaign tag, the `utm_campaign` value.
+    campaign: str
+    # UTM tags on or off for the chain.
+    utm: bool
+    # Jinja2 templates.
+    subject: str
+    text: str
+    html: str | None
+    # "Shop <news@shop.example>"
+    mail_from: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: int
+    customer_id: int
+    email: str
+    # Template variables (`models.templates.template_context`).
+    context: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ComposedEmail:
+    message_id: str
+    data: bytes
+    # The original targets (UTM-tagged) of the tracked HTML links; a click
+    # token's link index points into this list.
+    links: list[str]
+
+
+class EmailComposer:
+    """Composes the emails of one step; RenderError if a template does not compile."""
+
+    def __init__(self, step: EmailStep, *, public_base_url: str, secret_key: str) -> None:
+        display_name, address = parseaddr(step.mail_from)
+        self.envelope_sender = mime.plain_address(address)
+        domain = self.envelope_sender.rpartition("@")[2]
+        self._base = public_base_url.rstrip("/")
+        self._secret = secret_key
+        self._subject = CompiledTemplate(TEXT_ENV, step.subject, texts.PART_SUBJECT)
+        self._text = CompiledTemplate(TEXT_ENV, step.text, texts.PART_TEXT)
+        self._html: CompiledTemplate | None = None
+        if step.html and step.html.strip():
+            self._html = CompiledTemplate(HTML_ENV, step.html, texts.PART_HTML)
+        self._utm = utm_params(step.campaign, step.position) if step.utm else ()
+        self._tagged: dict[str, str] = {}
+        # Links into Chainmail itself are never tracked or tagged.
+        self._own_links = (f"{self._base}/u/", f"{self._base}/t/")
+        self._message_id_start = f"<cm.{step.step_id}."
+        self._message_id_end = f"@{domain}>"
+        self._mailto = f"mailto:{self.envelope_sender}?subject=unsubscribe%20"
+        self._date = mime.DateHeader()
+        self._from = mime.address_header("From", display_name, self.envelope_sender)
+        self._prepare_body_frame()
+
+    def _prepare_body_frame(self) -> None:
+        # Base64 never contains "=_", so the boundary cannot occur in a part.
+        boundary = f"=_cm{secrets.token_hex(12)}"
+        constant = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
+        text_type = b'Content-Type: text/plain; charset="utf-8"\r\n'
+        html_type = b'Content-Type: text/html; charset="utf-8"\r\n'
+        encoding = b"Content-Transfer-Encoding: base64\r\n"
+        if self._html is None:
+            self._before_text = constant + text_type + encoding + b"\r\n"
+            self._before_html = b""
+            self._after_body = b""
+            return
+        self._before_text = (
+            constant
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+            + f"--{boundary}\r\n".encode()
+            + text_type
+            + encoding
+            + b"\r\n"
+        )
+        self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
+        self._after_body = f"--{boundary}--\r\n".encode()
+
+    def compose(self, recipient: Recipient) -> ComposedEmail:
+        """The message for one customer; RenderError if it cannot be built for them."""
+        try:
+            address = mime.plain_address(recipient.email)
+        except ValueError as exc:
+            raise RenderError(
+                texts.ADDRESS_UNUSABLE.format(address=recipient.email, why=exc)
+            ) from None
+        context = recipient.context
+        subject = self._subject.render(context)
+        text = self._text.render(context)
+        markup = None if self._html is None else self._html.render(context)
+
+        delivery_id = recipient.delivery_id
+        unsubscribe_token = make_token(self._secret, TokenKind.UNSUBSCRIBE, delivery_id)
+        unsubscribe_url = f"{self._base}/u/{unsubscribe_token}"
+        if self._utm:
+            text = rewrite_text_links(text, self._tagged_target)
+        footer = texts.UNSUBSCRIBE_TEXT_FOOTER.format(url=unsubscribe_url)
+        text = f"{text.rstrip()}\n\n-- \n{footer}\n"
+        links: list[str] = []
+        if markup is not None:
+            markup = self._finish_html(markup, delivery_id, unsubscribe_url, links)
+
+        message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
+        parts = [
+            self._from,
+            mime.address_header("To", _display_name(context), address),
+            mime.unstructured_header("Subject", subject),
+            self._date.now(),
+            f"Message-ID: {message_id}\r\n".encode(),
+            f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
+            f" <{self._mailto}{unsubscribe_token}>\r\n".encode(),
+            self._before_text,
+            mime.base64_body(text),
+        ]
+        if markup is not None:
+            parts += [self._before_html, mime.base64_body(markup), self._after_body]
+        return ComposedEmail(message_id, b"".join(parts), links)
+
+    def _finish_html(
+        self, markup: str, delivery_id: int, unsubscribe_url: str, links: list[str]
+    ) -> str:
+        def track(target: str) -> str | None:
+            if not is_web_link(target) or target.startswith(self._own_links):
+                return None
+            links.append(self._tagged_target(target))
+            token = make_token(self._secret, TokenKind.CLICK, delivery_id, len(links) - 1)
+            return f"{self._base}/t/c/{token}"
+
+        markup = rewrite_html_links(markup, track)
+        open_token = make_token(self._secret, TokenKind.OPEN, delivery_id)
+        ending = (
+            f'<p style="font-size:12px;color:#888888">'
+            f'<a href="{html_escaping.escape(unsubscribe_url)}">'
+            f"{html_escaping.escape(texts.UNSUBSCRIBE_HTML_LINK)}</a></p>"
+            f'<img src="{self._base}/t/o/{open_token}" width="1" height="1" alt="">'
+        )
+        body_end = markup.lower().rfind("</body")
+        if body_end < 0:
+            return f"{markup}{ending}"
+        return f"{markup[:body_end]}{ending}{markup[body_end:]}"
+
+    def _tagged_target(self, url: str) -> str:
+        tagged = self._tagged.get(url)
+        if tagged is None:
+            if len(self._tagged) >= _MAX_REMEMBERED_TARGETS:
+                self._tagged.clear()
+            tagged = self._tagged[url] = add_query_params(url, self._utm)
+        return tagged
+
+
+def _display_name(context: Mapping[str, Any]) -> str:
+    names = (context.get("first_name"), context.get("last_name"))
+    return " ".join(str(name) for name in names if name)

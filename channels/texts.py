@@ -1,0 +1,37 @@
+"""Every text the channel layer puts in front of people, in one place.
+
+Footer wording goes to the shop's customers (the shop is Russian-speaking, the
+product is not: both languages). Details go into `deliveries.reason` and the
+bot's reports, read by managers and operators.
+"""
+
+# The visible unsubscribe link every email carries (Gmail's bulk-sender rules).
+UNSUBSCRIBE_TEXT_FOOTER = "Отписаться от рассылки / Unsubscribe: {url}"
+UNSUBSCRIBE_HTML_LINK = "Отписаться от рассылки / Unsubscribe"
+
+# Template problems, prefixed with the part of the message they are in.
+PART_SUBJECT = "subject"
+PART_TEXT = "text"
+PART_HTML = "HTML"
+PART_SMS = "SMS text"
+TEMPLATE_SYNTAX = "{part}: line {line}: {message}"
+TEMPLATE_RUNTIME = "{part}: {error}"
+ADDRESS_UNUSABLE = "address {address!r} cannot be used in an email: {why}"
+ADDRESS_CONTROL = "it contains a line break or control character"
+ADDRESS_SHAPE = "it is not of the form name@domain"
+ADDRESS_SMTPUTF8 = "its local part is not ASCII (needs SMTPUTF8)"
+ADDRESS_DOMAIN = "its domain is not a valid host name"
+
+# What a transport says about a send that did not end with a plain "accepted".
+CONNECT_FAILED = "cannot connect to {server}: {error}"
+CONNECTION_LOST = "connection lost before the message was sent: {error}"
+OUTCOME_UNKNOWN = "connection lost after the message was sent; it may have been delivered: {error}"
+TIMED_OUT_AFTER_SEND = "no answer after the message was sent; it may have been delivered"
+GAVE_UP = "{detail} (after {attempts} attempts)"
+SMTP_REPLY = "{code} {text}"
+HTTP_REPLY = "HTTP {code}: {text}"
+RETRY_AFTER_TOO_LONG = "HTTP 429: the gateway asks to wait {seconds:.0f} s"
+OUTBOX_EMAIL = "outbox files in {path}"
+OUTBOX_SMS = "outbox file {path}"
+SMTP_SERVER = "SMTP {host}:{port} ({security})"
+SMS_GATEWAY = "SMS gateway {url}"

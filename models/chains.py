@@ -1,0 +1,414 @@
+"""Chains and their steps: import and export chain files, create, copy, edit block by block.
+
+Steps keep each block as the canonical JSON of models.chainfile, saved only
+after the same validation a chain file goes through; positions count from 1
+(the main step). Every change is written to the audit log in its transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from models import audit
+from models.chainfile import (
+    NAME_LIMIT,
+    Action,
+    Audience,
+    Block,
+    BlockKind,
+    ChainSpec,
+    Conversion,
+    InvalidBlock,
+    InvalidChainFile,
+    Problem,
+    Schedule,
+    StepSpec,
+    TermsAudience,
+    default_campaign,
+    dump_yaml,
+    load_yaml,
+    send_now_refusal,
+    validate_block,
+    validate_chain,
+    validate_name,
+)
+from models.db import Database
+from models.errors import ChainmailError, NotFound
+from models.segments import segment_names
+from models.tables import Chain, ChainStatus, Enrollment, Step, utcnow
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    chain_id: int
+    warnings: list[Problem]
+
+
+@dataclass(frozen=True)
+class ChainSummary:
+    id: int
+    name: str
+    status: ChainStatus
+    steps: int
+
+
+@dataclass(frozen=True)
+class StepView:
+    id: int
+    position: int
+    name: str
+    # None: not saved yet.
+    audience: Audience | None
+    action: Action | None
+    schedule: Schedule | None
+    conversion: Conversion | None
+
+    @property
+    def missing(self) -> tuple[BlockKind, ...]:
+        """Blocks still to be saved before the step is complete."""
+        return tuple(kind for kind in BlockKind if getattr(self, kind.value) is None)
+
+
+@dataclass(frozen=True)
+class ChainView:
+    id: int
+    name: str
+    status: ChainStatus
+    enrollment: Enrollment
+    campaign_tag: str
+    utm_enabled: bool
+    steps: tuple[StepView, ...]
+
+
+# --- Reading ------------------------------------------------------------------------
+
+
+async def known_attribute_keys(session: AsyncSession) -> set[str]:
+    """Every attribute key some customer has, found by the database in one pass."""
+    if session.bind.dialect.name == "sqlite":
+        query = (
+            "SELECT DISTINCT a.key FROM customers AS c, json_each(c.attributes) AS a"
+            " WHERE json_type(c.attributes) = 'object'"
+        )
+    else:
+        # The guard keeps a JSON null or list in one row from failing the whole query.
+        query = (
+            "SELECT DISTINCT a.key FROM customers AS c CROSS JOIN LATERAL jsonb_object_keys("
+            " CASE WHEN jsonb_typeof(c.attributes::jsonb) = 'object'"
+            " THEN c.attributes::jsonb ELSE '{}'::jsonb END) AS a(key)"
+        )
+    return set(await session.scalars(text(query)))
+
+
+def stored_block(kind: BlockKind, data: dict[str, Any] | None, position: int) -> Any:
+    """A block as saved in a Step column, typed (an Audience, Action, …); None if unsaved.
+
+    Saved blocks passed validation; segments are not looked up again, since a
+    segment in use cannot be deleted.
+    """
+    if data is None:
+        return None
+    checked = validate_block(kind, data, position=position)
+    if checked.value is None:
+        raise ValueError(f"stored {kind} of step {position} is invalid: {checked.problems}")
+    return checked.value
+
+
+def _step_view(step: Step) -> StepView:
+    return StepView(
+        id=step.id,
+        position=step.position,
+        name=step.name,
+        audience=stored_block(BlockKind.AUDIENCE, step.audience, step.position),
+        action=stored_block(BlockKind.ACTION, step.action, step.position),
+        schedule=stored_block(BlockKind.SCHEDULE, step.schedule, step.position),
+        conversion=stored_block(BlockKind.CONVERSION, step.conversion, step.position),
+    )
+
+
+async def get_chain(db: Database, chain_id: int) -> ChainView:
+    async with db.session() as session:
+        chain = await session.scalar(
+            select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
+        )
+    if chain is None:
+        raise NotFound(f"there is no chain {chain_id}")
+    return ChainView(
+        id=chain.id,
+        name=chain.name,
+        status=ChainStatus(chain.status),
+        enrollment=Enrollment(chain.enrollment),
+        campaign_tag=chain.campaign_tag,
+        utm_enabled=chain.utm_enabled,
+        steps=tuple(_step_view(step) for step in chain.steps),
+    )
+
+
+async def list_chains(db: Database) -> list[ChainSummary]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Chain.id, Chain.name, Chain.status, func.count(Step.id))
+            .outerjoin(Step, Step.chain_id == Chain.id)
+            .group_by(Chain.id, Chain.name, Chain.status)
+            .order_by(Chain.id)
+        )
+        return [ChainSummary(id_, name, ChainStatus(status), n) for id_, name, status, n in rows]
+
+
+# --- Files ----------------------------------------------------------------------------
+
+
+async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportResult:
+    """A new draft chain from a chain file; InvalidChainFile lists every problem."""
+    doc = load_yaml(yaml_text)
+    async with db.session() as session:
+        known_segments = await segment_names(session)
+        known_attributes = await known_attribute_keys(session)
+    checked = validate_chain(doc, known_segments=known_segments, known_attributes=known_attributes)
+    if checked.value is None:
+        raise InvalidChainFile(checked.problems)
+    spec = checked.value
+    async with db.writer() as session:
+        chain = Chain(
+            name=spec.name,
+            enrollment=spec.enrollment,
+            campaign_tag=spec.campaign,
+            utm_enabled=spec.utm,
+        )
+        session.add(chain)
+        await session.flush()
+        for position, step in enumerate(spec.steps, start=1):
+            session.add(
+                Step(
+                    chain_id=chain.id,
+                    position=position,
+                    name=step.name,
+                    audience=step.audience.to_block(),
+                    action=step.action.to_block(),
+                    schedule=step.schedule.to_block(),
+                    conversion=step.conversion.to_block(),
+                )
+            )
+        audit.record(session, actor, "chain.import", chain_id=chain.id, document=spec.to_document())
+    return ImportResult(chain.id, checked.warnings)
+
+
+def chain_spec(chain: ChainView) -> ChainSpec:
+    """The chain as a complete document; refused while a step still lacks a block."""
+    if not chain.steps:
+        raise ChainmailError(f"chain {chain.id} has no steps yet")
+    steps: list[StepSpec] = []
+    gaps: list[str] = []
+    for step in chain.steps:
+        audience, action, schedule, conversion = (
+            step.audience,
+            step.action,
+            step.schedule,
+            step.conversion,
+        )
+        if audience is None or action is None or schedule is None or conversion is None:
+            gaps.append(f"step {step.position} ({step.name}) has no {', '.join(step.missing)}")
+        else:
+            steps.append(StepSpec(step.name, audience, action, schedule, conversion))
+    if gaps:
+        raise ChainmailError(f"chain {chain.id} is not complete: {'; '.join(gaps)}")
+    return ChainSpec(
+        name=chain.name,
+        enrollment=chain.enrollment,
+        campaign=chain.campaign_tag,
+        utm=chain.utm_enabled,
+        steps=tuple(steps),
+    )
+
+
+async def export_chain(db: Database, chain_id: int) -> str:
+    """The chain file (YAML) of a complete chain; importing it gives the same chain."""
+    return dump_yaml(chain_spec(await get_chain(db, chain_id)).to_document())
+
+
+# --- Editing ----------------------------------------------------------------------
+
+
+def _checked_name(name: str) -> str:
+    checked = validate_name(name)
+    if checked.value is None:
+        raise InvalidBlock(checked.problems)
+    return checked.value
+
+
+async def _locked_chain(session: AsyncSession, chain_id: int) -> Chain:
+    # FOR UPDATE on PostgreSQL serialises step changes of one chain (SQLite's
+    # writer transaction already does); it is left out on SQLite.
+    chain = await session.scalar(select(Chain).where(Chain.id == chain_id).with_for_update())
+    if chain is None:
+        raise NotFound(f"there is no chain {chain_id}")
+    return chain
+
+
+async def _step_at(session: AsyncSession, chain_id: int, position: int) -> Step:
+    step = await session.scalar(
+        select(Step).where(Step.chain_id == chain_id, Step.position == position)
+    )
+    if step is None:
+        raise NotFound(f"chain {chain_id} has no step {position}")
+    return step
+
+
+async def create_chain(db: Database, name: str, *, actor: str) -> int:
+    """A new, empty draft chain; its campaign tag comes from its name."""
+    name = _checked_name(name)
+    async with db.writer() as session:
+        chain = Chain(name=name, campaign_tag=default_campaign(name))
+        session.add(chain)
+        await session.flush()
+        audit.record(session, actor, "chain.create", chain_id=chain.id, name=name)
+    return chain.id
+
+
+async def copy_chain(db: Database, chain_id: int, *, actor: str, name: str | None = None) -> int:
+    """A new draft with the same steps, saved blocks as they are; «X (copy)» by default."""
+    async with db.writer() as session:
+        source = await session.scalar(
+            select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
+        )
+        if source is None:
+            raise NotFound(f"there is no chain {chain_id}")
+        suffix = " (copy)"
+        name = _checked_name(name or source.name[: NAME_LIMIT - len(suffix)] + suffix)
+        copy = Chain(
+            name=name,
+            enrollment=source.enrollment,
+            campaign_tag=default_campaign(name),
+            utm_enabled=source.utm_enabled,
+        )
+        session.add(copy)
+        await session.flush()
+        for step in source.steps:
+            session.add(
+                Step(
+                    chain_id=copy.id,
+                    position=step.position,
+                    name=step.name,
+                    audience=step.audience,
+                    action=step.action,
+                    schedule=step.schedule,
+                    conversion=step.conversion,
+                )
+            )
+        audit.record(session, actor, "chain.copy", chain_id=copy.id, source_id=chain_id)
+    return copy.id
+
+
+async def add_step(db: Database, chain_id: int, name: str, *, actor: str) -> StepView:
+    """A step after the last one (the main step if the chain has none), its blocks unsaved.
+
+    Conversion starts with its defaults, so a new step lacks only three blocks.
+    """
+    name = _checked_name(name)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        last = await session.scalar(
+            select(func.max(Step.position)).where(Step.chain_id == chain_id)
+        )
+        step = Step(
+            chain_id=chain_id,
+            position=(last or 0) + 1,
+            name=name,
+            conversion=Conversion().to_block(),
+        )
+        session.add(step)
+        chain.updated_at = utcnow()
+        await session.flush()
+        audit.record(
+            session, actor, "step.add", chain_id=chain_id, position=step.position, name=name
+        )
+        return _step_view(step)
+
+
+async def rename_step(db: Database, chain_id: int, position: int, name: str, *, actor: str) -> None:
+    name = _checked_name(name)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        step = await _step_at(session, chain_id, position)
+        audit.record(
+            session,
+            actor,
+            "step.rename",
+            chain_id=chain_id,
+            position=position,
+            old=step.name,
+            new=name,
+        )
+        step.name = name
+        step.updated_at = chain.updated_at = utcnow()
+
+
+async def _known_names(
+    db: Database, kind: BlockKind
+) -> tuple[Collection[str] | None, Collection[str] | None]:
+    """The segments and attribute keys a block of this kind is checked against."""
+    async with db.session() as session:
+        if kind is BlockKind.AUDIENCE:
+            return await segment_names(session), None
+        if kind is BlockKind.ACTION:
+            return None, await known_attribute_keys(session)
+    return None, None
+
+
+async def save_block(
+    db: Database,
+    chain_id: int,
+    position: int,
+    kind: BlockKind,
+    data: Any,
+    *,
+    actor: str,
+) -> list[Problem]:
+    """Validate and save one block of a step; its warnings, or InvalidBlock with every problem.
+
+    Paths in problems are relative to the block. Audience and schedule are
+    checked together: `send: now` cannot go with terms known only later,
+    whichever of the two is saved second.
+    """
+    kind = BlockKind(kind)
+    known_segments, known_attributes = await _known_names(db, kind)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        step = await _step_at(session, chain_id, position)
+        saved_audience = stored_block(BlockKind.AUDIENCE, step.audience, position)
+        checked = validate_block(
+            kind,
+            data,
+            position=position,
+            known_segments=known_segments,
+            known_attributes=known_attributes,
+            audience=saved_audience,
+        )
+        problems = list(checked.problems)
+        block: Block | None = checked.value
+        if isinstance(block, TermsAudience) and step.schedule is not None:
+            saved_schedule: Schedule = stored_block(BlockKind.SCHEDULE, step.schedule, position)
+            refusal = send_now_refusal(block, saved_schedule.send)
+            if refusal:
+                problems.append(Problem("terms", refusal))
+        if problems or block is None:
+            raise InvalidBlock(problems)
+        stored = block.to_block()
+        setattr(step, kind.value, stored)
+        step.updated_at = chain.updated_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            "step.save",
+            chain_id=chain_id,
+            position=position,
+            block=kind.value,
+            data=stored,
+        )
+    return checked.warnings

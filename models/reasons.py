@@ -1,0 +1,34 @@
+"""Why a delivery was skipped or failed: the words stored in `deliveries.reason`.
+
+The engine records them and stats group by them, so both import them from here.
+Failures reported by a channel carry the channel's own words instead.
+"""
+
+from __future__ import annotations
+
+NO_EMAIL = "no email"
+INVALID_EMAIL = "invalid email"
+EMAIL_UNSUBSCRIBED = "unsubscribed from email"
+EMAIL_BOUNCED = "email bounced"
+NO_PHONE = "no phone"
+INVALID_PHONE = "invalid phone"
+SMS_UNSUBSCRIBED = "unsubscribed from SMS"
+TERMS_FALSE = "terms not met"
+RENDER_FAILED = "template failed"
+OUTCOME_LOST = "outcome lost"
+
+# Skipped for these, a customer was never one the step could reach: stats leave
+# them out of coverage (SPEC §7: the audience less missing or invalid contacts
+# and unsubscribed; a customer whose terms were false is not in the audience).
+OUT_OF_REACH = frozenset(
+    {
+        NO_EMAIL,
+        INVALID_EMAIL,
+        EMAIL_UNSUBSCRIBED,
+        EMAIL_BOUNCED,
+        NO_PHONE,
+        INVALID_PHONE,
+        SMS_UNSUBSCRIBED,
+        TERMS_FALSE,
+    }
+)

@@ -1,0 +1,387 @@
+"""A chain's numbers per step (SPEC §7 `chainmail stats`), computed in the database.
+
+Two aggregate queries, never a delivery loaded into Python: one counts the
+chain's deliveries by step, status and skip reason together with what their
+events say; the other attributes orders to messages by the rule of
+`models.attribution`, written in SQL with window functions that SQLite (3.25+)
+and PostgreSQL both run. docs/attribution.md explains every number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Result, bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import reasons
+from models.attribution import DEFAULT_MIN_AMOUNT
+from models.chainfile import DEFAULT_WINDOW_DAYS
+from models.db import Database
+from models.errors import NotFound
+from models.tables import Chain, DeliveryStatus, Step, UtcDateTime
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class StepStats:
+    position: int
+    name: str
+    # None until the step's action block is saved.
+    channel: str | None
+    coverage: int
+    planned: int
+    sent: int
+    failed: int
+    skipped: int
+    uncertain: int
+    delivered: int
+    opened: int
+    clicked: int
+    unsubscribed: int
+    orders: int
+    revenue: Decimal
+    conversion_rate: float
+    skipped_by_reason: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    chain_id: int
+    name: str
+    status: str
+    steps: list[StepStats]
+
+
+# What a delivery's events say, as 0/1 flags; one row per delivery however many
+# events (a message opened five times counts once).
+_EVENT_FLAGS = """
+    MAX(CASE WHEN e.type IN ('delivered', 'opened', 'clicked') THEN 1 ELSE 0 END) AS arrived,
+    MAX(CASE WHEN e.type = 'bounced' THEN 1 ELSE 0 END) AS bounced,
+    MAX(CASE WHEN e.type IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
+    MAX(CASE WHEN e.type = 'clicked' THEN 1 ELSE 0 END) AS clicked,
+    MAX(CASE WHEN e.type = 'unsubscribed' THEN 1 ELSE 0 END) AS unsubscribed"""
+
+# {window_end} and {min_amount} are spelled per dialect;
+# {orders_in_period} may narrow the orders to a period.
+#
+# Built for a million deliveries: `CROSS JOIN` keeps SQLite's join order as
+# written (orders, then each customer's messages, then their step), which
+# PostgreSQL's planner is free to change. The first pass reads only columns of
+# the index on orders (customer_id, created_at), so SQLite walks the orders in
+# customer order, next to each other in the deliveries index; the few messages
+# inside a window are then checked for amount and engagement.
+#
+# The winner per order: the chain whose qualifying message came first (ties:
+# lower delivery id), and in it the latest qualifying message (ties: higher
+# delivery id) — the order `models.attribution` uses.
+_ATTRIBUTED = """
+WITH in_window AS MATERIALIZED (
+    SELECT o.id AS order_id, d.id AS delivery_id, d.chain_id, d.step_id, d.channel,
+           d.status, d.sent_at, {min_amount} AS min_amount
+    FROM orders o
+    CROSS JOIN deliveries d
+    CROSS JOIN steps s
+    WHERE d.customer_id = o.customer_id
+      AND d.sent_at <= o.created_at
+      AND s.id = d.step_id
+      AND o.created_at < {window_end}
+      {orders_in_period}
+),
+flags AS (
+    SELECT e.delivery_id, {event_flags}
+    FROM events e
+    WHERE e.delivery_id IN (SELECT delivery_id FROM in_window)
+    GROUP BY e.delivery_id
+),
+qualifying AS (
+    SELECT w.order_id, o.customer_id, o.amount, w.delivery_id, w.chain_id, w.step_id,
+           FIRST_VALUE(w.chain_id) OVER (
+               PARTITION BY w.order_id ORDER BY w.sent_at, w.delivery_id
+           ) AS first_chain_id,
+           ROW_NUMBER() OVER (
+               PARTITION BY w.order_id, w.chain_id ORDER BY w.sent_at DESC, w.delivery_id DESC
+           ) AS latest
+    FROM in_window w
+    JOIN orders o ON o.id = w.order_id
+    LEFT JOIN flags f ON f.delivery_id = w.delivery_id
+    WHERE o.amount >= w.min_amount
+      -- models.attribution.engaged: an email opened or clicked; an SMS reported
+      -- delivered, opened or clicked, or sent and never reported bounced.
+      AND CASE WHEN w.channel = 'email' THEN f.opened = 1
+               ELSE f.arrived = 1 OR (w.status = 'sent' AND COALESCE(f.bounced, 0) = 0)
+          END
+),
+attributed AS (
+    SELECT order_id, customer_id, amount, delivery_id, chain_id, step_id
+    FROM qualifying
+    WHERE chain_id = first_chain_id AND latest = 1
+)
+"""
+
+_ATTRIBUTED_BY_STEP = """
+SELECT step_id,
+       COUNT(*) AS orders,
+       SUM(ROUND(amount * 100)) AS revenue_cents,
+       COUNT(DISTINCT customer_id) AS customers
+FROM attributed
+WHERE chain_id = :chain_id
+GROUP BY step_id
+"""
+
+_DELIVERIES_BY_STATUS = """
+SELECT d.step_id, d.status, CASE WHEN d.status = 'skipped' THEN d.reason END AS skip_reason,
+       COUNT(*) AS deliveries
+FROM deliveries d
+WHERE d.chain_id = :chain_id {deliveries_in_period}
+GROUP BY d.step_id, d.status, CASE WHEN d.status = 'skipped' THEN d.reason END
+"""
+
+# Driven by the events, folded into flags per delivery first (many opens of
+# one message count once): only messages with events are looked at. A message
+# counts as delivered when sent and not bounced, or when an arrival event says
+# so; `delivered_change` corrects the number sent by the exceptions both ways.
+_DELIVERIES_BY_EVENTS = """
+SELECT d.step_id,
+       SUM(CASE WHEN d.status = 'sent' AND f.arrived = 0 AND f.bounced = 1 THEN -1
+                WHEN d.status <> 'sent' AND f.arrived = 1 THEN 1
+                ELSE 0 END) AS delivered_change,
+       SUM(f.opened) AS opened,
+       SUM(f.clicked) AS clicked,
+       SUM(f.unsubscribed) AS unsubscribed
+FROM (
+    SELECT e.delivery_id, {event_flags}
+    FROM events e
+    WHERE e.delivery_id IS NOT NULL
+    GROUP BY e.delivery_id
+) f
+JOIN deliveries d ON d.id = f.delivery_id
+WHERE d.chain_id = :chain_id {deliveries_in_period}
+GROUP BY d.step_id
+"""
+
+_SQLITE_WINDOW_DAYS = (
+    f"COALESCE(json_extract(s.conversion, '$.window_days'), {DEFAULT_WINDOW_DAYS:d})"
+)
+_POSTGRESQL_WINDOW_DAYS = (
+    f"COALESCE(CAST(s.conversion ->> 'window_days' AS INTEGER), {DEFAULT_WINDOW_DAYS:d})"
+)
+_SPELLING = {
+    "sqlite": {
+        # Text 'YYYY-MM-DD HH:MM:SS.ffffff': datetime() drops the fraction, which
+        # whole days never change, so it is put back to compare exactly.
+        "window_end": (
+            f"datetime(d.sent_at, '+' || {_SQLITE_WINDOW_DAYS} || ' days') || substr(d.sent_at, 20)"
+        ),
+        "min_amount": (
+            f"COALESCE(json_extract(s.conversion, '$.min_amount'), {int(DEFAULT_MIN_AMOUNT)})"
+        ),
+    },
+    "postgresql": {
+        # Hours, not days: a day interval follows the session's time zone across DST.
+        "window_end": f"d.sent_at + {_POSTGRESQL_WINDOW_DAYS} * INTERVAL '24 hours'",
+        "min_amount": (
+            f"COALESCE(CAST(s.conversion ->> 'min_amount' AS NUMERIC), {int(DEFAULT_MIN_AMOUNT)})"
+        ),
+    },
+}
+
+# A delivery belongs to a period by when it went out, or else by when it was planned.
+_DELIVERY_MOMENT = "COALESCE(d.sent_at, d.triggered_at, d.created_at)"
+
+
+@dataclass(frozen=True)
+class _Period:
+    since: datetime | None
+    until: datetime | None
+
+    def condition(self, column: str) -> str:
+        conditions = []
+        if self.since is not None:
+            conditions.append(f"AND {column} >= :since")
+        if self.until is not None:
+            conditions.append(f"AND {column} < :until")
+        return " ".join(conditions)
+
+    async def execute(
+        self, session: AsyncSession, sql: str, chain_id: int | None = None
+    ) -> Result[Any]:
+        statement = text(sql)
+        params: dict[str, Any] = {}
+        if chain_id is not None:
+            params["chain_id"] = chain_id
+        # Typed so that SQLite compares with the same text form of a moment it stores.
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                statement = statement.bindparams(bindparam(name, type_=UtcDateTime()))
+                params[name] = value
+        return await session.execute(statement, params)
+
+
+def _attributed_sql(session: AsyncSession, period: _Period) -> str:
+    return _ATTRIBUTED.format(
+        event_flags=_EVENT_FLAGS,
+        orders_in_period=period.condition("o.created_at"),
+        **_SPELLING[session.bind.dialect.name],
+    )
+
+
+async def attributed_orders(
+    db: Database,
+    chain_id: int | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[int, int]:
+    """{order id: delivery id} for the orders that count for a message (of one chain)."""
+    period = _Period(since, until)
+    async with db.session() as session:
+        sql = _attributed_sql(session, period) + "SELECT order_id, delivery_id FROM attributed"
+        if chain_id is not None:
+            sql += " WHERE chain_id = :chain_id"
+        rows = await period.execute(session, sql, chain_id)
+        return {order_id: delivery_id for order_id, delivery_id in rows}
+
+
+async def chain_stats(
+    db: Database,
+    chain_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ChainStats:
+    """Per-step numbers of a chain; `since`/`until` (until exclusive) narrow them to a period.
+
+    In a period, deliveries count by when they were sent (or, never sent, by when
+    they were planned) and orders by when they were placed; an order in the
+    period may count for a message sent before it.
+    """
+    period = _Period(since, until)
+    in_period = period.condition(_DELIVERY_MOMENT)
+    async with db.session() as session:
+        chain = await session.get(Chain, chain_id)
+        if chain is None:
+            raise NotFound(f"there is no chain {chain_id}")
+        steps = list(
+            await session.scalars(
+                select(Step).where(Step.chain_id == chain_id).order_by(Step.position)
+            )
+        )
+        tallies = {step.id: _Tally() for step in steps}
+        by_status = await period.execute(
+            session, _DELIVERIES_BY_STATUS.format(deliveries_in_period=in_period), chain_id
+        )
+        for step_id, status, reason, count in by_status:
+            tallies[step_id].add_deliveries(status, reason, count)
+        by_events = await period.execute(
+            session,
+            _DELIVERIES_BY_EVENTS.format(event_flags=_EVENT_FLAGS, deliveries_in_period=in_period),
+            chain_id,
+        )
+        for step_id, *counts in by_events:
+            tallies[step_id].set_events(*counts)
+        conversions = await period.execute(
+            session, _attributed_sql(session, period) + _ATTRIBUTED_BY_STEP, chain_id
+        )
+        for step_id, orders, revenue_cents, customers in conversions:
+            tallies[step_id].set_orders(orders, revenue_cents, customers)
+    return ChainStats(
+        chain_id=chain.id,
+        name=chain.name,
+        status=chain.status,
+        steps=[tallies[step.id].step_stats(step) for step in steps],
+    )
+
+
+@dataclass
+class _Tally:
+    """A step's numbers, summed from the rows of the counting queries."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    delivered_change: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    orders: int = 0
+    revenue: Decimal = Decimal("0.00")
+    converted_customers: int = 0
+
+    def add_deliveries(self, status: str, reason: str | None, count: int) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + count
+        if status == DeliveryStatus.SKIPPED:
+            key = reason or "unknown"
+            self.skipped_by_reason[key] = self.skipped_by_reason.get(key, 0) + count
+
+    def set_events(
+        self, delivered_change: int, opened: int, clicked: int, unsubscribed: int
+    ) -> None:
+        self.delivered_change = int(delivered_change)
+        self.opened = int(opened)
+        self.clicked = int(clicked)
+        self.unsubscribed = int(unsubscribed)
+
+    def set_orders(self, orders: int, revenue_cents: Any, customers: int) -> None:
+        self.orders = orders
+        self.revenue = (Decimal(int(revenue_cents)) / 100).quantize(CENT)
+        self.converted_customers = customers
+
+    def step_stats(self, step: Step) -> StepStats:
+        count = self.by_status.get
+        sent = count(DeliveryStatus.SENT, 0)
+        out_of_reach = sum(
+            n for reason, n in self.skipped_by_reason.items() if reason in reasons.OUT_OF_REACH
+        )
+        return StepStats(
+            position=step.position,
+            name=step.name,
+            channel=(step.action or {}).get("channel"),
+            coverage=sum(self.by_status.values()) - out_of_reach,
+            # `sending` is a message on its way: still to go, like `planned`.
+            planned=count(DeliveryStatus.PLANNED, 0) + count(DeliveryStatus.SENDING, 0),
+            sent=sent,
+            failed=count(DeliveryStatus.FAILED, 0),
+            skipped=count(DeliveryStatus.SKIPPED, 0),
+            uncertain=count(DeliveryStatus.UNCERTAIN, 0),
+            delivered=sent + self.delivered_change,
+            opened=self.opened,
+            clicked=self.clicked,
+            unsubscribed=self.unsubscribed,
+            orders=self.orders,
+            revenue=self.revenue,
+            conversion_rate=round(self.converted_customers / sent, 4) if sent else 0.0,
+            skipped_by_reason=dict(sorted(self.skipped_by_reason.items())),
+        )
+
+
+def stats_document(stats: ChainStats) -> dict[str, Any]:
+    """The JSON document of `chainmail stats ID --json` (SPEC §7), keys in its order."""
+    return {
+        "chain": {"id": stats.chain_id, "name": stats.name, "status": stats.status},
+        "steps": [
+            {
+                "position": step.position,
+                "name": step.name,
+                "channel": step.channel,
+                "coverage": step.coverage,
+                "planned": step.planned,
+                "sent": step.sent,
+                "failed": step.failed,
+                "skipped": step.skipped,
+                "uncertain": step.uncertain,
+                "delivered": step.delivered,
+                "opened": step.opened,
+                "clicked": step.clicked,
+                "unsubscribed": step.unsubscribed,
+                "orders": step.orders,
+                "revenue": f"{step.revenue:.2f}",
+                "conversion_rate": step.conversion_rate,
+            }
+            for step in stats.steps
+        ],
+    }

@@ -1,0 +1,162 @@
+"""What happens to a message after it left: opens, clicks, unsubscribes, SMS reports.
+
+Each fact is an `events` row, written once per delivery (a click: once per link),
+however often a pixel is fetched or a report re-sent. "Once" holds under
+concurrency because every writer here first locks the delivery's row
+(PostgreSQL: `FOR NO KEY UPDATE`; SQLite: the writer transaction already holds
+the database's write lock), so two hits on the same delivery run one after the
+other and the second sees the first's event. `FOR NO KEY UPDATE` rather than
+`FOR UPDATE` so that inserting events elsewhere (whose foreign key takes a key
+share lock on the delivery) is never blocked by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import audit
+from models.db import Database
+from models.tables import Channel, Customer, Delivery, EmailStatus, Event, EventType, SmsStatus
+
+SmsReport = Literal["delivered", "failed"]
+
+_STATUS_COLUMNS = {
+    Channel.EMAIL: (Customer.email_status, Customer.email_status_at, EmailStatus),
+    Channel.SMS: (Customer.sms_status, Customer.sms_status_at, SmsStatus),
+}
+
+
+@dataclass(frozen=True)
+class UnsubscribeResult:
+    channel: Channel
+    # False when the channel was already unsubscribed (or the address bounced).
+    changed: bool
+
+
+async def _locked_delivery(session: AsyncSession, delivery_id: int) -> Delivery | None:
+    return await session.scalar(
+        select(Delivery).where(Delivery.id == delivery_id).with_for_update(key_share=True)
+    )
+
+
+async def _add_event_once(
+    session: AsyncSession,
+    delivery: Delivery,
+    event_type: EventType,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+    same: ColumnElement[bool] | None = None,
+) -> None:
+    """Add the event unless the delivery has one like it; the caller holds the row lock.
+
+    `same` narrows what counts as "like it" (a click: the same link).
+    """
+    query = select(Event.id).where(Event.delivery_id == delivery.id, Event.type == event_type.value)
+    if same is not None:
+        query = query.where(same)
+    existing = await session.scalar(query.limit(1))
+    if existing is None:
+        session.add(
+            Event(
+                delivery_id=delivery.id,
+                customer_id=delivery.customer_id,
+                type=event_type.value,
+                occurred_at=at,
+                data=data or {},
+            )
+        )
+
+
+async def delivery_channel(db: Database, delivery_id: int) -> Channel | None:
+    async with db.session() as session:
+        channel = await session.scalar(select(Delivery.channel).where(Delivery.id == delivery_id))
+    return Channel(channel) if channel else None
+
+
+async def record_open(db: Database, delivery_id: int, at: datetime) -> bool:
+    """Note that the email was opened; False if there is no such delivery."""
+    async with db.writer() as session:
+        delivery = await _locked_delivery(session, delivery_id)
+        if delivery is None:
+            return False
+        await _add_event_once(session, delivery, EventType.OPENED, at)
+        return True
+
+
+async def record_click(db: Database, delivery_id: int, link_index: int, at: datetime) -> str | None:
+    """The original target of the message's link number `link_index`, the click recorded.
+
+    None (and nothing recorded) for an unknown delivery or link.
+    """
+    async with db.writer() as session:
+        delivery = await _locked_delivery(session, delivery_id)
+        links = delivery.links if delivery is not None else None
+        if not links or not 0 <= link_index < len(links):
+            return None
+        await _add_event_once(
+            session,
+            delivery,
+            EventType.CLICKED,
+            at,
+            {"link": link_index},
+            same=Event.data["link"].as_integer() == link_index,
+        )
+        # Whoever clicked had the email open, even with its images (the pixel) blocked.
+        await _add_event_once(session, delivery, EventType.OPENED, at)
+        return links[link_index]
+
+
+async def unsubscribe(db: Database, delivery_id: int, at: datetime) -> UnsubscribeResult | None:
+    """Unsubscribe the customer from the channel the delivery went through.
+
+    Only a subscribed status changes (a bounced address stays bounced); the
+    `unsubscribed` event records the request on this message once either way,
+    so asking again changes nothing. None for an unknown delivery.
+    """
+    async with db.writer() as session:
+        delivery = await _locked_delivery(session, delivery_id)
+        if delivery is None:
+            return None
+        channel = Channel(delivery.channel)
+        status, status_at, values = _STATUS_COLUMNS[channel]
+        result = await session.execute(
+            update(Customer)
+            .where(Customer.id == delivery.customer_id, status == values.SUBSCRIBED.value)
+            .values({status: values.UNSUBSCRIBED.value, status_at: at, Customer.updated_at: at})
+            .execution_options(synchronize_session=False)
+        )
+        changed = result.rowcount == 1
+        if changed:
+            audit.record(
+                session,
+                "web",
+                "customer.unsubscribe",
+                customer_id=delivery.customer_id,
+                delivery_id=delivery.id,
+                channel=channel.value,
+            )
+        await _add_event_once(
+            session, delivery, EventType.UNSUBSCRIBED, at, {"channel": channel.value}
+        )
+        return UnsubscribeResult(channel, changed)
+
+
+async def record_sms_status(
+    db: Database, delivery_id: int, status: SmsReport, at: datetime
+) -> bool:
+    """Record the gateway's report on an SMS; False if there is no such SMS delivery.
+
+    `failed` becomes a `bounced` event: the message never reached the phone.
+    """
+    async with db.writer() as session:
+        delivery = await _locked_delivery(session, delivery_id)
+        if delivery is None or delivery.channel != Channel.SMS.value:
+            return False
+        event_type = EventType.DELIVERED if status == "delivered" else EventType.BOUNCED
+        await _add_event_once(session, delivery, event_type, at)
+        return True

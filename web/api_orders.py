@@ -1,0 +1,131 @@
+"""`POST /api/v1/orders` and `POST /api/v1/sms/status` (SPEC §5), for the shop's systems."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import tracking
+from models.orders import OrderItem, record_orders
+from web import texts
+from web.auth import require_api_token
+
+MAX_ORDERS_PER_REQUEST = 1000
+# 1000 orders take about 150 KB; a larger body is refused while it is read.
+MAX_BODY_BYTES = 1024 * 1024
+# Delivery ids are BIGINT: a longer number cannot be one, and would overflow the query.
+_DELIVERY_ID = re.compile(r"[0-9]{1,18}")
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
+
+_ORDER_SCHEMA = OrderItem.model_json_schema()
+_ORDERS_BODY_SCHEMA = {
+    "anyOf": [
+        _ORDER_SCHEMA,
+        {"type": "array", "maxItems": MAX_ORDERS_PER_REQUEST, "items": _ORDER_SCHEMA},
+    ]
+}
+
+
+class OrderError(BaseModel):
+    index: int
+    error: str
+
+
+class OrdersAnswer(BaseModel):
+    created: int
+    duplicates: int = Field(description="Orders already stored, or repeated in this request.")
+    errors: list[OrderError]
+
+
+class SmsStatusReport(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    id: str = Field(description="The delivery id the gateway was given with the SMS.")
+    status: Literal["delivered", "failed"]
+
+
+class SmsStatusAnswer(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+async def _read_body(request: Request) -> bytes:
+    too_large = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        texts.ORDERS_BODY_TOO_LARGE.format(limit=MAX_BODY_BYTES // 1024),
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+@router.post(
+    "/orders",
+    summary="Record orders, idempotent by external_id",
+    description=(
+        "One order or a list of them. An order whose external_id is already stored "
+        "(or repeated earlier in the list) is counted as a duplicate and changes nothing. "
+        "Good orders are stored even when others are refused; refused ones are listed "
+        "by their index (a single object is index 0). `created_at` without a UTC offset "
+        "is read as UTC."
+    ),
+    responses={
+        status.HTTP_413_CONTENT_TOO_LARGE: {"description": "Too many orders or too large a body"}
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ORDERS_BODY_SCHEMA}},
+        }
+    },
+)
+async def post_orders(request: Request) -> OrdersAnswer:
+    # Read by hand, not as a typed body: one malformed order must be reported by
+    # its index, not refuse the whole list with a 422.
+    try:
+        body: Any = json.loads(await _read_body(request))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, texts.NOT_JSON.format(reason=exc)
+        ) from None
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, texts.NOT_AN_ORDER_OR_LIST)
+    if len(body) > MAX_ORDERS_PER_REQUEST:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            texts.TOO_MANY_ORDERS.format(limit=MAX_ORDERS_PER_REQUEST),
+        )
+    result = await record_orders(request.app.state.db, body, datetime.now(UTC))
+    return OrdersAnswer(
+        created=result.created,
+        duplicates=result.duplicates,
+        errors=[OrderError(index=index, error=error) for index, error in result.errors],
+    )
+
+
+@router.post(
+    "/sms/status",
+    summary="Delivery report of an SMS from the gateway",
+    description="`failed` means the SMS did not reach the phone: it counts as a bounce.",
+    responses={status.HTTP_404_NOT_FOUND: {"description": "No SMS with that id"}},
+)
+async def post_sms_status(request: Request, report: SmsStatusReport) -> SmsStatusAnswer:
+    recorded = _DELIVERY_ID.fullmatch(report.id) is not None and await tracking.record_sms_status(
+        request.app.state.db, int(report.id), report.status, datetime.now(UTC)
+    )
+    if not recorded:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, texts.UNKNOWN_SMS.format(id=report.id))
+    return SmsStatusAnswer()

@@ -1,0 +1,94 @@
+"""Links in messages (SPEC §5): open pixel, click redirect, unsubscribe.
+
+No login here: the HMAC-signed token is the authorisation, and a token that is
+forged, altered, of another kind or for a delivery that no longer exists
+changes nothing and answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from models import tracking
+from models.tokens import TokenData, TokenKind, read_token
+from web import pages
+
+router = APIRouter(include_in_schema=False)
+
+# A 1×1 GIF whose only colour is transparent, 43 bytes.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+
+# A cached pixel or redirect would hide the next open or click from us.
+_NO_STORE = {"Cache-Control": "no-store"}
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _token(request: Request, token: str, kind: TokenKind) -> TokenData | None:
+    return read_token(request.app.state.config.secret_key, token, kind)
+
+
+def _html(page: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(page, status_code=status_code, headers=_PAGE_HEADERS)
+
+
+def _link_not_found() -> HTMLResponse:
+    return _html(pages.link_not_found_page(), status_code=404)
+
+
+@router.get("/t/o/{token}")
+async def open_pixel(request: Request, token: str) -> Response:
+    data = _token(request, token, TokenKind.OPEN)
+    if data is None or not await tracking.record_open(
+        request.app.state.db, data.delivery_id, datetime.now(UTC)
+    ):
+        return Response(status_code=404, headers=_NO_STORE)
+    return Response(PIXEL_GIF, media_type="image/gif", headers=_NO_STORE)
+
+
+@router.get("/t/c/{token}")
+async def click(request: Request, token: str) -> Response:
+    data = _token(request, token, TokenKind.CLICK)
+    if data is None:
+        return _link_not_found()
+    target = await tracking.record_click(
+        request.app.state.db, data.delivery_id, data.link_index, datetime.now(UTC)
+    )
+    if target is None:
+        return _link_not_found()
+    return RedirectResponse(target, status_code=302, headers=_NO_STORE)
+
+
+@router.get("/u/{token}")
+async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    # Only asks: mail scanners fetch every link with GET.
+    data = _token(request, token, TokenKind.UNSUBSCRIBE)
+    if data is None:
+        return _link_not_found()
+    channel = await tracking.delivery_channel(request.app.state.db, data.delivery_id)
+    if channel is None:
+        return _link_not_found()
+    return _html(pages.unsubscribe_page(channel.value))
+
+
+@router.post("/u/{token}")
+async def unsubscribe(request: Request, token: str) -> HTMLResponse:
+    # The body is not read: RFC 8058 mail clients send `List-Unsubscribe=One-Click`,
+    # the page's form sends the same, and any other body asks for the same thing.
+    # The answer is a page, not a redirect: mail clients do not follow one (RFC 8058).
+    data = _token(request, token, TokenKind.UNSUBSCRIBE)
+    if data is None:
+        return _link_not_found()
+    result = await tracking.unsubscribe(request.app.state.db, data.delivery_id, datetime.now(UTC))
+    if result is None:
+        return _link_not_found()
+    return _html(pages.unsubscribed_page(result.channel.value))
