@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
+from models.templates import template_context
 from models.tables import Channel, Customer, Delivery, DeliveryStatus, EmailStatus, SmsStatus
 from scheduler.steps import StepPlan
 from scheduler.terms import terms_condition
@@ -164,6 +165,5 @@ def _claimed(row: Any) -> Claimed:
         "last_name": row.last_name,
         "timezone": row.timezone,
     }
-    # Attributes fill in what the fixed fields don't name; the fields win.
-    context = {**(row.attributes or {}), **fields}
+    context = template_context(fields, row.attributes or {})
     return Claimed(row.id, row.customer_id, row.attempts, row.email, row.phone, context)

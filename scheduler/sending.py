@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
 from channels.sms import SmsTransport, render_sms
-from channels.smtp import EmailTransport, SendResult, SendStatus
+from channels.results import SendResult, SendStatus
+from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database
 from models.tables import (
@@ -160,9 +161,8 @@ class StepSender:
                 retry.append(outcome)
             else:
                 final.append(outcome)
-                if status is SendStatus.PERMANENT and self._channel == Channel.EMAIL:
-                    if not outcome.result.detail.startswith(reasons.RENDER_FAILED):
-                        bounced_customers.append(outcome.customer_id)
+                if outcome.result.bounce and self._channel == Channel.EMAIL:
+                    bounced_customers.append(outcome.customer_id)
         async with self._db.writer() as session:
             if sent:
                 await _update_each(
@@ -176,7 +176,6 @@ class StepSender:
                             "links": o.links,
                             "sent_at": now,
                             "triggered_at": now,
-                            "due_at": None,
                         }
                         for o in sent
                     ],
@@ -193,7 +192,6 @@ class StepSender:
                             "links": o.links,
                             "sent_at": now if o.result.status is SendStatus.UNCERTAIN else None,
                             "triggered_at": now,
-                            "due_at": None,
                         }
                         for o in final
                     ],
@@ -244,7 +242,7 @@ async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> 
         "triggered_at": bindparam("triggered_at", type_=_delivery.c.triggered_at.type),
         "lease_until": None,
     }
-    if rows[0]["due_at"] is not None:
+    if "due_at" in rows[0]:
         values["due_at"] = bindparam("due_at", type_=_delivery.c.due_at.type)
     statement = (
         update(_delivery)
