@@ -15,6 +15,7 @@ from models.chains import export_chain, import_chain, list_chains
 from models.db import Database
 from models.errors import ChainmailError
 from models.segments import MATCHES, add_segment, delete_segment, list_segments
+from scheduler.lifecycle import activate_chain, pause_all, pause_chain, resume_chain
 
 ACTOR = "cli"
 T = TypeVar("T")
@@ -42,6 +43,17 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     export.add_argument("chain_id", type=int, metavar="ID")
     export.set_defaults(handler=_chains_export)
     sub.add_parser("list", help="list chains").set_defaults(handler=_chains_list)
+    for action, handler, text in (
+        ("activate", _chains_activate, "start a draft chain"),
+        ("pause", _chains_pause, "hold everything of an active chain"),
+        ("resume", _chains_resume, "release a paused chain"),
+    ):
+        command = sub.add_parser(action, help=text)
+        command.add_argument("chain_id", type=int, metavar="ID")
+        command.set_defaults(handler=handler)
+    sub.add_parser("pause-all", help="pause every active chain").set_defaults(
+        handler=_chains_pause_all
+    )
 
 
 async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -121,4 +133,30 @@ async def _chains_list(settings: Settings, _args: argparse.Namespace) -> int:
         return 0
     rows = [(c.id, c.name, c.status.value, c.steps) for c in chains]
     print(_table(("ID", "NAME", "STATUS", "STEPS"), rows))
+    return 0
+
+
+async def _chains_activate(settings: Settings, args: argparse.Namespace) -> int:
+    activation = await _with_database(
+        settings, lambda db: activate_chain(db, args.chain_id, actor=ACTOR)
+    )
+    print(f"chain {activation.chain_id} is active; {activation.enrolled} customers enrolled")
+    return 0
+
+
+async def _chains_pause(settings: Settings, args: argparse.Namespace) -> int:
+    await _with_database(settings, lambda db: pause_chain(db, args.chain_id, actor=ACTOR))
+    print(f"chain {args.chain_id} is paused")
+    return 0
+
+
+async def _chains_resume(settings: Settings, args: argparse.Namespace) -> int:
+    await _with_database(settings, lambda db: resume_chain(db, args.chain_id, actor=ACTOR))
+    print(f"chain {args.chain_id} is active")
+    return 0
+
+
+async def _chains_pause_all(settings: Settings, _args: argparse.Namespace) -> int:
+    paused = await _with_database(settings, lambda db: pause_all(db, actor=ACTOR))
+    print(f"paused {len(paused)} chains" + (f": {', '.join(map(str, paused))}" if paused else ""))
     return 0
