@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -129,6 +130,16 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        address = parseaddr(value)[1]
+        local, at, domain = address.rpartition("@")
+        domain_ok = "." in domain or domain == "localhost"
+        if not (local and at and domain_ok and address.isascii()):
+            raise ValueError(f"{value!r} is not an address like Shop <news@shop.example>")
         return value
 
     @field_validator("public_base_url")

@@ -106,7 +106,7 @@ def _reply_detail(response: httpx.Response) -> str:
     return texts.HTTP_REPLY.format(code=response.status_code, text=text)
 
 
-class HttpSmsGateway:
+class HttpSmsGateway(SmsTransport):
     """The generic JSON gateway: one POST per SMS, one shared pace for all callers."""
 
     def __init__(
@@ -179,7 +179,7 @@ class HttpSmsGateway:
         await self._client.aclose()
 
 
-class OutboxSmsTransport:
+class OutboxSmsTransport(SmsTransport):
     """One JSON line per SMS in `outbox_dir/sms.jsonl`: the embedded default.
 
     Each line is one `write()` on a file opened for appending, which the OS
@@ -226,15 +226,13 @@ def _append_line(path: Path, line: bytes) -> None:
 
 def sms_transport_from_settings(
     *,
-    sms_gateway_url: str,
-    sms_gateway_token: str,
-    sms_sender: str,
-    outbox_dir: Path | str,
+    url: str,
+    token: str,
+    sender: str,
     rate_per_second: float,
+    outbox_dir: Path | str,
 ) -> SmsTransport:
     """The gateway when a URL is set (SPEC §6), else the outbox file."""
-    if not sms_gateway_url:
-        return OutboxSmsTransport(outbox_dir, sms_sender)
-    return HttpSmsGateway(
-        sms_gateway_url, sms_gateway_token, sms_sender, rate_per_second=rate_per_second
-    )
+    if not url:
+        return OutboxSmsTransport(outbox_dir, sender)
+    return HttpSmsGateway(url, token, sender, rate_per_second=rate_per_second)

@@ -24,6 +24,7 @@ import socket
 import ssl
 import tempfile
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from aiosmtplib import (
     SMTPReadTimeoutError,
     SMTPRecipientRefused,
     SMTPResponseException,
+    SMTPSenderRefused,
     SMTPServerDisconnected,
 )
 
@@ -67,10 +69,21 @@ class EmailTransport(Protocol):
 
 def _wire_format(data: bytes) -> bytes:
     """The message as it travels after DATA: CRLF lines, dot-stuffed, ending with the dot."""
-    data = _LINE_ENDS.sub(b"\r\n", data)
+    # Composed messages need neither fix; the checks cost far less than the rewrites.
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return _LEADING_DOT.sub(b"..", data) + b".\r\n"
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    return data + b".\r\n"
+
+
+@lru_cache(maxsize=64)
+def _envelope_sender(sender: str) -> str:
+    # The engine passes the same "Name <address>" for every message.
+    return mime.plain_address(parseaddr(sender)[1] or sender)
 
 
 def _reply_result(code: int, text: str, *, recipient_phase: bool) -> SendResult:
@@ -87,7 +100,7 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class SmtpPool:
+class SmtpPool(EmailTransport):
     """Up to `concurrency` messages in flight, over as many reused connections.
 
     Connections are opened when first needed and kept for the next message
@@ -132,7 +145,7 @@ class SmtpPool:
 
     async def send(self, sender: str, recipient: str, message_id: str, data: bytes) -> SendResult:
         try:
-            envelope_sender = mime.plain_address(parseaddr(sender)[1] or sender)
+            envelope_sender = _envelope_sender(sender)
         except ValueError as exc:
             detail = texts.ADDRESS_UNUSABLE.format(address=sender, why=exc)
             return SendResult(SendStatus.PERMANENT, detail)
@@ -183,9 +196,15 @@ class SmtpPool:
         self, client: SMTP, sender: str, recipient: str, payload: bytes
     ) -> SendResult:
         try:
-            options = [f"SIZE={len(payload)}"] if client.supports_extension("size") else []
-            await client.mail(sender, options=options)
-            await client.rcpt(recipient)
+            # Commands are sent as they are: both addresses were checked above,
+            # and aiosmtplib's mail()/rcpt() would parse each one again.
+            size = [f"SIZE={len(payload)}".encode()] if client.supports_extension("size") else []
+            reply = await client.execute_command(b"MAIL", f"FROM:<{sender}>".encode(), *size)
+            if reply.code != 250:
+                raise SMTPSenderRefused(reply.code, reply.message, sender)
+            reply = await client.execute_command(b"RCPT", f"TO:<{recipient}>".encode())
+            if reply.code not in (250, 251):
+                raise SMTPRecipientRefused(reply.code, reply.message, recipient)
             # Not `client.data()`: it raises the same error for a connection
             # lost before the message and after it, and only the first is safe
             # to retry. So DATA, the message and its reply are driven here.
@@ -242,8 +261,13 @@ class SmtpPool:
             local_hostname=self._local_hostname,
         )
         await client.connect()
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
+        try:
+            # EHLO now, so that SIZE support is known before the first MAIL.
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def aclose(self) -> None:
@@ -256,7 +280,7 @@ class SmtpPool:
                 client.close()
 
 
-class OutboxEmailTransport:
+class OutboxEmailTransport(EmailTransport):
     """Each message as `<message id>.eml` under `outbox_dir`: the embedded default.
 
     A file appears whole or not at all (written aside, then renamed), so a
@@ -297,22 +321,22 @@ def _write_whole(path: Path, data: bytes) -> None:
 
 def email_transport_from_settings(
     *,
-    smtp_host: str,
-    smtp_port: int,
-    smtp_username: str,
-    smtp_password: str,
-    smtp_security: str,
-    outbox_dir: Path | str,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    security: str,
     concurrency: int,
+    outbox_dir: Path | str,
 ) -> EmailTransport:
     """SMTP when a host is set (SPEC §6), else the outbox directory."""
-    if not smtp_host:
+    if not host:
         return OutboxEmailTransport(outbox_dir)
     return SmtpPool(
-        smtp_host,
-        smtp_port,
-        username=smtp_username,
-        password=smtp_password,
-        security=str(smtp_security),
+        host,
+        port,
+        username=username,
+        password=password,
+        security=security,
         concurrency=concurrency,
     )

@@ -24,7 +24,7 @@ ADDRESS_DOMAIN = "its domain is not a valid host name"
 
 # What a transport says about a send that did not end with a plain "accepted".
 CONNECT_FAILED = "cannot connect to {server}: {error}"
-CONNECTION_LOST = "connection lost before the message was sent: {error}"
+CONNECTION_LOST = "connection failed before the message was sent: {error}"
 OUTCOME_UNKNOWN = "connection lost after the message was sent; it may have been delivered: {error}"
 TIMED_OUT_AFTER_SEND = "no answer after the message was sent; it may have been delivered"
 GAVE_UP = "{detail} (after {attempts} attempts)"

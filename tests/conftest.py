@@ -24,6 +24,8 @@ from models.db import Database
 from models.migrate import upgrade
 from models.tables import Base
 
+pytest_plugins = ["tests.servers"]
+
 POSTGRES_URL = os.environ.get(
     "CHAINMAIL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

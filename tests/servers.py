@@ -409,7 +409,7 @@ class SmsGatewayTestServer:
     def __init__(self, token: str = "gateway-token") -> None:
         self.token = token
         self.default = GatewayReply()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._requests: list[GatewayRequest] = []
         self._plans: dict[str, list[GatewayReply]] = {}
         self._server: uvicorn.Server | None = None
@@ -425,6 +425,20 @@ class SmsGatewayTestServer:
     def requests(self) -> list[GatewayRequest]:
         with self._lock:
             return list(self._requests)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[GatewayRequest]:
+        """Block until `count` requests have arrived (from async code: `asyncio.to_thread`)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(f"{len(self._requests)} of {count} requests arrived")
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget requests and plans; answer 200 again."""
+        with self._lock:
+            self._requests.clear()
+            self._plans.clear()
+            self.default = GatewayReply()
 
     def accepted(self) -> list[dict[str, Any]]:
         """Bodies of the requests answered with 2xx, in arrival order."""
@@ -448,6 +462,7 @@ class SmsGatewayTestServer:
             self._requests.append(
                 GatewayRequest(time.monotonic(), authorization, body or {}, reply.status)
             )
+            self._lock.notify_all()
         if reply.delay:
             await asyncio.sleep(reply.delay)
         headers = {"Retry-After": reply.retry_after} if reply.retry_after else None
@@ -506,7 +521,15 @@ def smtp_server() -> Iterator[SmtpTestServer]:
         yield server
 
 
-@pytest.fixture
-def sms_gateway() -> Iterator[SmsGatewayTestServer]:
+@pytest.fixture(scope="session")
+def sms_gateway_server() -> Iterator[SmsGatewayTestServer]:
+    # One server for the session: uvicorn takes a fifth of a second to stop.
     with SmsGatewayTestServer() as gateway:
         yield gateway
+
+
+@pytest.fixture
+def sms_gateway(sms_gateway_server: SmsGatewayTestServer) -> SmsGatewayTestServer:
+    """The SMS gateway double, with no requests recorded and 200 for everything."""
+    sms_gateway_server.reset()
+    return sms_gateway_server

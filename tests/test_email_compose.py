@@ -397,3 +397,8 @@ def test_query_values_in_links_come_back_decoded() -> None:
     assert query["q"] == "a b"
     assert query["r"] == "1"
     assert query["utm_content"] == "step2"
+
+
+def test_unusable_sender_address_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="'Shop <shop>' cannot be used"):
+        composer(mail_from="Shop <shop>")

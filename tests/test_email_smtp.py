@@ -309,17 +309,18 @@ async def test_outbox_that_cannot_be_written_is_transient(tmp_path: Path) -> Non
 
 
 def test_settings_choose_smtp_only_when_a_host_is_set(tmp_path: Path) -> None:
-    common: dict[str, object] = {
-        "smtp_port": 587,
-        "smtp_username": "",
-        "smtp_password": "",
-        "smtp_security": "starttls",
-        "outbox_dir": tmp_path,
-        "concurrency": 4,
-    }
+    def transport(host: str) -> object:
+        return email_transport_from_settings(
+            host=host,
+            port=587,
+            username="",
+            password="",
+            security="starttls",
+            concurrency=4,
+            outbox_dir=tmp_path,
+        )
 
-    outbox = email_transport_from_settings(smtp_host="", **common)  # type: ignore[arg-type]
-    smtp = email_transport_from_settings(smtp_host="mx.example", **common)  # type: ignore[arg-type]
+    outbox, smtp = transport(""), transport("mx.example")
 
     assert isinstance(outbox, OutboxEmailTransport)
     assert outbox.description == f"outbox files in {tmp_path}"

@@ -69,6 +69,7 @@ def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
         ("SMTP_SECURITY", "ssl", "setting SMTP_SECURITY:"),
         ("DATABASE_URL", "mysql://x", "setting DATABASE_URL: must start with"),
         ("DEFAULT_PHONE_REGION", "XX", "setting DEFAULT_PHONE_REGION:"),
+        ("MAIL_FROM", "Shop", "setting MAIL_FROM: 'Shop' is not an address"),
     ],
 )
 def test_malformed_setting_is_named(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from tests import servers
 from tests.servers import GatewayReply, SmsGatewayTestServer
 
 sms_gateway = servers.sms_gateway
+sms_gateway_server = servers.sms_gateway_server
 
 
 def client_for(gateway: SmsGatewayTestServer, **options: object) -> HttpSmsGateway:
@@ -141,7 +143,7 @@ async def test_gateway_that_cannot_be_reached_is_transient() -> None:
     result = await send_one(client)
 
     assert result.status is SendStatus.TRANSIENT
-    assert result.detail.startswith("connection lost before the message was sent")
+    assert result.detail.startswith("connection failed before the message was sent")
 
 
 async def test_rate_limit_is_shared_by_concurrent_senders(
@@ -162,17 +164,19 @@ async def test_rate_limit_is_shared_by_concurrent_senders(
 
 
 async def test_429_slows_every_sender_down(sms_gateway: SmsGatewayTestServer) -> None:
-    sms_gateway.plan(0, GatewayReply(429, retry_after="0.4"))
+    sms_gateway.plan(0, GatewayReply(429, retry_after="0.6"))
     client = client_for(sms_gateway)
 
-    await client.send(0, "+79990000001", "x")
-    started = time.monotonic()
+    first = asyncio.create_task(client.send(0, "+79990000001", "x"))
+    await asyncio.to_thread(sms_gateway.wait_for_requests, 1)
+    await asyncio.sleep(0.15)  # time for the 429 to reach the client
     await client.send(1, "+79990000001", "x")
+    await first
     await client.aclose()
 
-    # The retried request went after the 0.4 s hold; the next one is paced behind it.
-    assert sms_gateway.requests[1].at - sms_gateway.requests[0].at >= 0.35
-    assert time.monotonic() - started < 0.4
+    # The other sender's request waited for the end of the hold the 429 asked for.
+    by_id = {r.body["id"]: r.at for r in sms_gateway.requests if r.status == 200}
+    assert by_id["1"] - sms_gateway.requests[0].at >= 0.55
 
 
 async def test_pacer_spaces_callers_evenly() -> None:
@@ -186,8 +190,20 @@ async def test_pacer_spaces_callers_evenly() -> None:
 
     await asyncio.gather(*(take() for _ in range(6)))
 
-    gaps = [b - a for a, b in zip(moments, moments[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
     assert all(gap >= 0.018 for gap in gaps)
+
+
+async def test_pacer_hold_delays_the_next_caller() -> None:
+    pacer = Pacer(1000.0)
+    loop = asyncio.get_running_loop()
+    await pacer.wait()
+
+    pacer.hold(0.2)
+    started = loop.time()
+    await pacer.wait()
+
+    assert loop.time() - started >= 0.19
 
 
 async def test_outbox_appends_one_json_line_per_sms(tmp_path: Path) -> None:
@@ -243,15 +259,12 @@ def test_outbox_file_that_cannot_be_written_is_transient(tmp_path: Path) -> None
 
 
 def test_settings_choose_the_gateway_only_when_a_url_is_set(tmp_path: Path) -> None:
-    common: dict[str, object] = {
-        "sms_gateway_token": "t",
-        "sms_sender": "Shop",
-        "outbox_dir": tmp_path,
-        "rate_per_second": 5.0,
-    }
+    def transport(url: str) -> object:
+        return sms_transport_from_settings(
+            url=url, token="t", sender="Shop", rate_per_second=5.0, outbox_dir=tmp_path
+        )
 
-    outbox = sms_transport_from_settings(sms_gateway_url="", **common)  # type: ignore[arg-type]
-    gateway = sms_transport_from_settings(sms_gateway_url="https://sms.example/send", **common)  # type: ignore[arg-type]
+    outbox, gateway = transport(""), transport("https://sms.example/send")
 
     assert isinstance(outbox, OutboxSmsTransport)
     assert outbox.description == f"outbox file {tmp_path / 'sms.jsonl'}"
