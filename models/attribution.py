@@ -66,9 +66,12 @@ class OrderFact:
 def conversion_settings(block: Mapping[str, Any] | None) -> tuple[int, Decimal]:
     """A step's (window_days, min_amount); a block never saved means the defaults."""
     block = block or {}
-    window_days = block.get("window_days", DEFAULT_WINDOW_DAYS)
-    min_amount = block.get("min_amount", DEFAULT_MIN_AMOUNT)
-    return int(window_days), Decimal(str(min_amount))
+    window_days = block.get("window_days")
+    min_amount = block.get("min_amount")
+    return (
+        DEFAULT_WINDOW_DAYS if window_days is None else int(window_days),
+        DEFAULT_MIN_AMOUNT if min_amount is None else Decimal(str(min_amount)),
+    )
 
 
 def reached(message: MessageFact) -> bool:
@@ -98,7 +101,7 @@ def qualifies(message: MessageFact, order: OrderFact) -> bool:
     return message.sent_at <= order.created_at < window_end and engaged(message)
 
 
-def _earliest_first(message: MessageFact) -> tuple[datetime, int]:
+def _sending_order(message: MessageFact) -> tuple[datetime, int]:
     assert message.sent_at is not None
     return message.sent_at, message.delivery_id
 
@@ -114,7 +117,7 @@ def attribute(orders: Iterable[OrderFact], messages: Iterable[MessageFact]) -> d
         candidates = [m for m in by_customer.get(order.customer_id, ()) if qualifies(m, order)]
         if not candidates:
             continue
-        chain_id = min(candidates, key=_earliest_first).chain_id
-        last = max((m for m in candidates if m.chain_id == chain_id), key=_earliest_first)
+        chain_id = min(candidates, key=_sending_order).chain_id
+        last = max((m for m in candidates if m.chain_id == chain_id), key=_sending_order)
         attributed[order.order_id] = last.delivery_id
     return attributed

@@ -234,6 +234,8 @@ class Delivery(Base):
         Index("ix_deliveries_status_due_at", "status", "due_at"),
         Index("ix_deliveries_customer_id", "customer_id"),
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
+        # Lets the per-step status counts of stats read the index alone.
+        Index("ix_deliveries_chain_id_step_id_status", "chain_id", "step_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
-from models.templates import template_context
 from models.tables import Channel, Customer, Delivery, DeliveryStatus, EmailStatus, SmsStatus
+from models.templates import template_context
 from scheduler.steps import StepPlan
 from scheduler.terms import terms_condition
 

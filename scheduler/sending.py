@@ -18,8 +18,8 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
-from channels.sms import SmsTransport, render_sms
 from channels.results import SendResult, SendStatus
+from channels.sms import SmsTransport, render_sms
 from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:54:58.838806
+Create Date: 2026-11-28 02:21:41.137606
 """
 
 from collections.abc import Sequence
@@ -170,6 +170,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_chain_id_status', ['chain_id', 'status'], unique=False)
+        batch_op.create_index('ix_deliveries_chain_id_step_id_status', ['chain_id', 'step_id', 'status'], unique=False)
         batch_op.create_index('ix_deliveries_customer_id', ['customer_id'], unique=False)
         batch_op.create_index('ix_deliveries_status_due_at', ['status', 'due_at'], unique=False)
 
@@ -202,6 +203,7 @@ def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_status_due_at')
         batch_op.drop_index('ix_deliveries_customer_id')
+        batch_op.drop_index('ix_deliveries_chain_id_step_id_status')
         batch_op.drop_index('ix_deliveries_chain_id_status')
 
     op.drop_table('deliveries')
