@@ -98,9 +98,7 @@ async def secret_key(db: Database, configured: str) -> str:
                 key=SECRET_KEY_STATE, value=secrets.token_urlsafe(32)
             )
         )
-        return await session.scalar(
-            select(AppState.value).where(AppState.key == SECRET_KEY_STATE)
-        )
+        return await session.scalar(select(AppState.value).where(AppState.key == SECRET_KEY_STATE))
 
 
 def insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Any:

@@ -241,9 +241,7 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     chain_id: Mapped[int] = mapped_column(Id, ForeignKey("chains.id", ondelete="CASCADE"))
     step_id: Mapped[int] = mapped_column(Id, ForeignKey("steps.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("customers.id", ondelete="CASCADE")
-    )
+    customer_id: Mapped[int] = mapped_column(Id, ForeignKey("customers.id", ondelete="CASCADE"))
     # The same customer's delivery of the previous step, whose outcome the terms read.
     previous_delivery_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("deliveries.id", ondelete="SET NULL")

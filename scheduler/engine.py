@@ -61,7 +61,9 @@ class TickReport:
 
     @property
     def busy(self) -> bool:
-        return bool(self.planned or any(t.sent or t.failed or t.retried for t in self.waves.values()))
+        return bool(
+            self.planned or any(t.sent or t.failed or t.retried for t in self.waves.values())
+        )
 
 
 @dataclass(frozen=True)

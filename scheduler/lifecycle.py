@@ -34,9 +34,7 @@ def chain_problems(chain: Chain) -> list[str]:
     problems = []
     for step in chain.steps:
         missing = [
-            block
-            for block in ("audience", "action", "schedule")
-            if getattr(step, block) is None
+            block for block in ("audience", "action", "schedule") if getattr(step, block) is None
         ]
         if missing:
             problems.append(f"step {step.position} ({step.name}) has no {', '.join(missing)} yet")
@@ -60,12 +58,12 @@ async def activate_chain(
     async with db.writer() as session:
         chain = await _chain(session, chain_id)
         if chain.status != ChainStatus.DRAFT:
-            raise ChainmailError(f"chain {chain_id} is {chain.status}; only a draft can be activated")
+            raise ChainmailError(
+                f"chain {chain_id} is {chain.status}; only a draft can be activated"
+            )
         problems = chain_problems(chain)
         if problems:
-            raise ChainNotReady(
-                f"chain {chain_id} cannot be activated:\n" + "\n".join(problems)
-            )
+            raise ChainNotReady(f"chain {chain_id} cannot be activated:\n" + "\n".join(problems))
         chain.status = ChainStatus.ACTIVE
         chain.activated_at = now
         chain.updated_at = now
@@ -105,9 +103,7 @@ async def pause_all(db: Database, *, actor: str) -> list[int]:
     """Pause every active chain at once; the ids that were paused."""
     async with db.writer() as session:
         ids = list(
-            await session.scalars(
-                select(Chain.id).where(Chain.status == ChainStatus.ACTIVE.value)
-            )
+            await session.scalars(select(Chain.id).where(Chain.status == ChainStatus.ACTIVE.value))
         )
         if ids:
             await session.execute(

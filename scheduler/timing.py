@@ -43,9 +43,7 @@ def quiet_zones(zones: Iterable[str], now: datetime, quiet: tuple[time, time] | 
     if quiet is None:
         return set()
     return {
-        zone
-        for zone in set(zones)
-        if in_quiet_hours(now.astimezone(ZoneInfo(zone)).time(), quiet)
+        zone for zone in set(zones) if in_quiet_hours(now.astimezone(ZoneInfo(zone)).time(), quiet)
     }
 
 

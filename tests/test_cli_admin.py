@@ -18,7 +18,11 @@ def chainmail(db_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env=env, capture_output=True, text=True, cwd=cwd, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
     )
 
 

@@ -11,7 +11,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -99,7 +99,7 @@ async def world(db: Database) -> AsyncIterator[World]:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
     with SmtpTestServer() as smtp, SmsGatewayTestServer(token="gw") as gateway:
         email = SmtpPool("127.0.0.1", smtp.port, concurrency=4)
@@ -239,7 +239,9 @@ async def test_three_step_chain_numbers_agree_with_servers_and_hand_count(
     await add_segment(world.db, "new-customers", ["new"], "any", actor="test")
     chain_id = (await import_chain(world.db, THREE_STEPS, actor="test")).chain_id
     # Before the chain: never attributed.
-    before = await world.api("/api/v1/orders", [order("pre-1", "c0", "100"), order("pre-2", "c1", "50")])
+    before = await world.api(
+        "/api/v1/orders", [order("pre-1", "c0", "100"), order("pre-2", "c1", "50")]
+    )
     assert before == {"created": 2, "duplicates": 0, "errors": []}
     await asyncio.sleep(0.01)
     await activate_chain(world.db, chain_id, actor="test")
@@ -264,9 +266,7 @@ async def test_three_step_chain_numbers_agree_with_servers_and_hand_count(
     await asyncio.sleep(2.1)
     await world.engine.tick()
     reminders = world.messages_with_subject("Reminder")
-    assert sorted(external_id_of(m) for m in reminders) == sorted(
-        f"c{n}" for n in range(60, 300)
-    )
+    assert sorted(external_id_of(m) for m in reminders) == sorted(f"c{n}" for n in range(60, 300))
     reminded = {external_id_of(m): m for m in reminders}
     for n in range(100, 130):
         await world.open_pixel(reminded[f"c{n}"])
@@ -289,17 +289,32 @@ async def test_three_step_chain_numbers_agree_with_servers_and_hand_count(
     assert len(set(world.smtp.message_ids())) == 540
     step1, step2, step3 = await world.stats(chain_id)
     assert step1 | {"revenue": Decimal(step1["revenue"])} == step1 | {
-        "coverage": 300, "sent": 300, "skipped": 0, "failed": 0, "uncertain": 0, "planned": 0,
-        "opened": 60, "unsubscribed": 0,
-        "orders": 11, "revenue": Decimal("10300.00"),
+        "coverage": 300,
+        "sent": 300,
+        "skipped": 0,
+        "failed": 0,
+        "uncertain": 0,
+        "planned": 0,
+        "opened": 60,
+        "unsubscribed": 0,
+        "orders": 11,
+        "revenue": Decimal("10300.00"),
         "conversion_rate": round(11 / 300, 4),
     }
     assert step2 | {"revenue": Decimal(step2["revenue"])} == step2 | {
-        "sent": 240, "skipped": 60, "opened": 30, "unsubscribed": 20,
-        "orders": 8, "revenue": Decimal("1600.00"),
+        "sent": 240,
+        "skipped": 60,
+        "opened": 30,
+        "unsubscribed": 20,
+        "orders": 8,
+        "revenue": Decimal("1600.00"),
         "conversion_rate": round(8 / 240, 4),
     }
     assert step3 | {"revenue": Decimal(step3["revenue"])} == step3 | {
-        "channel": "sms", "sent": 20, "planned": 220, "orders": 1, "revenue": Decimal("70.00"),
+        "channel": "sms",
+        "sent": 20,
+        "planned": 220,
+        "orders": 1,
+        "revenue": Decimal("70.00"),
         "conversion_rate": round(1 / 20, 4),
     }

@@ -9,13 +9,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.sms import OutboxSmsTransport
@@ -97,7 +97,7 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(db: Database, tmp_path: Path) -> AsyncIterator[Harness]:
+async def harness(db: Database, tmp_path: Path) -> Harness:
     clock = Clock()
     outbox = tmp_path / "outbox"
     engine = Engine(
@@ -113,7 +113,7 @@ async def harness(db: Database, tmp_path: Path) -> AsyncIterator[Harness]:
         sms=OutboxSmsTransport(outbox, "Shop"),
         clock=clock,
     )
-    yield Harness(db, engine, clock, outbox)
+    return Harness(db, engine, clock, outbox)
 
 
 async def add_customers(db: Database, *rows: dict[str, object], tag: str = "new") -> list[int]:
@@ -184,7 +184,9 @@ async def test_seed_chain_sends_sms_on_the_tick_after_an_unsubscribe(harness: Ha
     harness.clock.advance(days=31)
     await harness.engine.tick()
     assert await harness.statuses(2, chain_id) == {"sent": 3, "skipped": 7}
-    reasons_seen = {d.reason for d in await harness.deliveries(chain_id, 2) if d.status == "skipped"}
+    reasons_seen = {
+        d.reason for d in await harness.deliveries(chain_id, 2) if d.status == "skipped"
+    }
     assert reasons_seen == {reasons.TERMS_FALSE}
     async with harness.db.session() as session:
         assert (await session.get(Chain, chain_id)).status == ChainStatus.FINISHED
@@ -340,13 +342,13 @@ async def test_step_added_to_active_chain_takes_in_those_already_reached(
 async def test_sms_waits_for_the_end_of_quiet_hours_in_the_customer_zone(
     harness: Harness,
 ) -> None:
-    await add_customers(
-        harness.db, {"timezone": "Europe/Moscow"}, {"timezone": "Asia/Vladivostok"}
-    )
+    await add_customers(harness.db, {"timezone": "Europe/Moscow"}, {"timezone": "Asia/Vladivostok"})
     chain_id = await import_seed(
         harness.db,
-        SEED_CHAIN.replace("audience: {who: terms, match: all, terms: [unsubscribed_email]}",
-                           "audience: {who: all}"),
+        SEED_CHAIN.replace(
+            "audience: {who: terms, match: all, terms: [unsubscribed_email]}",
+            "audience: {who: all}",
+        ),
     )
     # 12:30 UTC: 15:30 in Moscow, 22:30 in Vladivostok.
     harness.clock.now = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
@@ -399,7 +401,7 @@ async def test_one_delivery_per_step_and_customer_is_enforced_by_the_database(
     chain_id = await import_seed(harness.db)
     await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
     (delivery,) = await harness.deliveries(chain_id, 1)
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(IntegrityError):
         async with harness.db.writer() as session:
             session.add(
                 Delivery(

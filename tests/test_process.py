@@ -31,7 +31,11 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env |= {"PYTHONPATH": str(ROOT), "WEB_PORT": str(port), "ENGINE_TICK_SECONDS": "0.2"}
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30

@@ -21,7 +21,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith(("SMTP_", "SMS_", "TELEGRAM_")) or name in {
-            "ADMIN_IDS", "DATABASE_URL", "DEFAULT_TIMEZONE", "QUIET_HOURS_SMS", "SUMMARY_TIME",
+            "ADMIN_IDS",
+            "DATABASE_URL",
+            "DEFAULT_TIMEZONE",
+            "QUIET_HOURS_SMS",
+            "SUMMARY_TIME",
         }:
             monkeypatch.delenv(name)
 
@@ -86,7 +90,11 @@ def test_cli_stops_with_one_line_and_exit_code_2_on_bad_setting(tmp_path: Path) 
     env = {**os.environ, "DEFAULT_TIMEZONE": "Mars/Base", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "bot", "chains", "list"],
-        env=env, capture_output=True, text=True, cwd=tmp_path, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
