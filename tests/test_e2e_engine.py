@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from channels.sms import HttpSmsGateway
 from channels.smtp import SmtpPool
@@ -25,9 +26,16 @@ from models.chains import import_chain
 from models.db import Database
 from models.segments import add_segment
 from models.stats import chain_stats, stats_document
+from models.tables import Customer
 from scheduler.engine import Engine, EngineConfig
 from scheduler.lifecycle import activate_chain
-from tests.servers import ReceivedMessage, SmsGatewayTestServer, SmtpTestServer
+from tests.servers import (
+    DropPhase,
+    ReceivedMessage,
+    SmsGatewayTestServer,
+    SmtpFaults,
+    SmtpTestServer,
+)
 from web.app import WebConfig, create_app
 
 API_TOKEN = "shop-token"
@@ -318,3 +326,28 @@ async def test_three_step_chain_numbers_agree_with_servers_and_hand_count(
         "revenue": Decimal("70.00"),
         "conversion_rate": round(1 / 20, 4),
     }
+
+
+async def test_flaky_smtp_server_still_gets_every_message_exactly_once(world: World) -> None:
+    await world.api("/api/v1/customers", customers(100))
+    world.smtp.faults = SmtpFaults(
+        tempfail_every=5,
+        drop={f"c{n}@example.com": DropPhase.RCPT for n in range(0, 100, 7)},
+        reject=frozenset({"c3@example.com"}),
+    )
+    await add_segment(world.db, "new-customers", ["new"], "any", actor="test")
+    chain_id = (await import_chain(world.db, SEED, actor="test")).chain_id
+    await activate_chain(world.db, chain_id, actor="test")
+    await world.engine.tick()
+
+    ids = world.smtp.message_ids()
+    assert len(ids) == 99
+    assert len(set(ids)) == 99
+    assert world.smtp.attempts("c3@example.com") == 1
+    welcome, _ = await world.stats(chain_id)
+    assert (welcome["sent"], welcome["failed"]) == (99, 1)
+    async with world.db.session() as session:
+        status = await session.scalar(
+            select(Customer.email_status).where(Customer.external_id == "c3")
+        )
+    assert status == "bounced"
