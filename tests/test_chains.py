@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +32,7 @@ from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.segments import add_segment
 from models.tables import AuditEntry, ChainStatus, Customer, Step
+from tests.cli import chainmail
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -335,19 +333,6 @@ async def test_steps_are_added_in_order_and_renamed(db: Database) -> None:
 
 
 # --- The CLI ----------------------------------------------------------------------------
-
-
-def chainmail(db_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # WARNING: stderr then holds only what the command itself says, not migration logs.
-    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-    )
 
 
 async def test_cli_imports_a_chain_and_prints_only_its_id(

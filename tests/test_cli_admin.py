@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from models.admins import role_of
 from models.db import Database
 from models.tables import Role
+from tests.cli import chainmail
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def chainmail(db_url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def test_migrate_creates_a_fresh_sqlite_database(tmp_path: Path) -> None:
