@@ -34,8 +34,6 @@ from models.segments import add_segment
 from models.tables import AuditEntry, ChainStatus, Customer, Step
 from tests.cli import chainmail
 
-ROOT = Path(__file__).resolve().parents[1]
-
 # SPEC §7's example, plus an `at` step and an SMS in Cyrillic over several lines.
 WELCOME = """\
 format: chainmail/1

@@ -9,8 +9,6 @@ from models.db import Database
 from models.tables import Role
 from tests.cli import chainmail
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_migrate_creates_a_fresh_sqlite_database(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
