@@ -2,17 +2,18 @@
 
     .venv/bin/python bench/import_customers.py [--rows 1000000] [--database-url URL]
 
-Generates a CSV of realistic customers (Russian mobiles in mixed domestic forms,
-emails, Cyrillic names, tags, a `city` column, a few bad lines), then measures, each
-phase in a child process of its own on a fresh schema so that the peak memory is that
-phase's:
+Generates a CSV of realistic customers (Russian mobiles in mixed domestic forms, emails,
+Cyrillic names, tags, a `city` column, about 0.1 % bad lines), then measures each phase
+in a child process of its own, on a fresh schema, so that the peak memory is that
+phase's alone:
 
-  baseline  `executemany` of the already parsed rows into the customers table, nothing
-            else (no validation, no tags); only the executemany calls are timed
-  import    `import_customers_csv` on the file, everything included
+  baseline  the driver's executemany of the already parsed rows into the customers
+            table, a transaction per batch: no validation, no upsert, no tags; only the
+            executemany calls are timed
+  import    import_customers_csv on the file, everything included
 
-SQLite by default (a file under bench/out/); with --database-url a PostgreSQL database
-whose public schema is DROPPED and rebuilt: give it a scratch database.
+SQLite by default (a file under bench/out/). With --database-url, a PostgreSQL database
+whose public schema is DROPPED and rebuilt for each phase: give it a scratch database.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import csv
 import json
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import text  # noqa: E402
+
 from models.customers import DEFAULT_BATCH_SIZE, import_customers_csv  # noqa: E402
 from models.db import Database  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
@@ -40,32 +44,20 @@ from models.migrate import upgrade  # noqa: E402
 OUT = ROOT / "bench" / "out"
 DEFAULT_TIMEZONE = "Europe/Moscow"
 
-FIRST_NAMES = (
-    "Александр Алексей Анастасия Анна Андрей Дарья Дмитрий Екатерина Елена Иван Ирина "
-    "Мария Максим Михаил Наталья Никита Ольга Павел Сергей Светлана Татьяна Юлия"
-).split()
-LAST_NAMES = (
-    "Иванов Смирнов Кузнецов Попов Васильев Петров Соколов Михайлов Новиков Фёдоров "
-    "Морозов Волков Алексеев Лебедев Семёнов Егоров Павлов Козлов Степанов Николаев"
-).split()
-LATIN = dict(
-    zip(
-        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
-        ("a b v g d e e zh z i y k l m n o p r s t u f kh ts ch sh shch _ y _ e yu ya").split(),
-        strict=True,
-    )
-)
+FIRST_NAMES = ["Александр", "Алексей", "Анастасия", "Анна", "Андрей", "Дарья", "Дмитрий",
+               "Екатерина", "Елена", "Иван", "Ирина", "Мария", "Максим", "Михаил", "Наталья",
+               "Никита", "Ольга", "Павел", "Сергей", "Светлана", "Татьяна", "Юлия"]  # fmt: skip
+LAST_NAMES = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов",
+              "Михайлов", "Новиков", "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев",
+              "Семёнов", "Егоров", "Павлов", "Козлов", "Степанов", "Николаев"]  # fmt: skip
+LATIN = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+                 ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n",
+                  "o", "p", "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y",
+                  "", "e", "yu", "ya"], strict=True))  # fmt: skip
 DOMAINS = ("mail.ru", "yandex.ru", "gmail.com", "bk.ru", "inbox.ru", "list.ru", "rambler.ru")
-MOBILE_CODES = [
-    *range(903, 907), 909, *range(910, 930), *range(950, 954), *range(960, 970),
-    977, *range(980, 990), *range(991, 1000),
-]  # fmt: skip
-PHONE_FORMATS = (
-    "8 ({c}) {a}-{b}-{d}",
-    "+7 {c} {a}-{b}-{d}",
-    "8{c}{a}{b}{d}",
-    "+7{c}{a}{b}{d}",
-)
+MOBILE_CODES = [*range(903, 907), 909, *range(910, 930), *range(950, 954), *range(960, 970),
+                977, *range(980, 990), *range(991, 1000)]  # fmt: skip
+PHONE_FORMATS = ("8 ({c}) {a}-{b}-{d}", "+7 {c} {a}-{b}-{d}", "8{c}{a}{b}{d}", "+7{c}{a}{b}{d}")
 TAGS = ("vip", "new", "loyal", "опт", "sale-2025", "newsletter")
 CITIES = ("Москва", "Новосибирск", "Екатеринбург", "Казань", "Омск", "Владивосток", "")
 ZONES = ("Asia/Omsk", "Europe/Samara", "Asia/Yekaterinburg")
@@ -73,7 +65,7 @@ HEADER = ["external_id", "email", "phone", "first_name", "last_name", "timezone"
 
 
 def _latin(name: str) -> str:
-    return "".join(LATIN.get(ch, ch) for ch in name.lower()).replace("_", "")
+    return "".join(LATIN.get(ch, ch) for ch in name.lower())
 
 
 def customers(rows: int, seed: int = 1) -> Iterator[list[str]]:
@@ -96,9 +88,11 @@ def customers(rows: int, seed: int = 1) -> Iterator[list[str]]:
         else:
             line = rng.randrange(10_000_000)
             phone = rng.choice(PHONE_FORMATS).format(
-                c=rng.choice(MOBILE_CODES), a=f"{line // 10_000:03}",
-                b=f"{line // 100 % 100:02}", d=f"{line % 100:02}",
-            )  # fmt: skip
+                c=rng.choice(MOBILE_CODES),
+                a=f"{line // 10_000:03}",
+                b=f"{line // 100 % 100:02}",
+                d=f"{line % 100:02}",
+            )
         zone = rng.choice(ZONES) if rng.random() < 0.03 else ""
         tags = ";".join(rng.sample(TAGS, rng.randrange(4)))
         yield [f"C{n:08}", email, phone, first, last, zone, tags, rng.choice(CITIES)]
@@ -119,32 +113,37 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-async def fresh_database(url: str) -> None:
+async def _drop_postgres_schema(url: str) -> None:
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await db.dispose()
+
+
+def fresh_database(url: str) -> None:
     if url.startswith("postgresql"):
-        from sqlalchemy import text
-
-        db = Database(url)
-        async with db.engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await db.dispose()
+        asyncio.run(_drop_postgres_schema(url))
     else:
-        Path(url.split("///", 1)[1]).unlink(missing_ok=True)
-    await asyncio.to_thread(upgrade, url)
+        path = Path(url.split("///", 1)[1])
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+    upgrade(url)
 
 
-def _parsed_rows(path: Path, batch: int) -> Iterator[list[tuple[Any, ...]]]:
-    now = datetime.now(UTC).replace(tzinfo=None)
+def _parsed_batches(path: Path, batch: int, postgres: bool) -> Iterator[list[tuple[Any, ...]]]:
+    now: Any = datetime.now(UTC)
+    # As SQLAlchemy hands them to each driver: aware for asyncpg, text for SQLite.
+    now = now if postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")
     with path.open(encoding="utf-8", newline="") as file:
         reader = csv.reader(file)
         next(reader)
         chunk: list[tuple[Any, ...]] = []
         for ext, email, phone, first, last, zone, _tags, city in reader:
-            chunk.append((
-                ext, email or None, phone or None, first, last, zone or DEFAULT_TIMEZONE,
-                "explicit" if zone else "default", "subscribed", "subscribed",
-                json.dumps({"city": city}, ensure_ascii=False), now, now,
-            ))  # fmt: skip
+            attributes = json.dumps({"city": city}, ensure_ascii=False)
+            chunk.append((ext, email or None, phone or None, first, last,
+                          zone or DEFAULT_TIMEZONE, "explicit" if zone else "default",
+                          "subscribed", "subscribed", attributes, now, now))  # fmt: skip
             if len(chunk) == batch:
                 yield chunk
                 chunk = []
@@ -152,54 +151,50 @@ def _parsed_rows(path: Path, batch: int) -> Iterator[list[tuple[Any, ...]]]:
             yield chunk
 
 
-_BASELINE_COLUMNS = (
+_COLUMNS = (
     "external_id, email, phone, first_name, last_name, timezone, timezone_source, "
     "email_status, sms_status, attributes, created_at, updated_at"
 )
 
 
 async def baseline(url: str, path: Path, batch: int) -> dict[str, Any]:
-    """Bare driver executemany, one transaction per batch, as the import commits."""
-    await fresh_database(url)
-    spent, rows = 0.0, 0
+    spent, cpu, rows = 0.0, 0.0, 0
     if url.startswith("postgresql"):
         import asyncpg
 
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-        sql = f"INSERT INTO customers ({_BASELINE_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 13))})"
-        for chunk in _parsed_rows(path, batch):
-            chunk = [
-                (*row[:10], row[10].replace(tzinfo=UTC), row[11].replace(tzinfo=UTC))
-                for row in chunk
-            ]
-            started = time.perf_counter()
+        placeholders = ", ".join(f"${i}" for i in range(1, 13))
+        sql = f"INSERT INTO customers ({_COLUMNS}) VALUES ({placeholders})"
+        for chunk in _parsed_batches(path, batch, postgres=True):
+            started, started_cpu = time.perf_counter(), time.process_time()
             async with conn.transaction():
                 await conn.executemany(sql, chunk)
             spent += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
             rows += len(chunk)
         await conn.close()
     else:
         import aiosqlite
 
         async with aiosqlite.connect(url.split("///", 1)[1], isolation_level=None) as conn:
-            # As models.db configures every SQLite connection.
+            # As models.db sets up every SQLite connection.
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
-            sql = f"INSERT INTO customers ({_BASELINE_COLUMNS}) VALUES ({', '.join('?' * 12)})"
-            for chunk in _parsed_rows(path, batch):
-                started = time.perf_counter()
+            sql = f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+            for chunk in _parsed_batches(path, batch, postgres=False):
+                started, started_cpu = time.perf_counter(), time.process_time()
                 await conn.execute("BEGIN IMMEDIATE")
                 await conn.executemany(sql, chunk)
                 await conn.execute("COMMIT")
                 spent += time.perf_counter() - started
+                cpu += time.process_time() - started_cpu
                 rows += len(chunk)
-    return {"rows": rows, "seconds": spent, "peak_rss_mb": peak_rss_mb()}
+    return {"rows": rows, "seconds": spent, "cpu": cpu, "peak_rss_mb": peak_rss_mb()}
 
 
 async def full_import(url: str, path: Path, batch: int) -> dict[str, Any]:
-    await fresh_database(url)
     db = Database(url)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     report = await import_customers_csv(
         db,
         path,
@@ -208,12 +203,13 @@ async def full_import(url: str, path: Path, batch: int) -> dict[str, Any]:
         actor="bench",
         batch_size=batch,
     )
-    spent = time.perf_counter() - started
+    spent, cpu = time.perf_counter() - started, time.process_time() - started_cpu
     await db.dispose()
     return {
         "rows": report.imported,
         "refused": report.refused,
         "seconds": spent,
+        "cpu": cpu,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -222,11 +218,9 @@ PHASES = {"baseline": baseline, "import": full_import}
 
 
 def run_phase(phase: str, url: str, path: Path, batch: int) -> dict[str, Any]:
-    child = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, "--database-url", url,
-         "--csv", str(path), "--batch-size", str(batch)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    command = [sys.executable, __file__, "--phase", phase, "--database-url", url]
+    command += ["--csv", str(path), "--batch-size", str(batch)]
+    child = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -235,32 +229,41 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=f"sqlite+aiosqlite:///{OUT / 'bench.db'}")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--csv", type=Path, default=None, help="an existing file to import")
+    parser.add_argument("--csv", type=Path, default=None, help="an existing file instead")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each phase, alternated")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.phase:
-        result = asyncio.run(PHASES[args.phase](args.database_url, args.csv, args.batch_size))
-        print(json.dumps(result))
+        fresh_database(args.database_url)
+        run = PHASES[args.phase](args.database_url, args.csv, args.batch_size)
+        print(json.dumps(asyncio.run(run)))
         return
 
     path = args.csv or OUT / f"customers-{args.rows}.csv"
     if args.csv is None:
         started = time.perf_counter()
         generate(path, args.rows)
-        print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) "
-              f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
-    results = {
-        phase: run_phase(phase, args.database_url, path, args.batch_size) for phase in PHASES
-    }
-    for phase, result in results.items():
-        rate = result["rows"] / result["seconds"]
-        print(f"{phase:9} {result['rows']:>9} rows in {result['seconds']:7.1f} s "
-              f"= {rate:>8,.0f} rows/s, peak RSS {result['peak_rss_mb']:.0f} MB")  # fmt: skip
-    base, full = (results[p]["rows"] / results[p]["seconds"] for p in PHASES)
-    print(
-        f"ratio import / baseline = {full / base:.2f} ({results['import']['refused']} lines refused)"
-    )
+        size = path.stat().st_size / 1e6
+        print(f"generated {path} ({size:.0f} MB) in {time.perf_counter() - started:.1f} s")
+    runs: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
+    for _ in range(args.repeat):
+        for phase in PHASES:
+            runs[phase].append(run_phase(phase, args.database_url, path, args.batch_size))
+    rates = {}
+    for phase, results in runs.items():
+        rate = sorted(r["rows"] / r["seconds"] for r in results)
+        cpu = sorted(r["cpu"] / r["rows"] * 1e6 for r in results)
+        peak = max(r["peak_rss_mb"] for r in results)
+        rates[phase] = statistics.median(rate)
+        print(
+            f"{phase:9} {results[0]['rows']:>9} rows: {rates[phase]:>8,.0f} rows/s median"
+            f" ({rate[0]:,.0f}–{rate[-1]:,.0f}), CPU {statistics.median(cpu):.1f} µs/row"
+            f" ({cpu[0]:.1f}–{cpu[-1]:.1f}), peak RSS {peak:.0f} MB"
+        )
+    refused = runs["import"][0]["refused"]
+    ratio = rates["import"] / rates["baseline"]
+    print(f"import / baseline = {ratio:.2f} by median rows/s ({refused} lines refused)")
 
 
 if __name__ == "__main__":

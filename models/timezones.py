@@ -61,6 +61,9 @@ def timezone_for_phone(e164: str) -> str | None:
         zone = _zone_by_russian_prefix(e164)
         if zone is not _Sentinel.NO_REGION:
             return zone
+        # phonenumbers gives every +7 9XX mobile all Russian zones: it cannot tell one.
+        if e164.startswith("+79"):
+            return None
     return _zone_by_phonenumbers(e164)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from models.customers import (
     MAX_KEPT_ERRORS,
+    NOT_STORABLE,
     ImportProgress,
     ImportReport,
     LineError,
@@ -114,6 +115,13 @@ async def test_a_line_not_in_the_files_encoding_is_refused_alone(
         (3, "not UTF-8 text: save the whole file in one encoding, UTF-8 preferably")
     ]
     assert sorted(await customers(db)) == ["1", "3"]
+
+
+async def test_a_line_with_a_nul_character_is_refused_alone(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path, "external_id,first_name\n1,Ив\x00ан\n2,Анна\n")
+    report = await run_import(db, path)
+    assert errors(report) == [(2, NOT_STORABLE)]
+    assert sorted(await customers(db)) == ["2"]
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"])
@@ -322,10 +330,9 @@ def test_cli_imports_a_clean_file_and_exits_0(db_url: str, tmp_path: Path) -> No
 
 def test_cli_lists_refused_lines_on_stderr_and_exits_1(db_url: str, tmp_path: Path) -> None:
     path = write(tmp_path, "external_id,email\n1,a@mail.ru\n2,x@\n3,b@mail.ru,extra\n")
-    chainmail(db_url, "customers", "import", str(path), cwd=tmp_path)
     result = chainmail(db_url, "customers", "import", str(path), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stdout.strip() == "imported 1 customer (0 new, 1 updated); 2 lines refused"
+    assert result.stdout.strip() == "imported 1 customer (1 new, 0 updated); 2 lines refused"
     assert result.stderr.splitlines() == [
         "line 3: bad email 'x@'",
         "line 4: expected 2 columns, found 3",

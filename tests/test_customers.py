@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from models.customers import (
+    NOT_JSON,
+    NOT_STORABLE,
     CleanCustomer,
     UpsertResult,
     save_customers,
@@ -24,6 +26,7 @@ from models.customers import (
 from models.db import Database
 from models.tables import AuditEntry, Customer, CustomerTag, EmailStatus, SmsStatus
 from models.timezones import TimezoneSource, normalize_phone
+from web import api_customers
 from web.api_customers import MAX_CUSTOMERS_PER_REQUEST, router
 
 DEFAULTS = {"default_timezone": "Europe/Moscow", "default_phone_region": "RU"}
@@ -422,6 +425,39 @@ async def test_api_bounds_the_number_of_customers_per_request(api: httpx.AsyncCl
     response = await api.post("/api/v1/customers", json=body, headers=AUTH)
     assert response.status_code == 413
     assert "at most 10000 customers" in response.json()["detail"]
+
+
+async def test_api_refuses_a_body_over_the_size_bound_before_reading_it_all(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_customers, "MAX_BODY_BYTES", 100)
+    body = [{"external_id": str(i)} for i in range(20)]
+    response = await api.post("/api/v1/customers", json=body, headers=AUTH)
+    assert response.status_code == 413
+
+
+async def test_api_refuses_values_no_database_stores_by_index(
+    api: httpx.AsyncClient, db: Database
+) -> None:
+    content = (
+        b'[{"external_id": "1", "first_name": "a\\u0000b"},'
+        b' {"external_id": "2", "attributes": {"k": "\\ud800"}},'
+        b' {"external_id": "3", "attributes": {"score": NaN}},'
+        b' {"external_id": "4"}]'
+    )
+    response = await api.post(
+        "/api/v1/customers", content=content, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "created": 1,
+        "updated": 0,
+        "errors": [
+            {"index": 0, "error": NOT_STORABLE},
+            {"index": 1, "error": NOT_STORABLE},
+            {"index": 2, "error": NOT_JSON},
+        ],
+    }
 
 
 @pytest.mark.parametrize(
