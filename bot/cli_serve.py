@@ -1,4 +1,4 @@
-"""Long-running processes: `chainmail web`, `chainmail worker` and `chainmail run`."""
+"""Long-running processes: `chainmail web`, `chainmail worker`, `chainmail run` (and `bot`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import uvicorn
 from bot.engine_process import run_engine
 from bot.runtime import open_database
 from bot.settings import Settings
+from bot.telegram_app import run_bot
 from models.db import Database, secret_key
 from web.app import WebConfig, create_app
 
@@ -24,7 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     web.set_defaults(handler=_web)
     worker = commands.add_parser("worker", help="the engine: plan, decide, send (any number)")
     worker.set_defaults(handler=_worker)
-    run = commands.add_parser("run", help="web and engine in one process (the embedded set-up)")
+    run = commands.add_parser(
+        "run", help="bot, web and engine in one process (the embedded set-up)"
+    )
     run.set_defaults(handler=_run)
 
 
@@ -65,6 +68,8 @@ async def _until_stopped(settings: Settings, *parts: str) -> int:
         tasks.append(serve_web(settings, db, stop))
     if "engine" in parts:
         tasks.append(run_engine(settings, db, stop))
+    if "bot" in parts:
+        tasks.append(run_bot(settings, db, stop))
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -83,4 +88,7 @@ async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
 async def _run(settings: Settings, _args: argparse.Namespace) -> int:
     if not settings.api_token:
         log.warning("API_TOKEN is not set: the HTTP API refuses every request")
-    return await _until_stopped(settings, "web", "engine")
+    if not settings.telegram_bot_token:
+        log.info("TELEGRAM_BOT_TOKEN is not set: the bot is off")
+        return await _until_stopped(settings, "web", "engine")
+    return await _until_stopped(settings, "web", "engine", "bot")

@@ -1,0 +1,95 @@
+"""The Telegram bot's handlers: a thin door onto the services of `models/` and `scheduler/`.
+
+Shared here: what every handler gets (`Deps` through `Context`), the Application
+subclass that carries them and saves state after every update, and the two ways the
+bot answers (`show`, `tell`). The flows live in modules of their own: `access` (who
+may do what), `commands` (commands and menus), later `chain_editor`; bot/telegram_app.py
+puts them together. docs/bot.md tells how to add a flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from telegram import InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from models.db import Database
+from models.tables import Role
+
+# user_data, chat_data and bot_data: plain dicts of JSON values (handlers/persistence.py).
+Data = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What handlers need from the process: the database and a few settings."""
+
+    db: Database
+    owner_ids: tuple[int, ...]
+    default_timezone: str
+    default_phone_region: str
+
+
+class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data, None]):
+    def __init__(self, *, deps: Deps, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deps = deps
+
+    async def process_update(self, update: object) -> None:
+        await super().process_update(update)
+        # PTB saves state on a timer (and at shutdown). Saving after each update
+        # instead means a bot killed mid-conversation resumes where the user was;
+        # the persistence skips rows that did not change, so this stays cheap.
+        await self.update_persistence()
+
+
+class Context(CallbackContext[ExtBot[None], Data, Data, Data]):
+    """The callback context of every handler; `role` and `actor` are set by the access gate."""
+
+    def __init__(
+        self,
+        application: Application[ExtBot[None], Context, Data, Data, Data, Any],
+        chat_id: int | None = None,
+        user_id: int | None = None,
+    ) -> None:
+        super().__init__(application, chat_id, user_id)
+        self.role: Role | None = None
+        # Who the audit log names for changes made through this update.
+        self.actor = f"tg:{user_id}"
+
+    @property
+    def deps(self) -> Deps:
+        return cast(ChainmailApplication, self.application).deps
+
+
+async def show(
+    update: Update,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+    *,
+    toast: str | None = None,
+) -> None:
+    """A screen: a pressed button's message is edited in place (one message while
+    navigating, SPEC §3), a command gets a new message."""
+    query = update.callback_query
+    if query is None:
+        await update.effective_message.reply_text(text, reply_markup=markup)  # type: ignore[union-attr]
+        return
+    try:
+        await query.edit_message_text(text, reply_markup=markup)
+    except BadRequest as exc:
+        # Refresh when nothing changed: Telegram refuses an edit that changes nothing.
+        if "not modified" not in exc.message:
+            raise
+    await query.answer(toast)
+
+
+async def tell(update: Update, text: str) -> None:
+    """A short answer where the user is: a pop-up for a pressed button, else a reply."""
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(text)

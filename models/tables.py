@@ -115,6 +115,13 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
+class BotStateKind(StrEnum):
+    CONVERSATION = "conversation"
+    USER = "user"
+    CHAT = "chat"
+    BOT = "bot"
+
+
 def _in(column: str, enum: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
 
@@ -330,6 +337,23 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class BotState(Base):
+    """What the Telegram bot remembers between updates, so that a restart loses nothing.
+
+    Keys: a conversation's is the JSON list `[name, chat id, user id]` (PTB's key
+    with the conversation's name first), a user's or chat's its id, the bot's "".
+    `data` is any JSON value: a conversation's state, a user's or chat's dict.
+    """
+
+    __tablename__ = "bot_state"
+    __table_args__ = (CheckConstraint(_in("kind", BotStateKind), name="kind"),)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AppState(Base):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from models.customers import (
     MAX_KEPT_ERRORS,
@@ -303,6 +303,124 @@ async def test_a_file_without_a_usable_header_is_refused_whole(
 async def test_a_missing_file_is_refused_with_its_name(db: Database, tmp_path: Path) -> None:
     with pytest.raises(ChainmailError, match=r"cannot read .*nope\.csv: No such file"):
         await run_import(db, tmp_path / "nope.csv")
+
+
+# --- reading in a child process (workers=1) --------------------------------------------
+
+# Every kind of refusal, rows across lines, blank lines, a customer listed twice, an
+# updated customer, more refusals than are kept, in batches that split all of these.
+MIXED_FILE = (
+    HEADER + ",city\n"
+    "1,ok@mail.ru,8 (913) 123-45-67,Иван,Петров,,vip;new,Омск\n"
+    "2,x@,,,,,,\n"
+    '3,anna@mail.ru,,"Анна\nМария",,,,\n'
+    "4,b@mail.ru,12345,,,,,\n"
+    "5,,,,,Mars/Base,,\n"
+    ",c@mail.ru,,,,,,\n"
+    "6,d@mail.ru,,\n"
+    "\n"
+    '7,"e@\nmail.ru",,,,,,\n'
+    "8,Ив\x00ан@mail.ru,,,,,,\n"
+).encode() + (
+    "10,,,Пётр,,,,\n".encode("cp1251")
+    + b"1,again@mail.ru,+7 924 123 45 67,,,Asia/Omsk,loyal,\n"
+    + "".join(f"b{i},bad{i},,,,,,\n" for i in range(MAX_KEPT_ERRORS + 20)).encode()
+    + "".join(f"g{i},g{i}@mail.ru,8913{i:07},,,,t{i % 3},Казань\n" for i in range(300)).encode()
+)
+
+
+async def snapshot(db: Database) -> tuple[list[tuple[Any, ...]], set[tuple[str, str]]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(
+                Customer.external_id,
+                Customer.email,
+                Customer.phone,
+                Customer.first_name,
+                Customer.last_name,
+                Customer.timezone,
+                Customer.timezone_source,
+                Customer.email_status,
+                Customer.attributes,
+            ).order_by(Customer.external_id)
+        )
+        customers = [tuple(row) for row in rows]
+        tag_rows = await session.execute(
+            select(Customer.external_id, CustomerTag.tag).join(
+                CustomerTag, CustomerTag.customer_id == Customer.id
+            )
+        )
+        return customers, {(external_id, tag) for external_id, tag in tag_rows}
+
+
+async def forget_customers(db: Database) -> None:
+    async with db.writer() as session:
+        await session.execute(delete(CustomerTag))
+        await session.execute(delete(Customer))
+
+
+async def test_a_child_process_imports_and_refuses_exactly_as_this_process_does(
+    db: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(MIXED_FILE)
+    existing = HEADER + "\n3,old@mail.ru,,Анна,,,old\ng5,,,,,,\n"
+    reports: dict[int, ImportReport] = {}
+    seen: dict[int, list[ImportProgress]] = {}
+    stored = {}
+    for workers in (0, 1):
+        await forget_customers(db)
+        await run_import(db, write(tmp_path, existing))
+        seen[workers] = []
+        reports[workers] = await run_import(
+            db, path, batch_size=7, progress=seen[workers].append, workers=workers
+        )
+        stored[workers] = await snapshot(db)
+    alone, child = reports[0], reports[1]
+    assert errors(child) == errors(alone)
+    assert (child.created, child.updated, child.refused) == (
+        alone.created,
+        alone.updated,
+        alone.refused,
+    )
+    assert stored[1] == stored[0]
+    assert seen[1] == seen[0]
+    # The file is what it is meant to be: every kind of refusal, and more than are kept.
+    assert errors(alone)[:8] == [
+        (3, "bad email 'x@'"),
+        (6, "bad phone '12345'"),
+        (7, "unknown time zone 'Mars/Base'"),
+        (8, "missing external_id"),
+        (9, "expected 8 columns, found 4"),
+        (11, "bad email 'e@\\nmail.ru'"),
+        (13, NOT_STORABLE),
+        (14, "not UTF-8 text: save the whole file in one encoding, UTF-8 preferably"),
+    ]
+    assert len(alone.errors) == MAX_KEPT_ERRORS
+    assert alone.refused == 8 + MAX_KEPT_ERRORS + 20
+    # New: 1 and g0…g299 but g5; updated: 3, g5, and 1 listed again in a later batch.
+    assert (alone.created, alone.updated) == (1 + 299, 3)
+    assert ("1", "loyal") in stored[0][1]
+    assert seen[0][-1].bytes_read == seen[0][-1].total_bytes == len(MIXED_FILE)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "is empty"), ("id,email\n1,a@mail.ru\n", "has no external_id column")],
+)
+async def test_a_child_process_refuses_an_unusable_file_as_this_process_does(
+    db: Database, tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ChainmailError, match=message):
+        await run_import(db, write(tmp_path, text), workers=1)
+    with pytest.raises(ChainmailError, match=r"cannot read .*nope\.csv: No such file"):
+        await run_import(db, tmp_path / "nope.csv", workers=1)
+    assert await customers(db) == {}
+
+
+async def test_a_stream_is_read_in_this_process_whatever_the_workers(db: Database) -> None:
+    report = await run_import(db, io.BytesIO(CYRILLIC_ROWS.encode()), workers=1)
+    assert report.created == 2
 
 
 # --- chainmail customers import --------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 02:21:41.137606
+Create Date: 2026-11-28 02:51:37.300677
 """
 
 from collections.abc import Sequence
@@ -46,6 +46,14 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_log_at', ['at'], unique=False)
 
+    op.create_table('bot_state',
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('updated_at', models.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('conversation', 'user', 'chat', 'bot')", name=op.f('ck_bot_state_kind')),
+    sa.PrimaryKeyConstraint('kind', 'key', name=op.f('pk_bot_state'))
+    )
     op.create_table('chains',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -220,6 +228,7 @@ def downgrade() -> None:
     op.drop_table('segments')
     op.drop_table('customers')
     op.drop_table('chains')
+    op.drop_table('bot_state')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_at')
 

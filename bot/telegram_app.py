@@ -1,0 +1,171 @@
+"""The Telegram bot as a part of a process: the Application built from settings, and polling.
+
+TELEGRAM_API_BASE_URL is passed as python-telegram-bot's `base_url` (the token is
+appended to it); the file URL is the same with `/file/bot` for `/bot`, so a
+self-hosted Bot API server or a test double serves downloads too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    LinkPreviewOptions,
+    Update,
+)
+from telegram.constants import ParseMode, UpdateType
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defaults
+from telegram.request import BaseRequest
+
+from bot.settings import Settings
+from handlers import ChainmailApplication, Context, Deps, access, commands, tell, texts
+from handlers.persistence import DatabasePersistence
+from models.db import Database
+from models.errors import ChainmailError
+from models.tables import Role
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
+# A Retry-After from Telegram is waited out and the request sent again, this many times.
+RATE_LIMIT_RETRIES = 3
+# Waits between attempts to reach Telegram at start-up, in seconds, the last repeated.
+START_RETRY_DELAYS = (1, 5, 15, 60)
+
+
+def file_url_for(base_url: str) -> str:
+    """`…/bot` → `…/file/bot` (also with a `{token}` placeholder after it)."""
+    head, found, tail = base_url.rpartition("/bot")
+    if not found:
+        raise ChainmailError(
+            f"TELEGRAM_API_BASE_URL {base_url!r} must end with /bot, as in "
+            "https://api.telegram.org/bot"
+        )
+    return f"{head}/file/bot{tail}"
+
+
+def build_application(
+    settings: Settings, db: Database, *, request: BaseRequest | None = None
+) -> ChainmailApplication:
+    """The bot with its handlers; `request` replaces the HTTP client (in-memory in tests)."""
+    deps = Deps(
+        db=db,
+        owner_ids=tuple(settings.admin_ids),
+        default_timezone=settings.default_timezone,
+        default_phone_region=settings.default_phone_region,
+    )
+    builder = (
+        ApplicationBuilder()
+        .application_class(ChainmailApplication, kwargs={"deps": deps})
+        .context_types(ContextTypes(context=Context, user_data=dict, chat_data=dict, bot_data=dict))
+        .token(settings.telegram_bot_token)
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(file_url_for(settings.telegram_api_base_url))
+        .defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .persistence(DatabasePersistence(db))
+        # The engine's APScheduler is the process's clock; the bot needs no second one.
+        .job_queue(None)
+    )
+    if request is not None:
+        builder = builder.request(request)
+    application: ChainmailApplication = builder.build()  # type: ignore[assignment]
+    access.install(application)
+    for conversation in commands.conversations():
+        application.add_handler(conversation)
+    commands.install(application)
+    application.add_error_handler(on_error)
+    return application
+
+
+async def on_error(update: object, context: Context) -> None:
+    """A refusal in the service's words, anything else logged and told in one sentence."""
+    error = context.error
+    if not isinstance(update, Update):
+        log.error("bot error outside an update", exc_info=error)
+        return
+    if isinstance(error, ChainmailError):
+        message = texts.refused(str(error))
+    else:
+        log.error("update %s failed", update.update_id, exc_info=error)
+        message = texts.FAILED
+    try:
+        await tell(update, message)
+    except TelegramError as exc:
+        log.warning("could not tell the user about the failure: %s", exc)
+
+
+async def announce_commands(application: ChainmailApplication) -> None:
+    """Telegram's command menu: admin commands in private chats (viewers are refused the
+    changing ones with a reason), the owner's own menu for each owner, team commands in groups.
+    Only a convenience: a failure is logged, never stops the bot."""
+    bot = application.bot
+
+    def menu(pairs: tuple[tuple[str, str], ...]) -> list[BotCommand]:
+        return [BotCommand(command, description) for command, description in pairs]
+
+    menus = [
+        (texts.commands_for(Role.ADMIN), BotCommandScopeAllPrivateChats()),
+        (texts.GROUP_COMMANDS, BotCommandScopeAllGroupChats()),
+        *(
+            (texts.commands_for(Role.OWNER), BotCommandScopeChat(owner))
+            for owner in application.deps.owner_ids
+        ),
+    ]
+    for commands_, scope in menus:
+        try:
+            await bot.set_my_commands(menu(commands_), scope=scope)
+        except TelegramError as exc:
+            # E.g. an owner who never wrote to the bot has no chat with it yet.
+            log.info("command menu for %s not set: %s", scope.type, exc)
+
+
+async def _started(application: ChainmailApplication, stop: asyncio.Event) -> bool:
+    """Initialize, retrying while Telegram cannot be reached; False if stopped meanwhile."""
+    for delay in itertools.chain(START_RETRY_DELAYS, itertools.repeat(START_RETRY_DELAYS[-1])):
+        try:
+            await application.initialize()
+            return True
+        except InvalidToken as exc:
+            raise ChainmailError(f"Telegram refused TELEGRAM_BOT_TOKEN: {exc}") from None
+        except NetworkError as exc:
+            log.warning("cannot reach Telegram (%s); trying again in %s s", exc, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                continue
+            return False
+    return False
+
+
+async def run_bot(settings: Settings, db: Database, stop: asyncio.Event) -> None:
+    """Poll Telegram until `stop` is set (SPEC §8: one bot process per database)."""
+    application = build_application(settings, db)
+    if not await _started(application, stop):
+        return
+    updater = application.updater
+    assert updater is not None  # built with the default updater
+    try:
+        await announce_commands(application)
+        await application.start()
+        await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        log.info("bot @%s is polling for updates", application.bot.username)
+        await stop.wait()
+    finally:
+        if updater.running:
+            await updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()

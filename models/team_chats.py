@@ -1,0 +1,66 @@
+"""Team group chats subscribed to daily summaries (SPEC §3 `/subscribe`, §4 summaries).
+
+Members of a subscribed chat may ask the bot for stats there: the chat is the team.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from models import audit
+from models.db import Database
+from models.errors import ChainmailError
+from models.tables import SubscribedChat
+from models.timezones import is_valid_timezone
+
+
+@dataclass(frozen=True)
+class TeamChat:
+    chat_id: int
+    title: str | None
+    # None: summaries follow DEFAULT_TIMEZONE.
+    timezone: str | None
+
+
+async def subscribe_chat(
+    db: Database,
+    chat_id: int,
+    *,
+    title: str | None,
+    timezone: str | None,
+    by: int | None,
+    actor: str,
+) -> TeamChat:
+    """Subscribe a chat, or update its title and zone if it already is."""
+    if timezone is not None and not is_valid_timezone(timezone):
+        raise ChainmailError(f"{timezone!r} is not a time zone like Europe/Moscow")
+    async with db.writer() as session:
+        chat = await session.get(SubscribedChat, chat_id)
+        if chat is None:
+            chat = SubscribedChat(chat_id=chat_id, subscribed_by=by)
+            session.add(chat)
+        chat.title = title
+        chat.timezone = timezone
+        audit.record(session, actor, "chat.subscribe", chat_id=chat_id, timezone=timezone)
+        return TeamChat(chat_id, title, timezone)
+
+
+async def unsubscribe_chat(db: Database, chat_id: int, *, actor: str) -> bool:
+    """False if the chat was not subscribed."""
+    async with db.writer() as session:
+        chat = await session.get(SubscribedChat, chat_id)
+        if chat is None:
+            return False
+        await session.delete(chat)
+        audit.record(session, actor, "chat.unsubscribe", chat_id=chat_id)
+        return True
+
+
+async def is_subscribed(db: Database, chat_id: int) -> bool:
+    async with db.session() as session:
+        found = await session.scalar(
+            select(SubscribedChat.chat_id).where(SubscribedChat.chat_id == chat_id)
+        )
+        return found is not None
