@@ -37,6 +37,9 @@ class Claimed:
     email: str | None
     phone: str | None
     context: dict[str, Any]
+    # The claim's lease as stored: the row is this worker's to send only while
+    # it still carries exactly this value.
+    lease_until: datetime
 
 
 def _due(step: StepPlan, now: datetime) -> ColumnElement[bool]:
@@ -141,6 +144,7 @@ async def claim(
             _delivery.c.id,
             _delivery.c.customer_id,
             _delivery.c.attempts,
+            _delivery.c.lease_until,
             _customer.c.external_id,
             _customer.c.email,
             _customer.c.phone,
@@ -166,4 +170,6 @@ def _claimed(row: Any) -> Claimed:
         "timezone": row.timezone,
     }
     context = template_context(fields, row.attributes or {})
-    return Claimed(row.id, row.customer_id, row.attempts, row.email, row.phone, context)
+    return Claimed(
+        row.id, row.customer_id, row.attempts, row.email, row.phone, context, row.lease_until
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, exists, literal, null, select
+from sqlalchemy import Select, exists, literal, null, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -71,10 +71,21 @@ def _not_planned_yet(step: StepPlan, customer_id: ColumnElement[int]) -> ColumnE
     )
 
 
+async def _step_has_deliveries(session: AsyncSession, step: StepPlan) -> bool:
+    return bool(await session.scalar(select(exists().where(Delivery.step_id == step.step_id))))
+
+
 async def _insert(session: AsyncSession, rows: Select) -> int:
     dialect = session.bind.dialect.name
     table = Delivery.__table__
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect == "postgresql":
+        # At the default 4 MB, the hash joins of a million-customer audience spill
+        # to disk and hand rows over out of id order, which turns every foreign key
+        # check and index insert into a random access: 1.28 times the bare
+        # INSERT … SELECT of the same rows, 1.16 with this (docs/benchmarks.md,
+        # "Planning"). For this transaction only.
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))
     statement = (
         insert_(table)
         .from_select(_COLUMNS, rows)
@@ -85,7 +96,14 @@ async def _insert(session: AsyncSession, rows: Select) -> int:
 
 
 async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime) -> int:
-    """Plan the main step for its segments' customers who have no delivery of it yet."""
+    """Plan the main step for its segments' customers who have no delivery of it yet.
+
+    A step with no deliveries at all (at activation) needs no anti-join against
+    `deliveries`: ON CONFLICT still guards the unique key. Leaving it out matters on
+    PostgreSQL when `deliveries` was analysed while empty: the planner then scans the
+    whole table once per customer while the INSERT grows it, which is quadratic
+    (100,000 customers: 50 s instead of 1.5 s).
+    """
     rules = await session.scalars(select(Segment).where(Segment.name.in_(step.segments)))
     members = segment_members_query(list(rules))
     customers = Customer.__table__
@@ -103,7 +121,9 @@ async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime)
         _wait_until(session, step, eligible),
         literal(0),
         sql.moment(now),
-    ).where(_not_planned_yet(step, customers.c.id))
+    )
+    if await _step_has_deliveries(session, step):
+        rows = rows.where(_not_planned_yet(step, customers.c.id))
     return await _insert(session, rows)
 
 
