@@ -17,6 +17,8 @@ from models.db import Database, secret_key
 from scheduler.engine import Engine, EngineConfig
 
 log = logging.getLogger(__name__)
+# How long a stopping worker waits for the messages it is sending.
+STOP_GRACE_SECONDS = 30
 
 
 @asynccontextmanager
@@ -59,15 +61,15 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
     the next tick's work, so one tick at a time, late ones coalesced.
     """
     async with engine_for(settings, db) as engine:
+        running: set[asyncio.Task[None]] = set()
 
         async def tick() -> None:
-            try:
-                report = await engine.tick()
-            except Exception:
-                log.exception("engine tick failed; the next tick retries")
-                return
-            if report.busy:
-                log.info("tick: planned %d, sent %d", report.planned, report.sent)
+            # Shielded: a stop waits for the group in flight instead of cancelling
+            # it mid-send, which would leave those messages `uncertain`.
+            task = asyncio.ensure_future(_tick_once(engine))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            await asyncio.shield(task)
 
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
@@ -82,4 +84,19 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
         try:
             await stop.wait()
         finally:
+            engine.stop()
             scheduler.shutdown(wait=False)
+            if running:
+                _, late = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
+                if late:
+                    log.warning("the engine did not finish its group in time; stopping anyway")
+
+
+async def _tick_once(engine: Engine) -> None:
+    try:
+        report = await engine.tick()
+    except Exception:
+        log.exception("engine tick failed; the next tick retries")
+        return
+    if report.busy:
+        log.info("tick: planned %d, sent %d", report.planned, report.sent)

@@ -23,6 +23,10 @@ def configure_logging(settings: Settings) -> None:
     # httpx logs every request at INFO, which would leak the bot token into logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A wave longer than a tick makes APScheduler warn on every skipped tick;
+    # that is the design (one tick at a time), not news.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
 
 
 def _current_revision(connection: object) -> str | None:

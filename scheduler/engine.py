@@ -92,11 +92,18 @@ class Engine:
         self.sms = sms
         self.clock = clock
         self.policy = SendPolicy(config.lease, config.max_attempts, config.retry_base)
+        # Set by `stop()`: the running tick ends after the group in flight.
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
 
     async def tick(self) -> TickReport:
         report = TickReport()
         report.recovered_uncertain = await self.recover_lost_sends()
         for chain in await self._active_chains():
+            if self.stopping:
+                break
             report.planned += await self._plan(chain)
             for step in chain.steps:
                 tally = await self._run_wave(chain, step)
@@ -177,7 +184,11 @@ class Engine:
         async with self.db.writer() as session:
             tally.add_skipped(await claims.skip_due(session, step, now))
         sender = self._sender(chain, step)
-        while await self._still_active(chain.chain_id):
+
+        async def keep_going() -> bool:
+            return not self.stopping and await self._still_active(chain.chain_id)
+
+        while await keep_going():
             now = self.clock()
             async with self.db.writer() as session:
                 quiet = await self._quiet_zones(session, step, now)
@@ -189,9 +200,8 @@ class Engine:
                     lease=self.config.lease,
                     quiet_zones=quiet,
                 )
-            if not batch:
+            if not batch or not await sender.send(batch, tally, keep_going):
                 break
-            await sender.send(batch, tally)
         return tally
 
     def _sender(self, chain: ChainPlan, step: StepPlan) -> StepSender:

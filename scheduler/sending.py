@@ -10,7 +10,7 @@ that group, and the cost is never a duplicate — a row left `sending` becomes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -98,9 +98,35 @@ class StepSender:
         self._clock = clock
         self._group_size = group_size
 
-    async def send(self, claimed: Sequence[Claimed], tally: WaveTally) -> None:
+    async def send(
+        self,
+        claimed: Sequence[Claimed],
+        tally: WaveTally,
+        keep_going: Callable[[], Awaitable[bool]],
+    ) -> bool:
+        """Send group by group while `keep_going` says so; False if it stopped early.
+
+        Checked before each group, so a pause or a stopping process takes effect
+        within one group; the rows not sent are handed back at once.
+        """
         for start in range(0, len(claimed), self._group_size):
+            if start and not await keep_going():
+                await self._release(claimed[start:])
+                return False
             await self._send_group(claimed[start : start + self._group_size], tally)
+        return True
+
+    async def _release(self, rest: Sequence[Claimed]) -> None:
+        async with self._db.writer() as session:
+            await session.execute(
+                update(_delivery)
+                .where(
+                    _delivery.c.id.in_([item.delivery_id for item in rest]),
+                    _delivery.c.lease_until.in_(sorted({item.lease_until for item in rest})),
+                )
+                .values(lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
 
     async def _send_group(self, group: Sequence[Claimed], tally: WaveTally) -> None:
         ready: list[tuple[Claimed, ComposedEmail | str]] = []

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels.results import SendResult
 from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from models import reasons
@@ -413,3 +414,48 @@ async def test_one_delivery_per_step_and_customer_is_enforced_by_the_database(
                     due_at=START,
                 )
             )
+
+
+class PausingTransport(OutboxEmailTransport):
+    """Pauses the chain while its first message is being sent, as a manager would."""
+
+    def __init__(self, outbox: Path, db: Database, chain_id: int) -> None:
+        super().__init__(outbox)
+        self.db, self.chain_id, self.calls = db, chain_id, 0
+
+    async def send(self, sender: str, recipient: str, message_id: str, data: bytes) -> SendResult:
+        self.calls += 1
+        if self.calls == 1:
+            await pause_chain(self.db, self.chain_id, actor="manager")
+        return await super().send(sender, recipient, message_id, data)
+
+
+async def test_pause_during_a_wave_stops_it_within_one_group(harness: Harness) -> None:
+    await add_customers(harness.db, *({} for _ in range(100)))
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    transport = PausingTransport(harness.outbox, harness.db, chain_id)
+    engine = Engine(
+        harness.db,
+        EngineConfig(
+            mail_from="news@shop.example",
+            public_base_url="https://mail.shop.example",
+            secret_key="secret",
+            quiet_hours_sms=None,
+            email_concurrency=1,
+            batch_size=100,
+        ),
+        email=transport,
+        sms=OutboxSmsTransport(harness.outbox, "Shop"),
+        clock=harness.clock,
+    )
+    await engine.tick()
+    group = 16  # 4 × EMAIL_CONCURRENCY, at least 16
+    assert len(harness.emails()) == group
+    # The rest of the claimed batch is handed back, not left leased for minutes.
+    waiting = [d for d in await harness.deliveries(chain_id, 1) if d.status == "planned"]
+    assert len(waiting) == 100 - group
+    assert all(d.lease_until is None for d in waiting)
+    await resume_chain(harness.db, chain_id, actor="manager")
+    await engine.tick()
+    assert len(harness.emails()) == 100
