@@ -419,27 +419,8 @@ _PER_ROW = (
 # Columns with one value for a whole batch. The statuses and created_at only count for
 # new customers: they are not in _UPDATED_ON_CONFLICT.
 _PER_BATCH = ("email_status", "sms_status", "created_at", "updated_at")
-_UPDATED_ON_CONFLICT = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "timezone",
-    "timezone_source",
-    "attributes",
-    "updated_at",
-)
-_READ_BEFORE_UPSERT = (
-    "id",
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "timezone",
-    "timezone_source",
-    "attributes",
-)
+_UPDATED_ON_CONFLICT = (*_PER_ROW[1:], "updated_at")
+_READ_BEFORE_UPSERT = ("id", *_PER_ROW)
 _TAG_ROW = ("external_id", "tag")
 _CUSTOMERS = Customer.metadata.tables[Customer.__tablename__]
 _TAGS = CustomerTag.metadata.tables[CustomerTag.__tablename__]

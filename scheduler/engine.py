@@ -183,6 +183,8 @@ class Engine:
         now = self.clock()
         async with self.db.writer() as session:
             tally.add_skipped(await claims.skip_due(session, step, now))
+            # The zones are read once per wave; which are quiet is decided per batch.
+            zones = await self._zones_with_quiet_hours(session, step)
         sender = self._sender(chain, step)
 
         async def keep_going() -> bool:
@@ -190,8 +192,8 @@ class Engine:
 
         while await keep_going():
             now = self.clock()
+            quiet = quiet_zones(zones, now, self.config.quiet_hours_sms)
             async with self.db.writer() as session:
-                quiet = await self._quiet_zones(session, step, now)
                 batch = await claims.claim(
                     session,
                     step,
@@ -235,11 +237,11 @@ class Engine:
             group_size=max(self.config.email_concurrency * 4, 16),
         )
 
-    async def _quiet_zones(self, session: AsyncSession, step: StepPlan, now: datetime) -> set[str]:
+    async def _zones_with_quiet_hours(self, session: AsyncSession, step: StepPlan) -> list[str]:
+        """The customers' zones, where quiet hours can hold this step; none for email."""
         if step.channel != Channel.SMS or self.config.quiet_hours_sms is None:
-            return set()
-        zones = await planning.customer_zones(session)
-        return quiet_zones(zones, now, self.config.quiet_hours_sms)
+            return []
+        return await planning.customer_zones(session)
 
     async def _still_active(self, chain_id: int) -> bool:
         async with self.db.session() as session:
