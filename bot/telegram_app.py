@@ -25,7 +25,17 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defau
 from telegram.request import BaseRequest
 
 from bot.settings import Settings
-from handlers import ChainmailApplication, Context, Deps, access, commands, tell, texts
+from handlers import (
+    ChainmailApplication,
+    Context,
+    Deps,
+    access,
+    chain_editor,
+    commands,
+    progress,
+    tell,
+    texts,
+)
 from handlers.persistence import DatabasePersistence
 from models.db import Database
 from models.errors import ChainmailError
@@ -85,6 +95,7 @@ def build_application(
     access.install(application)
     for conversation in commands.conversations():
         application.add_handler(conversation)
+    chain_editor.install(application)
     commands.install(application)
     application.add_error_handler(on_error)
     return application
@@ -161,6 +172,7 @@ async def run_bot(settings: Settings, db: Database, stop: asyncio.Event) -> None
         await announce_commands(application)
         await application.start()
         await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        progress.resume(application)
         log.info("bot @%s is polling for updates", application.bot.username)
         await stop.wait()
     finally:

@@ -9,6 +9,7 @@ puts them together. docs/bot.md tells how to add a flow.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,6 +38,15 @@ class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data
     def __init__(self, *, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deps = deps
+        # Background tasks following sending waves (handlers/progress.py), by message.
+        self.watchers: dict[str, asyncio.Task[None]] = {}
+
+    async def shutdown(self) -> None:
+        for task in list(self.watchers.values()):
+            task.cancel()
+        if self.watchers:
+            await asyncio.gather(*self.watchers.values(), return_exceptions=True)
+        await super().shutdown()
 
     async def process_update(self, update: object) -> None:
         await super().process_update(update)

@@ -32,7 +32,8 @@ R = TypeVar("R")
 Handler = Callable[Concatenate[Update, Context, P], Awaitable[R]]
 
 RANK = {Role.VIEWER: 0, Role.ADMIN: 1, Role.OWNER: 2}
-GATE_GROUP = -1
+# The chain editor's leave guard runs in group -1, after the gate.
+GATE_GROUP = -2
 
 
 def install(application: Application) -> None:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""The `callback_data` of inline buttons: `<action>[:<arg>…]`, ASCII, at most 64 bytes.
+r"""The `callback_data` of inline buttons: `<action>[:<arg>…]`, ASCII, at most 64 bytes.
 
 Telegram hands the string back when the button is pressed; the action picks the
 handler (`pattern`), the arguments say what on (`decode`). Arguments are ids,
@@ -17,6 +17,22 @@ and the limit is in bytes.
 | `customers`         | the customer count and how to import                | everyone |
 | `segments:<page>`   | a page of the segment list                          | everyone |
 | `help`              | the help text                                       | everyone |
+| `chart:<id>`        | send the chain's chart as a new photo (stats screen) | everyone |
+| `new`               | start a new chain (asks its name)                   | admin    |
+| `eo:<chain>`        | the editor's map of a chain: its steps, Add step, Activate, Copy | admin |
+| `es:<chain>:<pos>`  | a step: its four blocks                             | admin    |
+| `eb:<chain>:<pos>:<b>` | edit a block: `a` who, `m` message, `t` schedule, `g` goal | admin |
+| `ex:<op>[:<arg>]`   | change the open block's draft (a segment, a term, a day…) | admin |
+| `ex:in:<field>`     | wait for the field to be typed                      | admin    |
+| `ev` / `ed`         | Save / Discard the open block's draft               | admin    |
+| `el:save\|drop\|keep` | the answer to "Save / Discard / Keep editing"      | admin    |
+| `en:<chain>`        | add a step (asks its name)                          | admin    |
+| `esn:<chain>:<pos>` | add the step with its default name ("Step 2")       | admin    |
+| `er:<chain>:<pos>`  | rename the step (`<pos>` 0: the chain)              | admin    |
+| `eu:<chain>`        | switch enrollment once ⇄ continuous                 | admin    |
+| `ec:<chain>`        | copy the chain into a new draft                     | admin    |
+| `ea:<chain>`        | activation forecast; `ey:<chain>` activates         | admin    |
+| `eq`                | close the editor                                    | admin    |
 
 A new flow adds its actions to `Action` and a row to this table, and matches
 them with `pattern(Action.…)`. `encode` refuses data over 64 bytes, so a button
@@ -44,6 +60,46 @@ class Action(StrEnum):
     CUSTOMERS = "customers"
     SEGMENTS = "segments"
     HELP = "help"
+    CHART = "chart"
+    # The chain editor (handlers/chain_editor.py).
+    NEW_CHAIN = "new"
+    EDIT_CHAIN = "eo"
+    EDIT_STEP = "es"
+    EDIT_BLOCK = "eb"
+    EDIT_OP = "ex"
+    SAVE_BLOCK = "ev"
+    DISCARD_BLOCK = "ed"
+    LEAVE = "el"
+    ADD_STEP = "en"
+    STEP_NAME = "esn"
+    RENAME = "er"
+    ENROLLMENT = "eu"
+    COPY_CHAIN = "ec"
+    ACTIVATE = "ea"
+    CONFIRM_ACTIVATE = "ey"
+    CLOSE_EDITOR = "eq"
+
+
+EDITOR_ACTIONS = frozenset(
+    {
+        Action.NEW_CHAIN,
+        Action.EDIT_CHAIN,
+        Action.EDIT_STEP,
+        Action.EDIT_BLOCK,
+        Action.EDIT_OP,
+        Action.SAVE_BLOCK,
+        Action.DISCARD_BLOCK,
+        Action.LEAVE,
+        Action.ADD_STEP,
+        Action.STEP_NAME,
+        Action.RENAME,
+        Action.ENROLLMENT,
+        Action.COPY_CHAIN,
+        Action.ACTIVATE,
+        Action.CONFIRM_ACTIVATE,
+        Action.CLOSE_EDITOR,
+    }
+)
 
 
 def encode(action: Action, *args: int | str) -> str:

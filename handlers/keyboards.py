@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import date
+from typing import Any, Generic, TypeVar
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers import texts
+from handlers import texts, when
 from handlers.callbacks import Action, encode
-from models.chains import ChainSummary, ChainView
+from models.chainfile import Term
+from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
+from scheduler.waves import Forecast
 
 T = TypeVar("T")
 Row = list[InlineKeyboardButton]
@@ -60,9 +63,13 @@ def menu_row() -> Row:
     return [button(texts.BUTTON_MENU, Action.MENU)]
 
 
-def main_menu() -> InlineKeyboardMarkup:
+def main_menu(can_edit: bool = False) -> InlineKeyboardMarkup:
+    """New chain only for those who may build one."""
+    chains = [button(texts.BUTTON_CHAINS, Action.CHAINS, 0)]
+    if can_edit:
+        chains.append(button(texts.BUTTON_NEW_CHAIN, Action.NEW_CHAIN))
     return keyboard(
-        [button(texts.BUTTON_CHAINS, Action.CHAINS, 0)],
+        chains,
         [
             button(texts.BUTTON_CUSTOMERS, Action.CUSTOMERS),
             button(texts.BUTTON_SEGMENTS, Action.SEGMENTS, 0),
@@ -87,7 +94,15 @@ def chain_card(chain: ChainView, role: Role, list_page: int) -> InlineKeyboardMa
     if role is not Role.VIEWER and chain.status is ChainStatus.PAUSED:
         actions.append(button(texts.BUTTON_RESUME, Action.RESUME, chain.id))
     actions.append(button(texts.BUTTON_STATS, Action.STATS, chain.id, 0))
-    return keyboard(actions, [button(texts.BUTTON_BACK, Action.CHAINS, list_page), *menu_row()])
+    editing: Row = []
+    if role is not Role.VIEWER:
+        editing = [
+            button(texts.BUTTON_EDIT, Action.EDIT_CHAIN, chain.id),
+            button(texts.BUTTON_COPY, Action.COPY_CHAIN, chain.id),
+        ]
+    return keyboard(
+        actions, editing, [button(texts.BUTTON_BACK, Action.CHAINS, list_page), *menu_row()]
+    )
 
 
 def chain_choices(chains: Sequence[ChainSummary], action: Action) -> InlineKeyboardMarkup:
@@ -119,3 +134,274 @@ def segments(page: Page[object]) -> InlineKeyboardMarkup:
 
 def back_to_menu() -> InlineKeyboardMarkup:
     return keyboard(menu_row())
+
+
+# --- The chain editor (handlers/chain_editor.py) ------------------------------------
+
+SEGMENT_CHOICES_PER_PAGE = 8
+QUICK_DELAYS = ("1h", "3h", "12h", "1d", "2d", "3d", "7d")
+QUICK_WINDOWS = (1, 3, 7, 14, 30)
+PICKER_HOURS = range(7, 23)
+PICKER_MINUTES = (0, 15, 30, 45)
+_BLOCK_CODES = {"audience": "a", "action": "m", "schedule": "t", "conversion": "g"}
+
+
+def _edit(label: str, *args: int | str) -> InlineKeyboardButton:
+    return button(label, Action.EDIT_OP, *args)
+
+
+def _chosen(label: str, chosen: bool) -> str:
+    return f"● {label}" if chosen else label
+
+
+def editor_overview(chain: ChainView, unsaved_step: int | None) -> InlineKeyboardMarkup:
+    """The minimap: a button per step, then what can be done with the chain."""
+    steps = [
+        button(
+            texts.minimap_label(step, step.position == unsaved_step),
+            Action.EDIT_STEP,
+            chain.id,
+            step.position,
+        )
+        for step in chain.steps
+    ]
+    actions: list[Row] = [[button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)]]
+    if chain.status is ChainStatus.DRAFT:
+        actions.append(
+            [
+                button(texts.BUTTON_ACTIVATE, Action.ACTIVATE, chain.id),
+                button(texts.enrollment_button(chain.enrollment), Action.ENROLLMENT, chain.id),
+            ]
+        )
+    elif chain.status is ChainStatus.ACTIVE:
+        actions.append([button(texts.BUTTON_PAUSE, Action.PAUSE, chain.id)])
+    elif chain.status is ChainStatus.PAUSED:
+        actions.append([button(texts.BUTTON_RESUME, Action.RESUME, chain.id)])
+    actions.append(
+        [
+            button(texts.BUTTON_RENAME, Action.RENAME, chain.id, 0),
+            button(texts.BUTTON_COPY, Action.COPY_CHAIN, chain.id),
+        ]
+    )
+    actions.append(
+        [
+            button(texts.BUTTON_STATS, Action.STATS, chain.id, 0),
+            button(texts.BUTTON_CLOSE, Action.CLOSE_EDITOR),
+        ]
+    )
+    return keyboard(*columns(steps, 1), *actions)
+
+
+def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:
+    """The four blocks, Add step right under the conversion block, then the way around."""
+    blocks = [
+        button(
+            texts.block_button(kind, getattr(step, kind) is not None),
+            Action.EDIT_BLOCK,
+            chain.id,
+            step.position,
+            code,
+        )
+        for kind, code in _BLOCK_CODES.items()
+    ]
+    around: Row = []
+    if step.position > 1:
+        around.append(
+            button(texts.BUTTON_PREVIOUS_STEP, Action.EDIT_STEP, chain.id, step.position - 1)
+        )
+    around.append(button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain.id))
+    if step.position < len(chain.steps):
+        around.append(button(texts.BUTTON_NEXT_STEP, Action.EDIT_STEP, chain.id, step.position + 1))
+    return keyboard(
+        *([block] for block in blocks),
+        [button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)],
+        [button(texts.BUTTON_RENAME_STEP, Action.RENAME, chain.id, step.position)],
+        around,
+    )
+
+
+def editor_block(
+    view: texts.BlockScreen, state: dict[str, Any], today: date
+) -> InlineKeyboardMarkup:
+    match view.kind.value:
+        case "audience":
+            rows = _audience_rows(view, state)
+        case "action":
+            rows = _action_rows(view)
+        case "schedule":
+            rows = _schedule_rows(view, state, today)
+        case _:
+            rows = _conversion_rows(view)
+    footer = [
+        [
+            button(texts.BUTTON_SAVE, Action.SAVE_BLOCK),
+            button(texts.BUTTON_DISCARD, Action.DISCARD_BLOCK),
+        ],
+        [
+            button(
+                texts.back_to_step(view.step.position),
+                Action.EDIT_STEP,
+                view.chain.id,
+                view.step.position,
+            )
+        ],
+    ]
+    return keyboard(*rows, *footer)
+
+
+def _audience_rows(view: texts.BlockScreen, state: dict[str, Any]) -> list[Row]:
+    draft = view.draft
+    if view.step.position == 1:
+        chosen = set(draft.get("segments") or [])
+        names: list[str] = state.get("choices") or []
+        page = paginate(list(enumerate(names)), state.get("page", 0), SEGMENT_CHOICES_PER_PAGE)
+        toggles = [
+            _edit(texts.checkbox(name, name in chosen), "seg", index) for index, name in page.items
+        ]
+        return [*columns(toggles, 1), pager(page, Action.EDIT_OP, "segp")]
+    terms = draft.get("who") == "terms"
+    rows = [
+        [
+            _edit(_chosen(texts.everyone_from(view.step.position - 1), not terms), "all"),
+            _edit(_chosen(texts.BUTTON_ONLY_IF, terms), "terms"),
+        ]
+    ]
+    if terms:
+        chosen = set(draft.get("terms") or [])
+        toggles = [
+            _edit(texts.checkbox(texts.TERM_LABELS[term], term.value in chosen), "term", index)
+            for index, term in enumerate(Term)
+        ]
+        rows += columns(toggles, 2)
+        rows.append([_edit(texts.match_button(draft.get("match", "any")), "match")])
+    return rows
+
+
+def _action_rows(view: texts.BlockScreen) -> list[Row]:
+    sms = view.draft.get("channel") == "sms"
+    rows = [
+        [
+            _edit(_chosen(texts.BUTTON_EMAIL, not sms), "email"),
+            _edit(_chosen(texts.BUTTON_SMS, sms), "sms"),
+        ]
+    ]
+    if sms:
+        rows.append([_edit(texts.BUTTON_TYPE_TEXT, "in", "sms")])
+        return rows
+    rows.append(
+        [
+            _edit(texts.BUTTON_TYPE_SUBJECT, "in", "subject"),
+            _edit(texts.BUTTON_TYPE_TEXT, "in", "text"),
+        ]
+    )
+    html = [_edit(texts.BUTTON_TYPE_HTML, "in", "html")]
+    if view.draft.get("html") is not None:
+        html.append(_edit(texts.BUTTON_NO_HTML, "nohtml"))
+    rows.append(html)
+    return rows
+
+
+def _schedule_rows(view: texts.BlockScreen, state: dict[str, Any], today: date) -> list[Row]:
+    send = view.draft.get("send")
+    rows = [
+        [
+            _edit(_chosen(texts.SEND_LABELS[kind], send == kind), "send", kind)
+            for kind in ("now", "after", "at")
+        ]
+    ]
+    if send == "after":
+        rows += columns([_edit(delay, "after", delay) for delay in QUICK_DELAYS], 4)
+    if send == "at" and view.waiting_for == "at":
+        rows += _picker_rows(state.get("picker") or {}, today)
+    if view.step.position > 1 and view.terms_audience:
+        wait = view.draft.get("wait_days", 30)
+        rows.append([_edit(texts.wait_button(wait), "in", "wait")])
+    return rows
+
+
+def _picker_rows(picker: dict[str, Any], today: date) -> list[Row]:
+    """A month of days; once a day is picked, its hours; once an hour is, its minutes."""
+    day = picker.get("day")
+    if day and "hour" in picker:
+        minutes = [
+            _edit(f"{picker['hour']:02d}:{minute:02d}", "min", minute) for minute in PICKER_MINUTES
+        ]
+        return [minutes, [_edit(texts.BUTTON_OTHER_HOUR, "day", day)]]
+    if day:
+        hours = [_edit(f"{hour:02d}:…", "hour", hour) for hour in PICKER_HOURS]
+        month = day[:7]
+        return [*columns(hours, 4), [_edit(texts.BUTTON_OTHER_DAY, "cal", month)]]
+    try:
+        year, month_number = (int(part) for part in picker.get("month", "").split("-"))
+        date(year, month_number, 1)
+    except ValueError:
+        year, month_number = today.year, today.month
+    previous = when.shift_month(year, month_number, -1)
+    following = when.shift_month(year, month_number, 1)
+    header: Row = []
+    if previous >= (today.year, today.month):
+        header.append(_edit(texts.BUTTON_PREVIOUS, "cal", f"{previous[0]}-{previous[1]:02d}"))
+    header.append(_edit(texts.month_title(year, month_number), "nop"))
+    header.append(_edit(texts.BUTTON_NEXT, "cal", f"{following[0]}-{following[1]:02d}"))
+    rows = [header, [_edit(name, "nop") for name in texts.WEEKDAYS]]
+    for week in when.month_days(year, month_number):
+        rows.append(
+            [
+                _edit(str(d.day), "day", d.isoformat())
+                if d is not None and d >= today
+                else _edit(texts.NO_DAY, "nop")
+                for d in week
+            ]
+        )
+    return rows
+
+
+def _conversion_rows(view: texts.BlockScreen) -> list[Row]:
+    window = view.draft.get("window_days")
+    quick = [
+        _edit(_chosen(texts.days_short(days), window == days), "win", days)
+        for days in QUICK_WINDOWS
+    ]
+    return [
+        quick,
+        [
+            _edit(texts.BUTTON_OTHER_WINDOW, "in", "window"),
+            _edit(texts.BUTTON_MIN_AMOUNT, "in", "amount"),
+        ],
+    ]
+
+
+def leave_question() -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            button(texts.BUTTON_SAVE, Action.LEAVE, "save"),
+            button(texts.BUTTON_DISCARD, Action.LEAVE, "drop"),
+        ],
+        [button(texts.BUTTON_KEEP_EDITING, Action.LEAVE, "keep")],
+    )
+
+
+def default_step_name(chain_id: int, position: int) -> InlineKeyboardMarkup:
+    return keyboard(
+        [button(texts.default_step_name(position), Action.STEP_NAME, chain_id, position)],
+        [button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain_id)] if position > 1 else [],
+    )
+
+
+def cancel_input(chain_id: int, position: int) -> InlineKeyboardMarkup:
+    if position:
+        return keyboard([button(texts.BUTTON_BACK, Action.EDIT_STEP, chain_id, position)])
+    return keyboard([button(texts.BUTTON_BACK, Action.EDIT_CHAIN, chain_id)])
+
+
+def back_to_chain(chain_id: int) -> InlineKeyboardMarkup:
+    return keyboard([button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain_id)])
+
+
+def confirm_activation(chain_id: int, forecast: Forecast) -> InlineKeyboardMarkup:
+    go = (
+        [button(texts.BUTTON_CONFIRM_ACTIVATE, Action.CONFIRM_ACTIVATE, chain_id)]
+        if forecast.audience or forecast.enrollment == "continuous"
+        else []
+    )
+    return keyboard(go, [button(texts.BUTTON_BACK, Action.EDIT_CHAIN, chain_id)])

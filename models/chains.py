@@ -412,3 +412,31 @@ async def save_block(
             data=stored,
         )
     return checked.warnings
+
+
+async def rename_chain(db: Database, chain_id: int, name: str, *, actor: str) -> None:
+    """A new name; a campaign tag that followed the old name follows the new one."""
+    name = _checked_name(name)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        audit.record(session, actor, "chain.rename", chain_id=chain_id, old=chain.name, new=name)
+        if chain.campaign_tag == default_campaign(chain.name):
+            chain.campaign_tag = default_campaign(name)
+        chain.name = name
+        chain.updated_at = utcnow()
+
+
+async def set_enrollment(
+    db: Database, chain_id: int, enrollment: Enrollment, *, actor: str
+) -> None:
+    """`once` or `continuous`; only before activation, when the audience is taken."""
+    enrollment = Enrollment(enrollment)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        if chain.status != ChainStatus.DRAFT and chain.enrollment != enrollment:
+            raise ChainmailError(
+                f"chain {chain_id} is {chain.status}; enrollment can only change before activation"
+            )
+        audit.record(session, actor, "chain.enrollment", chain_id=chain_id, enrollment=enrollment)
+        chain.enrollment = enrollment
+        chain.updated_at = utcnow()

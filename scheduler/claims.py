@@ -80,7 +80,7 @@ async def _skip(
     return max(result.rowcount or 0, 0)
 
 
-def _contact_rules(channel: str) -> list[tuple[str, ColumnElement[bool]]]:
+def contact_rules(channel: str) -> list[tuple[str, ColumnElement[bool]]]:
     if channel == Channel.EMAIL:
         return [
             (reasons.NO_EMAIL, or_(_customer.c.email.is_(None), _customer.c.email == "")),
@@ -105,7 +105,7 @@ async def skip_due(session: AsyncSession, step: StepPlan, now: datetime) -> dict
         skipped[reasons.TERMS_FALSE] = await _skip(
             session, step, now, reasons.TERMS_FALSE, ~_terms(step), expired
         )
-    for reason, condition in _contact_rules(step.channel):
+    for reason, condition in contact_rules(step.channel):
         terms = [_terms(step)] if step.who == "terms" else []
         skipped[reason] = await _skip(session, step, now, reason, condition, *terms)
     return {reason: count for reason, count in skipped.items() if count}

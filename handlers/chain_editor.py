@@ -1,0 +1,864 @@
+"""The chain editor (SPEC §3): build a chain step by step and block by block from a phone.
+
+One message, the screen, is edited in place while navigating. Where the editor is
+and the block being edited (the draft) live in `user_data["editor"]` as JSON,
+saved in the database after every update (handlers/persistence.py), so a restart
+keeps both. A draft is a block in the chain file's own form: Save hands it to
+`models.chains.save_block`, the validation a chain file goes through, and nothing
+is saved before. A draft that differs from the saved block is unsaved; leaving it
+(another block, step or chain, the map, a command, /cancel, a button outside the
+editor) asks Save / Discard / Keep editing first: `navigate` for the editor's own
+buttons, `leave_guard` (handler group -1) for everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType, FileSizeLimit
+from telegram.error import BadRequest
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from handlers import Context, Data, keyboards, progress, show, texts, when
+from handlers.access import allowed, private_only, requires
+from handlers.callbacks import EDITOR_ACTIONS, Action, decode, int_arg
+from handlers.commands import on_unknown_message
+from models.chainfile import MAX_DAYS, BlockKind, Channel, InvalidBlock, Match, Problem, Send, Term
+from models.chains import (
+    ChainView,
+    StepView,
+    add_step,
+    copy_chain,
+    create_chain,
+    get_chain,
+    rename_chain,
+    rename_step,
+    save_block,
+    set_enrollment,
+)
+from models.segments import list_segments
+from models.tables import ChainStatus, Enrollment, Role
+from scheduler.lifecycle import activate_chain
+from scheduler.waves import forecast_activation
+
+EDITOR = "editor"
+GUARD_GROUP = -1
+BLOCK_CODES = {
+    BlockKind.AUDIENCE: "a",
+    BlockKind.ACTION: "m",
+    BlockKind.SCHEDULE: "t",
+    BlockKind.CONVERSION: "g",
+}
+BLOCKS_BY_CODE = {code: kind for kind, code in BLOCK_CODES.items()}
+TERMS = list(Term)
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+MAX_AMOUNT = Decimal("1e12")
+
+State = dict[str, Any]
+Input = Callable[[Update, Context, State, str], Awaitable[None]]
+
+
+def install(application: Application) -> None:  # type: ignore[type-arg]
+    """Before `commands.install`: the editor's text input comes before the private catch-all."""
+    application.add_handler(TypeHandler(Update, leave_guard), group=GUARD_GROUP)
+    handlers: list[BaseHandler[Update, Context, None]] = [
+        CommandHandler("new", new_command),
+        CommandHandler("cancel", cancel_command),
+        CallbackQueryHandler(on_button, f"^({'|'.join(EDITOR_ACTIONS)})(:|$)"),
+        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, on_text),
+        MessageHandler(filters.ChatType.PRIVATE & filters.Document.ALL, on_document),
+    ]
+    application.add_handlers(handlers)
+
+
+# --- State --------------------------------------------------------------------------
+
+
+def _state(context: Context) -> State:
+    user_data: Data = context.user_data  # type: ignore[assignment]
+    return user_data.setdefault(EDITOR, {})
+
+
+def unsaved(state: State) -> bool:
+    return state.get("draft") is not None and state.get("draft") != state.get("saved")
+
+
+def _block(state: State) -> BlockKind | None:
+    return BlockKind(state["block"]) if state.get("block") else None
+
+
+def _where(state: State) -> tuple[int, int]:
+    return state["chain"], state["step"]
+
+
+def _close_block(state: State) -> None:
+    for key in ("block", "draft", "saved", "input", "stash", "picker", "choices", "pending"):
+        state.pop(key, None)
+
+
+def _today(context: Context) -> datetime:
+    """Now as a wall-clock time in the shop's zone (DEFAULT_TIMEZONE), without the zone."""
+    return datetime.now(ZoneInfo(context.deps.default_timezone)).replace(tzinfo=None)
+
+
+# --- Answering ----------------------------------------------------------------------
+
+
+async def _screen(
+    update: Update,
+    context: Context,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+    *,
+    toast: str | None = None,
+) -> None:
+    """A button edits its own message; typed input gets a new screen, the old one loses its
+    buttons, so there is only ever one screen to press."""
+    state = _state(context)
+    query = update.callback_query
+    if query is not None:
+        await show(update, text, markup, toast=toast)
+        if query.message is not None:
+            state["screen"] = query.message.message_id
+        return
+    message: Message = update.effective_message  # type: ignore[assignment]
+    sent = await message.reply_text(text, reply_markup=markup)
+    old = state.get("screen")
+    state["screen"] = sent.message_id
+    if old and old != sent.message_id:
+        # Gone, or already without buttons: nothing to take away.
+        with contextlib.suppress(BadRequest):
+            await context.bot.edit_message_reply_markup(message.chat_id, old, reply_markup=None)
+
+
+# --- Screens ------------------------------------------------------------------------
+
+
+async def show_overview(
+    update: Update, context: Context, chain_id: int, *, toast: str | None = None
+) -> None:
+    state = _state(context)
+    chain = await get_chain(context.deps.db, chain_id)
+    if state.get("chain") != chain_id:
+        _close_block(state)
+    state.update(chain=chain_id, step=state.get("step") if state.get("chain") == chain_id else 1)
+    await _screen(
+        update,
+        context,
+        texts.editor_overview(chain, _unsaved_step(state)),
+        keyboards.editor_overview(chain, _unsaved_step(state)),
+        toast=toast,
+    )
+
+
+def _unsaved_step(state: State) -> int | None:
+    return state.get("step") if unsaved(state) else None
+
+
+async def show_step(
+    update: Update, context: Context, chain_id: int, position: int, *, toast: str | None = None
+) -> None:
+    state = _state(context)
+    chain = await get_chain(context.deps.db, chain_id)
+    if not chain.steps:
+        await _ask_new_step_name(update, context, chain_id)
+        return
+    step = _step_of(chain, position)
+    if (state.get("chain"), state.get("step")) != (chain_id, position):
+        _close_block(state)
+    state.update(chain=chain_id, step=step.position)
+    state.pop("input", None)
+    await _screen(
+        update,
+        context,
+        texts.editor_step(chain, step, _block(state) if unsaved(state) else None),
+        keyboards.editor_step(chain, step),
+        toast=toast,
+    )
+
+
+def _step_of(chain: ChainView, position: int) -> StepView:
+    for step in chain.steps:
+        if step.position == position:
+            return step
+    return chain.steps[-1] if position > chain.steps[-1].position else chain.steps[0]
+
+
+async def open_block(
+    update: Update, context: Context, chain_id: int, position: int, kind: BlockKind
+) -> None:
+    state = _state(context)
+    same = (state.get("chain"), state.get("step"), state.get("block")) == (
+        chain_id,
+        position,
+        kind.value,
+    )
+    if not same:
+        chain = await get_chain(context.deps.db, chain_id)
+        step = _step_of(chain, position)
+        saved = getattr(step, kind.value)
+        saved_json = saved.to_block() if saved is not None else None
+        _close_block(state)
+        state.update(
+            chain=chain_id,
+            step=step.position,
+            block=kind.value,
+            saved=saved_json,
+            draft=copy.deepcopy(saved_json) or _new_block(kind, step.position),
+        )
+        if kind is BlockKind.AUDIENCE and step.position == 1:
+            state["choices"] = [segment.name for segment in await list_segments(context.deps.db)]
+    await show_block(update, context)
+
+
+def _new_block(kind: BlockKind, position: int) -> dict[str, Any]:
+    match kind:
+        case BlockKind.AUDIENCE:
+            return {"segments": []} if position == 1 else {"who": "all"}
+        case BlockKind.ACTION:
+            return {"channel": Channel.EMAIL.value}
+        case BlockKind.SCHEDULE:
+            return {"send": Send.NOW.value}
+        case BlockKind.CONVERSION:
+            return {"goal": "order", "window_days": 7, "min_amount": 0}
+
+
+async def show_block(
+    update: Update,
+    context: Context,
+    *,
+    problems: list[Problem] | None = None,
+    note: str | None = None,
+    toast: str | None = None,
+) -> None:
+    state = _state(context)
+    kind = _block(state)
+    if kind is None:
+        await show_step(update, context, *_where(state))
+        return
+    chain = await get_chain(context.deps.db, state["chain"])
+    step = _step_of(chain, state["step"])
+    view = texts.BlockScreen(
+        chain=chain,
+        step=step,
+        kind=kind,
+        draft=state["draft"],
+        unsaved=unsaved(state),
+        waiting_for=state.get("input"),
+        problems=problems or [],
+        note=note,
+    )
+    await _screen(
+        update,
+        context,
+        texts.editor_block(view),
+        keyboards.editor_block(view, state, _today(context).date()),
+        toast=toast,
+    )
+
+
+# --- Leaving with unsaved changes ----------------------------------------------------
+
+
+def _same_block(state: State, data: str) -> bool:
+    action, args = decode(data)
+    if action != Action.EDIT_BLOCK:
+        return False
+    return (
+        int_arg(args, 0),
+        int_arg(args, 1),
+        BLOCKS_BY_CODE.get(args[2] if len(args) > 2 else ""),
+    ) == (
+        state.get("chain"),
+        state.get("step"),
+        _block(state),
+    )
+
+
+async def _ask_to_leave(update: Update, context: Context, pending: str) -> None:
+    state = _state(context)
+    state["pending"] = pending
+    state.pop("input", None)
+    chain = await get_chain(context.deps.db, state["chain"])
+    step = _step_of(chain, state["step"])
+    await _screen(
+        update,
+        context,
+        texts.leave_question(step, _block(state)),  # type: ignore[arg-type]
+        keyboards.leave_question(),
+    )
+
+
+async def navigate(update: Update, context: Context, data: str) -> None:
+    """Go where a button points, asking first if that would leave an unsaved draft."""
+    state = _state(context)
+    if unsaved(state) and not _same_block(state, data):
+        await _ask_to_leave(update, context, data)
+        return
+    await _go(update, context, data)
+
+
+async def _go(update: Update, context: Context, data: str) -> None:
+    state = _state(context)
+    if data.startswith("/"):
+        command = data.split()[0]
+        _close_block(state)
+        if command == "/cancel":
+            state.clear()
+            await _screen(update, context, texts.EDITOR_CLOSED)
+        else:
+            await _screen(update, context, texts.carry_on(command))
+        return
+    action, args = decode(data)
+    chain_id = int_arg(args, 0)
+    match action:
+        case Action.EDIT_CHAIN:
+            await show_overview(update, context, chain_id)
+        case Action.EDIT_STEP:
+            await show_step(update, context, chain_id, int_arg(args, 1, 1))
+        case Action.EDIT_BLOCK:
+            kind = BLOCKS_BY_CODE.get(args[2] if len(args) > 2 else "", BlockKind.AUDIENCE)
+            await open_block(update, context, chain_id, int_arg(args, 1, 1), kind)
+        case Action.ADD_STEP:
+            await _ask_new_step_name(update, context, chain_id)
+        case Action.ACTIVATE:
+            await _forecast(update, context, chain_id)
+        case Action.COPY_CHAIN:
+            await _copy(update, context, chain_id)
+        case Action.RENAME:
+            await _ask_rename(update, context, chain_id, int_arg(args, 1, 0))
+        case Action.ENROLLMENT:
+            await _toggle_enrollment(update, context, chain_id)
+        case Action.NEW_CHAIN:
+            await _ask_chain_name(update, context)
+        case Action.CLOSE_EDITOR:
+            state.clear()
+            await show(update, texts.MENU, keyboards.main_menu(_can_edit(context)))
+        case _:
+            # A button outside the editor, pressed while a draft was unsaved: its
+            # screen cannot be rebuilt from here, so the menu leads on.
+            _close_block(state)
+            await show(update, texts.MENU, keyboards.main_menu(_can_edit(context)))
+
+
+def _can_edit(context: Context) -> bool:
+    return allowed(context.role, Role.ADMIN)
+
+
+async def leave_guard(update: Update, context: Context) -> None:
+    """Group -1, after the access gate: anything that leaves the editor while a draft is
+    unsaved gets the question instead. Typed input is forgotten when the user moves on."""
+    chat = update.effective_chat
+    if chat is None or chat.type != ChatType.PRIVATE or context.user_data is None:
+        return
+    state: State | None = context.user_data.get(EDITOR)
+    if not state:
+        return
+    query = update.callback_query
+    message = update.message
+    if query is not None:
+        action = decode(query.data or "")[0]
+        if action in EDITOR_ACTIONS:
+            return
+        state.pop("input", None)
+        if unsaved(state):
+            await _ask_to_leave(update, context, query.data or Action.MENU.value)
+            raise ApplicationHandlerStop
+    elif message is not None and (message.text or "").startswith("/"):
+        command = message.text.split()[0].split("@")[0]  # type: ignore[union-attr]
+        if command in ("/cancel", "/new"):
+            return
+        state.pop("input", None)
+        if unsaved(state):
+            await _ask_to_leave(update, context, command)
+            raise ApplicationHandlerStop
+
+
+async def _save(update: Update, context: Context) -> tuple[bool, list[Problem]]:
+    """Save the draft; on refusal the block is shown again with every problem."""
+    state = _state(context)
+    kind = _block(state)
+    if kind is None:
+        return True, []
+    chain_id, position = _where(state)
+    try:
+        warnings = await save_block(
+            context.deps.db, chain_id, position, kind, state["draft"], actor=context.actor
+        )
+    except InvalidBlock as refused:
+        await show_block(update, context, problems=refused.problems)
+        return False, []
+    _close_block(state)
+    return True, warnings
+
+
+async def _save_and_show_step(update: Update, context: Context) -> None:
+    state = _state(context)
+    saved, warnings = await _save(update, context)
+    if saved:
+        await _show_step_after(update, context, state, texts.saved_toast(warnings))
+
+
+async def _show_step_after(update: Update, context: Context, state: State, toast: str) -> None:
+    await show_step(update, context, state["chain"], state["step"], toast=toast)
+
+
+async def on_leave(update: Update, context: Context, args: list[str]) -> None:
+    state = _state(context)
+    choice = args[0] if args else "keep"
+    pending = state.pop("pending", None)
+    if choice == "keep" or pending is None:
+        await show_block(update, context)
+        return
+    if choice == "save":
+        saved, _ = await _save(update, context)
+        if not saved:
+            return
+    else:
+        _close_block(state)
+    await _go(update, context, pending)
+
+
+# --- Commands and buttons -----------------------------------------------------------
+
+
+@private_only
+@requires(Role.ADMIN)
+async def new_command(update: Update, context: Context) -> None:
+    state = _state(context)
+    if unsaved(state):
+        await _ask_to_leave(update, context, Action.NEW_CHAIN.value)
+        return
+    name = " ".join(context.args or []).strip()
+    if name:
+        await _create_chain(update, context, name)
+        return
+    await _ask_chain_name(update, context)
+
+
+async def cancel_command(update: Update, context: Context) -> None:
+    state = (context.user_data or {}).get(EDITOR)
+    if not state:
+        await show(update, texts.NOTHING_TO_CANCEL)
+        return
+    if unsaved(state):
+        await _ask_to_leave(update, context, "/cancel")
+        return
+    if state.pop("input", None) and state.get("chain"):
+        await _back_to_place(update, context, toast=None)
+        return
+    state.clear()
+    await show(update, texts.EDITOR_CLOSED)
+
+
+async def _back_to_place(update: Update, context: Context, *, toast: str | None) -> None:
+    state = _state(context)
+    if state.get("block"):
+        await show_block(update, context, toast=toast)
+    elif state.get("step"):
+        await show_step(update, context, state["chain"], state["step"], toast=toast)
+    else:
+        await show_overview(update, context, state["chain"], toast=toast)
+
+
+@requires(Role.ADMIN)
+async def on_button(update: Update, context: Context) -> None:
+    data = update.callback_query.data or ""  # type: ignore[union-attr]
+    action, args = decode(data)
+    state = _state(context)
+    match action:
+        case Action.LEAVE:
+            await on_leave(update, context, args)
+        case Action.SAVE_BLOCK:
+            await _save_and_show_step(update, context)
+        case Action.DISCARD_BLOCK:
+            if not state.get("block"):
+                await show(update, texts.STALE_BUTTON)
+                return
+            _close_block(state)
+            await _show_step_after(update, context, state, texts.DISCARDED_TOAST)
+        case Action.EDIT_OP:
+            await _edit(update, context, args)
+        case Action.CONFIRM_ACTIVATE:
+            await _activate(update, context, int_arg(args, 0))
+        case Action.STEP_NAME:
+            await _add_step(
+                update, context, int_arg(args, 0), texts.default_step_name(int_arg(args, 1, 2))
+            )
+        case _:
+            await navigate(update, context, data)
+
+
+async def _ask_chain_name(update: Update, context: Context) -> None:
+    state = _state(context)
+    state.clear()
+    state["input"] = "chain_name"
+    await _screen(update, context, texts.ASK_CHAIN_NAME)
+
+
+async def _create_chain(update: Update, context: Context, name: str) -> None:
+    chain_id = await create_chain(context.deps.db, name, actor=context.actor)
+    state = _state(context)
+    state.clear()
+    state.update(chain=chain_id)
+    await _ask_new_step_name(update, context, chain_id)
+
+
+async def _ask_new_step_name(update: Update, context: Context, chain_id: int) -> None:
+    chain = await get_chain(context.deps.db, chain_id)
+    state = _state(context)
+    _close_block(state)
+    position = len(chain.steps) + 1
+    state.update(chain=chain_id, input="step_name")
+    await _screen(
+        update,
+        context,
+        texts.ask_step_name(chain, position),
+        keyboards.default_step_name(chain_id, position),
+    )
+
+
+async def _add_step(update: Update, context: Context, chain_id: int, name: str) -> None:
+    step = await add_step(context.deps.db, chain_id, name, actor=context.actor)
+    state = _state(context)
+    state.pop("input", None)
+    await show_step(update, context, chain_id, step.position, toast=texts.STEP_ADDED_TOAST)
+
+
+async def _ask_rename(update: Update, context: Context, chain_id: int, position: int) -> None:
+    state = _state(context)
+    state.update(chain=chain_id, input="step_rename" if position else "chain_rename")
+    if position:
+        state["step"] = position
+    await _screen(update, context, texts.ASK_NEW_NAME, keyboards.cancel_input(chain_id, position))
+
+
+async def _toggle_enrollment(update: Update, context: Context, chain_id: int) -> None:
+    chain = await get_chain(context.deps.db, chain_id)
+    other = Enrollment.CONTINUOUS if chain.enrollment is Enrollment.ONCE else Enrollment.ONCE
+    await set_enrollment(context.deps.db, chain_id, other, actor=context.actor)
+    await show_overview(update, context, chain_id, toast=texts.enrollment_toast(other))
+
+
+async def _copy(update: Update, context: Context, chain_id: int) -> None:
+    copy_id = await copy_chain(context.deps.db, chain_id, actor=context.actor)
+    _state(context).clear()
+    await show_overview(update, context, copy_id, toast=texts.COPIED_TOAST)
+
+
+async def _forecast(update: Update, context: Context, chain_id: int) -> None:
+    chain = await get_chain(context.deps.db, chain_id)
+    problems = [step for step in chain.steps if step.missing]
+    if not chain.steps or chain.status is not ChainStatus.DRAFT or problems:
+        await show(
+            update,
+            texts.cannot_activate(chain, problems),
+            keyboards.back_to_chain(chain_id),
+        )
+        return
+    forecast = await forecast_activation(context.deps.db, chain_id)
+    await show(
+        update, texts.forecast(chain, forecast), keyboards.confirm_activation(chain_id, forecast)
+    )
+
+
+async def _activate(update: Update, context: Context, chain_id: int) -> None:
+    activation = await activate_chain(context.deps.db, chain_id, actor=context.actor)
+    chain = await get_chain(context.deps.db, chain_id)
+    state = _state(context)
+    state.clear()
+    query = update.callback_query
+    await show(update, texts.activated(chain, activation.enrolled), toast=texts.ACTIVATED_TOAST)
+    if query is not None and query.message is not None:
+        progress.watch(
+            context.application,
+            step_id=chain.steps[0].id,
+            chain_id=chain_id,
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+        )
+
+
+# --- Editing a draft ------------------------------------------------------------------
+
+
+async def _edit(update: Update, context: Context, args: list[str]) -> None:
+    state = _state(context)
+    kind = _block(state)
+    if kind is None or not args:
+        await show(update, texts.STALE_BUTTON)
+        return
+    op, rest = args[0], args[1:]
+    draft: dict[str, Any] = state["draft"]
+    note: str | None = None
+    if op == "in":
+        state["input"] = rest[0] if rest else None
+    elif op == "nop":
+        await update.callback_query.answer()  # type: ignore[union-attr]
+        return
+    elif kind is BlockKind.AUDIENCE:
+        _edit_audience(state, draft, op, rest)
+    elif kind is BlockKind.ACTION:
+        _edit_action(state, draft, op)
+    elif kind is BlockKind.SCHEDULE:
+        note = _edit_schedule(context, state, draft, op, rest)
+    elif kind is BlockKind.CONVERSION and op == "win":
+        draft["window_days"] = int_arg(rest, 0, 7)
+    await show_block(update, context, note=note)
+
+
+def _toggle(items: list[Any], item: Any) -> None:
+    if item in items:
+        items.remove(item)
+    else:
+        items.append(item)
+
+
+def _edit_audience(state: State, draft: dict[str, Any], op: str, rest: list[str]) -> None:
+    if op == "seg":
+        choices = state.get("choices") or []
+        index = int_arg(rest, 0, -1)
+        if 0 <= index < len(choices):
+            segments = draft.setdefault("segments", [])
+            _toggle(segments, choices[index])
+    elif op == "segp":
+        state["page"] = int_arg(rest, 0)
+    elif op == "all":
+        draft.clear()
+        draft["who"] = "all"
+    elif op == "terms":
+        kept = draft.get("terms") or []
+        match = draft.get("match", Match.ANY.value)
+        draft.clear()
+        draft.update(who="terms", match=match, terms=kept)
+    elif op == "term":
+        index = int_arg(rest, 0, -1)
+        if 0 <= index < len(TERMS):
+            _toggle(draft.setdefault("terms", []), TERMS[index].value)
+    elif op == "match":
+        draft["match"] = (
+            Match.ALL.value if draft.get("match") == Match.ANY.value else Match.ANY.value
+        )
+
+
+def _edit_action(state: State, draft: dict[str, Any], op: str) -> None:
+    if op == "sms" and draft.get("channel") != Channel.SMS:
+        state["stash"] = {key: draft[key] for key in ("subject", "html") if key in draft}
+        text = draft.get("text")
+        draft.clear()
+        draft["channel"] = Channel.SMS.value
+        if text is not None:
+            draft["text"] = text
+    elif op == "email" and draft.get("channel") != Channel.EMAIL:
+        draft["channel"] = Channel.EMAIL.value
+        draft.update(state.pop("stash", {}))
+    elif op == "nohtml":
+        draft.pop("html", None)
+
+
+def _edit_schedule(
+    context: Context, state: State, draft: dict[str, Any], op: str, rest: list[str]
+) -> str | None:
+    wait = draft.get("wait_days")
+    if op == "send" and rest:
+        draft.clear()
+        draft["send"] = rest[0]
+        if wait is not None:
+            draft["wait_days"] = wait
+        if rest[0] == Send.AFTER:
+            state["input"] = "after"
+        elif rest[0] == Send.AT:
+            state["input"] = "at"
+            state["picker"] = {"month": _today(context).strftime("%Y-%m")}
+    elif op == "after" and rest:
+        draft.clear()
+        draft.update(send=Send.AFTER.value, after=rest[0])
+        if wait is not None:
+            draft["wait_days"] = wait
+        state.pop("input", None)
+    elif op == "cal" and rest:
+        state.setdefault("picker", {})["month"] = rest[0]
+    elif op == "day" and rest:
+        state.setdefault("picker", {})["day"] = rest[0]
+    elif op == "hour" and rest:
+        state.setdefault("picker", {})["hour"] = int_arg(rest, 0)
+    elif op == "min" and rest:
+        picker = state.setdefault("picker", {})
+        try:
+            day = date.fromisoformat(picker.get("day", ""))
+        except ValueError:
+            return texts.PICK_A_DAY
+        moment = datetime(day.year, day.month, day.day, picker.get("hour", 10), int_arg(rest, 0))
+        return _set_moment(context, state, draft, moment)
+    return None
+
+
+def _set_moment(
+    context: Context, state: State, draft: dict[str, Any], moment: datetime
+) -> str | None:
+    """The moment into the draft, or why not (it has passed in the shop's zone)."""
+    if moment <= _today(context):
+        return texts.moment_passed(moment, context.deps.default_timezone)
+    wait = draft.get("wait_days")
+    draft.clear()
+    draft.update(send=Send.AT.value, at=moment.strftime("%Y-%m-%d %H:%M"))
+    if wait is not None:
+        draft["wait_days"] = wait
+    state.pop("input", None)
+    state.pop("picker", None)
+    return None
+
+
+# --- Typed input ----------------------------------------------------------------------
+
+
+async def on_text(update: Update, context: Context) -> None:
+    state: State = (context.user_data or {}).get(EDITOR) or {}
+    expected = state.get("input")
+    handler = INPUTS.get(expected or "")
+    if handler is None or not _can_edit(context):
+        await on_unknown_message(update, context)
+        return
+    await handler(update, context, state, (update.message.text or "").strip())  # type: ignore[union-attr]
+
+
+async def on_document(update: Update, context: Context) -> None:
+    """An .html file while the editor waits for an email's HTML; anything else as text would be."""
+    state: State = (context.user_data or {}).get(EDITOR) or {}
+    document = update.message.document  # type: ignore[union-attr]
+    if state.get("input") != "html" or document is None or not _can_edit(context):
+        await on_unknown_message(update, context)
+        return
+    name = (document.file_name or "").lower()
+    if document.mime_type not in HTML_TYPES and not name.endswith((".html", ".htm")):
+        await show_block(update, context, note=texts.NOT_HTML)
+        return
+    if (document.file_size or 0) > FileSizeLimit.FILESIZE_DOWNLOAD:
+        await show_block(update, context, note=texts.NOT_HTML)
+        return
+    data = await (await document.get_file()).download_as_bytearray()
+    try:
+        html = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        await show_block(update, context, note=texts.HTML_NOT_UTF8)
+        return
+    await _typed_field(update, context, state, html)
+
+
+async def _typed_chain_name(update: Update, context: Context, state: State, text: str) -> None:
+    await _create_chain(update, context, text)
+
+
+async def _typed_step_name(update: Update, context: Context, state: State, text: str) -> None:
+    await _add_step(update, context, state["chain"], text)
+
+
+async def _typed_rename(update: Update, context: Context, state: State, text: str) -> None:
+    chain_id = state["chain"]
+    if state.pop("input") == "step_rename":
+        await rename_step(context.deps.db, chain_id, state["step"], text, actor=context.actor)
+        await show_step(update, context, chain_id, state["step"], toast=texts.RENAMED_TOAST)
+    else:
+        await rename_chain(context.deps.db, chain_id, text, actor=context.actor)
+        await show_overview(update, context, chain_id, toast=texts.RENAMED_TOAST)
+
+
+async def _typed_field(update: Update, context: Context, state: State, text: str) -> None:
+    """Subject, text or HTML of the message being edited."""
+    field = state.pop("input")
+    if _block(state) is not BlockKind.ACTION:
+        await show_block(update, context)
+        return
+    state["draft"]["text" if field == "sms" else field] = text
+    await show_block(update, context)
+
+
+async def _typed_after(update: Update, context: Context, state: State, text: str) -> None:
+    try:
+        delay = when.parse_delay_typed(text)
+    except ValueError as exc:
+        await show_block(update, context, note=texts.not_understood(text, str(exc)))
+        return
+    draft = state["draft"]
+    wait = draft.get("wait_days")
+    draft.clear()
+    draft.update(send=Send.AFTER.value, after=delay)
+    if wait is not None:
+        draft["wait_days"] = wait
+    state.pop("input", None)
+    await show_block(update, context)
+
+
+async def _typed_at(update: Update, context: Context, state: State, text: str) -> None:
+    try:
+        moment = when.parse_moment_typed(text, _today(context).date())
+    except when.NotUnderstood as exc:
+        await show_block(update, context, note=texts.not_understood(text, str(exc)))
+        return
+    note = _set_moment(context, state, state["draft"], moment)
+    await show_block(update, context, note=note)
+
+
+def _whole_days(text: str) -> int | None:
+    try:
+        days = int(text.strip().split()[0])
+    except (ValueError, IndexError):
+        return None
+    return days if 1 <= days <= MAX_DAYS else None
+
+
+async def _typed_days(update: Update, context: Context, state: State, text: str) -> None:
+    days = _whole_days(text)
+    if days is None:
+        await show_block(update, context, note=texts.not_days(text, MAX_DAYS))
+        return
+    key = state.pop("input")
+    state["draft"]["wait_days" if key == "wait" else "window_days"] = days
+    await show_block(update, context)
+
+
+async def _typed_amount(update: Update, context: Context, state: State, text: str) -> None:
+    try:
+        amount = Decimal(text.strip().replace(",", ".").replace(" ", ""))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        await show_block(update, context, note=texts.not_amount(text))
+        return
+    state.pop("input")
+    whole = amount == amount.to_integral_value()
+    state["draft"]["min_amount"] = int(amount) if whole else float(amount)
+    await show_block(update, context)
+
+
+INPUTS: dict[str, Input] = {
+    "chain_name": _typed_chain_name,
+    "step_name": _typed_step_name,
+    "step_rename": _typed_rename,
+    "chain_rename": _typed_rename,
+    "subject": _typed_field,
+    "text": _typed_field,
+    "html": _typed_field,
+    "sms": _typed_field,
+    "after": _typed_after,
+    "at": _typed_at,
+    "wait": _typed_days,
+    "window": _typed_days,
+    "amount": _typed_amount,
+}

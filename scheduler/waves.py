@@ -1,0 +1,140 @@
+"""What activating a chain will do, and how its sending waves are going, for the bot.
+
+Both are aggregate SQL: a forecast counts the main step's audience by the reason
+the engine would skip each customer (the same rules, in the same order, as
+`claims.skip_due`); a wave's progress counts one step's deliveries by status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, func, literal, select
+from sqlalchemy.orm import selectinload
+
+from models.chainfile import BlockKind
+from models.chains import stored_block
+from models.db import Database
+from models.errors import ChainmailError, NotFound
+from models.segments import segment_members_query
+from models.tables import Chain, Customer, Delivery, DeliveryStatus, Enrollment, Segment
+from scheduler.claims import contact_rules
+
+_customer = Customer.__table__
+_delivery = Delivery.__table__
+REACHABLE = ""
+
+
+class NotReady(ChainmailError):
+    """Nothing to forecast yet: the main step has no audience or message."""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    channel: str
+    enrollment: Enrollment
+    # Customers in the main step's segments now.
+    audience: int
+    # Those the main step would send to; the rest by reason.
+    reachable: int
+    skipped: dict[str, int]
+    # The channels of the later steps, in order: who they reach is decided as the chain runs.
+    later_channels: tuple[str, ...]
+
+
+async def forecast_activation(db: Database, chain_id: int) -> Forecast:
+    """The main step's audience if the chain were activated now, by channel rules."""
+    async with db.session() as session:
+        chain = await session.scalar(
+            select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
+        )
+        if chain is None:
+            raise NotFound(f"there is no chain {chain_id}")
+        main = chain.steps[0] if chain.steps else None
+        if main is None or main.audience is None or main.action is None:
+            raise NotReady(f"chain {chain_id} has no main step with an audience and a message yet")
+        audience = stored_block(BlockKind.AUDIENCE, main.audience, 1)
+        channel = stored_block(BlockKind.ACTION, main.action, 1).channel.value
+        rules = list(
+            await session.scalars(select(Segment).where(Segment.name.in_(audience.segments)))
+        )
+        members = segment_members_query(rules).subquery()
+        reason = case(
+            *((condition, literal(name)) for name, condition in contact_rules(channel)),
+            else_=literal(REACHABLE),
+        ).label("reason")
+        rows = await session.execute(
+            select(reason, func.count())
+            .select_from(_customer.join(members, members.c.id == _customer.c.id))
+            .group_by(reason)
+        )
+        counts = {name: count for name, count in rows}
+        later = tuple(
+            stored_block(BlockKind.ACTION, step.action, step.position).channel.value
+            for step in chain.steps[1:]
+            if step.action is not None
+        )
+    reachable = counts.pop(REACHABLE, 0)
+    return Forecast(
+        channel=channel,
+        enrollment=Enrollment(chain.enrollment),
+        audience=reachable + sum(counts.values()),
+        reachable=reachable,
+        skipped=dict(sorted(counts.items(), key=lambda item: -item[1])),
+        later_channels=later,
+    )
+
+
+@dataclass(frozen=True)
+class WaveProgress:
+    total: int
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    # Planned or in flight and due by now: the wave is still running.
+    due: int = 0
+    # Planned for later (a delay, a local time, quiet hours, terms still to come true).
+    later: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.uncertain + sum(self.skipped.values())
+
+    @property
+    def running(self) -> bool:
+        return self.due > 0
+
+
+async def wave_progress(db: Database, step_id: int, now: datetime) -> WaveProgress:
+    """One step's deliveries by status (and reason), in one grouped query."""
+    is_due = case((_delivery.c.due_at <= now, literal(1)), else_=literal(0)).label("is_due")
+    async with db.session() as session:
+        rows = await session.execute(
+            select(_delivery.c.status, _delivery.c.reason, is_due, func.count())
+            .where(_delivery.c.step_id == step_id)
+            .group_by(_delivery.c.status, _delivery.c.reason, is_due)
+        )
+        counts = list(rows)
+    by_status: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    due = later = 0
+    for status, reason, due_now, count in counts:
+        by_status[status] = by_status.get(status, 0) + count
+        if status == DeliveryStatus.SKIPPED:
+            skipped[reason or ""] = skipped.get(reason or "", 0) + count
+        elif status in (DeliveryStatus.PLANNED, DeliveryStatus.SENDING):
+            if due_now or status == DeliveryStatus.SENDING:
+                due += count
+            else:
+                later += count
+    return WaveProgress(
+        total=sum(by_status.values()),
+        sent=by_status.get(DeliveryStatus.SENT, 0),
+        failed=by_status.get(DeliveryStatus.FAILED, 0),
+        uncertain=by_status.get(DeliveryStatus.UNCERTAIN, 0),
+        skipped=dict(sorted(skipped.items(), key=lambda item: -item[1])),
+        due=due,
+        later=later,
+    )
