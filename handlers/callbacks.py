@@ -33,6 +33,8 @@ and the limit is in bytes.
 | `ec:<chain>`        | copy the chain into a new draft                     | admin    |
 | `ea:<chain>`        | activation forecast; `ey:<chain>` activates         | admin    |
 | `eq`                | close the editor                                    | admin    |
+| `ep:<chain>:<pos>`  | preview the step's message (the draft if one is open) | admin  |
+| `et:<chain>:<pos>`  | send the step's message as a test to the admin      | admin    |
 
 A new flow adds its actions to `Action` and a row to this table, and matches
 them with `pattern(Action.…)`. `encode` refuses data over 64 bytes, so a button
@@ -78,6 +80,8 @@ class Action(StrEnum):
     ACTIVATE = "ea"
     CONFIRM_ACTIVATE = "ey"
     CLOSE_EDITOR = "eq"
+    PREVIEW = "ep"
+    TEST_SEND = "et"
 
 
 EDITOR_ACTIONS = frozenset(
@@ -98,6 +102,8 @@ EDITOR_ACTIONS = frozenset(
         Action.ACTIVATE,
         Action.CONFIRM_ACTIVATE,
         Action.CLOSE_EDITOR,
+        Action.PREVIEW,
+        Action.TEST_SEND,
     }
 )
 

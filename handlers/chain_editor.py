@@ -35,7 +35,7 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import Context, Data, keyboards, progress, show, texts, when
+from handlers import Context, Data, keyboards, preview, progress, show, texts, when
 from handlers.access import allowed, private_only, requires
 from handlers.callbacks import EDITOR_ACTIONS, Action, decode, int_arg
 from handlers.commands import on_unknown_message
@@ -497,6 +497,8 @@ async def on_button(update: Update, context: Context) -> None:
             await _edit(update, context, args)
         case Action.CONFIRM_ACTIVATE:
             await _activate(update, context, int_arg(args, 0))
+        case Action.PREVIEW | Action.TEST_SEND:
+            await preview.on_button(update, context, Action(action), args)
         case Action.STEP_NAME:
             await _add_step(
                 update, context, int_arg(args, 0), texts.default_step_name(int_arg(args, 1, 2))
@@ -861,4 +863,5 @@ INPUTS: dict[str, Input] = {
     "wait": _typed_days,
     "window": _typed_days,
     "amount": _typed_amount,
+    **preview.INPUTS,
 }

@@ -215,6 +215,7 @@ def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:
     return keyboard(
         *([block] for block in blocks),
         [button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)],
+        preview_row(chain.id, step.position) if step.action is not None else [],
         [button(texts.BUTTON_RENAME_STEP, Action.RENAME, chain.id, step.position)],
         around,
     )
@@ -227,7 +228,7 @@ def editor_block(
         case "audience":
             rows = _audience_rows(view, state)
         case "action":
-            rows = _action_rows(view)
+            rows = [*_action_rows(view), preview_row(view.chain.id, view.step.position)]
         case "schedule":
             rows = _schedule_rows(view, state, today)
         case _:
@@ -247,6 +248,13 @@ def editor_block(
         ],
     ]
     return keyboard(*rows, *footer)
+
+
+def preview_row(chain_id: int, position: int) -> Row:
+    return [
+        button(texts.BUTTON_PREVIEW, Action.PREVIEW, chain_id, position),
+        button(texts.BUTTON_TEST_SEND, Action.TEST_SEND, chain_id, position),
+    ]
 
 
 def _audience_rows(view: texts.BlockScreen, state: dict[str, Any]) -> list[Row]:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bot.telegram_double import TelegramDouble
+from channels.sms import OutboxSmsTransport
+from channels.smtp import OutboxEmailTransport
+from handlers import progress
 from models.admins import add_admin
-from models.chains import export_chain, import_chain, list_chains
+from models.chains import export_chain, get_chain, import_chain, list_chains
 from models.customers import save_customers
 from models.db import Database
 from models.segments import add_segment
 from models.tables import ChainStatus, Role
+from scheduler.engine import Engine, EngineConfig
+from scheduler.lifecycle import activate_chain
 from tests.editor_driver import Phone
-from tests.test_bot_support import ADMIN, VIEWER, BotUnderTest, new_double, running_bot
+from tests.test_bot_support import (
+    ADMIN,
+    OWNER,
+    VIEWER,
+    BotUnderTest,
+    new_double,
+    running_bot,
+)
 
 THREE_STEPS = """\
 format: chainmail/1
@@ -162,3 +176,309 @@ async def test_build_the_three_step_chain_by_taps_and_text(bot: BotUnderTest, db
 
     expected = await import_chain(db, THREE_STEPS, actor="test")
     assert await export_chain(db, chain.id) == await export_chain(db, expected.chain_id)
+
+
+# --- Drafts are never lost -------------------------------------------------------------
+
+
+async def open_in_editor(phone: Phone, card: str) -> None:
+    await phone.send("/chains")
+    await phone.tap(card)
+    await phone.tap("✏️ Edit")
+
+
+async def open_first_step(phone: Phone, name: str = "Spring sale") -> None:
+    await phone.send(f"/new {name}")
+    await phone.send("Main")
+
+
+async def test_leaving_a_block_with_unsaved_changes_asks_and_discard_drops_them(
+    bot: BotUnderTest, db: Database
+) -> None:
+    phone = Phone(bot, ADMIN)
+    await open_first_step(phone)
+    await phone.tap("👥 Who")
+    await phone.tap("☐ vip")
+    # A command while the draft is unsaved gets the question, not the command.
+    await phone.send("/chains")
+    assert "unsaved changes in step 1 (Main)" in phone.text
+    await phone.tap("🗑 Discard")
+    assert "send /chains again" in phone.text
+    [chain] = await list_chains(db)
+    assert (await get_chain(db, chain.id)).steps[0].audience is None
+    # /cancel asks too; Save there saves.
+    await open_in_editor(phone, "📝 Spring sale")
+    await phone.tap("1 · Main")
+    await phone.tap("👥 Who")
+    await phone.tap("☐ vip")
+    await phone.send("/cancel")
+    assert "Save them, discard them, or keep editing?" in phone.text
+    await phone.tap("💾 Save")
+    assert phone.text == "Editor closed. /start shows the menu."
+    saved = (await get_chain(db, chain.id)).steps[0].audience
+    assert saved is not None
+    assert saved.to_block() == {"segments": ["vip"]}
+
+
+async def test_a_button_outside_the_editor_asks_before_leaving_a_draft(
+    bot: BotUnderTest, db: Database
+) -> None:
+    phone = Phone(bot, ADMIN)
+    await phone.send("/start")
+    menu = phone.shown
+    await open_first_step(phone)
+    await phone.tap("👥 Who")
+    await phone.tap("☐ vip")
+    assert menu is not None
+    assert menu.message_id is not None
+    phone._took(await bot.press(ADMIN, menu.message_id, "chains:0"))
+    assert "unsaved changes" in phone.text
+    await phone.tap("✏️ Keep editing")
+    assert "Segments: vip" in phone.text
+
+
+async def test_a_restart_in_the_middle_of_a_block_keeps_the_draft(
+    db: Database, double: TelegramDouble
+) -> None:
+    await add_admin(db, ADMIN, Role.ADMIN, name="Anton", actor="test")
+    await add_segment(db, "vip", ["vip"], actor="test")
+    async with running_bot(db, double) as first:
+        phone = Phone(first, ADMIN)
+        await open_first_step(phone)
+        await phone.tap("✉️ Message")
+        await phone.tap("✏️ Subject")
+        await phone.send("Spring is here")
+        await phone.tap("✏️ Text")
+    async with running_bot(db, double) as second:
+        phone.bot = second
+        # The bot was waiting for the text when it stopped; it still is.
+        await phone.send("Flowers -20% until Sunday")
+        assert "Subject: Spring is here" in phone.text
+        assert "Text: Flowers -20% until Sunday" in phone.text
+        assert "unsaved" in phone.text
+        await phone.tap("💾 Save")
+    [chain] = await list_chains(db)
+    action = (await get_chain(db, chain.id)).steps[0].action
+    assert action is not None
+    assert action.to_block() == {
+        "channel": "email",
+        "subject": "Spring is here",
+        "text": "Flowers -20% until Sunday",
+    }
+
+
+async def test_save_refuses_what_a_chain_file_would_refuse_and_keeps_the_draft(
+    bot: BotUnderTest, db: Database
+) -> None:
+    phone = Phone(bot, ADMIN)
+    await open_first_step(phone)
+    await phone.tap("✉️ Message")
+    await phone.tap("✏️ Text")
+    await phone.send("Hello {{ first_name ")
+    await phone.tap("💾 Save")
+    assert "Not saved:" in phone.text
+    assert "subject: missing" in phone.text
+    assert "text: " in phone.text
+    assert "unsaved" in phone.text
+    [chain] = await list_chains(db)
+    assert (await get_chain(db, chain.id)).steps[0].action is None
+
+
+async def test_later_terms_cannot_be_sent_now_and_the_reason_is_given(
+    bot: BotUnderTest, db: Database
+) -> None:
+    chain_id = (await import_chain(db, THREE_STEPS, actor="test")).chain_id
+    phone = Phone(bot, ADMIN)
+    await open_in_editor(phone, "📝 Welcome series")
+    await phone.tap("2 · Reminder")
+    await phone.tap("⏰ When")
+    await phone.tap("Now")
+    await phone.tap("💾 Save")
+    assert "Not saved:" in phone.text
+    assert "not_opened" in phone.text
+    stored = (await get_chain(db, chain_id)).steps[1].schedule
+    assert stored is not None
+    assert stored.send.value == "after"
+
+
+# --- Dates ------------------------------------------------------------------------------
+
+
+async def test_typed_moments_and_the_date_picker(bot: BotUnderTest, db: Database) -> None:
+    phone = Phone(bot, ADMIN)
+    await open_first_step(phone)
+    await phone.tap("⏰ When")
+    await phone.tap("At")
+    await phone.send("2020-01-01 10:00")
+    assert "has already passed (Europe/Moscow)" in phone.text
+    await phone.send("31.02 10:00")
+    assert "there is no such day" in phone.text
+    await phone.send("next week")
+    assert "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00" in phone.text
+    await phone.send("tomorrow 10:00")
+    assert "At 20" in phone.text
+    assert "10:00, in each customer's own time zone" in phone.text
+    # The picker: a later month, a day, an hour, a minute.
+    await phone.tap("● At…")
+    await phone.tap("▶")
+    days = [label for label in phone.labels() if label.isdigit()]
+    assert days[0] == "1"
+    await phone.tap("1")
+    await phone.tap("18:…")
+    await phone.tap("18:30")
+    assert "-01 18:30, in each customer's own time zone" in phone.text
+    await phone.tap("💾 Save")
+    [chain] = await list_chains(db)
+    schedule = (await get_chain(db, chain.id)).steps[0].schedule
+    assert schedule is not None
+    assert schedule.at is not None
+    assert (schedule.at.day, schedule.at.hour, schedule.at.minute) == (1, 18, 30)
+
+
+# --- Who may edit -----------------------------------------------------------------------
+
+
+async def test_a_viewer_cannot_edit(bot: BotUnderTest, db: Database) -> None:
+    chain_id = (await import_chain(db, THREE_STEPS, actor="test")).chain_id
+    phone = Phone(bot, VIEWER)
+    await phone.send("/new Mine")
+    assert "Only admins can change things" in phone.text
+    await phone.send("/start")
+    assert "➕ New chain" not in phone.labels()
+    await phone.send("/chains")
+    await phone.tap("📝 Welcome series")
+    assert "✏️ Edit" not in phone.labels()
+    assert "📄 Copy" not in phone.labels()
+    assert [chain.id for chain in await list_chains(db)] == [chain_id]
+
+
+async def test_owner_copies_a_chain_from_its_card(bot: BotUnderTest, db: Database) -> None:
+    await import_chain(db, THREE_STEPS, actor="test")
+    phone = Phone(bot, OWNER)
+    await phone.send("/chains")
+    await phone.tap("📝 Welcome series")
+    await phone.tap("📄 Copy")
+    assert "Welcome series (copy)" in phone.text
+    assert len([label for label in phone.labels() if label[0].isdigit()]) == 3
+    copy, original = sorted(await list_chains(db), key=lambda c: -c.id)
+    assert copy.name == "Welcome series (copy)"
+    assert copy.status is ChainStatus.DRAFT
+    exported = (await export_chain(db, copy.id)).replace("Welcome series (copy)", "Welcome series")
+    assert exported.replace("welcome_series_copy", "welcome_series") == await export_chain(
+        db, original.id
+    )
+
+
+# --- Activation, progress, pause ----------------------------------------------------------
+
+
+def outbox_engine(db: Database, outbox: Path) -> Engine:
+    return Engine(
+        db,
+        EngineConfig(
+            mail_from="Shop <news@shop.example>",
+            public_base_url="https://mail.shop.example",
+            secret_key="secret",
+            quiet_hours_sms=None,
+            batch_size=2,
+        ),
+        email=OutboxEmailTransport(outbox),
+        sms=OutboxSmsTransport(outbox, "Shop"),
+    )
+
+
+async def customers(db: Database, count: int, **extra: object) -> None:
+    rows = [
+        {"external_id": f"c{n}", "email": f"c{n}@example.com", "tags": ["new"], **extra}
+        for n in range(count)
+    ]
+    rows.append({"external_id": "no-email", "phone": "+79161234567", "tags": ["new"]})
+    await save_customers(
+        db, rows, default_timezone="Europe/Moscow", default_phone_region="RU", actor="test"
+    )
+
+
+def emails_in(outbox: Path) -> int:
+    return len(list(outbox.glob("*.eml")))
+
+
+async def text_of(double: TelegramDouble, chat_id: int, message_id: int, wanted: str) -> str:
+    """The message's text once it contains `wanted` (the progress task edits it on its own)."""
+    for _ in range(200):
+        [message] = [m for m in double.chat_messages(chat_id) if m["message_id"] == message_id]
+        if wanted in message.get("text", ""):
+            return str(message["text"])
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{wanted!r} never shown; last: {message.get('text')!r}")
+
+
+async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
+    bot: BotUnderTest,
+    db: Database,
+    double: TelegramDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.02)
+    await customers(db, 5)
+    chain_id = (await import_chain(db, THREE_STEPS, actor="test")).chain_id
+    phone = Phone(bot, OWNER)
+    await open_in_editor(phone, "📝 Welcome series")
+    await phone.tap("🚀 Activate")
+    assert "Main step (email): 6 customers in its segments." in phone.text
+    assert "✅ 5 would get it now." in phone.text
+    assert "no email: 1" in phone.text
+    assert "Later steps (email, SMS)" in phone.text
+    await phone.tap("✅ Activate now")
+    assert (await get_chain(db, chain_id)).status is ChainStatus.ACTIVE
+    assert phone.shown is not None
+    message_id = phone.shown.message_id
+    assert message_id is not None
+    await text_of(double, OWNER, message_id, "📤 Sending")
+
+    await outbox_engine(db, tmp_path).run_until_idle()
+    final = await text_of(double, OWNER, message_id, "✅ Wave finished")
+    assert "6/6 done · sent 5 · failed 0" in final
+    assert "no email: 1" in final
+    assert emails_in(tmp_path) == 5
+    # The watch is over and forgotten.
+    for _ in range(100):
+        if not bot.app.bot_data.get(progress.WAVES):
+            break
+        await asyncio.sleep(0.02)
+    assert not bot.app.bot_data.get(progress.WAVES)
+
+
+async def test_pause_stops_sending_within_one_engine_tick(
+    bot: BotUnderTest, db: Database, tmp_path: Path
+) -> None:
+    await customers(db, 4)
+    chain_id = (await import_chain(db, THREE_STEPS, actor="test")).chain_id
+    await activate_chain(db, chain_id, actor="test")
+    engine = outbox_engine(db, tmp_path)
+    phone = Phone(bot, ADMIN)
+    await phone.send("/pause Welcome series")
+    assert "is paused" in phone.text
+    await engine.tick()
+    assert emails_in(tmp_path) == 0
+    await phone.send("/resume Welcome series")
+    await engine.tick()
+    assert emails_in(tmp_path) == 4
+
+
+async def test_a_step_added_after_activation_is_edited_like_any_other(
+    bot: BotUnderTest, db: Database
+) -> None:
+    chain_id = (await import_chain(db, THREE_STEPS, actor="test")).chain_id
+    await activate_chain(db, chain_id, actor="test")
+    phone = Phone(bot, ADMIN)
+    await open_in_editor(phone, "▶️ Welcome series")
+    assert "🚀 Activate" not in phone.labels()
+    await phone.tap("➕ Add step")
+    await phone.tap("Step 4")
+    assert "Step 4 of 4 · Step 4" in phone.text
+    await phone.tap("👥 Who")
+    await phone.tap("💾 Save")
+    steps = (await get_chain(db, chain_id)).steps
+    assert len(steps) == 4
+    assert steps[3].audience is not None
