@@ -151,18 +151,26 @@ async def _screen(
 
 
 async def show_overview(
-    update: Update, context: Context, chain_id: int, *, toast: str | None = None
+    update: Update,
+    context: Context,
+    chain_id: int,
+    *,
+    page: int | None = None,
+    toast: str | None = None,
 ) -> None:
+    """The chain and its minimap; without a page, the page of the step last worked on."""
     state = _state(context)
     chain = await get_chain(context.deps.db, chain_id)
     if state.get("chain") != chain_id:
         _close_block(state)
     state.update(chain=chain_id, step=state.get("step") if state.get("chain") == chain_id else 1)
+    if page is None:
+        page = ((state.get("step") or 1) - 1) // keyboards.MINIMAP_PER_PAGE
     await _screen(
         update,
         context,
         texts.editor_overview(chain, _unsaved_step(state)),
-        keyboards.editor_overview(chain, _unsaved_step(state)),
+        keyboards.editor_overview(chain, _unsaved_step(state), page),
         toast=toast,
     )
 
@@ -329,7 +337,8 @@ async def _go(update: Update, context: Context, data: str) -> None:
     chain_id = int_arg(args, 0)
     match action:
         case Action.EDIT_CHAIN:
-            await show_overview(update, context, chain_id)
+            page = int_arg(args, 1) if len(args) > 1 else None
+            await show_overview(update, context, chain_id, page=page)
         case Action.EDIT_STEP:
             await show_step(update, context, chain_id, int_arg(args, 1, 1))
         case Action.EDIT_BLOCK:

@@ -139,6 +139,7 @@ def back_to_menu() -> InlineKeyboardMarkup:
 # --- The chain editor (handlers/chain_editor.py) ------------------------------------
 
 SEGMENT_CHOICES_PER_PAGE = 8
+MINIMAP_PER_PAGE = 10
 QUICK_DELAYS = ("1h", "3h", "12h", "1d", "2d", "3d", "7d")
 QUICK_WINDOWS = (1, 3, 7, 14, 30)
 PICKER_HOURS = range(7, 23)
@@ -154,8 +155,11 @@ def _chosen(label: str, chosen: bool) -> str:
     return f"● {label}" if chosen else label
 
 
-def editor_overview(chain: ChainView, unsaved_step: int | None) -> InlineKeyboardMarkup:
-    """The minimap: a button per step, then what can be done with the chain."""
+def editor_overview(
+    chain: ChainView, unsaved_step: int | None, page_number: int
+) -> InlineKeyboardMarkup:
+    """The minimap: a button per step (a page of them), then what can be done with the chain."""
+    page = paginate(chain.steps, page_number, MINIMAP_PER_PAGE)
     steps = [
         button(
             texts.minimap_label(step, step.position == unsaved_step),
@@ -163,7 +167,7 @@ def editor_overview(chain: ChainView, unsaved_step: int | None) -> InlineKeyboar
             chain.id,
             step.position,
         )
-        for step in chain.steps
+        for step in page.items
     ]
     actions: list[Row] = [[button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)]]
     if chain.status is ChainStatus.DRAFT:
@@ -189,7 +193,7 @@ def editor_overview(chain: ChainView, unsaved_step: int | None) -> InlineKeyboar
             button(texts.BUTTON_CLOSE, Action.CLOSE_EDITOR),
         ]
     )
-    return keyboard(*columns(steps, 1), *actions)
+    return keyboard(*columns(steps, 1), pager(page, Action.EDIT_CHAIN, chain.id), *actions)
 
 
 def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:

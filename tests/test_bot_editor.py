@@ -482,3 +482,40 @@ async def test_a_step_added_after_activation_is_edited_like_any_other(
     steps = (await get_chain(db, chain_id)).steps
     assert len(steps) == 4
     assert steps[3].audience is not None
+
+
+async def test_a_long_chain_with_long_names_pages_its_map_within_telegram_limits(
+    bot: BotUnderTest, db: Database
+) -> None:
+    name = "Очень длинное название " * 8
+    lines = ["format: chainmail/1", f"name: {name[:200]!r}", "steps:"]
+    for position in range(1, 26):
+        audience = "{segments: [new-customers]}" if position == 1 else "{who: all}"
+        lines += [
+            f"  - name: {('Шаг ' + str(position) + ' ') * 20!r}",
+            f"    audience: {audience}",
+            f"    action: {{channel: sms, text: {'Текст ' * 60!r}}}",
+            "    schedule: {send: after, after: 1d}",
+        ]
+    await import_chain(db, "\n".join(lines) + "\n", actor="test")
+    phone = Phone(bot, ADMIN)
+    await open_in_editor(phone, "📝 Очень")
+    steps = [label for label in phone.labels() if label[0].isdigit()]
+    assert len(steps) == 10
+    await phone.tap("▶")
+    await phone.tap("▶")
+    assert [label.split(" · ")[0] for label in phone.labels() if label[0].isdigit()] == [
+        "21",
+        "22",
+        "23",
+        "24",
+        "25",
+    ]
+    await phone.tap("25 · ")
+    assert "Step 25 of 25" in phone.text
+    await phone.tap("✉️ Message")
+    assert "6 SMS (UCS-2)" in phone.text
+    # The map opens on the page of the step worked on.
+    await phone.tap("◀ Step 25")
+    await phone.tap("🗺 Map")
+    assert phone.labels()[0].startswith("21 · ")
