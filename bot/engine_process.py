@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.settings import Settings
+from bot.summaries import summary_sender
 from channels.sms import SmsTransport, sms_transport_from_settings
 from channels.smtp import EmailTransport, email_transport_from_settings
 from models.db import Database, secret_key
@@ -80,6 +81,17 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
             coalesce=True,
             next_run_time=datetime.now(UTC),
         )
+        # Its own job, so that composing a summary never delays sending messages.
+        summaries = summary_sender(settings, db)
+        if summaries is not None:
+            scheduler.add_job(
+                summaries.tick,
+                "interval",
+                seconds=settings.engine_tick_seconds,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
         scheduler.start()
         try:
             await stop.wait()
@@ -90,6 +102,8 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
                 _, late = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
                 if late:
                     log.warning("the engine did not finish its group in time; stopping anyway")
+            if summaries is not None:
+                await summaries.close()
 
 
 async def _tick_once(engine: Engine) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from telegram import Document, Update
@@ -25,15 +27,16 @@ from telegram.ext import (
 )
 
 from handlers import Context, keyboards, show, tell, texts
-from handlers.access import in_group, private_only, requires
+from handlers.access import allowed, in_group, private_only, requires
 from handlers.callbacks import Action, decode, int_arg, pattern
 from models.admins import add_admin, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
+from models.charts import chain_chart_png
 from models.customers import import_customers_csv
 from models.db import Database
 from models.errors import ChainmailError
 from models.segments import list_segments
-from models.stats import chain_stats
+from models.stats import ChainStats, chain_stats
 from models.tables import Admin, ChainStatus, Customer, Role
 from models.team_chats import subscribe_chat, unsubscribe_chat
 from scheduler.lifecycle import pause_all, pause_chain, resume_chain
@@ -84,6 +87,7 @@ def install(application: Application) -> None:  # type: ignore[type-arg]
         CallbackQueryHandler(on_resume, pattern(Action.RESUME)),
         CallbackQueryHandler(on_reports, pattern(Action.REPORTS)),
         CallbackQueryHandler(on_stats, pattern(Action.STATS)),
+        CallbackQueryHandler(on_chart, pattern(Action.CHART)),
         CallbackQueryHandler(on_customers, pattern(Action.CUSTOMERS)),
         CallbackQueryHandler(on_segments, pattern(Action.SEGMENTS)),
         # Last: a button no handler knows (from an older version of the bot).
@@ -265,10 +269,38 @@ async def pause_all_command(update: Update, context: Context) -> None:
 # --- Stats -------------------------------------------------------------------------
 
 
-async def _stats(update: Update, context: Context, chain_id: int, page_number: int) -> None:
-    pages = texts.stats_pages(await chain_stats(context.deps.db, chain_id))
+async def _chart(context: Context, stats: ChainStats) -> bytes | None:
+    """The chain's chart with its orders per day up to today (DEFAULT_TIMEZONE)."""
+    zone = context.deps.default_timezone
+    today = datetime.now(ZoneInfo(zone)).date()
+    return await chain_chart_png(context.deps.db, stats, last_day=today, zone=zone)
+
+
+async def _send_chart(update: Update, context: Context, stats: ChainStats) -> bool:
+    """The chart as a new photo in the chat; False when there is nothing to draw."""
+    png = await _chart(context, stats)
+    if png is None:
+        return False
+    message = update.effective_message
+    assert message is not None  # commands and buttons come with one
+    await message.reply_photo(png, caption=texts.chart_caption(stats.name))
+    return True
+
+
+async def _stats(
+    update: Update, context: Context, chain_id: int, page_number: int, *, with_chart: bool = False
+) -> None:
+    """A page of a chain's stats; `with_chart`: the chart first, as a photo of its own
+    (for a command: pages turned by buttons keep one message edited in place)."""
+    stats = await chain_stats(context.deps.db, chain_id)
+    if with_chart:
+        await _send_chart(update, context, stats)
+    pages = texts.stats_pages(stats)
     page = keyboards.paginate(pages, page_number, 1)
-    await show(update, page.items[0], keyboards.stats(chain_id, page))
+    markup = keyboards.stats(chain_id, page)
+    # The Chart button: a row of this flow's own under the navigation.
+    chart_row = [keyboards.button(texts.BUTTON_CHART, Action.CHART, chain_id)]
+    await show(update, page.items[0], keyboards.keyboard(*markup.inline_keyboard, chart_row))
 
 
 async def _reports(update: Update, context: Context, page_number: int) -> None:
@@ -290,7 +322,7 @@ async def stats_command(update: Update, context: Context) -> None:
     chains = await list_chains(context.deps.db)
     found = find_chains(chains, query)
     if len(found) == 1:
-        await _stats(update, context, found[0].id, 0)
+        await _stats(update, context, found[0].id, 0, with_chart=True)
         return
     await show(
         update,
@@ -306,6 +338,15 @@ async def on_reports(update: Update, context: Context) -> None:
 async def on_stats(update: Update, context: Context) -> None:
     args = _button_args(update)
     await _stats(update, context, int_arg(args, 0), int_arg(args, 1))
+
+
+async def on_chart(update: Update, context: Context) -> None:
+    """The chart as a new photo under the stats message, which stays where it is."""
+    stats = await chain_stats(context.deps.db, int_arg(_button_args(update), 0))
+    if await _send_chart(update, context, stats):
+        await update.callback_query.answer()  # type: ignore[union-attr]
+    else:
+        await tell(update, texts.NOTHING_TO_DRAW)
 
 
 # --- Customers and segments --------------------------------------------------------
@@ -401,28 +442,37 @@ async def cancel_command(update: Update, context: Context) -> int:
 # --- Group chats -------------------------------------------------------------------
 
 
-@requires(Role.ADMIN)
+async def _may_subscribe(update: Update, context: Context) -> bool:
+    """Anyone who may use the bot subscribes their private chat; a group takes an admin
+    (a group's members are viewers there once it is subscribed)."""
+    if in_group(update) and not allowed(context.role, Role.ADMIN):
+        await tell(update, texts.NEEDS_ADMIN)
+        return False
+    return True
+
+
 async def subscribe_command(update: Update, context: Context) -> None:
-    if not in_group(update):
-        await show(update, texts.GROUP_ONLY)
+    if not await _may_subscribe(update, context):
         return
     chat = update.effective_chat
+    user = update.effective_user
+    # The gate lets only updates with a user (and so a chat) through.
+    assert chat is not None
+    assert user is not None
     zone = _args(context)[0] if _args(context) else None
     team_chat = await subscribe_chat(
         context.deps.db,
-        chat.id,  # type: ignore[union-attr]
-        title=chat.title,  # type: ignore[union-attr]
+        chat.id,
+        title=chat.title if in_group(update) else user.full_name,
         timezone=zone,
-        by=update.effective_user.id,  # type: ignore[union-attr]
+        by=user.id,
         actor=context.actor,
     )
     await show(update, texts.subscribed(team_chat.timezone, context.deps.default_timezone))
 
 
-@requires(Role.ADMIN)
 async def unsubscribe_command(update: Update, context: Context) -> None:
-    if not in_group(update):
-        await show(update, texts.GROUP_ONLY)
+    if not await _may_subscribe(update, context):
         return
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
     was = await unsubscribe_chat(context.deps.db, chat_id, actor=context.actor)

@@ -8,6 +8,7 @@ within Telegram's 4096 characters: lists are cut or split into pages here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date
 from html import escape
 
 from telegram.constants import MessageLimit
@@ -23,7 +24,7 @@ from models.chainfile import (
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
-from models.stats import ChainStats, StepStats
+from models.stats import ChainStats, DailyStats, StepStats
 from models.tables import ChainStatus, Role
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH
@@ -97,6 +98,8 @@ VIEWER_COMMANDS = (
     ("start", "Main menu"),
     ("chains", "Chains and their status"),
     ("stats", "Numbers of a chain: /stats [chain]"),
+    ("subscribe", "Daily summary here: /subscribe [Area/City]"),
+    ("unsubscribe", "No more daily summaries here"),
     ("help", "What I can do"),
 )
 ADMIN_COMMANDS = (
@@ -383,6 +386,96 @@ def subscribed(timezone: str | None, default_timezone: str) -> str:
 
 UNSUBSCRIBED = "This chat no longer gets daily summaries."
 NOT_SUBSCRIBED = "This chat was not getting daily summaries."
+
+# --- Reports: daily summaries and charts ----------------------------------------------
+
+BUTTON_CHART = "📈 Chart"
+NOTHING_TO_DRAW = "Nothing to draw yet: no message of this chain was sent and no order counted."
+
+
+def chart_caption(name: str) -> str:
+    return f"📈 <b>{esc(short(name, 60))}</b>: funnel per step, orders per day"
+
+
+def _change(now: int, before: int) -> str:
+    return f" ({now - before:+d})" if now != before else ""
+
+
+def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
+    """A step of a daily summary: yesterday with the change against the day before, then totals."""
+    channel = {"email": "email", "sms": "SMS"}.get(total.channel or "", "message not set")
+    if total.channel == "email":
+        reach = [("opened", "opened"), ("clicked", "clicked")]
+    else:
+        reach = [("delivered", "delivered")]
+    yesterday = [f"sent {day.sent}{_change(day.sent, before.sent)}"]
+    yesterday += [
+        f"{label} {getattr(day, name)}{_change(getattr(day, name), getattr(before, name))}"
+        for name, label in reach
+    ]
+    yesterday.append(f"🛒 {day.orders}{_change(day.orders, before.orders)} · {day.revenue:.2f}")
+    overall = [f"sent {total.sent}"]
+    overall += [
+        f"{label} {getattr(total, name)} ({_percent(getattr(total, name), total.sent)})"
+        for name, label in reach
+    ]
+    overall.append(f"🛒 {total.orders} · {total.revenue:.2f} · conv. {total.conversion_rate:.1%}")
+    trouble = [
+        f"{label} {count}"
+        for count, label in (
+            (total.failed, "failed"),
+            (total.uncertain, "uncertain"),
+            (total.unsubscribed, "unsub"),
+        )
+        if count
+    ]
+    if total.skipped:
+        reasons = ", ".join(
+            f"{esc(short(reason, 30))} {count}"
+            for reason, count in list(total.skipped_by_reason.items())[:3]
+        )
+        more = ", …" if len(total.skipped_by_reason) > 3 else ""
+        trouble.append(f"skipped {total.skipped} ({reasons}{more})")
+    lines = [
+        f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {channel}",
+        "yesterday: " + " · ".join(yesterday),
+        "in total: " + " · ".join(overall),
+    ]
+    if trouble:
+        lines.append(" · ".join(trouble))
+    return "\n".join(lines)
+
+
+def summary_header(day: date, zone: str) -> str:
+    return (
+        f"📬 <b>Daily summary</b> · {day:%a %d %b} ({esc(zone)})\n"
+        "Yesterday, with the change against the day before; totals to the end of yesterday."
+    )
+
+
+def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str]:
+    """One chain's part of a daily summary, in as few messages as Telegram's limit allows;
+    `header` goes first (the summary's first chain)."""
+    total = numbers.total
+    title = f"📊 <b>{esc(short(total.name, 60))}</b> · {STATUS[ChainStatus(total.status)]}"
+    if header:
+        title = f"{header}\n\n{title}"
+    if not total.steps:
+        return [f"{title}\n\nThe chain has no steps yet."]
+    # By position: a step saved between the three counts shows from the next summary on.
+    days = {step.position: step for step in numbers.day.steps}
+    befores = {step.position: step for step in numbers.day_before.steps}
+    blocks = [
+        _summary_step(days[step.position], befores[step.position], step)
+        for step in total.steps
+        if step.position in days and step.position in befores
+    ]
+    pages = _pages(blocks, LIMIT - len(title) - 30)
+    return [
+        f"{title}{page_note(number, len(pages))}\n\n" + "\n\n".join(page)
+        for number, page in enumerate(pages)
+    ]
+
 
 # --- Admins ------------------------------------------------------------------------
 

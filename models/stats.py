@@ -214,15 +214,22 @@ class _Period:
             conditions.append(f"AND {column} < :until")
         return " ".join(conditions)
 
-    async def rows(self, db: Database, sql: str, chain_id: int | None) -> list[Row[Any]]:
-        """The rows of one aggregate query, on a connection of its own."""
+    async def rows(
+        self,
+        db: Database,
+        sql: str,
+        chain_id: int | None,
+        moments: dict[str, datetime] | None = None,
+    ) -> list[Row[Any]]:
+        """The rows of one aggregate query, on a connection of its own; `moments` are
+        further named moments the query compares with."""
         statement = text(sql)
         params: dict[str, Any] = {}
         if chain_id is not None:
             params["chain_id"] = chain_id
+        named = {"since": self.since, "until": self.until} | (moments or {})
         # Typed so that SQLite compares with the same text form of a moment it stores.
-        for name in ("since", "until"):
-            value = getattr(self, name)
+        for name, value in named.items():
             if value is not None:
                 statement = statement.bindparams(bindparam(name, type_=UtcDateTime()))
                 params[name] = value
@@ -312,6 +319,68 @@ async def chain_stats(
         status=chain.status,
         steps=[tallies[step.id].step_stats(step) for step in steps],
     )
+
+
+@dataclass(frozen=True)
+class DailyStats:
+    """A chain's numbers for a report: one day, the day before it, and everything until
+    the day's end (so that the same day's report reads the same when made again)."""
+
+    day: ChainStats
+    day_before: ChainStats
+    total: ChainStats
+
+
+async def daily_stats(
+    db: Database,
+    chain_id: int,
+    *,
+    day_before_start: datetime,
+    day_start: datetime,
+    day_end: datetime,
+) -> DailyStats:
+    """The day is [day_start, day_end); the moments come from the reader's time zone."""
+    day, day_before, total = await asyncio.gather(
+        chain_stats(db, chain_id, since=day_start, until=day_end),
+        chain_stats(db, chain_id, since=day_before_start, until=day_start),
+        chain_stats(db, chain_id, until=day_end),
+    )
+    return DailyStats(day=day, day_before=day_before, total=total)
+
+
+async def conversions_by_day(
+    db: Database, chain_id: int, day_starts: list[datetime]
+) -> dict[int, list[int]]:
+    """{step position: orders attributed to it on each day}; day i is
+    [day_starts[i], day_starts[i + 1]), so n + 1 moments give n days.
+
+    The moments are computed by the caller in its time zone (SQLite knows no zones)
+    and each order is put in its day by a `CASE` over them, in the database.
+    """
+    days = len(day_starts) - 1
+    if days < 1:
+        return {}
+    period = _Period(day_starts[0], day_starts[-1])
+    branches = " ".join(
+        f"WHEN o.created_at < :day_{index + 1} THEN {index}" for index in range(days - 1)
+    )
+    day_of_order = f"CASE {branches} ELSE {days - 1} END" if branches else "0"
+    sql = (
+        _attributed_sql(db, period)
+        + f"""
+SELECT s.position, {day_of_order} AS day_index, COUNT(*) AS orders
+FROM attributed a
+JOIN orders o ON o.id = a.order_id
+JOIN steps s ON s.id = a.step_id
+WHERE a.chain_id = :chain_id
+GROUP BY s.position, {day_of_order}
+"""
+    )
+    moments = {f"day_{index}": day_starts[index] for index in range(1, days)}
+    counts: dict[int, list[int]] = {}
+    for position, day_index, orders in await period.rows(db, sql, chain_id, moments):
+        counts.setdefault(position, [0] * days)[day_index] = orders
+    return counts
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -325,6 +326,34 @@ class SubscribedChat(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     subscribed_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SummaryStatus(StrEnum):
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SummarySend(Base):
+    """One daily summary of one chat: the primary key is the "once per chat per day" rule.
+
+    `day` is the summary's day in the chat's zone. A worker owns the row while its
+    lease runs and it holds the latest `claim` number; `parts_sent` lets a retry
+    go on after the messages already sent (docs/reporting.md).
+    """
+
+    __tablename__ = "summary_sends"
+    __table_args__ = (CheckConstraint(_in("status", SummaryStatus), name="status"),)
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default=SummaryStatus.SENDING)
+    claim: Mapped[int] = mapped_column(Integer, default=1)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(String(500))
 
 
 class AuditEntry(Base):

@@ -137,10 +137,6 @@ async def test_group_members_follow_their_role_and_a_subscribed_group_is_the_tea
     assert [e.text for e in await bot.send(ADMIN, "/unsubscribe", GROUP)] == [texts.UNSUBSCRIBED]
 
 
-async def test_subscribe_is_refused_in_a_private_chat(bot: BotUnderTest) -> None:
-    assert [e.text for e in await bot.send(ADMIN, "/subscribe")] == [texts.GROUP_ONLY]
-
-
 async def test_a_stranger_in_a_subscribed_group_stays_out_of_private_chats(
     bot: BotUnderTest, db: Database, double: TelegramDouble
 ) -> None:

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
+from bot.telegram_app import build_application
 from bot.telegram_double import TelegramDouble
 from handlers import texts
 from models.admins import add_admin, role_of
 from models.chains import get_chain
+from models.charts import chart_size
 from models.db import Database
 from models.segments import add_segment
 from models.tables import AuditEntry, ChainStatus, Customer, Role
+from models.team_chats import is_subscribed
 from tests.test_bot_support import (
     ADMIN,
     GROUP,
     OWNER,
     VIEWER,
     BotUnderTest,
+    bot_settings,
     buttons,
     make_chain,
     new_double,
     running_bot,
     screen,
 )
+from tests.test_reporting import seeded_chain
 
 
 @pytest.fixture
@@ -220,6 +227,57 @@ async def test_stats_without_a_chain_offers_the_chains(bot: BotUnderTest, db: Da
     assert shown.text.startswith("📊 Welcome · ▶️ active")
     assert "sent 0 of 0" not in shown.text
     assert "nothing sent yet" in shown.text
+
+
+@pytest.fixture
+async def bot_over_http(db: Database, double: TelegramDouble) -> AsyncIterator[BotUnderTest]:
+    """The bot talking HTTP to the double on loopback: photos are uploaded as multipart."""
+    await add_admin(db, VIEWER, Role.VIEWER, name="Vera", actor="test")
+    with double:
+        app = build_application(bot_settings(telegram_api_base_url=double.api_base_url), db)
+        async with app:
+            yield BotUnderTest(app, double)
+
+
+async def test_stats_of_a_chain_come_with_its_chart(
+    bot_over_http: BotUnderTest, db: Database, double: TelegramDouble
+) -> None:
+    bot = bot_over_http
+    chain_id = await seeded_chain(db)
+    photo, page = await bot.send(VIEWER, f"/stats {chain_id}")
+    assert photo.message is not None
+    png = double.file_content(photo.message["photo"][-1]["file_id"])
+    assert Image.open(io.BytesIO(png)).size == chart_size(2)
+    assert photo.text == texts.chart_caption("Welcome").replace("<b>", "").replace("</b>", "")
+    assert buttons(page)[f"chart:{chain_id}"] == texts.BUTTON_CHART
+    # Turning pages edits the text alone; the Chart button sends the picture anew.
+    refreshed = await bot.press(VIEWER, page.message_id, f"stats:{chain_id}:0")
+    assert [e.kind for e in refreshed] == ["answered"]
+    again = await bot.press(VIEWER, page.message_id, f"chart:{chain_id}")
+    assert [e.kind for e in again] == ["sent", "answered"]
+    assert again[0].message is not None
+    assert "photo" in again[0].message
+
+
+async def test_no_chart_when_there_is_nothing_to_draw(bot: BotUnderTest, db: Database) -> None:
+    chain_id = await make_chain(db, "Welcome")
+    (page,) = await bot.send(VIEWER, f"/stats {chain_id}")
+    answer = await bot.press(VIEWER, page.message_id, f"chart:{chain_id}")
+    assert [(e.kind, e.text) for e in answer] == [("answered", texts.NOTHING_TO_DRAW)]
+
+
+async def test_anyone_allowed_subscribes_their_private_chat(
+    bot: BotUnderTest, db: Database
+) -> None:
+    shown = screen(await bot.send(VIEWER, "/subscribe Asia/Novosibirsk"))
+    assert "Time zone: Asia/Novosibirsk" in shown.text
+    assert await is_subscribed(db, VIEWER)
+    assert screen(await bot.send(VIEWER, "/unsubscribe")).text == texts.UNSUBSCRIBED
+    assert not await is_subscribed(db, VIEWER)
+    assert screen(await bot.send(VIEWER, "/unsubscribe")).text == texts.NOT_SUBSCRIBED
+    refused = screen(await bot.send(ADMIN, "/subscribe Mars/Olympus"))
+    assert "is not a time zone" in refused.text
+    assert not await is_subscribed(db, ADMIN)
 
 
 # --- Import --------------------------------------------------------------------------

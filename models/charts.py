@@ -1,0 +1,211 @@
+"""PNG charts of a chain for a phone screen: the funnel of each step, and orders per day.
+
+`render_chart` is plain data in, PNG bytes out. It takes a few hundred
+milliseconds of CPU, so `chain_chart_png`, which gathers the data, runs it in a
+thread (`asyncio.to_thread`) to keep the bot's and the engine's loop free.
+Matplotlib's object API is used, not pyplot, whose global state is not safe
+across threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from models.db import Database
+from models.stats import ChainStats, conversions_by_day
+from models.summaries import day_start
+
+# 1080 px wide, the width of most phone screens, so Telegram shows it unscaled.
+DPI = 100
+WIDTH_INCHES = 10.8
+# A phone shows the picture about 2.7 times smaller: 20 pt here reads as 7 pt there.
+FONT = 20
+TITLE_FONT = 24
+# More steps than this would make bars too thin to read; the title says how many are left out.
+FUNNEL_STEPS_SHOWN = 12
+STEP_ROW_INCHES = 0.9
+FUNNEL_EXTRA_INCHES = 2.4
+DAYS_PANEL_INCHES = 6.0
+# Steps named in the orders-per-day legend; the others are added up as one.
+DAY_SERIES_NAMED = 5
+DAYS_SHOWN = 14
+
+STAGES = ("sent", "reached", "clicked", "ordered")
+STAGE_COLOURS = ("#c6dbef", "#6baed6", "#2171b5", "#e6550d")
+SERIES_COLOURS = ("#2171b5", "#e6550d", "#31a354", "#756bb1", "#de2d26", "#969696")
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    position: int
+    name: str
+    sent: int
+    # Opened for an email, delivered for an SMS (`reached_label` says which).
+    reached: int
+    reached_label: str
+    clicked: int
+    ordered: int
+
+
+@dataclass(frozen=True)
+class ChainChart:
+    title: str
+    steps: list[FunnelStep]
+    day_labels: list[str]
+    # {step position: orders on each day of `day_labels`}
+    orders_per_day: dict[int, list[int]]
+
+    @property
+    def is_empty(self) -> bool:
+        nothing_sent = all(step.sent == 0 for step in self.steps)
+        no_orders = all(count == 0 for counts in self.orders_per_day.values() for count in counts)
+        return nothing_sent and no_orders
+
+
+def chart_size(steps: int) -> tuple[int, int]:
+    """The picture's (width, height) in pixels for a chain of `steps` steps."""
+    rows = max(1, min(steps, FUNNEL_STEPS_SHOWN))
+    height = FUNNEL_EXTRA_INCHES + STEP_ROW_INCHES * rows + DAYS_PANEL_INCHES
+    return round(WIDTH_INCHES * DPI), round(height * DPI)
+
+
+def render_chart(chart: ChainChart) -> bytes | None:
+    """The PNG, or None when there is nothing to draw (nothing sent, no orders)."""
+    if chart.is_empty:
+        return None
+    width, height = chart_size(len(chart.steps))
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    funnel_rows = max(1, min(len(chart.steps), FUNNEL_STEPS_SHOWN))
+    funnel_inches = FUNNEL_EXTRA_INCHES + STEP_ROW_INCHES * funnel_rows
+    grid = figure.add_gridspec(2, 1, height_ratios=[funnel_inches, DAYS_PANEL_INCHES])
+    figure.suptitle(_short(chart.title, 40), fontsize=TITLE_FONT, fontweight="bold")
+    _draw_funnel(figure.add_subplot(grid[0]), chart.steps)
+    _draw_days(figure.add_subplot(grid[1]), chart)
+    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    buffer = io.BytesIO()
+    # No bbox_inches="tight": it would change the size, which is chosen for phones.
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+async def chain_chart_png(
+    db: Database, stats: ChainStats, *, last_day: date, zone: str
+) -> bytes | None:
+    """The chart of a chain's numbers and its orders per day up to `last_day` in `zone`,
+    rendered in a thread; None when there is nothing to draw."""
+    first_day = last_day - timedelta(days=DAYS_SHOWN - 1)
+    days = [first_day + timedelta(days=offset) for offset in range(DAYS_SHOWN + 1)]
+    per_day = await conversions_by_day(db, stats.chain_id, [day_start(day, zone) for day in days])
+    chart = ChainChart(
+        title=stats.name,
+        steps=[
+            FunnelStep(
+                position=step.position,
+                name=step.name,
+                sent=step.sent,
+                reached=step.opened if step.channel == "email" else step.delivered,
+                reached_label="opened" if step.channel == "email" else "delivered",
+                clicked=step.clicked,
+                ordered=step.orders,
+            )
+            for step in stats.steps
+        ],
+        day_labels=[f"{day:%d.%m}" for day in days[:-1]],
+        orders_per_day=per_day,
+    )
+    if chart.is_empty:
+        return None
+    return await asyncio.to_thread(render_chart, chart)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
+    """One row per step, the stages overlaid from the widest (sent) to the narrowest."""
+    shown = steps[:FUNNEL_STEPS_SHOWN]
+    left_out = len(steps) - len(shown)
+    title = "Funnel per step"
+    if left_out:
+        title += f" (first {len(shown)} of {len(steps)})"
+    axes.set_title(title, fontsize=FONT, loc="left")
+    widest = max((step.sent for step in shown), default=0) or 1
+    for row, step in enumerate(shown):
+        values = (step.sent, step.reached, step.clicked, step.ordered)
+        for value, colour, height in zip(
+            values, STAGE_COLOURS, (0.7, 0.56, 0.42, 0.28), strict=True
+        ):
+            axes.barh(row, value, height=height, color=colour)
+        label = (
+            f"{step.position}. {_short(step.name, 18)}: {step.sent} → "
+            f"{step.reached} {step.reached_label} → {step.clicked} → {step.ordered}"
+        )
+        axes.text(widest * 0.01, row - 0.38, label, fontsize=FONT - 4, va="bottom")
+    axes.set_ylim(len(shown) - 0.5, -0.9)
+    axes.set_xlim(0, widest * 1.02)
+    # The numbers are in the labels; an axis would only crowd the legend.
+    axes.set_axis_off()
+    handles = [
+        axes.bar(0, 0, color=colour, label=label)
+        for colour, label in zip(
+            STAGE_COLOURS, ("sent", "opened / delivered", "clicked", "ordered"), strict=True
+        )
+    ]
+    axes.legend(
+        handles=handles,
+        fontsize=FONT - 4,
+        ncol=4,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        frameon=False,
+        handlelength=1,
+        columnspacing=1,
+    )
+
+
+def _day_series(chart: ChainChart) -> list[tuple[str, list[int]]]:
+    """The steps with orders, the busiest named, the rest added up as "other steps"."""
+    with_orders = [
+        (position, counts)
+        for position, counts in sorted(chart.orders_per_day.items())
+        if any(counts)
+    ]
+    ranked = sorted(with_orders, key=lambda item: -sum(item[1]))
+    # "Other steps" only when it stands for two or more.
+    cut = DAY_SERIES_NAMED if len(ranked) > DAY_SERIES_NAMED + 1 else len(ranked)
+    named, rest = ranked[:cut], [counts for _, counts in ranked[cut:]]
+    series = [(f"step {position}", counts) for position, counts in sorted(named)]
+    if rest:
+        series.append(("other steps", [sum(day) for day in zip(*rest, strict=True)]))
+    return series
+
+
+def _draw_days(axes: Axes, chart: ChainChart) -> None:
+    days = len(chart.day_labels)
+    axes.set_title(f"Orders per day, last {days} days", fontsize=FONT, loc="left")
+    positions = list(range(days))
+    bottom = [0] * days
+    for (label, counts), colour in zip(_day_series(chart), SERIES_COLOURS, strict=False):
+        axes.bar(positions, counts, bottom=bottom, color=colour, label=label, width=0.8)
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    if not any(bottom):
+        axes.text(0.5, 0.5, "no orders yet", transform=axes.transAxes, ha="center", fontsize=FONT)
+    else:
+        axes.legend(fontsize=FONT - 4, frameon=False, loc="upper left", ncol=3)
+    # Every other day labelled: 14 dates side by side would not fit at this size.
+    axes.set_xticks(positions[::2], chart.day_labels[::2], fontsize=FONT - 4)
+    axes.tick_params(axis="y", labelsize=FONT - 4)
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    # Headroom for the legend above the highest bar.
+    axes.set_ylim(0, max(max(bottom, default=0) * 1.45, 1))
+    for spine in ("top", "right"):
+        axes.spines[spine].set_visible(False)

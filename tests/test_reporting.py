@@ -1,0 +1,348 @@
+"""Daily summaries and charts (issue 5): numbers by hand, once per chat per day, PNG sizes.
+
+The sender runs in this process with an injected clock, against the Telegram double
+served on loopback, on SQLite and PostgreSQL. tests/test_summary_workers.py runs real
+worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import select, update
+
+from bot.settings import load_settings
+from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
+from bot.telegram_double import TelegramDouble
+from handlers import texts
+from models import summaries
+from models.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
+from models.db import Database
+from models.orders import record_orders
+from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
+from models.summaries import claim_summary, day_start, part_sent
+from models.tables import Chain, SubscribedChat, SummarySend
+from models.team_chats import is_subscribed, subscribe_chat
+from tests.test_bot_texts import busy_step
+from tests.test_stats import Shop
+
+ZONE = "Europe/Moscow"
+# The summary of 10 March reports 9 March (Moscow: UTC+3), compared with 8 March.
+SUMMARY_DAY = date(2026, 3, 10)
+REPORTED = date(2026, 3, 9)
+TOKEN = "123:ABC"
+TEAM = -5001
+ANTON = 1002
+STRANGER = 1009
+
+
+def utc(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
+
+
+def moscow(day: int, hour: int, minute: int = 0) -> datetime:
+    return utc(day, hour, minute) - timedelta(hours=3)
+
+
+async def seeded_chain(db: Database) -> int:
+    """Two email steps; the expected numbers are worked out in the test below."""
+    shop = Shop(db)
+    a, b, c = await shop.customers(3)
+    chain, (main, follow_up) = await shop.chain("Welcome", [("email", None), ("email", None)])
+    # 8 March (the day before): a gets the main step, opens it, orders 50.
+    await shop.delivery(main, a, sent_at=utc(8, 10), events=("opened",))
+    await shop.order(a, utc(8, 12), "50.00")
+    # 9 March (the reported day): b opens and orders 100 (sent twice by the shop);
+    # c never opens; a gets step 2, clicks, and orders 250: for step 2 only.
+    await shop.delivery(main, b, sent_at=utc(9, 10), events=("opened",))
+    await shop.delivery(main, c, sent_at=utc(9, 11))
+    await shop.delivery(follow_up, a, sent_at=utc(9, 12), events=("opened", "clicked"))
+    await shop.order(a, utc(9, 13), "250.00")
+    resent = {"external_id": "B-1", "customer_external_id": "c2", "amount": "100.00"}
+    result = await record_orders(
+        db, [resent | {"created_at": "2026-03-09T14:00:00Z"}] * 2, utc(9, 14)
+    )
+    assert (result.created, result.duplicates) == (1, 1)
+    return chain
+
+
+async def test_summary_numbers_match_a_hand_count(db: Database) -> None:
+    chain = await seeded_chain(db)
+    parts = await compose_summary(db, SUMMARY_DAY, ZONE)
+    assert isinstance(parts[0], Photo)
+    assert parts[0].caption == texts.chart_caption("Welcome")
+    (text,) = parts[1:]
+    assert isinstance(text, str)
+    lines = text.splitlines()
+    assert lines[0] == f"📬 <b>Daily summary</b> · Mon 09 Mar ({ZONE})"
+    assert lines[3] == "📊 <b>Welcome</b> · ▶️ active"
+    assert lines[5:8] == [
+        "<b>1. Welcome 1</b> · email",
+        # b and c yesterday, a the day before; one open each day; b's order once.
+        "yesterday: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 · 100.00",
+        # a and b converted of three sent; a's second order went to step 2.
+        "in total: sent 3 · opened 2 (67%) · clicked 0 (0%) · 🛒 2 · 150.00 · conv. 66.7%",
+    ]
+    assert lines[9:] == [
+        "<b>2. Welcome 2</b> · email",
+        "yesterday: sent 1 (+1) · opened 1 (+1) · clicked 1 (+1) · 🛒 1 (+1) · 250.00",
+        "in total: sent 1 · opened 1 (100%) · clicked 1 (100%) · 🛒 1 · 250.00 · conv. 100.0%",
+    ]
+    starts = [day_start(date(2026, 3, 6) + timedelta(days=n), ZONE) for n in range(5)]
+    assert await conversions_by_day(db, chain, starts) == {1: [0, 0, 1, 1], 2: [0, 0, 0, 1]}
+
+
+async def test_reported_chains_are_those_that_ran_in_the_last_seven_days(db: Database) -> None:
+    shop = Shop(db)
+    (customer,) = await shop.customers(1)
+    names = ("active", "paused long ago", "paused, sent lately", "finished lately", "draft")
+    ids = {}
+    for name in names:
+        ids[name], (step,) = await shop.chain(name, [("sms", None)])
+        if name == "paused, sent lately":
+            await shop.delivery(step, customer, sent_at=utc(5, 10))
+    long_ago = utc(1, 0) - timedelta(days=30)
+    changes: dict[str, dict[str, Any]] = {
+        "paused long ago": {"status": "paused", "updated_at": long_ago},
+        "paused, sent lately": {"status": "paused", "updated_at": long_ago},
+        "finished lately": {"status": "finished", "finished_at": utc(4, 0)},
+        "draft": {"status": "draft"},
+    }
+    async with db.writer() as session:
+        for name, values in changes.items():
+            await session.execute(update(Chain).where(Chain.id == ids[name]).values(**values))
+    reported = await summaries.reported_chains(db, utc(2, 0))
+    assert [chain.name for chain in reported] == [
+        "active",
+        "paused, sent lately",
+        "finished lately",
+    ]
+
+
+# --- Charts ----------------------------------------------------------------------------
+
+
+def funnel(steps: int) -> list[FunnelStep]:
+    return [
+        FunnelStep(n, f"Шаг {n}", 12000 - n * 100, 5000, "opened", 800, 120)
+        for n in range(1, steps + 1)
+    ]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 20])
+def test_chart_is_a_png_of_the_size_for_phones(steps: int) -> None:
+    labels = [f"{n:02d}.03" for n in range(1, 15)]
+    png = render_chart(ChainChart("Распродажа", funnel(steps), labels, {1: list(range(14))}))
+    assert png is not None
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    assert image.format == "PNG"
+    assert image.size == chart_size(steps)
+    assert image.size[0] == 1080
+
+
+def test_no_chart_when_nothing_was_sent_or_ordered() -> None:
+    quiet = [FunnelStep(1, "Main", 0, 0, "opened", 0, 0)]
+    assert render_chart(ChainChart("Quiet", quiet, ["01.03"], {1: [0]})) is None
+
+
+async def test_no_chart_for_a_chain_without_messages(db: Database) -> None:
+    chain, _ = await Shop(db).chain("Empty", [("email", None)])
+    stats = await chain_stats(db, chain)
+    assert await chain_chart_png(db, stats, last_day=REPORTED, zone=ZONE) is None
+
+
+# --- Limits ----------------------------------------------------------------------------
+
+
+def test_summary_of_a_twenty_step_chain_passes_telegrams_limits() -> None:
+    stats = ChainStats(1, "Ж" * 200, "active", [busy_step(n) for n in range(1, 21)])
+    messages = texts.summary_messages(
+        DailyStats(stats, stats, stats), texts.summary_header(REPORTED, ZONE)
+    )
+    assert len(messages) > 1
+    fake = TelegramDouble(TOKEN)
+    fake.user(ANTON, "Anton")
+    for message in messages:
+        status, body = _call(fake, "sendMessage", chat_id=ANTON, text=message, parse_mode="HTML")
+        assert status == 200, body
+    caption = texts.chart_caption(stats.name)
+    assert len(caption) <= 1024
+
+
+def _call(fake: TelegramDouble, method: str, **params: Any) -> tuple[int, Any]:
+    return asyncio.run(fake.call(method, {k: str(v) for k, v in params.items()}))
+
+
+# --- Once per chat per day -----------------------------------------------------------------
+
+
+@pytest.fixture
+def double() -> Iterator[TelegramDouble]:
+    served = TelegramDouble(TOKEN).start()
+    served.user(ANTON, "Anton", "anton")
+    served.user(STRANGER, "Stranger", "stranger", started=False)
+    served.add_to_group(ANTON, TEAM, "Team")
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def bot_messages(double: TelegramDouble, chat_id: int) -> list[dict[str, Any]]:
+    return [m for m in double.chat_messages(chat_id) if m["from"]["is_bot"]]
+
+
+async def subscribed(db: Database, chat_id: int, since: datetime) -> None:
+    await subscribe_chat(db, chat_id, title="Team", timezone=ZONE, by=ANTON, actor="test")
+    async with db.writer() as session:
+        await session.execute(
+            update(SubscribedChat).where(SubscribedChat.chat_id == chat_id).values(created_at=since)
+        )
+
+
+async def sent_days(db: Database) -> list[tuple[int, date, str, int]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(
+                SummarySend.chat_id, SummarySend.day, SummarySend.status, SummarySend.claim
+            ).order_by(SummarySend.chat_id, SummarySend.day)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def sender(db: Database, double: TelegramDouble, clock: Clock) -> SummarySender:
+    settings = load_settings(
+        telegram_bot_token=TOKEN,
+        telegram_api_base_url=double.api_base_url,
+        default_timezone=ZONE,
+        admin_ids=[ANTON],
+    )
+    made = summary_sender(settings, db)
+    assert made is not None
+    made.clock = clock
+    return made
+
+
+async def test_summary_goes_out_once_at_summary_time_and_not_again_after_a_restart(
+    db: Database, double: TelegramDouble
+) -> None:
+    await seeded_chain(db)
+    # Subscribed after 9 March's summary time: the first summary is 10 March's.
+    await subscribed(db, TEAM, moscow(9, 10))
+    clock = Clock(moscow(10, 8, 59))
+    first = sender(db, double, clock)
+    assert await first.send_due() == 0
+    clock.now = moscow(10, 9, 0)
+    assert await first.send_due() == 1
+    assert await first.send_due() == 0
+    messages = bot_messages(double, TEAM)
+    assert [("photo" in m) for m in messages] == [True, False]
+    assert messages[0]["caption"] == "📈 Welcome: funnel per step, orders per day"
+    assert messages[1]["text"].startswith("📬 Daily summary · Mon 09 Mar (Europe/Moscow)")
+    # A restarted worker (a new sender) later that day finds it sent.
+    clock.now = moscow(10, 15, 0)
+    assert await sender(db, double, clock).send_due() == 0
+    clock.now = moscow(11, 8, 0)
+    assert await sender(db, double, clock).send_due() == 0
+    assert len(bot_messages(double, TEAM)) == 2
+    assert await sent_days(db) == [(TEAM, SUMMARY_DAY, "sent", 1)]
+
+
+async def test_after_days_of_downtime_only_the_latest_summary_goes_out_late_once(
+    db: Database, double: TelegramDouble
+) -> None:
+    await seeded_chain(db)
+    await subscribed(db, TEAM, moscow(1, 0))
+    clock = Clock(moscow(10, 9, 30))
+    assert await sender(db, double, clock).send_due() == 1
+    # Down from 10 March 10:00 until 13 March 15:00.
+    clock.now = moscow(13, 15, 0)
+    worker = sender(db, double, clock)
+    assert await worker.send_due() == 1
+    assert await worker.send_due() == 0
+    days = [(day, status) for _, day, status, _ in await sent_days(db)]
+    assert days == [(SUMMARY_DAY, "sent"), (date(2026, 3, 13), "sent")]
+    assert len(bot_messages(double, TEAM)) == 4
+
+
+async def test_a_claim_whose_worker_died_is_sent_after_its_lease_from_the_next_part(
+    db: Database, double: TelegramDouble
+) -> None:
+    await seeded_chain(db)
+    await subscribed(db, TEAM, moscow(1, 0))
+    clock = Clock(moscow(10, 9, 0))
+    # A worker claimed it, sent the photo, and died before the text.
+    claim = await claim_summary(db, TEAM, SUMMARY_DAY, clock.now)
+    assert claim is not None
+    assert await part_sent(db, claim, 1, clock.now)
+    worker = sender(db, double, clock)
+    clock.now += summaries.LEASE - timedelta(seconds=1)
+    assert await worker.send_due() == 0
+    clock.now += timedelta(seconds=2)
+    assert await worker.send_due() == 1
+    (text,) = bot_messages(double, TEAM)
+    assert text["text"].startswith("📬 Daily summary")
+    assert await sent_days(db) == [(TEAM, SUMMARY_DAY, "sent", 2)]
+    # The dead worker wakes up: its claim number is no longer the row's.
+    assert not await summaries.renew(db, claim, clock.now)
+
+
+async def test_a_chat_that_blocked_the_bot_is_unsubscribed_not_retried(
+    db: Database, double: TelegramDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    await seeded_chain(db)
+    # A viewer who subscribed their private chat and then blocked the bot: 403.
+    await subscribed(db, STRANGER, moscow(1, 0))
+    clock = Clock(moscow(10, 9, 0))
+    worker = sender(db, double, clock)
+    worker.owner_ids = (STRANGER,)
+    assert await worker.send_due() == 0
+    assert not await is_subscribed(db, STRANGER)
+    assert await sent_days(db) == [(STRANGER, SUMMARY_DAY, "failed", 1)]
+    assert "unsubscribed from daily summaries" in caplog.text
+    clock.now += timedelta(hours=1)
+    assert await worker.send_due() == 0
+
+
+async def test_a_private_chat_of_someone_no_longer_allowed_gets_nothing(
+    db: Database, double: TelegramDouble
+) -> None:
+    await seeded_chain(db)
+    await subscribed(db, ANTON, moscow(1, 0))
+    worker = sender(db, double, Clock(moscow(10, 9, 0)))
+    worker.owner_ids = ()
+    assert await worker.send_due() == 0
+    assert bot_messages(double, ANTON) == []
+    assert not await is_subscribed(db, ANTON)
+
+
+async def test_without_a_bot_token_no_summaries_and_one_log_line(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    assert summary_sender(load_settings(telegram_bot_token=""), db) is None
+    assert caplog.text.count("daily summaries are not sent") == 1
+
+
+def test_the_worker_bot_uses_the_configured_api_and_file_urls() -> None:
+    settings = load_settings(
+        telegram_bot_token=TOKEN, telegram_api_base_url="http://127.0.0.1:9/bot"
+    )
+    bot = telegram_bot(settings)
+    assert bot.base_url == f"http://127.0.0.1:9/bot{TOKEN}"
+    assert bot.base_file_url == f"http://127.0.0.1:9/file/bot{TOKEN}"
