@@ -24,6 +24,7 @@ from tests.editor_driver import Phone
 from tests.test_bot_support import (
     ADMIN,
     OWNER,
+    STRANGER,
     VIEWER,
     BotUnderTest,
     new_double,
@@ -519,3 +520,34 @@ async def test_a_long_chain_with_long_names_pages_its_map_within_telegram_limits
     await phone.tap("◀ Step 25")
     await phone.tap("🗺 Map")
     assert phone.labels()[0].startswith("21 · ")
+
+
+async def test_a_stranger_gets_one_refusal_and_no_chain(bot: BotUnderTest, db: Database) -> None:
+    events = await bot.send(STRANGER, "/new Mine")
+    assert [event.text for event in events if event.kind == "sent"] == [
+        "Sorry, this bot is private and you are not authorised to use it."
+    ]
+    assert await list_chains(db) == []
+
+
+async def test_the_goal_takes_a_window_and_a_minimum_amount(
+    bot: BotUnderTest, db: Database
+) -> None:
+    phone = Phone(bot, ADMIN)
+    await open_first_step(phone)
+    await phone.tap("🎯 Goal")
+    await phone.tap("14d")
+    await phone.tap("✏️ Minimum amount")
+    await phone.send("много")
+    assert "«много» is not an amount" in phone.text
+    await phone.send("1 500,50")
+    assert "Minimum amount: 1500.5" in phone.text
+    await phone.tap("✏️ Other window")
+    await phone.send("0")
+    assert "is not a number of days from 1 to 3650" in phone.text
+    await phone.send("21")
+    await phone.tap("💾 Save")
+    [chain] = await list_chains(db)
+    conversion = (await get_chain(db, chain.id)).steps[0].conversion
+    assert conversion is not None
+    assert conversion.to_block() == {"goal": "order", "window_days": 21, "min_amount": 1500.5}
