@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from telegram import Document, Update
 from telegram.constants import FileSizeLimit
 from telegram.ext import (
@@ -29,15 +28,14 @@ from telegram.ext import (
 from handlers import Context, keyboards, show, tell, texts
 from handlers.access import allowed, in_group, private_only, requires
 from handlers.callbacks import Action, decode, int_arg, pattern
-from models.admins import add_admin, remove_admin
+from models.admins import add_admin, list_people, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
 from models.charts import chain_chart_png
-from models.customers import import_customers_csv
-from models.db import Database
+from models.customers import count_customers, import_customers_csv
 from models.errors import ChainmailError
 from models.segments import list_segments
 from models.stats import ChainStats, chain_stats
-from models.tables import Admin, ChainStatus, Customer, Role
+from models.tables import ChainStatus, Role
 from models.team_chats import subscribe_chat, unsubscribe_chat
 from scheduler.lifecycle import pause_all, pause_chain, resume_chain
 
@@ -110,11 +108,16 @@ def _button_args(update: Update) -> list[str]:
 
 
 async def start_command(update: Update, context: Context) -> None:
-    await show(update, texts.MENU, keyboards.main_menu())
+    await show(update, texts.MENU, keyboards.main_menu(_may_build(update, context)))
 
 
 async def on_menu(update: Update, context: Context) -> None:
-    await show(update, texts.MENU, keyboards.main_menu())
+    await show(update, texts.MENU, keyboards.main_menu(_may_build(update, context)))
+
+
+def _may_build(update: Update, context: Context) -> bool:
+    """New chain is offered to admins in their private chat, where the editor works."""
+    return allowed(context.role, Role.ADMIN) and not in_group(update)
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -352,14 +355,8 @@ async def on_chart(update: Update, context: Context) -> None:
 # --- Customers and segments --------------------------------------------------------
 
 
-async def customer_count(db: Database) -> int:
-    # A read of one number; no service offers it yet.
-    async with db.session() as session:
-        return await session.scalar(select(func.count()).select_from(Customer)) or 0
-
-
 async def on_customers(update: Update, context: Context) -> None:
-    count = await customer_count(context.deps.db)
+    count = await count_customers(context.deps.db)
     await show(update, texts.customers(count), keyboards.back_to_menu())
 
 
@@ -482,15 +479,6 @@ async def unsubscribe_command(update: Update, context: Context) -> None:
 # --- Admins ------------------------------------------------------------------------
 
 
-async def added_people(db: Database) -> list[tuple[int, str, str | None]]:
-    # A read for this list only; models/admins.py offers no listing yet.
-    async with db.session() as session:
-        rows = await session.execute(
-            select(Admin.telegram_id, Admin.role, Admin.name).order_by(Admin.added_at)
-        )
-        return [(telegram_id, role, name) for telegram_id, role, name in rows]
-
-
 @private_only
 @requires(Role.OWNER)
 async def admins_command(update: Update, context: Context) -> None:
@@ -498,7 +486,7 @@ async def admins_command(update: Update, context: Context) -> None:
     deps = context.deps
     args = _args(context)
     if not args:
-        await show(update, texts.admin_list(deps.owner_ids, await added_people(deps.db)))
+        await show(update, texts.admin_list(deps.owner_ids, await list_people(deps.db)))
         return
     roles = {Role.ADMIN.value, Role.VIEWER.value}
     verb, ids = args[0].lower(), args[1:2]

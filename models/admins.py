@@ -41,3 +41,12 @@ async def role_of(db: Database, telegram_id: int, owner_ids: list[int]) -> Role 
     async with db.session() as session:
         role = await session.scalar(select(Admin.role).where(Admin.telegram_id == telegram_id))
     return Role(role) if role else None
+
+
+async def list_people(db: Database) -> list[tuple[int, str, str | None]]:
+    """(Telegram id, role, name) of every admin and viewer, in the order they were added."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Admin.telegram_id, Admin.role, Admin.name).order_by(Admin.added_at)
+        )
+        return [(telegram_id, role, name) for telegram_id, role, name in rows]

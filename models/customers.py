@@ -1126,3 +1126,8 @@ async def import_customers_csv(
             refused=report.refused,
         )
     return report
+
+
+async def count_customers(db: Database) -> int:
+    async with db.session() as session:
+        return await session.scalar(select(func.count()).select_from(Customer)) or 0
