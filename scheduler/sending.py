@@ -35,6 +35,8 @@ from models.tables import Delivery as DeliveryRow
 from scheduler.claims import Claimed
 
 _delivery = DeliveryRow.__table__
+# Messages rendered between two chances for the event loop to serve the group on the wire.
+RENDER_SLICE = 8
 
 
 @dataclass
@@ -106,15 +108,69 @@ class StepSender:
     ) -> bool:
         """Send group by group while `keep_going` says so; False if it stopped early.
 
-        Checked before each group, so a pause or a stopping process takes effect
-        within one group; the rows not sent are handed back at once.
+        Pipelined: group k+1 is rendered and marked `sending` while group k is
+        on the wire, and group k is recorded while group k+1 is, so the
+        connections never wait for the database. At most two groups are
+        `sending` at once, which bounds what a crash can leave `uncertain`.
+        `keep_going` is checked before each group goes on the wire, so a pause or
+        a stopping process takes effect within one group; a group prepared but
+        not sent goes back to `planned`, and the other rows not sent are handed
+        back at once.
         """
-        for start in range(0, len(claimed), self._group_size):
-            if start and not await keep_going():
-                await self._release(claimed[start:])
+        groups = [
+            claimed[start : start + self._group_size]
+            for start in range(0, len(claimed), self._group_size)
+        ]
+        if not groups:
+            return True
+        early: list[Outcome] = []
+        ready = await self._prepare(groups[0], early)
+        on_wire = asyncio.ensure_future(self._hand_over_all(ready, early))
+        for index in range(1, len(groups) + 1):
+            upcoming: list[Outcome] = []
+            next_ready = None
+            if index < len(groups):
+                next_ready = await self._prepare(groups[index], upcoming)
+            outcomes = await on_wire
+            stopped = index < len(groups) and not await keep_going()
+            if stopped and next_ready is not None:
+                await self._unmark(next_ready)
+                next_ready = None
+            if next_ready is not None:
+                on_wire = asyncio.ensure_future(self._hand_over_all(next_ready, upcoming))
+            try:
+                await self._record(outcomes, tally)
+            except BaseException:
+                if next_ready is not None:
+                    await on_wire  # never leave a group on the wire unrecorded by choice
+                raise
+            if stopped:
+                await self._release([item for group in groups[index:] for item in group])
                 return False
-            await self._send_group(claimed[start : start + self._group_size], tally)
         return True
+
+    async def _hand_over_all(
+        self, ready: Sequence[tuple[Claimed, ComposedEmail | str]], early: list[Outcome]
+    ) -> list[Outcome]:
+        results = await asyncio.gather(*(self._hand_over(item, body) for item, body in ready))
+        return [*early, *results]
+
+    async def _unmark(self, ready: Sequence[tuple[Claimed, ComposedEmail | str]]) -> None:
+        """Back to `planned`: marked `sending` but never handed to the channel."""
+        async with self._db.writer() as session:
+            await session.execute(
+                update(_delivery)
+                .where(
+                    _delivery.c.id.in_([item.delivery_id for item, _ in ready]),
+                    _delivery.c.status == DeliveryStatus.SENDING.value,
+                )
+                .values(
+                    status=DeliveryStatus.PLANNED.value,
+                    attempts=_delivery.c.attempts - 1,
+                    lease_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     async def _release(self, rest: Sequence[Claimed]) -> None:
         async with self._db.writer() as session:
@@ -128,15 +184,25 @@ class StepSender:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _send_group(self, group: Sequence[Claimed], tally: WaveTally) -> None:
+    async def _prepare(
+        self, group: Sequence[Claimed], failed: list[Outcome]
+    ) -> list[tuple[Claimed, ComposedEmail | str]]:
+        """Render the group and mark it `sending`: what this worker may now hand over.
+
+        Messages that cannot be rendered go to `failed`. Rendering yields to the
+        event loop now and then, so a group on the wire keeps moving meanwhile.
+        """
         ready: list[tuple[Claimed, ComposedEmail | str]] = []
-        outcomes: list[Outcome] = []
-        for item in group:
+        for number, item in enumerate(group, 1):
             try:
                 ready.append((item, self._render(item)))
             except RenderError as exc:
                 failure = SendResult(SendStatus.PERMANENT, f"{reasons.RENDER_FAILED}: {exc}")
-                outcomes.append(Outcome(item.delivery_id, item.customer_id, item.attempts, failure))
+                failed.append(Outcome(item.delivery_id, item.customer_id, item.attempts, failure))
+            if number % RENDER_SLICE == 0:
+                await asyncio.sleep(0)
+        if not ready:
+            return ready
         now = self._clock()
         async with self._db.writer() as session:
             marked = await session.execute(
@@ -160,10 +226,7 @@ class StepSender:
                 .execution_options(synchronize_session=False)
             )
             owned = set(marked.scalars())
-        ready = [(item, body) for item, body in ready if item.delivery_id in owned]
-        results = await asyncio.gather(*(self._hand_over(item, body) for item, body in ready))
-        outcomes.extend(results)
-        await self._record(outcomes, tally)
+        return [(item, body) for item, body in ready if item.delivery_id in owned]
 
     def _render(self, item: Claimed) -> ComposedEmail | str:
         if self._channel == Channel.EMAIL:

@@ -111,7 +111,14 @@ async def test_two_workers_send_the_summary_once_and_a_restart_sends_nothing(
         assert "Traceback" not in logs
 
         workers = [start_worker(db_url, double.api_base_url, tmp_path, "w3")]
-        await asyncio.sleep(2)
+        # Running (its signal handlers set) once the engine has logged its transports;
+        # a slow start on a busy machine must not turn SIGTERM into a kill.
+        deadline = time.monotonic() + 30
+        while "email goes to" not in (tmp_path / "w3.stderr").read_text():
+            assert workers[0].poll() is None
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
         stop(workers, tmp_path)
     finally:
         for worker in workers:
