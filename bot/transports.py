@@ -1,0 +1,45 @@
+"""The channels' transports as the settings say (SPEC §6): SMTP or the outbox directory,
+the SMS gateway or the outbox file."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from bot.settings import Settings
+from channels.sms import SmsTransport, sms_transport_from_settings
+from channels.smtp import EmailTransport, email_transport_from_settings
+from scheduler.preview import MessageSetup
+
+
+def email_transport(settings: Settings) -> EmailTransport:
+    return email_transport_from_settings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        security=settings.smtp_security.value,
+        concurrency=settings.email_concurrency,
+        outbox_dir=settings.outbox_dir,
+    )
+
+
+def sms_transport(settings: Settings) -> SmsTransport:
+    return sms_transport_from_settings(
+        url=settings.sms_gateway_url,
+        token=settings.sms_gateway_token,
+        sender=settings.sms_sender,
+        rate_per_second=settings.sms_rate_per_second,
+        outbox_dir=settings.outbox_dir,
+    )
+
+
+def message_setup(settings: Settings) -> MessageSetup:
+    """For the bot's previews and test sends: a transport is opened per test send (a rare,
+    human act), so the bot holds no idle SMTP connection for the server to drop."""
+    return MessageSetup(
+        mail_from=settings.mail_from,
+        public_base_url=settings.public_base_url,
+        secret_key=settings.secret_key,
+        open_email=partial(email_transport, settings),
+        open_sms=partial(sms_transport, settings),
+    )
