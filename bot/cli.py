@@ -13,7 +13,15 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot import cli_admin, cli_bot, cli_chains, cli_customers, cli_serve, cli_stats
+from bot import (
+    cli_admin,
+    cli_bot,
+    cli_chains,
+    cli_customers,
+    cli_playground,
+    cli_serve,
+    cli_stats,
+)
 from bot.runtime import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from models.errors import ChainmailError
@@ -26,7 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chainmail", description="Chains of marketing mailings, run from Telegram."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_serve, cli_bot, cli_customers, cli_chains, cli_stats, cli_admin):
+    for module in (
+        cli_serve,
+        cli_playground,
+        cli_bot,
+        cli_customers,
+        cli_chains,
+        cli_stats,
+        cli_admin,
+    ):
         module.register(commands)
     return parser
 

@@ -13,7 +13,7 @@ import uvicorn
 from bot.engine_process import run_engine
 from bot.runtime import open_database
 from bot.settings import Settings
-from bot.telegram_app import run_bot
+from bot.telegram_app import WebhookInbox, run_bot
 from models.db import Database, secret_key
 from web.app import WebConfig, create_app
 
@@ -41,8 +41,10 @@ async def web_config(settings: Settings, db: Database) -> WebConfig:
     )
 
 
-async def serve_web(settings: Settings, db: Database, stop: asyncio.Event) -> None:
-    app = create_app(db, await web_config(settings, db))
+async def serve_web(
+    settings: Settings, db: Database, stop: asyncio.Event, inbox: WebhookInbox | None = None
+) -> None:
+    app = create_app(db, await web_config(settings, db), telegram=inbox)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
@@ -64,12 +66,17 @@ async def _until_stopped(settings: Settings, *parts: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks: list[Awaitable[None]] = []
+    inbox = None
+    if "bot" in parts and settings.telegram_webhook_url:
+        # Telegram posts to the web app, so the bot's process serves it.
+        inbox = WebhookInbox()
+        parts = tuple(dict.fromkeys((*parts, "web")))
     if "web" in parts:
-        tasks.append(serve_web(settings, db, stop))
+        tasks.append(serve_web(settings, db, stop, inbox))
     if "engine" in parts:
         tasks.append(run_engine(settings, db, stop))
     if "bot" in parts:
-        tasks.append(run_bot(settings, db, stop))
+        tasks.append(run_bot(settings, db, stop, inbox))
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     telegram_bot_token: str = ""
     telegram_api_base_url: str = "https://api.telegram.org/bot"
+    # Empty: the bot polls. Else Telegram posts updates to this URL (served by web).
+    telegram_webhook_url: str = ""
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -128,6 +130,13 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError(f"{value!r} must be an https:// URL: Telegram only posts to HTTPS")
         return value
 
     @field_validator("mail_from")

@@ -8,6 +8,8 @@ self-hosted Bot API server or a test double serves downloads too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import logging
 
@@ -25,6 +27,7 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defau
 from telegram.request import BaseRequest
 
 from bot.settings import Settings
+from bot.transports import message_setup
 from handlers import (
     ChainmailApplication,
     Context,
@@ -37,7 +40,7 @@ from handlers import (
     texts,
 )
 from handlers.persistence import DatabasePersistence
-from models.db import Database
+from models.db import Database, secret_key
 from models.errors import ChainmailError
 from models.tables import Role
 
@@ -70,6 +73,7 @@ def build_application(
         owner_ids=tuple(settings.admin_ids),
         default_timezone=settings.default_timezone,
         default_phone_region=settings.default_phone_region,
+        messages=message_setup(settings),
     )
     builder = (
         ApplicationBuilder()
@@ -161,8 +165,32 @@ async def _started(application: ChainmailApplication, stop: asyncio.Event) -> bo
     return False
 
 
-async def run_bot(settings: Settings, db: Database, stop: asyncio.Event) -> None:
-    """Poll Telegram until `stop` is set (SPEC §8: one bot process per database)."""
+class WebhookInbox:
+    """Where this process's web app hands the updates Telegram posts to its bot."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.application: ChainmailApplication | None = None
+
+    async def deliver(self, data: dict[str, object]) -> bool:
+        """False while the bot is not running (Telegram retries later)."""
+        application = self.application
+        if application is None or not application.running:
+            return False
+        await application.update_queue.put(Update.de_json(data, application.bot))
+        return True
+
+
+def webhook_secret(key: str) -> str:
+    """The secret token Telegram sends with every webhook post, derived from SECRET_KEY."""
+    return hmac.new(key.encode(), b"telegram-webhook", hashlib.sha256).hexdigest()
+
+
+async def run_bot(
+    settings: Settings, db: Database, stop: asyncio.Event, inbox: WebhookInbox | None = None
+) -> None:
+    """Take updates until `stop` is set (SPEC §8: one bot process per database): by polling,
+    or, with TELEGRAM_WEBHOOK_URL, from `inbox`, which this process's web app fills."""
     application = build_application(settings, db)
     if not await _started(application, stop):
         return
@@ -171,11 +199,26 @@ async def run_bot(settings: Settings, db: Database, stop: asyncio.Event) -> None
     try:
         await announce_commands(application)
         await application.start()
-        await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        if settings.telegram_webhook_url:
+            if inbox is None:
+                raise ChainmailError("TELEGRAM_WEBHOOK_URL is set but no web app serves it")
+            inbox.secret = webhook_secret(await secret_key(db, settings.secret_key))
+            inbox.application = application
+            await application.bot.set_webhook(
+                settings.telegram_webhook_url,
+                secret_token=inbox.secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            how = f"takes updates at {settings.telegram_webhook_url}"
+        else:
+            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            how = "is polling for updates"
         progress.resume(application)
-        log.info("bot @%s is polling for updates", application.bot.username)
+        log.info("bot @%s %s", application.bot.username, how)
         await stop.wait()
     finally:
+        if inbox is not None:
+            inbox.application = None
         if updater.running:
             await updater.stop()
         if application.running:

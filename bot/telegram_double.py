@@ -20,6 +20,7 @@ Every method is safe to call from any thread and any event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import email.parser
@@ -34,7 +35,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from html.parser import HTMLParser
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
@@ -535,6 +536,10 @@ class _StoredFile:
         }
 
 
+# What a snapshot keeps of a stored file besides its bytes.
+_STORED_FILE_FIELDS = tuple(f.name for f in fields(_StoredFile) if f.name != "data")
+
+
 def _image_size(data: bytes) -> tuple[str, int, int] | None:
     """(extension, width, height) of a PNG, GIF or JPEG image; None for anything else."""
     if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
@@ -867,6 +872,68 @@ class FakeBot:
             # wait_for looks at events after this one: the last injected or awaited.
             self._seen = 0
             self._requests: list[RecordedRequest] = []
+
+    def snapshot(self) -> JsonDict:
+        """Users, chats with their messages, and files, as JSON for `restore`.
+
+        Pending updates, callback queries, events and the request log are left
+        out: they belong to a running bot and mean nothing to the next one.
+        """
+        with self._lock:
+            return copy.deepcopy(
+                {
+                    "users": list(self._users.values()),
+                    "chats": [
+                        {
+                            "id": chat.id,
+                            "type": chat.type,
+                            "title": chat.title,
+                            "user": chat.user,
+                            "members": sorted(chat.members),
+                            "messages": list(chat.messages.values()),
+                            "next_message_id": chat.next_message_id,
+                            "reply_keyboard": chat.reply_keyboard,
+                        }
+                        for chat in self._chats.values()
+                    ],
+                    "files": [
+                        {
+                            **{name: getattr(stored, name) for name in _STORED_FILE_FIELDS},
+                            "data": base64.b64encode(stored.data).decode(),
+                        }
+                        for stored in self._files.values()
+                    ],
+                }
+            )
+
+    def restore(self, snapshot: JsonDict) -> None:
+        """Forget everything (as `reset`), then take users, chats and files from a `snapshot()`."""
+        self.reset()
+        with self._lock:
+            self._users = {user["id"]: copy.deepcopy(user) for user in snapshot["users"]}
+            for saved in snapshot["chats"]:
+                chat = _Chat(
+                    saved["id"],
+                    saved["type"],
+                    title=saved["title"],
+                    user=copy.deepcopy(saved["user"]),
+                    members=set(saved["members"]),
+                    messages={m["message_id"]: copy.deepcopy(m) for m in saved["messages"]},
+                    next_message_id=saved["next_message_id"],
+                    reply_keyboard=copy.deepcopy(saved["reply_keyboard"]),
+                )
+                self._chats[chat.id] = chat
+            numbers = [0]
+            for saved in snapshot["files"]:
+                stored = _StoredFile(
+                    **{name: saved[name] for name in _STORED_FILE_FIELDS},
+                    data=base64.b64decode(saved["data"]),
+                )
+                self._files[stored.file_id] = stored
+                number = re.search(r"file_(\d+)", stored.file_path)
+                numbers.append(int(number[1]) if number else 0)
+            # New files must not take the paths of restored ones.
+            self._file_numbers = itertools.count(max(numbers) + 1)
 
     def as_user(self) -> JsonDict:
         return {

@@ -10,6 +10,8 @@ puts them together. docs/bot.md tells how to add a flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,6 +21,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from models.db import Database
 from models.tables import Role
+from scheduler.preview import MessageSetup
 
 # user_data, chat_data and bot_data: plain dicts of JSON values (handlers/persistence.py).
 Data = dict[str, Any]
@@ -32,6 +35,8 @@ class Deps:
     owner_ids: tuple[int, ...]
     default_timezone: str
     default_phone_region: str
+    # Rendering and test sends of a step's message (handlers/preview.py).
+    messages: MessageSetup
 
 
 class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data, None]):
@@ -103,3 +108,37 @@ async def tell(update: Update, text: str) -> None:
         await update.callback_query.answer(text, show_alert=True)
     elif update.effective_message is not None:
         await update.effective_message.reply_text(text)
+
+
+async def screen(
+    update: Update,
+    context: Context,
+    state: Data,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+    *,
+    toast: str | None = None,
+    below: Callable[[], Awaitable[object]] | None = None,
+) -> int:
+    """The editor's screen rule: a button edits its message in place; typed input, or
+    something sent first (`below`, e.g. a file), makes a new screen under it and the old
+    one loses its buttons, so the screen to press is always the last message. The
+    screen's message id is kept in `state["screen"]`; returns it."""
+    query = update.callback_query
+    if query is not None and query.message is not None and below is None:
+        await show(update, text, markup, toast=toast)
+        state["screen"] = query.message.message_id
+        return query.message.message_id
+    if below is not None:
+        if query is not None:
+            await query.answer(toast)
+        await below()
+    chat_id = update.effective_chat.id  # type: ignore[union-attr]
+    sent = await context.bot.send_message(chat_id, text, reply_markup=markup)
+    old = state.get("screen")
+    state["screen"] = sent.message_id
+    if old and old != sent.message_id:
+        # Gone, or already without buttons: nothing to take away.
+        with contextlib.suppress(BadRequest):
+            await context.bot.edit_message_reply_markup(chat_id, old, reply_markup=None)
+    return sent.message_id

@@ -34,7 +34,9 @@ and the limit is in bytes.
 | `ea:<chain>`        | activation forecast; `ey:<chain>` activates         | admin    |
 | `eq`                | close the editor                                    | admin    |
 | `ep:<chain>:<pos>`  | preview the step's message (the draft if one is open) | admin  |
+| `ep:…:pick` / `ep:…:sample` | preview for a customer typed next / a sample one | admin |
 | `et:<chain>:<pos>`  | send the step's message as a test to the admin      | admin    |
+| `et:…:to`           | type another address to send tests to               | admin    |
 
 A new flow adds its actions to `Action` and a row to this table, and matches
 them with `pattern(Action.…)`. `encode` refuses data over 64 bytes, so a button

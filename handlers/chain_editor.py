@@ -13,7 +13,6 @@ buttons, `leave_guard` (handler group -1) for everything else.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -21,9 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardMarkup, Message, Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, FileSizeLimit
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -35,7 +33,7 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import Context, Data, keyboards, preview, progress, show, texts, when
+from handlers import Context, Data, keyboards, preview, progress, screen, show, texts, when
 from handlers.access import allowed, private_only, requires
 from handlers.callbacks import EDITOR_ACTIONS, Action, decode, int_arg
 from handlers.commands import on_unknown_message
@@ -128,23 +126,7 @@ async def _screen(
     *,
     toast: str | None = None,
 ) -> None:
-    """A button edits its own message; typed input gets a new screen, the old one loses its
-    buttons, so there is only ever one screen to press."""
-    state = _state(context)
-    query = update.callback_query
-    if query is not None:
-        await show(update, text, markup, toast=toast)
-        if query.message is not None:
-            state["screen"] = query.message.message_id
-        return
-    message: Message = update.effective_message  # type: ignore[assignment]
-    sent = await message.reply_text(text, reply_markup=markup)
-    old = state.get("screen")
-    state["screen"] = sent.message_id
-    if old and old != sent.message_id:
-        # Gone, or already without buttons: nothing to take away.
-        with contextlib.suppress(BadRequest):
-            await context.bot.edit_message_reply_markup(message.chat_id, old, reply_markup=None)
+    await screen(update, context, _state(context), text, markup, toast=toast)
 
 
 # --- Screens ------------------------------------------------------------------------

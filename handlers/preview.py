@@ -22,14 +22,12 @@ for typed input; the admin's own addresses in `user_data["test_to"]`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
 
-from handlers import Context, Data, keyboards, show, tell, texts
+from handlers import Context, Data, keyboards, screen, tell, texts
 from handlers.callbacks import Action, int_arg
 from models.chainfile import SegmentsAudience, default_campaign
 from models.chains import ChainView, StepView, get_chain
@@ -196,38 +194,6 @@ def _waiting_keyboard(state: State, chain_id: int, position: int) -> InlineKeybo
     )
 
 
-async def _screen(
-    update: Update,
-    context: Context,
-    state: State,
-    text: str,
-    markup: InlineKeyboardMarkup | None,
-    *,
-    below: Callable[[], Awaitable[object]] | None = None,
-) -> int:
-    """The editor's screen rule: a button edits its message in place; typed input, or
-    something sent first (`below`, e.g. a file), makes a new screen under it and the old
-    one loses its buttons, so the screen to press is always the last message."""
-    query = update.callback_query
-    if query is not None and query.message is not None and below is None:
-        await show(update, text, markup)
-        state["screen"] = query.message.message_id
-        return query.message.message_id
-    if below is not None:
-        if query is not None:
-            await query.answer()
-        await below()
-    chat_id = update.effective_chat.id  # type: ignore[union-attr]
-    sent = await context.bot.send_message(chat_id, text, reply_markup=markup)
-    old = state.get("screen")
-    state["screen"] = sent.message_id
-    if old and old != sent.message_id:
-        # Gone, or already without buttons: nothing to take away.
-        with contextlib.suppress(BadRequest):
-            await context.bot.edit_message_reply_markup(chat_id, old, reply_markup=None)
-    return sent.message_id
-
-
 def _file_name(step_name: str) -> str:
     return f"{default_campaign(step_name).replace('_', '-')}-preview.html"
 
@@ -243,17 +209,17 @@ async def show_preview(update: Update, context: Context, chain_id: int, position
     try:
         rendered = await render_preview(context.deps.db, context.deps.messages, message, customer)
     except RenderError as exc:
-        await _screen(update, context, state, texts.render_failed(head, channel, str(exc)), markup)
+        await screen(update, context, state, texts.render_failed(head, channel, str(exc)), markup)
         return
     if not isinstance(rendered, PreviewEmail):
         count = rendered.count
         text = texts.sms_preview(head, rendered.text, count.characters, count.parts, count.encoding)
-        await _screen(update, context, state, text, markup)
+        await screen(update, context, state, text, markup)
         return
     text = texts.email_preview(head, rendered.subject, rendered.text, rendered.html is not None)
     html = rendered.html
     if html is None:
-        await _screen(update, context, state, text, markup)
+        await screen(update, context, state, text, markup)
         return
 
     async def send_html() -> None:
@@ -264,14 +230,14 @@ async def show_preview(update: Update, context: Context, chain_id: int, position
             caption=texts.HTML_PREVIEW_CAPTION,
         )
 
-    await _screen(update, context, state, text, markup, below=send_html)
+    await screen(update, context, state, text, markup, below=send_html)
 
 
 async def _ask_customer(update: Update, context: Context, chain_id: int, position: int) -> None:
     state = _editor_state(context)
     _preview_state(state).update(chain=chain_id, step=position)
     state["input"] = "preview_customer"
-    await _screen(
+    await screen(
         update,
         context,
         state,
@@ -291,7 +257,7 @@ async def _ask_address(
     state = _editor_state(context)
     _preview_state(state).update(chain=chain_id, step=position, channel=channel)
     state["input"] = "test_to"
-    await _screen(
+    await screen(
         update,
         context,
         state,
@@ -323,7 +289,7 @@ async def send_test_to_admin(
     # answered at once; typed input gets its answer as a new screen when done.
     pressed = update.callback_query is not None
     if pressed:
-        screen = await _screen(update, context, state, texts.TEST_SENDING, None)
+        shown = await screen(update, context, state, texts.TEST_SENDING, None)
     try:
         result = await send_test(
             context.deps.db,
@@ -339,12 +305,12 @@ async def send_test_to_admin(
     else:
         text = texts.test_sent(head, channel, to, result.sent, result.detail, result.outbox)
     if not pressed:
-        await _screen(update, context, state, text, markup)
+        await screen(update, context, state, text, markup)
         return
     await context.bot.edit_message_text(
         text,
         update.effective_chat.id,  # type: ignore[union-attr]
-        screen,
+        shown,
         reply_markup=markup,
     )
 
@@ -374,7 +340,7 @@ async def _typed_customer(update: Update, context: Context, state: State, text: 
         context.deps.db, text, default_phone_region=context.deps.default_phone_region
     )
     if customer is None:
-        await _screen(
+        await screen(
             update,
             context,
             state,

@@ -8,24 +8,37 @@ within Telegram's 4096 characters: lists are cut or split into pages here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from html import escape
+from typing import Any
 
 from telegram.constants import MessageLimit
 
 from models.chainfile import (
+    Action,
     Audience,
+    BlockKind,
+    Conversion,
     EmailAction,
     Match,
     PreviousStepAudience,
+    Problem,
+    Schedule,
     SegmentsAudience,
+    Send,
+    Term,
     TermsAudience,
+    format_duration,
+    format_moment,
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
+from models.sms_parts import sms_parts
 from models.stats import ChainStats, DailyStats, StepStats
-from models.tables import ChainStatus, Role
+from models.tables import ChainStatus, Enrollment, Role
+from scheduler.waves import Forecast, WaveProgress
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH
 # What a list may take of a message, leaving room for its title and closing lines.
@@ -509,3 +522,600 @@ def admin_unknown(telegram_id: int) -> str:
 
 
 OWNER_FROM_SETTINGS = "Owners are set with ADMIN_IDS on the server, not here."
+
+
+# --- The chain editor (handlers/chain_editor.py) ------------------------------------
+
+BUTTON_NEW_CHAIN = "➕ New chain"
+BUTTON_EDIT = "✏️ Edit"
+BUTTON_COPY = "📄 Copy"
+BUTTON_ADD_STEP = "➕ Add step"
+BUTTON_ACTIVATE = "🚀 Activate"
+BUTTON_CONFIRM_ACTIVATE = "✅ Activate now"
+BUTTON_RENAME = "✏️ Rename"
+BUTTON_RENAME_STEP = "✏️ Rename step"
+BUTTON_CLOSE = "✖ Close"
+BUTTON_MAP = "🗺 Map"
+BUTTON_PREVIOUS_STEP = "◀ Step"
+BUTTON_NEXT_STEP = "Step ▶"
+BUTTON_SAVE = "💾 Save"
+BUTTON_DISCARD = "🗑 Discard"
+BUTTON_KEEP_EDITING = "✏️ Keep editing"
+BUTTON_EMAIL = "✉️ Email"
+BUTTON_SMS = "📱 SMS"
+BUTTON_TYPE_SUBJECT = "✏️ Subject"
+BUTTON_TYPE_TEXT = "✏️ Text"
+BUTTON_TYPE_HTML = "✏️ HTML"
+BUTTON_NO_HTML = "🗑 No HTML"
+BUTTON_ONLY_IF = "Only if…"
+BUTTON_OTHER_DAY = "◀ Other day"
+BUTTON_OTHER_HOUR = "◀ Other hour"
+BUTTON_OTHER_WINDOW = "✏️ Other window"
+BUTTON_MIN_AMOUNT = "✏️ Minimum amount"
+BUTTON_PREVIEW = "👁 Preview"
+BUTTON_TEST_SEND = "🧪 Send test to me"
+NO_DAY = "·"
+WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+# Typed moments: `tomorrow 10:00` (handlers/when.py); translations add their own words.
+DAY_WORDS = {"today": 0, "tomorrow": 1, "сегодня": 0, "завтра": 1}
+
+BLOCK_TITLES = {
+    BlockKind.AUDIENCE: "👥 Who",
+    BlockKind.ACTION: "✉️ Message",
+    BlockKind.SCHEDULE: "⏰ When",
+    BlockKind.CONVERSION: "🎯 Goal",
+}
+TERM_LABELS = {
+    Term.OPENED: "opened",
+    Term.NOT_OPENED: "not opened",
+    Term.CLICKED: "clicked",
+    Term.NOT_CLICKED: "not clicked",
+    Term.DELIVERED: "delivered",
+    Term.NOT_DELIVERED: "not delivered",
+    Term.UNSUBSCRIBED_EMAIL: "unsubscribed email",
+    Term.UNSUBSCRIBED_SMS: "unsubscribed SMS",
+    Term.ORDERED: "ordered",
+    Term.NOT_ORDERED: "not ordered",
+}
+SEND_LABELS = {"now": "Now", "after": "After…", "at": "At…"}
+# What the fields of a block are called on screen, for the problems Save lists.
+FIELD_NAMES = {
+    "segments": "segments",
+    "who": "who",
+    "terms": "terms",
+    "match": "match",
+    "channel": "channel",
+    "subject": "subject",
+    "text": "text",
+    "html": "HTML",
+    "send": "when",
+    "after": "delay",
+    "at": "moment",
+    "wait_days": "wait",
+    "window_days": "window",
+    "min_amount": "minimum amount",
+    "goal": "goal",
+}
+
+ASK_CHAIN_NAME = "➕ <b>New chain</b>\nWhat is it called? Send the name (or /cancel)."
+ASK_NEW_NAME = "Send the new name (or /cancel)."
+EDITOR_CLOSED = "Editor closed. /start shows the menu."
+DISCARDED_TOAST = "Changes discarded"
+STEP_ADDED_TOAST = "Step added"
+RENAMED_TOAST = "Renamed"
+COPIED_TOAST = "Copied: this is the new chain"
+ACTIVATED_TOAST = "Activated"
+PICK_A_DAY = "Pick a day first."
+NOT_HTML = "Please send the HTML as a .html file (up to 20 MB), or type it."
+HTML_NOT_UTF8 = "That file is not UTF-8 text; please save it as UTF-8 and send it again."
+NO_SUCH_DATE = "there is no such day"
+NO_SUCH_TIME = "the time must be between 00:00 and 23:59"
+MOMENT_FORMS = "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00"
+NO_SEGMENTS_TO_PICK = (
+    "There are no segments yet. Add one on the server: "
+    "<code>chainmail segments add NAME --tags a,b</code>"
+)
+
+
+@dataclass(frozen=True)
+class BlockScreen:
+    """What a block's screen shows: the step, its draft and what the editor waits for."""
+
+    chain: ChainView
+    step: StepView
+    kind: BlockKind
+    draft: dict[str, Any]
+    unsaved: bool
+    waiting_for: str | None
+    problems: list[Problem]
+    note: str | None
+
+    @property
+    def terms_audience(self) -> bool:
+        return isinstance(self.step.audience, TermsAudience)
+
+
+def checkbox(label: str, checked: bool) -> str:
+    return f"{'☑' if checked else '☐'} {short(label, 40)}"
+
+
+def everyone_from(position: int) -> str:
+    return f"Everyone from step {position}"
+
+
+def match_button(match: str) -> str:
+    return "Match: all of them" if match == "all" else "Match: any of them"
+
+
+def wait_button(days: int) -> str:
+    return f"⏳ Wait up to {plural(days, 'day')}"
+
+
+def days_short(days: int) -> str:
+    return f"{days}d"
+
+
+def month_title(year: int, month: int) -> str:
+    return f"{MONTHS[month - 1]} {year}"
+
+
+def back_to_step(position: int) -> str:
+    return f"◀ Step {position}"
+
+
+def default_step_name(position: int) -> str:
+    return "Main mailing" if position == 1 else f"Step {position}"
+
+
+def block_button(kind: str, saved: bool) -> str:
+    return f"{BLOCK_TITLES[BlockKind(kind)]} {'✓' if saved else '…'}"
+
+
+def enrollment_button(enrollment: Enrollment) -> str:
+    return "Enrollment: once" if enrollment is Enrollment.ONCE else "Enrollment: continuous"
+
+
+def enrollment_toast(enrollment: Enrollment) -> str:
+    if enrollment is Enrollment.ONCE:
+        return "The audience is taken once, at activation"
+    return "Customers who join the segments later enter too"
+
+
+def _channel(step: StepView) -> str:
+    if step.action is None:
+        return "…"
+    return "✉️" if isinstance(step.action, EmailAction) else "📱"
+
+
+def minimap_label(step: StepView, unsaved: bool) -> str:
+    """`2 · Reminder · ✉️ · if not opened ●`: ● unsaved changes, ⚠ blocks still missing."""
+    if isinstance(step.audience, TermsAudience):
+        who = terms_short(step.audience)
+    elif isinstance(step.audience, PreviousStepAudience):
+        who = "all"
+    elif isinstance(step.audience, SegmentsAudience):
+        who = ", ".join(step.audience.segments)
+    else:
+        who = "…"
+    marks = ("●" if unsaved else "") + ("⚠" if step.missing else "")
+    label = f"{step.position} · {short(step.name, 20)} · {_channel(step)} · {short(who, 22)}"
+    return f"{label} {marks}".rstrip()
+
+
+def _schedule_short(schedule: Schedule | None) -> str:
+    if schedule is None:
+        return "not set"
+    if schedule.send is Send.AFTER and schedule.after is not None:
+        return f"after {format_duration(schedule.after)}"
+    if schedule.send is Send.AT and schedule.at is not None:
+        return f"at {format_moment(schedule.at)}, each customer's local time"
+    return "now"
+
+
+def _action_short(action: Action | None) -> str:
+    if action is None:
+        return "not set"
+    if isinstance(action, EmailAction):
+        html = " + HTML" if action.html else ""
+        return f"email «{esc(short(action.subject, 40))}»{html}"
+    count = sms_parts(action.text)
+    return f"SMS, {plural(count.parts, 'part')}: «{esc(short(action.text, 40))}»"
+
+
+def _conversion_short(conversion: Conversion | None) -> str:
+    if conversion is None:
+        return "not set"
+    amount = f", from {conversion.min_amount}" if conversion.min_amount else ""
+    return f"an order within {plural(conversion.window_days, 'day')}{amount}"
+
+
+def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
+    lines = [
+        f"🗺 <b>{esc(short(chain.name, 100))}</b> (#{chain.id})",
+        f"{STATUS[chain.status]} · {plural(len(chain.steps), 'step')} · "
+        f"{enrollment_button(chain.enrollment).lower()}",
+    ]
+    if not chain.steps:
+        lines.append("No steps yet: ➕ Add step.")
+    elif unsaved_step is not None:
+        lines.append(f"● Step {unsaved_step} has unsaved changes.")
+    incomplete = [step.position for step in chain.steps if step.missing]
+    if incomplete:
+        lines.append("⚠ Not complete yet: step " + ", ".join(map(str, incomplete)) + ".")
+    lines.append("Tap a step to edit it.")
+    return "\n".join(lines)
+
+
+def editor_step(chain: ChainView, step: StepView, unsaved_kind: BlockKind | None) -> str:
+    rows = [
+        (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
+        (BlockKind.ACTION, _action_short(step.action)),
+        (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
+        (BlockKind.CONVERSION, _conversion_short(step.conversion)),
+    ]
+    lines = [
+        f"<b>Step {step.position} of {len(chain.steps)} · {esc(short(step.name, 60))}</b>",
+        f"in {esc(short(chain.name, 60))} ({STATUS[chain.status]})",
+        "",
+    ]
+    for kind, summary in rows:
+        mark = " ●" if kind is unsaved_kind else ""
+        lines.append(f"{BLOCK_TITLES[kind]}: {summary}{mark}")
+    return "\n".join(lines)
+
+
+def _draft_lines(view: BlockScreen) -> list[str]:
+    draft = view.draft
+    match view.kind:
+        case BlockKind.AUDIENCE:
+            if view.step.position == 1:
+                chosen = draft.get("segments") or []
+                shown = ", ".join(esc(name) for name in chosen) if chosen else "none yet"
+                return [f"Segments: {shown}", "Tap segments to choose one or more."]
+            if draft.get("who") != "terms":
+                return [f"Everyone the previous step (step {view.step.position - 1}) reached."]
+            known = Term._value2member_map_
+            terms = [TERM_LABELS[Term(t)] for t in draft.get("terms") or [] if t in known]
+            joiner = " and " if draft.get("match") == "all" else " or "
+            return [
+                "Only customers who, since the previous step's message, "
+                + (joiner.join(terms) if terms else "… (tap the terms)"),
+            ]
+        case BlockKind.ACTION:
+            if draft.get("channel") == "sms":
+                text = draft.get("text")
+                if not text:
+                    return ["📱 SMS text: not written yet"]
+                count = sms_parts(text)
+                return [
+                    f"📱 SMS: «{esc(short(text, 600))}»",
+                    f"📏 {count.characters} characters · "
+                    f"{count.parts} SMS ({count.encoding})",
+                ]
+            html = draft.get("html")
+            return [
+                f"Subject: {esc(short(draft['subject'], 200)) if draft.get('subject') else '—'}",
+                f"Text: {esc(short(draft['text'], 800)) if draft.get('text') else '—'}",
+                f"HTML: {len(html)} characters" if html else "HTML: none (text only)",
+                "Placeholders like {{ first_name }} are filled in per customer.",
+            ]
+        case BlockKind.SCHEDULE:
+            send = draft.get("send")
+            if send == "after":
+                after = draft.get("after")
+                lines = [f"After {after}" if after else "After… (tap or type a delay: 90m, 2d)"]
+            elif send == "at":
+                at = draft.get("at")
+                lines = [f"At {at}, in each customer's own time zone" if at else "At… (pick a day)"]
+            elif view.step.position > 1:
+                lines = ["Now: right after the previous step"]
+            else:
+                lines = ["Now: at activation"]
+            if view.step.position > 1 and view.terms_audience:
+                wait = plural(draft.get("wait_days", 30), "day")
+                lines.append(f"Terms are awaited at most {wait}.")
+            return lines
+        case BlockKind.CONVERSION:
+            amount = draft.get("min_amount") or 0
+            window = plural(draft.get("window_days", 7), "day")
+            lines = [f"Goal: an order within {window} of the message"]
+            lines.append(f"Minimum amount: {amount}" if amount else "Any amount counts")
+            return lines
+
+
+WAITING_FOR = {
+    "subject": "✏️ Send the subject.",
+    "text": "✏️ Send the text.",
+    "html": "✏️ Send the HTML as text or as a .html file.",
+    "sms": "✏️ Send the SMS text.",
+    "after": "✏️ Or type a delay: 90m, 3h, 2d.",
+    "at": "✏️ Or type a moment: 2026-12-01 10:00, 01.12 10:00, tomorrow 10:00.",
+    "wait": "✏️ Send the number of days to wait for the terms.",
+    "window": "✏️ Send the conversion window in days.",
+    "amount": "✏️ Send the minimum order amount (0 for any).",
+}
+
+
+def editor_block(view: BlockScreen) -> str:
+    status = " ● unsaved" if view.unsaved else ""
+    lines = [
+        f"<b>{BLOCK_TITLES[view.kind]}</b> · step {view.step.position} · "
+        f"{esc(short(view.step.name, 60))}{status}",
+        "",
+        *_draft_lines(view),
+    ]
+    if view.problems:
+        lines += ["", "⚠️ <b>Not saved:</b>"]
+        lines += [f"• {esc(problem_text(problem))}" for problem in view.problems[:20]]
+    if view.note:
+        lines += ["", f"⚠️ {esc(view.note)}"]
+    if view.waiting_for in WAITING_FOR:
+        lines += ["", WAITING_FOR[view.waiting_for]]
+    return "\n".join(fit(lines, LIMIT - 100))
+
+
+def problem_text(problem: Problem) -> str:
+    field = FIELD_NAMES.get(problem.path.split("[")[0].split(".")[0], problem.path)
+    return f"{field}: {problem.message}" if problem.path else problem.message
+
+
+def leave_question(step: StepView, kind: BlockKind) -> str:
+    return (
+        f"You have unsaved changes in step {step.position} ({esc(short(step.name, 40))}), "
+        f"{BLOCK_TITLES[kind]}.\nSave them, discard them, or keep editing?"
+    )
+
+
+def carry_on(command: str) -> str:
+    return f"Done. Now send {esc(command)} again."
+
+
+def saved_toast(warnings: Sequence[Problem]) -> str:
+    if not warnings:
+        return "Saved"
+    return "Saved. Note: " + "; ".join(problem_text(w) for w in warnings)[:180]
+
+
+def ask_step_name(chain: ChainView, position: int) -> str:
+    which = "the main step (step 1)" if position == 1 else f"step {position}"
+    return (
+        f"<b>{esc(short(chain.name, 60))}</b>\nWhat is {which} called? "
+        "Send a name, or tap the suggestion."
+    )
+
+
+def moment_passed(moment: datetime, timezone: str) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} has already passed ({timezone}); pick a later moment."
+
+
+def not_understood(text: str, reason: str) -> str:
+    return f"«{short(text, 40)}»: {reason}."
+
+
+def not_days(text: str, limit: int) -> str:
+    return f"«{short(text, 40)}» is not a number of days from 1 to {limit}."
+
+
+def not_amount(text: str) -> str:
+    return f"«{short(text, 40)}» is not an amount; send a number like 1500 or 999.90."
+
+
+def cannot_activate(chain: ChainView, incomplete: Sequence[StepView]) -> str:
+    if chain.status is not ChainStatus.DRAFT:
+        return f"<b>{esc(short(chain.name))}</b> is {chain.status}; only a draft can be activated."
+    if not chain.steps:
+        return f"<b>{esc(short(chain.name))}</b> has no steps yet: add the main step first."
+    lines = [f"<b>{esc(short(chain.name))}</b> is not complete yet:"]
+    for step in incomplete:
+        missing = ", ".join(BLOCK_TITLES[kind] for kind in step.missing)
+        lines.append(f"• step {step.position} ({esc(short(step.name, 40))}): {missing}")
+    return "\n".join(lines)
+
+
+def _reasons(counts: dict[str, int]) -> list[str]:
+    return [f"  · {esc(reason or 'other')}: {count}" for reason, count in counts.items()]
+
+
+def forecast(chain: ChainView, found: Forecast) -> str:
+    channel = "email" if found.channel == "email" else "SMS"
+    lines = [
+        f"🚀 <b>Activate {esc(short(chain.name))}?</b>",
+        "",
+        f"Main step ({channel}): {found.audience} customers in its segments.",
+        f"✅ {found.reachable} would get it now.",
+    ]
+    if found.skipped:
+        lines.append(f"⏭ {sum(found.skipped.values())} would be skipped:")
+        lines += _reasons(found.skipped)
+    if found.later_channels:
+        later = ", ".join("email" if c == "email" else "SMS" for c in found.later_channels)
+        lines.append(f"Later steps ({later}): decided per customer as the chain runs.")
+    if found.enrollment is Enrollment.CONTINUOUS:
+        lines.append("Customers who join the segments later enter the chain too.")
+    if not found.audience and found.enrollment is Enrollment.ONCE:
+        lines += ["", "Nobody is in the segments yet, so there is nothing to send."]
+    return "\n".join(fit(lines))
+
+
+def activated(chain: ChainView, enrolled: int) -> str:
+    return f"🚀 <b>{esc(short(chain.name))}</b> is active: {plural(enrolled, 'customer')} enrolled."
+
+
+def wave_progress(
+    chain_name: str, step_name: str, progress: WaveProgress, finished: bool, *, paused: bool
+) -> str:
+    head = "✅ Wave finished" if finished else ("⏸ Paused" if paused else "📤 Sending")
+    lines = [
+        f"{head}: <b>{esc(short(chain_name))}</b>, {esc(short(step_name, 40))}",
+        f"{progress.done}/{progress.total} done · sent {progress.sent} · failed {progress.failed}",
+    ]
+    if progress.uncertain:
+        lines.append(f"uncertain (maybe sent, not resent): {progress.uncertain}")
+    if progress.skipped:
+        lines.append(f"skipped {sum(progress.skipped.values())}:")
+        lines += _reasons(progress.skipped)
+    if progress.later:
+        lines.append(f"⏳ {progress.later} wait for their moment (a local time, quiet hours).")
+    return "\n".join(fit(lines))
+
+
+# --- Preview and test sends (handlers/preview.py) ---------------------------------------
+
+BUTTON_PICK_CUSTOMER = "👤 Pick a customer"
+BUTTON_SAMPLE_CUSTOMER = "🎲 Sample customer"
+BUTTON_CHANGE_EMAIL = "✏️ Change my email"
+BUTTON_CHANGE_PHONE = "✏️ Change my phone"
+BUTTON_BACK_TO_PREVIEW = "◀ Preview"
+BUTTON_BACK_TO_MESSAGE = "◀ Message"
+NOTHING_TO_PREVIEW = "Nothing to preview yet: write the message first."
+ASK_PREVIEW_CUSTOMER = (
+    "👤 <b>Whose data should the preview use?</b>\n"
+    "Send a customer's external id, email or phone (or /cancel)."
+)
+HTML_PREVIEW_CAPTION = (
+    "🌐 The HTML version, as the customer's mail program shows it. Here its links go "
+    "straight to their targets; in the email they pass through the click tracker."
+)
+TEST_SENDING = "🧪 Sending the test…"
+# The body of a preview is cut to leave room for the lines around it.
+PREVIEW_BODY_BUDGET = LIMIT - 900
+
+
+def masked_address(address: str) -> str:
+    """`a***@example.com`, `+79*******67`: enough to recognise one's own, not to copy."""
+    local, at, domain = address.rpartition("@")
+    if at:
+        return f"{local[:1]}***@{domain}"
+    return address[:3] + "*" * max(len(address) - 5, 1) + address[-2:]
+
+
+def _cut_body(text: str, budget: int = PREVIEW_BODY_BUDGET) -> str:
+    """Escaped, within `budget` characters once escaped, with a note of what was cut."""
+    cut = text
+    while len(esc(cut)) > budget:
+        cut = cut[: max(len(cut) - (len(esc(cut)) - budget) - 1, 0)]
+    left = len(text) - len(cut)
+    return esc(cut) + (f"\n… ({plural(left, 'more character')} not shown)" if left else "")
+
+
+def _whose(customer_name: str | None, external_id: str, made_up: bool, picked: bool) -> str:
+    if made_up:
+        return "👤 A made-up customer, Anna: there are no customers yet."
+    name = f"{esc(short(customer_name, 40))} " if customer_name else ""
+    how = "picked" if picked else "sample"
+    return f"👤 For {name}(id {esc(short(external_id, 40))}, {how})"
+
+
+@dataclass(frozen=True)
+class PreviewHead:
+    position: int
+    step_name: str
+    # None: the saved message; True / False: the open draft, with / without changes.
+    draft_changed: bool | None
+    customer_name: str | None
+    external_id: str
+    made_up: bool
+    picked: bool
+    # The customer lacks the channel's contact ("email" / "phone"), or None.
+    missing_contact: str | None
+
+
+def _preview_head(head: PreviewHead, channel: str) -> list[str]:
+    which = ""
+    if head.draft_changed:
+        which = " (draft, unsaved changes included)"
+    elif head.draft_changed is False:
+        which = " (draft)"
+    lines = [
+        f"👁 <b>Preview</b> · step {head.position} · {esc(short(head.step_name, 60))} · "
+        f"{channel}{which}",
+        _whose(head.customer_name, head.external_id, head.made_up, head.picked),
+    ]
+    if head.missing_contact:
+        lines.append(f"⚠️ This customer has no {head.missing_contact}: the engine would skip them.")
+    return lines
+
+
+def email_preview(head: PreviewHead, subject: str, text: str, has_html: bool) -> str:
+    lines = [
+        *_preview_head(head, "email"),
+        "",
+        f"<b>Subject:</b> {esc(short(subject, 300))}",
+        "",
+        _cut_body(text.rstrip()),
+    ]
+    if has_html:
+        lines += ["", "🌐 The HTML version is in the file above."]
+    return "\n".join(lines)
+
+
+def sms_preview(head: PreviewHead, text: str, characters: int, parts: int, encoding: str) -> str:
+    return "\n".join(
+        [
+            *_preview_head(head, "SMS"),
+            "",
+            _cut_body(text) if text else "(empty)",
+            "",
+            f"📏 {characters} characters · {plural(parts, 'SMS')} ({encoding})",
+        ]
+    )
+
+
+def render_failed(head: PreviewHead, channel: str, error: str) -> str:
+    return "\n".join(
+        [
+            *_preview_head(head, "email" if channel == "email" else "SMS"),
+            "",
+            "⚠️ <b>The message cannot be built for this customer:</b>",
+            esc(short(error, 1000)),
+            "The engine would fail this delivery the same way; fix the template and try again.",
+        ]
+    )
+
+
+def no_such_customer(typed: str) -> str:
+    return (
+        f"No customer has the external id, email or phone «{esc(short(typed, 60))}».\n"
+        "Send another one (or /cancel)."
+    )
+
+
+def ask_test_address(channel: str, problem: str | None = None) -> str:
+    what = "email address" if channel == "email" else "phone number"
+    lines = [
+        f"🧪 <b>Where should test messages go?</b>\nSend your own {what}; "
+        "I will remember it for your next tests (or /cancel)."
+    ]
+    if problem:
+        lines.append(f"⚠️ {esc(short(problem, 200))}")
+    return "\n".join(lines)
+
+
+def test_sent(
+    head: PreviewHead,
+    channel: str,
+    to: str,
+    sent: bool,
+    detail: str,
+    outbox: str | None,
+) -> str:
+    lines = [*_preview_head(head, "email" if channel == "email" else "SMS")[:2], ""]
+    if not sent:
+        lines.append(f"⚠️ The test was not sent: {esc(short(detail, 300))}")
+        return "\n".join(lines)
+    if outbox is not None:
+        missing = "SMTP server" if channel == "email" else "SMS gateway"
+        lines.append(f"🧪 Written to {esc(outbox)}: no {missing} is configured.")
+    else:
+        lines.append(f"🧪 Test sent to {esc(masked_address(to))}.")
+    lines.append("It is not a delivery: nothing shows in the stats.")
+    if channel == "email":
+        lines.append(
+            "Its tracked links and unsubscribe link lead to a “not found” page: they belong "
+            "to no delivery, so a test changes nothing."
+        )
+    return "\n".join(lines)

@@ -16,12 +16,20 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from telegram.ext import AIORateLimiter
 
 from bot import cli_serve
 from bot.cli import main
-from bot.telegram_app import build_application, file_url_for, run_bot
+from bot.cli_serve import web_config
+from bot.telegram_app import (
+    WebhookInbox,
+    build_application,
+    file_url_for,
+    run_bot,
+    webhook_secret,
+)
 from bot.telegram_double import BotEvent, TelegramDouble
 from handlers import texts
 from handlers.persistence import DatabasePersistence
@@ -40,6 +48,7 @@ from tests.test_bot_support import (
     make_chain,
     new_double,
 )
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = b"external_id,email\nc1,ann@example.com\nc2,broken@\n"
@@ -234,3 +243,71 @@ def test_chainmail_run_starts_the_bot_with_web_and_engine(tmp_path: Path) -> Non
             if process.poll() is None:
                 process.kill()
                 process.communicate()
+
+
+# --- A webhook instead of polling ---------------------------------------------------------
+
+WEBHOOK_URL = "https://shop.example/telegram/webhook"
+
+
+def start_update(update_id: int, user_id: int, name: str) -> dict[str, object]:
+    """`/start` as Telegram posts it to a webhook."""
+    person = {"id": user_id, "is_bot": False, "first_name": name}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1795000000,
+            "chat": {"id": user_id, "type": "private", "first_name": name},
+            "from": person,
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+        },
+    }
+
+
+async def test_a_webhook_post_reaches_the_bot_only_with_the_secret(
+    db: Database, double: TelegramDouble
+) -> None:
+    settings = bot_settings(
+        telegram_api_base_url=double.api_base_url,
+        telegram_webhook_url=WEBHOOK_URL,
+        secret_key="webhook-test-key",
+    )
+    inbox = WebhookInbox()
+    app = create_app(db, await web_config(settings, db), telegram=inbox)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot(settings, db, stop, inbox))
+    try:
+        # Before the bot runs, Telegram is asked to come back later.
+        early = await client.post("/telegram/webhook", json=start_update(1, OWNER, "Olga"))
+        assert early.status_code in (403, 404, 503)
+        for _ in range(250):
+            if inbox.application is not None:
+                break
+            await asyncio.sleep(0.02)
+        status, info = await double.call("getWebhookInfo", {})
+        assert status == 200
+        assert info["result"]["url"] == WEBHOOK_URL
+        secret = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret("webhook-test-key")}
+        forged = {"X-Telegram-Bot-Api-Secret-Token": "guess"}
+        refused = await client.post(
+            "/telegram/webhook", json=start_update(2, STRANGER, "Stranger"), headers=forged
+        )
+        assert refused.status_code == 403
+        garbled = await client.post("/telegram/webhook", content=b"{", headers=secret)
+        assert garbled.status_code == 400
+        taken = await client.post(
+            "/telegram/webhook", json=start_update(3, OWNER, "Olga"), headers=secret
+        )
+        assert taken.status_code == 200
+        menu = await double.wait_for(sent_to(OWNER), 10)
+        assert menu.text is not None
+        assert menu.text.startswith("Chainmail")
+        assert bot_texts(double, STRANGER) == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.aclose()
+    assert inbox.application is None

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from models.db import Database
-from web import api_customers, api_orders, texts, tracking
+from web import api_customers, api_orders, telegram_webhook, texts, tracking
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,15 @@ class WebConfig:
     default_phone_region: str
 
 
-def create_app(db: Database, config: WebConfig) -> FastAPI:
+def create_app(
+    db: Database, config: WebConfig, *, telegram: telegram_webhook.Inbox | None = None
+) -> FastAPI:
+    """`telegram`: the bot of this process, when Telegram posts to a webhook."""
     app = FastAPI(title="Chainmail", version="1", docs_url=None, redoc_url=None)
     app.state.db = db
     app.state.config = config
+    app.state.telegram = telegram
+    app.include_router(telegram_webhook.router)
     app.include_router(api_customers.router)
     app.include_router(api_orders.router)
     app.include_router(tracking.router)

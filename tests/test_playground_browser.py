@@ -1,0 +1,151 @@
+"""The playground in headless Chromium: the chat page as a manager uses it, the outbox.
+
+One playground process and one browser page for the module; the tests run in
+order and build on each other, as a person trying the playground would.
+`CHAINMAIL_SCREENSHOTS=docs` also saves the README's screenshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers import texts as bot_texts
+from tests.playground import WAIT_MS, ChatPage, Playground, browser  # noqa: F401
+
+THANKS_HTML = b"""<h2>A gift for you</h2>
+<p>Thank you for reading our news: <a href="http://127.0.0.1/shop/gift">take your gift</a>.</p>
+"""
+
+
+@pytest.fixture(scope="module")
+def playground(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playground]:
+    running = Playground(tmp_path_factory.mktemp("playground") / "data")
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def chat(browser: Any, playground: Playground) -> Iterator[ChatPage]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    yield ChatPage(context.new_page(), playground.url)
+    context.close()
+
+
+def test_start_shows_the_menu_and_a_tap_edits_it_in_place(chat: ChatPage) -> None:
+    chat.switch_user("Olga")
+    assert "What would you like" in chat.send("/start")
+    assert "Chains" in " ".join(chat.buttons())
+    shown = chat.message_count()
+    assert "Spring sale" in chat.press("Chains")
+    assert chat.message_count() == shown
+    assert "edited" in chat.last_message()
+
+
+def test_a_stranger_is_refused(chat: ChatPage) -> None:
+    chat.switch_user("Stas")
+    assert bot_texts.NOT_AUTHORISED in chat.send("/start")
+    assert chat.buttons() == []
+
+
+def test_a_customer_csv_is_imported_through_the_page(chat: ChatPage, tmp_path: Path) -> None:
+    chat.switch_user("Anton")
+    chat.send("/import")
+    csv = tmp_path / "new-customers.csv"
+    csv.write_text(
+        "external_id,email,phone,first_name,tags\n"
+        "web-1,lena@example.com,+79161234567,Лена,newsletter\n"
+        "web-2,not-an-address,,Олег,\n",
+        encoding="utf-8",
+    )
+    chat.send_file(csv)
+    report = chat.wait_for_text("imported 1 customer")
+    assert "1 line refused" in report
+
+
+def test_the_demo_chain_activated_from_its_card_emails_then_texts_who_unsubscribes(
+    chat: ChatPage,
+) -> None:
+    chat.switch_user("Olga")
+    chat.send("/chains")
+    chat.press("Spring sale")
+    chat.press("Edit")
+    assert "customers" in chat.press("Activate")
+    assert "is active" in chat.press("Activate now")
+
+    outbox = chat.open_outbox()
+    emails = outbox.emails(count=200)
+    assert "the spring sale starts today" in emails[0]
+    headers = outbox.open_item(0)
+    recipient = headers.split("To: ")[1].splitlines()[0]
+    body = outbox.email_body()
+    body.get_by_role("link", name="Open the sale").wait_for(timeout=WAIT_MS)
+    outbox.screenshot("playground-outbox.png")
+
+    unsubscribe = outbox.follow_unsubscribe_link()
+    unsubscribe.get_by_role("button", name="Unsubscribe").click()
+    unsubscribe.get_by_text("You are unsubscribed").wait_for(timeout=WAIT_MS)
+
+    # The chain's second step: an SMS to whoever unsubscribed from its email.
+    [sms] = outbox.sms(count=1)
+    first_name = recipient.split()[0]
+    assert f"{first_name}, no more emails from us" in sms
+
+    chat.page.bring_to_front()
+    chat.send("/stats Spring sale")
+    assert "Sale announcement" in chat.last_message()
+    chat.screenshot("playground-chat.png")
+
+
+def test_a_two_step_chain_built_by_taps_sends_its_email(chat: ChatPage, tmp_path: Path) -> None:
+    chat.switch_user("Anton")
+    chat.send("/start")
+    assert "What is it called?" in chat.press("New chain")
+    chat.send("Thank you")
+    assert "Step 1 of 1" in chat.send("Thanks")
+
+    chat.press("Who")
+    chat.press("newsletter")
+    chat.press("Save")
+    chat.press("Message")
+    chat.press("Subject")
+    chat.send("A gift for you, {{ first_name }}")
+    chat.press("Text")
+    chat.send("Thank you for reading our news.")
+    chat.press("HTML")
+    html = tmp_path / "thanks.html"
+    html.write_bytes(THANKS_HTML)
+    chat.send_file(html)
+    chat.press("Save")
+    chat.press("When")
+    chat.press("Save")
+
+    chat.press("Add step")
+    assert "Step 2 of 2" in chat.send("Sorry")
+    chat.press("Who")
+    chat.press("Only if…")
+    chat.press("unsubscribed email")
+    chat.press("Save")
+    chat.press("Message")
+    chat.press("SMS")
+    chat.press("Text")
+    chat.send("Sorry to see you go, {{ first_name }}.")
+    chat.press("Save")
+    chat.press("When")
+    chat.press("Save")
+
+    chat.press("Map")
+    assert "2 · Sorry" in " ".join(chat.buttons())
+    chat.press("Activate")
+    assert "is active" in chat.press("Activate now")
+
+    outbox = chat.open_outbox()
+    outbox.page.wait_for_function(
+        "() => [...document.querySelectorAll('#items .subject')]"
+        ".some((s) => s.textContent.startsWith('A gift for you'))",
+        timeout=WAIT_MS,
+    )
