@@ -12,8 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.settings import Settings
 from bot.summaries import summary_sender
-from channels.sms import SmsTransport, sms_transport_from_settings
-from channels.smtp import EmailTransport, email_transport_from_settings
+from bot.transports import email_transport, sms_transport
 from models.db import Database, secret_key
 from scheduler.engine import Engine, EngineConfig
 
@@ -24,22 +23,8 @@ STOP_GRACE_SECONDS = 30
 
 @asynccontextmanager
 async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
-    email: EmailTransport = email_transport_from_settings(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        security=settings.smtp_security.value,
-        concurrency=settings.email_concurrency,
-        outbox_dir=settings.outbox_dir,
-    )
-    sms: SmsTransport = sms_transport_from_settings(
-        url=settings.sms_gateway_url,
-        token=settings.sms_gateway_token,
-        sender=settings.sms_sender,
-        rate_per_second=settings.sms_rate_per_second,
-        outbox_dir=settings.outbox_dir,
-    )
+    email = email_transport(settings)
+    sms = sms_transport(settings)
     log.info("email goes to %s; SMS go to %s", email.description, sms.description)
     config = EngineConfig(
         mail_from=settings.mail_from,
