@@ -42,4 +42,13 @@ def message_setup(settings: Settings) -> MessageSetup:
         secret_key=settings.secret_key,
         open_email=partial(email_transport, settings),
         open_sms=partial(sms_transport, settings),
+        outbox_dir=str(settings.outbox_dir),
+        to_outbox=frozenset(
+            channel
+            for channel, server in (
+                ("email", settings.smtp_host),
+                ("sms", settings.sms_gateway_url),
+            )
+            if not server
+        ),
     )

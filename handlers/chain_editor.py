@@ -566,9 +566,10 @@ async def _forecast(update: Update, context: Context, chain_id: int) -> None:
         )
         return
     forecast = await forecast_activation(context.deps.db, chain_id)
-    await show(
-        update, texts.forecast(chain, forecast), keyboards.confirm_activation(chain_id, forecast)
-    )
+    messages = context.deps.messages
+    channels = {forecast.channel, *forecast.later_channels} & messages.to_outbox
+    text = texts.forecast(chain, forecast) + texts.outbox_notice(channels, messages.outbox_dir)
+    await show(update, text, keyboards.confirm_activation(chain_id, forecast))
 
 
 async def _activate(update: Update, context: Context, chain_id: int) -> None:

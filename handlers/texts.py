@@ -941,6 +941,17 @@ def forecast(chain: ChainView, found: Forecast) -> str:
     return "\n".join(fit(lines))
 
 
+def outbox_notice(channels: Iterable[str], outbox_dir: str) -> str:
+    """SPEC §4: with no SMTP server or SMS gateway configured, the bot says where messages go."""
+    lines = []
+    if "email" in channels:
+        lines.append(f"📂 No SMTP server is set up: emails are written to {esc(outbox_dir)}.")
+    if "sms" in channels:
+        where = esc(f"{outbox_dir}/sms.jsonl")
+        lines.append(f"📂 No SMS gateway is set up: SMS are written to {where}.")
+    return "".join("\n" + line for line in lines)
+
+
 def activated(chain: ChainView, enrolled: int) -> str:
     return f"🚀 <b>{esc(short(chain.name))}</b> is active: {plural(enrolled, 'customer')} enrolled."
 

@@ -59,6 +59,10 @@ class MessageSetup:
     # A transport per test send (SMTP or outbox, gateway or outbox file), closed after it.
     open_email: Callable[[], EmailTransport]
     open_sms: Callable[[], SmsTransport]
+    # Where messages go when no server is configured (SPEC §4: the bot says so), and
+    # the channels ("email", "sms") that go there.
+    outbox_dir: str = ""
+    to_outbox: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
