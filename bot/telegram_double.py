@@ -709,6 +709,8 @@ class BotEvent:
     message: JsonDict | None = None
     # answered: callback_query_id, text, show_alert, url; action: action.
     detail: JsonDict = field(default_factory=dict)
+    # When the double took the bot's call (time.monotonic()): latency measurements.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def message_id(self) -> int | None:

@@ -1,0 +1,27 @@
+"""The benchmarks are run by hand; this only keeps them from rotting (a tiny run each)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bot_latency_measures_every_update_of_every_admin(tmp_path: Path) -> None:
+    results = tmp_path / "bot_latency.json"
+    # Both bots, with and without the rate limiter; SQLite in a temporary directory.
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bot_latency.py"), "--admins", "3",
+         "--think-ms", "0-10", "--variants", "bare+limiter,chainmail", "--json", str(results)],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    runs = json.loads(results.read_text())
+    assert [run["variant"] for run in runs] == ["bare+limiter", "chainmail"]
+    for run in runs:
+        assert run["expected_updates"] == 3 * 16
+        assert run["updates"] == run["expected_updates"]
+        assert len(run["latencies_ms"]) == run["updates"]
+        assert all(latency > 0 for latency in run["latencies_ms"])
