@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -49,17 +49,26 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
     async with engine_for(settings, db) as engine:
         running: set[asyncio.Task[None]] = set()
 
-        async def tick() -> None:
-            # Shielded: a stop waits for the group in flight instead of cancelling
-            # it mid-send, which would leave those messages `uncertain`.
-            task = asyncio.ensure_future(_tick_once(engine))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            await asyncio.shield(task)
+        def shielded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            """A stop waits for the job in flight (up to STOP_GRACE_SECONDS) instead of
+            cancelling it mid-send, which would leave those messages `uncertain`."""
+
+            async def run() -> None:
+                task = asyncio.ensure_future(job())
+                running.add(task)
+                task.add_done_callback(running.discard)
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    # The process is ending: the job goes on under the shield and is
+                    # awaited below; APScheduler need not log a cancellation.
+                    return
+
+            return run
 
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
-            tick,
+            shielded(lambda: _tick_once(engine)),
             "interval",
             seconds=settings.engine_tick_seconds,
             max_instances=1,
@@ -70,7 +79,7 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
         summaries = summary_sender(settings, db)
         if summaries is not None:
             scheduler.add_job(
-                summaries.tick,
+                shielded(summaries.tick),
                 "interval",
                 seconds=settings.engine_tick_seconds,
                 max_instances=1,
@@ -86,7 +95,7 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
             if running:
                 _, late = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
                 if late:
-                    log.warning("the engine did not finish its group in time; stopping anyway")
+                    log.warning("the engine did not finish its work in time; stopping anyway")
             if summaries is not None:
                 await summaries.close()
 
