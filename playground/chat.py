@@ -8,7 +8,8 @@ button or send a file. Messages go to the page as the Bot API shapes them
 - `GET /api/chat/people`: the bot, the demo users and the chats the page shows;
 - `GET /api/chat/{chat_id}?after=SEQ&boot=ID`: the chat's messages once the bot
   did something there after its event SEQ (or after a while; `wait=0`: at once);
-  `notices` are the callback answers (toasts, alerts) since;
+  `notices` are the callback answers (toasts, alerts) since, `answered` the ids
+  of the button taps answered since;
 - `POST /api/chat/{chat_id}/messages` `{user_id, text}`: the user writes;
 - `POST /api/chat/{chat_id}/press` `{user_id, message_id, callback_data}`: a tap;
 - `POST /api/chat/{chat_id}/documents?user_id=&name=`: the body is a file the user sends;
@@ -103,17 +104,25 @@ def chat_router(bot: FakeBot, closing: asyncio.Event) -> APIRouter:
         if closing.is_set():
             # The page tries again a second later, by when the playground is back or gone.
             return JSONResponse({"error": texts.STOPPING}, status_code=503)
-        events = bot.events
-        notices = [] if fresh else [
+        everything = bot.events
+        # A page that was not following gets the chat as it is, without old notices.
+        events = [] if fresh else everything[after:]
+        answered = [
+            e.detail["callback_query_id"]
+            for e in events
+            if e.kind == "answered" and e.chat_id == chat_id
+        ]
+        notices = [
             {"text": e.detail["text"], "alert": bool(e.detail.get("show_alert"))}
-            for e in events[after:]
+            for e in events
             if e.kind == "answered" and e.chat_id == chat_id and e.detail.get("text")
         ]  # fmt: skip
         return {
             "boot": BOOT,
-            "seq": len(events),
+            "seq": len(everything),
             "messages": bot.chat_messages(chat_id)[-SHOWN_MESSAGES:],
             "notices": notices,
+            "answered": answered,
         }
 
     @router.post("/{chat_id}/messages", response_model=None)

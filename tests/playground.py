@@ -159,22 +159,18 @@ class ChatPage:
         """Tap the newest button with this label; returns the text shown after the tap
         (the message edited in place, or a new one)."""
         buttons = self.page.locator("#messages .keyboard button")
-        exact, marked = _labels(label)
-        button = buttons.filter(has_text=exact).last
-        if not button.count():
-            button = buttons.filter(has_text=marked).last
-        message = button.locator("xpath=ancestor::div[contains(@class, 'message')][1]")
-        handle = message.element_handle(timeout=WAIT_MS)
-        top = self._newest_bot_id()
-        self.page.evaluate("document.querySelector('#toast').hidden = true")
+        exact, marked = (buttons.filter(has_text=pattern) for pattern in _labels(label))
+        # A screen sent anew takes the buttons off the old one first: wait for them.
+        exact.or_(marked).first.wait_for(timeout=WAIT_MS)
+        button = exact.last if exact.count() else marked.last
+        pressed_before = self.page.locator("#messages").get_attribute("data-pressed")
         button.click()
-        # The page replaces a message's element when the message changes.
+        # Done when the bot has answered this tap: it edits or sends before it answers.
         self.page.wait_for_function(
-            "([old, top]) => !old.isConnected"
-            " || !document.querySelector('#toast').hidden"
-            " || [...document.querySelectorAll('#messages .from-bot')]"
-            ".some((m) => Number(m.dataset.id) > top)",
-            arg=[handle, top],
+            "(before) => { const m = document.querySelector('#messages');"
+            " return m.dataset.pressed && m.dataset.pressed !== before"
+            " && m.dataset.answered === m.dataset.pressed; }",
+            arg=pressed_before,
             timeout=WAIT_MS,
         )
         return self.last_message()
@@ -183,11 +179,21 @@ class ChatPage:
         return self.page.locator("#messages .from-bot .bubble").last.inner_text()
 
     def wait_for_text(self, text: str) -> str:
-        """The newest bot message once it holds `text` (an answer may be edited in later)."""
-        self.page.locator("#messages .from-bot .bubble").last.filter(has_text=text).wait_for(
-            timeout=WAIT_MS
+        """The newest bot message that holds `text`, once there is one (an answer may be
+        edited in later, or come in several messages)."""
+        bubble = self.page.locator("#messages .from-bot .bubble").filter(has_text=text).last
+        bubble.wait_for(timeout=WAIT_MS)
+        return bubble.inner_text()
+
+    def wait_for_photo(self) -> None:
+        """Until the newest photo in the chat has loaded."""
+        photo = self.page.locator("#messages .photo").last
+        photo.wait_for(timeout=WAIT_MS)
+        self.page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0",
+            arg=photo.element_handle(),
+            timeout=WAIT_MS,
         )
-        return self.last_message()
 
     def buttons(self) -> list[str]:
         """The labels of the newest bot message's buttons."""

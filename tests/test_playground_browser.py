@@ -75,7 +75,8 @@ def test_the_demo_chain_activated_from_its_card_emails_then_texts_who_unsubscrib
     chat.press("Spring sale")
     chat.press("Edit")
     assert "customers" in chat.press("Activate")
-    assert "is active" in chat.press("Activate now")
+    # "Spring sale is active", edited into the sending wave's progress.
+    assert "Spring sale" in chat.press("Activate now")
 
     outbox = chat.open_outbox()
     emails = outbox.emails(count=200)
@@ -97,7 +98,9 @@ def test_the_demo_chain_activated_from_its_card_emails_then_texts_who_unsubscrib
 
     chat.page.bring_to_front()
     chat.send("/stats Spring sale")
-    assert "Sale announcement" in chat.last_message()
+    assert "Sale announcement" in chat.wait_for_text("unsub 1")
+    # The chain's chart comes as a photo.
+    chat.wait_for_photo()
     chat.screenshot("playground-chat.png")
 
 
@@ -141,7 +144,7 @@ def test_a_two_step_chain_built_by_taps_sends_its_email(chat: ChatPage, tmp_path
     chat.press("Map")
     assert "2 · Sorry" in " ".join(chat.buttons())
     chat.press("Activate")
-    assert "is active" in chat.press("Activate now")
+    assert "Thank you" in chat.press("Activate now")
 
     outbox = chat.open_outbox()
     outbox.page.wait_for_function(

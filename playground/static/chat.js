@@ -224,6 +224,8 @@ async function refresh(wait) {
     state.seq = update.seq;
     state.boot = update.boot;
     for (const notice of update.notices) toast(notice.text, notice.alert);
+    // For those who watch the page (its tests): the last tap the bot has dealt with.
+    if (update.answered.length) $("#messages").dataset.answered = update.answered.at(-1);
   }
 }
 
@@ -263,9 +265,10 @@ function pressButton(message, button) {
     window.open(button.url, "_blank", "noopener");
     return;
   }
-  act(post(`/api/chat/${state.chat.id}/press`, {
+  const pressing = post(`/api/chat/${state.chat.id}/press`, {
     user_id: speaker(), message_id: message.message_id, callback_data: button.callback_data,
-  }));
+  });
+  act(pressing.then((query) => { $("#messages").dataset.pressed = query.id; }));
 }
 
 function sendFile(file) {
