@@ -97,6 +97,8 @@ def playground_settings(settings: Settings, options: PlaygroundOptions) -> Setti
         update={
             "telegram_bot_token": BOT_TOKEN,
             "telegram_api_base_url": f"{options.url}/telegram/bot",
+            # The double is polled; it calls no webhooks.
+            "telegram_webhook_url": "",
             "admin_ids": [OWNER.id],
             "database_url": f"sqlite+aiosqlite:///{data_dir / 'chainmail.db'}",
             "outbox_dir": data_dir / "outbox",

@@ -87,6 +87,16 @@ class Playground:
         assert "Exception in ASGI application" not in stderr, stderr
         return stderr
 
+    def __enter__(self) -> Playground:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # A test that failed half-way leaves no playground running.
+        if self._process is not None:
+            self._process.kill()
+            self._process.communicate()
+            self._process = None
+
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 

@@ -106,39 +106,43 @@ async def test_a_restored_double_shows_the_same_chats_and_their_buttons_still_wo
 
 
 def test_a_restart_keeps_chats_data_and_what_the_demo_shop_did(tmp_path: Any) -> None:
-    playground = Playground(tmp_path / "data", demo_shop=True)
-    first_start = playground.start()
-    with playground.api() as api:
-        api.post("/api/chat/1002/messages", json={"user_id": 1002, "text": "/start"})
-        menu = _messages(api, 1002, 2)[-1]
-        assert menu["reply_markup"]["inline_keyboard"]
-    activated = chainmail(playground.database_url, "chains", "activate", "1", cwd=tmp_path)
-    assert activated.returncode == 0, activated.stderr
-    deadline = time.monotonic() + 20
-    while _count(playground, "SELECT count(*) FROM events WHERE type = 'opened'") == 0:
-        assert time.monotonic() < deadline, "no demo customer opened an email"
-        time.sleep(0.5)
-    playground.stop()
+    with Playground(tmp_path / "data", demo_shop=True) as playground:
+        first_start = playground.start()
+        with playground.api() as api:
+            api.post("/api/chat/1002/messages", json={"user_id": 1002, "text": "/start"})
+            menu = _messages(api, 1002, 2)[-1]
+            assert menu["reply_markup"]["inline_keyboard"]
+        activated = chainmail(playground.database_url, "chains", "activate", "1", cwd=tmp_path)
+        assert activated.returncode == 0, activated.stderr
+        deadline = time.monotonic() + 20
+        while _count(playground, "SELECT count(*) FROM events WHERE type = 'opened'") == 0:
+            assert time.monotonic() < deadline, "no demo customer opened an email"
+            time.sleep(0.5)
+        playground.stop()
 
-    second_start = playground.start()
-    with playground.api() as api:
-        restored = _messages(api, 1002, 2)
-        assert restored[-1] == menu
-        # The restored menu's buttons reach the bot as before.
-        api.post(
-            "/api/chat/1002/press",
-            json={"user_id": 1002, "message_id": menu["message_id"], "callback_data": "chains:0"},
-        ).raise_for_status()
-        deadline = time.monotonic() + 10
-        while "Spring sale" not in _messages(api, 1002, 2)[-1]["text"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    playground.stop()
+        second_start = playground.start()
+        with playground.api() as api:
+            restored = _messages(api, 1002, 2)
+            assert restored[-1] == menu
+            # The restored menu's buttons reach the bot as before.
+            api.post(
+                "/api/chat/1002/press",
+                json={
+                    "user_id": 1002,
+                    "message_id": menu["message_id"],
+                    "callback_data": "chains:0",
+                },
+            ).raise_for_status()
+            deadline = time.monotonic() + 10
+            while "Spring sale" not in _messages(api, 1002, 2)[-1]["text"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        playground.stop()
 
-    with sqlite3.connect(playground.data_dir / "chainmail.db") as connection:
-        chains = connection.execute("SELECT name, status FROM chains").fetchall()
-    customers = _count(playground, "SELECT count(*) FROM customers")
-    assert customers == CUSTOMER_COUNT
-    assert chains == [("Spring sale", "active")]
-    assert first_start < 10
-    assert second_start < 10
+        with sqlite3.connect(playground.data_dir / "chainmail.db") as connection:
+            chains = connection.execute("SELECT name, status FROM chains").fetchall()
+        customers = _count(playground, "SELECT count(*) FROM customers")
+        assert customers == CUSTOMER_COUNT
+        assert chains == [("Spring sale", "active")]
+        assert first_start < 10
+        assert second_start < 10

@@ -23,10 +23,10 @@ THANKS_HTML = b"""<h2>A gift for you</h2>
 
 @pytest.fixture(scope="module")
 def playground(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playground]:
-    running = Playground(tmp_path_factory.mktemp("playground") / "data")
-    running.start()
-    yield running
-    running.stop()
+    with Playground(tmp_path_factory.mktemp("playground") / "data") as running:
+        running.start()
+        yield running
+        running.stop()
 
 
 @pytest.fixture(scope="module")
