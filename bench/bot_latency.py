@@ -6,10 +6,11 @@
 The Telegram double (bot/telegram_double.py) serves the Bot API on 127.0.0.1 from a
 thread of this process; the bot runs in a process of its own, as `chainmail bot` does:
 the production Application (`bot.telegram_app.run_bot`: `build_application`, long
-polling through TELEGRAM_API_BASE_URL, updates handled one at a time as PTB does by
-default). Each admin runs one session at the chain editor (SESSION below: /start, a new
-chain, its main step's audience and message saved, the minimap, /chains, a chain card)
-with a seeded think time between actions, all admins at once.
+polling through TELEGRAM_API_BASE_URL, updates of different people handled
+concurrently, one person's in order: `PerUserUpdates`). Each admin runs one session at
+the chain editor (SESSION below: /start, a new chain, its main step's audience and
+message saved, the minimap, /chains, a chain card) with a seeded think time between
+actions, all admins at once.
 
 An update's latency is from the moment the driver hands the user's action to the double
 (`send_text` / `press`) to the moment the double takes the bot's reply: a new message, or
@@ -140,7 +141,13 @@ async def serve_bare(rate_limiter: bool) -> None:
     )
 
     from bot.settings import load_settings
-    from bot.telegram_app import ALLOWED_UPDATES, RATE_LIMIT_RETRIES, file_url_for
+    from bot.telegram_app import (
+        ALLOWED_UPDATES,
+        CONCURRENT_UPDATES,
+        RATE_LIMIT_RETRIES,
+        PerUserUpdates,
+        file_url_for,
+    )
 
     settings = load_settings()
     markup = InlineKeyboardMarkup([[InlineKeyboardButton(BARE_BUTTON, callback_data="next")]])
@@ -167,6 +174,9 @@ async def serve_bare(rate_limiter: bool) -> None:
             )
         )
         .job_queue(None)
+        # Updates handled as Chainmail's bot handles them: people concurrently, one
+        # person's in order.
+        .concurrent_updates(PerUserUpdates(CONCURRENT_UPDATES))
     )
     if rate_limiter:
         builder = builder.rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))

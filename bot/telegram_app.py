@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import itertools
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from telegram import (
     BotCommand,
@@ -23,7 +25,13 @@ from telegram import (
 )
 from telegram.constants import ParseMode, UpdateType
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import (
+    AIORateLimiter,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    ContextTypes,
+    Defaults,
+)
 from telegram.request import BaseRequest
 
 from bot.settings import Settings
@@ -49,8 +57,52 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
 # A Retry-After from Telegram is waited out and the request sent again, this many times.
 RATE_LIMIT_RETRIES = 3
+# Updates handled at once (of different people; one person's go one by one).
+CONCURRENT_UPDATES = 32
 # Waits between attempts to reach Telegram at start-up, in seconds, the last repeated.
 START_RETRY_DELAYS = (1, 5, 15, 60)
+
+
+class PerUserUpdates(BaseUpdateProcessor):
+    """Updates of different people are handled concurrently, one person's strictly in order.
+
+    Conversation state and drafts belong to one person (ConversationHandler keys are
+    per chat and user), so serialising per user keeps them consistent while a database
+    write or a Telegram call for one person no longer holds up everyone else. An update
+    without a user (none reach the handlers) is serialised per chat.
+    """
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = _person(update)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+    async def initialize(self) -> None:
+        """Nothing to set up: locks are made as people write."""
+
+    async def shutdown(self) -> None:
+        """Nothing to free."""
+
+
+def _person(update: object) -> int:
+    if isinstance(update, Update):
+        if update.effective_user is not None:
+            return update.effective_user.id
+        if update.effective_chat is not None:
+            return update.effective_chat.id
+    return 0
 
 
 def file_url_for(base_url: str) -> str:
@@ -89,6 +141,7 @@ def build_application(
             )
         )
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .concurrent_updates(PerUserUpdates(CONCURRENT_UPDATES))
         .persistence(DatabasePersistence(db))
         # The engine's APScheduler is the process's clock; the bot needs no second one.
         .job_queue(None)

@@ -199,6 +199,7 @@ async def open_block(
         position,
         kind.value,
     )
+    chain = None
     if not same:
         chain = await get_chain(context.deps.db, chain_id)
         step = _step_of(chain, position)
@@ -214,7 +215,7 @@ async def open_block(
         )
         if kind is BlockKind.AUDIENCE and step.position == 1:
             state["choices"] = [segment.name for segment in await list_segments(context.deps.db)]
-    await show_block(update, context)
+    await show_block(update, context, chain=chain)
 
 
 def _new_block(kind: BlockKind, position: int) -> dict[str, Any]:
@@ -236,13 +237,16 @@ async def show_block(
     problems: list[Problem] | None = None,
     note: str | None = None,
     toast: str | None = None,
+    chain: ChainView | None = None,
 ) -> None:
+    """`chain`: the chain as just read, if the caller has it."""
     state = _state(context)
     kind = _block(state)
     if kind is None:
         await show_step(update, context, *_where(state))
         return
-    chain = await get_chain(context.deps.db, state["chain"])
+    if chain is None:
+        chain = await get_chain(context.deps.db, state["chain"])
     step = _step_of(chain, state["step"])
     view = texts.BlockScreen(
         chain=chain,
