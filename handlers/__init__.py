@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +26,9 @@ from scheduler.preview import MessageSetup
 
 # user_data, chat_data and bot_data: plain dicts of JSON values (handlers/persistence.py).
 Data = dict[str, Any]
+# How long the access gate trusts a role it read (RoleCache).
+ROLE_SECONDS = 2.0
+ROLES_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,39 @@ class Deps:
     messages: MessageSetup
 
 
+class RoleCache:
+    """Roles as read a moment ago: the gate runs for every update, and one database read
+    less per update is a good share of the bot's work. Changes made through this bot
+    (`/admins`) clear it; one made elsewhere (`chainmail admins add`) shows within
+    ROLE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._roles: dict[int, tuple[float, Role | None]] = {}
+
+    def get(self, user_id: int) -> tuple[bool, Role | None]:
+        found = self._roles.get(user_id)
+        if found is None or time.monotonic() - found[0] > ROLE_SECONDS:
+            return False, None
+        return True, found[1]
+
+    def put(self, user_id: int, role: Role | None) -> None:
+        if len(self._roles) > ROLES_KEPT:
+            self._roles.clear()
+        self._roles[user_id] = (time.monotonic(), role)
+
+    def clear(self) -> None:
+        self._roles.clear()
+
+
+
 class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data, None]):
     def __init__(self, *, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deps = deps
         # Background tasks following sending waves (handlers/progress.py), by message.
         self.watchers: dict[str, asyncio.Task[None]] = {}
+        # Roles read by the access gate a moment ago (handlers/access.py).
+        self.roles = RoleCache()
 
     async def shutdown(self) -> None:
         for task in list(self.watchers.values()):

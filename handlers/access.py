@@ -20,7 +20,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
-from handlers import Context, tell, texts
+from handlers import Context, RoleCache, tell, texts
 from models.admins import role_of
 from models.tables import Role
 from models.team_chats import is_subscribed
@@ -57,13 +57,23 @@ def attempt(update: Update) -> str:
     return "an update without text"
 
 
+async def _role(context: Context, user_id: int) -> Role | None:
+    cache: RoleCache = context.application.roles  # type: ignore[attr-defined]
+    known, role = cache.get(user_id)
+    if not known:
+        deps = context.deps
+        role = await role_of(deps.db, user_id, list(deps.owner_ids))
+        cache.put(user_id, role)
+    return role
+
+
 async def gate(update: Update, context: Context) -> None:
     user = update.effective_user
     if user is None:
         # Channel posts and the like: nobody to answer.
         raise ApplicationHandlerStop
     deps = context.deps
-    role = await role_of(deps.db, user.id, list(deps.owner_ids))
+    role = await _role(context, user.id)
     if role is None and in_group(update):
         chat_id = update.effective_chat.id  # type: ignore[union-attr]
         if await is_subscribed(deps.db, chat_id):

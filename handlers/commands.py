@@ -500,9 +500,11 @@ async def admins_command(update: Update, context: Context) -> None:
         role = Role(args[2].lower())
         name = " ".join(args[3:]) or None
         await add_admin(deps.db, telegram_id, role, name=name, actor=context.actor)
+        context.application.roles.clear()  # type: ignore[attr-defined]
         await show(update, texts.admin_added(telegram_id, role))
     elif verb == "remove" and len(args) == 2:
         removed = await remove_admin(deps.db, telegram_id, actor=context.actor)
+        context.application.roles.clear()  # type: ignore[attr-defined]
         await show(
             update,
             texts.admin_removed(telegram_id) if removed else texts.admin_unknown(telegram_id),
