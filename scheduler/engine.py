@@ -234,9 +234,10 @@ class Engine:
             mail_from=self.config.mail_from,
             policy=self.policy,
             clock=self.clock,
-            # Two groups are in flight at once (sending.py): 4 × EMAIL_CONCURRENCY
-            # messages at most, what a crash can leave `uncertain`.
-            group_size=max(self.config.email_concurrency * 2, 8),
+            # Two groups are in flight at once (sending.py): 8 × EMAIL_CONCURRENCY
+            # messages at most, what a crash can leave `uncertain`. Smaller groups
+            # cost more database work per message (measured: docs/benchmarks.md).
+            group_size=max(self.config.email_concurrency * 4, 16),
         )
 
     async def _zones_with_quiet_hours(self, session: AsyncSession, step: StepPlan) -> list[str]:

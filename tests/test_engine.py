@@ -450,7 +450,7 @@ async def test_pause_during_a_wave_stops_it_within_one_group(harness: Harness) -
         clock=harness.clock,
     )
     await engine.tick()
-    group = 8  # 2 × EMAIL_CONCURRENCY, at least 8
+    group = 16  # 4 × EMAIL_CONCURRENCY, at least 16
     assert len(harness.emails()) == group
     # The rest of the claimed batch is handed back, not left leased for minutes,
     # including the next group, marked `sending` while the first was on the wire.

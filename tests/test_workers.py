@@ -38,8 +38,8 @@ pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 ROOT = Path(__file__).resolve().parents[1]
 UNFINISHED = (DeliveryStatus.PLANNED.value, DeliveryStatus.SENDING.value)
 # What a worker may have in flight at once: two of StepSender's groups of
-# max(EMAIL_CONCURRENCY * 2, 8).
-GROUP_SIZE = 32
+# max(EMAIL_CONCURRENCY * 4, 16).
+GROUP_SIZE = 64
 
 CHAIN = """
 format: chainmail/1
