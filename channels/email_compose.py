@@ -127,6 +127,13 @@ class EmailComposer:
         self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
         self._after_body = f"--{boundary}--\r\n".encode()
 
+    @property
+    def message_id_parts(self) -> tuple[str, str]:
+        """A message's Message-ID is these two around its customer's id (`<cm.7.` `1234`
+        `@shop.example>`): deterministic, so a duplicate would show, and so the engine can
+        record a group's ids in one statement."""
+        return self._message_id_start, self._message_id_end
+
     def compose(self, recipient: Recipient) -> ComposedEmail:
         """The message for one customer; RenderError if it cannot be built for them."""
         try:

@@ -13,8 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import String, Update, bindparam, cast, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
@@ -248,6 +249,37 @@ class StepSender:
         result = await self._sms.send(item.delivery_id, item.phone or "", body)
         return Outcome(item.delivery_id, item.customer_id, attempts, result)
 
+    def _sent_at_once(self, sent: Sequence[Outcome], now: datetime) -> Update | None:
+        """One UPDATE for the whole group's `sent` rows, when it can say the same for all:
+        SMS (no Message-ID, no links), or emails whose links are the same for every
+        customer (the usual case) and whose Message-IDs follow the composer's pattern,
+        built in SQL from the customer id. None: each row needs its own values."""
+        message_id: Any = None
+        links = sent[0].links
+        if any(o.links != links for o in sent):
+            return None
+        if self._composer is not None:
+            start, end = self._composer.message_id_parts
+            if any(o.message_id != f"{start}{o.customer_id}{end}" for o in sent):
+                return None
+            message_id = literal(start) + cast(_delivery.c.customer_id, String) + literal(end)
+        elif any(o.message_id is not None for o in sent):
+            return None
+        return (
+            update(_delivery)
+            .where(_delivery.c.id.in_([o.delivery_id for o in sent]))
+            .values(
+                status=DeliveryStatus.SENT.value,
+                reason=None,
+                message_id=message_id,
+                links=links,
+                sent_at=now,
+                triggered_at=now,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
     async def _record(self, outcomes: Sequence[Outcome], tally: WaveTally) -> None:
         if not outcomes:
             return
@@ -265,7 +297,10 @@ class StepSender:
                 if outcome.result.bounce and self._channel == Channel.EMAIL:
                     bounced_customers.append(outcome.customer_id)
         async with self._db.writer() as session:
-            if sent:
+            at_once = self._sent_at_once(sent, now) if sent else None
+            if at_once is not None:
+                await session.execute(at_once)
+            elif sent:
                 await _update_each(
                     session,
                     [

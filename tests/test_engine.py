@@ -461,3 +461,34 @@ async def test_pause_during_a_wave_stops_it_within_one_group(harness: Harness) -
     await resume_chain(harness.db, chain_id, actor="manager")
     await engine.tick()
     assert len(harness.emails()) == 100
+
+
+async def test_a_groups_sent_rows_carry_each_messages_own_id_and_links(harness: Harness) -> None:
+    ids = await add_customers(harness.db, *({} for _ in range(20)))
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    await harness.engine.run_until_idle()
+    by_customer = {d.customer_id: d for d in await harness.deliveries(chain_id, 1)}
+    assert sorted(by_customer) == sorted(ids)
+    headers = {str(m["Message-ID"]) for m in harness.emails()}
+    assert {d.message_id for d in by_customer.values()} == headers
+    for customer_id, delivery in by_customer.items():
+        assert delivery.status == "sent"
+        assert delivery.message_id == f"<cm.{delivery.step_id}.{customer_id}@shop.example>"
+        assert delivery.links == [
+            "https://shop.example/sale?utm_source=chainmail"
+            "&utm_medium=email&utm_campaign=seed&utm_content=step1"
+        ]
+
+
+async def test_links_built_from_customer_data_are_stored_per_message(harness: Harness) -> None:
+    await add_customers(harness.db, *({"first_name": f"n{i}"} for i in range(5)))
+    personal = SEED_CHAIN.replace(
+        "<p>Hi <a href='https://shop.example/sale'>sale</a></p>",
+        "<a href='https://shop.example/for/{{ first_name }}'>yours</a>",
+    )
+    chain_id = await import_seed(harness.db, personal)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    await harness.engine.run_until_idle()
+    links = sorted(d.links[0].split("?")[0] for d in await harness.deliveries(chain_id, 1))
+    assert links == [f"https://shop.example/for/n{i}" for i in range(5)]
