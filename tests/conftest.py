@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import make_url, text
 
+from bot.telegram_double import TelegramDouble
 from models.db import Database
 from models.migrate import upgrade
 from models.tables import Base
+from tests.test_bot_support import new_double
 
 pytest_plugins = ["tests.servers"]
 
@@ -109,3 +111,10 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+def double() -> TelegramDouble:
+    """The bot tests' Telegram double with their people, used in process (not over HTTP);
+    modules that serve it over HTTP define their own."""
+    return new_double()

@@ -24,15 +24,9 @@ from tests.test_bot_support import (
     BotUnderTest,
     buttons,
     make_chain,
-    new_double,
     running_bot,
     screen,
 )
-
-
-@pytest.fixture
-def double() -> TelegramDouble:
-    return new_double()
 
 
 @pytest.fixture

@@ -28,16 +28,10 @@ from tests.test_bot_support import (
     bot_settings,
     buttons,
     make_chain,
-    new_double,
     running_bot,
     screen,
 )
 from tests.test_reporting import seeded_chain
-
-
-@pytest.fixture
-def double() -> TelegramDouble:
-    return new_double()
 
 
 @pytest.fixture

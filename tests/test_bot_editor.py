@@ -27,7 +27,6 @@ from tests.test_bot_support import (
     STRANGER,
     VIEWER,
     BotUnderTest,
-    new_double,
     running_bot,
 )
 
@@ -52,11 +51,6 @@ steps:
     action: {channel: sms, text: "You can always come back: -10% with code BACK"}
     schedule: {send: now, wait_days: 30}
 """
-
-
-@pytest.fixture
-def double() -> TelegramDouble:
-    return new_double()
 
 
 @pytest.fixture

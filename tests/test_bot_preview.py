@@ -11,7 +11,6 @@ from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.telegram_app import build_application
@@ -24,7 +23,7 @@ from models.segments import add_segment
 from models.tables import AuditEntry, Delivery, Role
 from tests.editor_driver import Phone
 from tests.servers import SmsGatewayTestServer, SmtpTestServer
-from tests.test_bot_support import ADMIN, BotUnderTest, bot_settings, new_double
+from tests.test_bot_support import ADMIN, BotUnderTest, bot_settings
 
 CHAIN = """\
 format: chainmail/1
@@ -54,11 +53,6 @@ CUSTOMERS = [
     },
     {"external_id": "c-2", "email": "ivan@example.com", "first_name": "Ivan", "tags": ["vip"]},
 ]
-
-
-@pytest.fixture
-def double() -> TelegramDouble:
-    return new_double()
 
 
 @asynccontextmanager
