@@ -18,7 +18,7 @@ from models.customers import BAD_EMAIL, BAD_PHONE, validate_customer
 from models.db import Database
 from models.segments import segment_members_query
 from models.tables import Channel, Customer, Segment
-from models.templates import template_context
+from models.templates import customer_context, template_context
 
 MADE_UP_FIELDS = {
     "external_id": "sample",
@@ -63,21 +63,13 @@ def made_up_customer(default_timezone: str) -> PreviewCustomer:
 
 
 def _preview_customer(customer: Customer) -> PreviewCustomer:
-    fields = {
-        "external_id": customer.external_id,
-        "email": customer.email,
-        "phone": customer.phone,
-        "first_name": customer.first_name,
-        "last_name": customer.last_name,
-        "timezone": customer.timezone,
-    }
     return PreviewCustomer(
         id=customer.id,
         external_id=customer.external_id,
         first_name=customer.first_name,
         email=customer.email,
         phone=customer.phone,
-        context=template_context(fields, customer.attributes or {}),
+        context=customer_context(customer),
     )
 
 

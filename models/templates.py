@@ -64,3 +64,10 @@ def template_context(fields: Mapping[str, Any], attributes: Mapping[str, Any]) -
     context = dict(attributes)
     context.update({name: fields.get(name) for name in CUSTOMER_FIELDS})
     return context
+
+
+def customer_context(customer: Any) -> dict[str, Any]:
+    """`template_context` of anything with the customer's fields and `attributes` as
+    attributes: a `Customer`, or a row selected with those columns."""
+    fields = {name: getattr(customer, name) for name in CUSTOMER_FIELDS}
+    return template_context(fields, customer.attributes or {})

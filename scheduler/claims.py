@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
 from models.tables import Channel, Customer, Delivery, DeliveryStatus, EmailStatus, SmsStatus
-from models.templates import template_context
+from models.templates import customer_context
 from scheduler.steps import StepPlan
 from scheduler.terms import terms_condition
 
@@ -161,15 +161,12 @@ async def claim(
 
 
 def _claimed(row: Any) -> Claimed:
-    fields = {
-        "external_id": row.external_id,
-        "email": row.email,
-        "phone": row.phone,
-        "first_name": row.first_name,
-        "last_name": row.last_name,
-        "timezone": row.timezone,
-    }
-    context = template_context(fields, row.attributes or {})
     return Claimed(
-        row.id, row.customer_id, row.attempts, row.email, row.phone, context, row.lease_until
+        row.id,
+        row.customer_id,
+        row.attempts,
+        row.email,
+        row.phone,
+        customer_context(row),
+        row.lease_until,
     )
