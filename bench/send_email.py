@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import platform
 import sys
@@ -86,12 +87,10 @@ def _serve(
 ) -> None:  # type: ignore[type-arg]
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-    try:
+    with contextlib.suppress(ImportError):  # uvloop is optional: the faster server loop
         import uvloop
 
         uvloop.install()
-    except ImportError:
-        pass
 
     class Counter:
         async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -1730,8 +1730,10 @@ _METHODS: dict[str, tuple[str, _Handler]] = {
 
 async def _hang_up(request: Request) -> None:
     """Returns when the client closes the connection (the body has been read by then)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def _refusal(error_code: int, description: str) -> JSONResponse:

@@ -300,10 +300,7 @@ async def _stats(
         await _send_chart(update, context, stats)
     pages = texts.stats_pages(stats)
     page = keyboards.paginate(pages, page_number, 1)
-    markup = keyboards.stats(chain_id, page)
-    # The Chart button: a row of this flow's own under the navigation.
-    chart_row = [keyboards.button(texts.BUTTON_CHART, Action.CHART, chain_id)]
-    await show(update, page.items[0], keyboards.keyboard(*markup.inline_keyboard, chart_row))
+    await show(update, page.items[0], keyboards.stats(chain_id, page))
 
 
 async def _reports(update: Update, context: Context, page_number: int) -> None:

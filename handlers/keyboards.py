@@ -125,6 +125,7 @@ def stats(chain_id: int, page: Page[str]) -> InlineKeyboardMarkup:
             button(texts.BUTTON_REFRESH, Action.STATS, chain_id, page.number),
             button(texts.BUTTON_BACK, Action.CHAIN, chain_id, 0),
         ],
+        [button(texts.BUTTON_CHART, Action.CHART, chain_id)],
     )
 
 

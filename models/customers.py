@@ -974,7 +974,7 @@ def _read_for_parent() -> None:
                 reader.close()
     except BrokenPipeError:
         # The parent stopped reading: it has stopped the import.
-        pass
+        return
     except Exception as exc:
         try:
             pickle.dumps(exc)

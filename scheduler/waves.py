@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import case, func, literal, select
-from sqlalchemy.orm import selectinload
 
-from models.chainfile import BlockKind
-from models.chains import stored_block
+from models.chainfile import SegmentsAudience
+from models.chains import ChainView
 from models.db import Database
-from models.errors import ChainmailError, NotFound
+from models.errors import ChainmailError
 from models.segments import segment_members_query
-from models.tables import Chain, Customer, Delivery, DeliveryStatus, Enrollment, Segment
+from models.tables import Customer, Delivery, DeliveryStatus, Enrollment, Segment
 from scheduler.claims import contact_rules
 
 _customer = Customer.__table__
@@ -43,46 +42,37 @@ class Forecast:
     later_channels: tuple[str, ...]
 
 
-async def forecast_activation(db: Database, chain_id: int) -> Forecast:
+async def forecast_activation(db: Database, chain: ChainView) -> Forecast:
     """The main step's audience if the chain were activated now, by channel rules."""
+    main = chain.steps[0] if chain.steps else None
+    if main is None or not isinstance(main.audience, SegmentsAudience) or main.action is None:
+        raise NotReady(f"chain {chain.id} has no main step with an audience and a message yet")
+    channel = main.action.channel.value
+    reason = case(
+        *((condition, literal(name)) for name, condition in contact_rules(channel)),
+        else_=literal(REACHABLE),
+    ).label("reason")
     async with db.session() as session:
-        chain = await session.scalar(
-            select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
-        )
-        if chain is None:
-            raise NotFound(f"there is no chain {chain_id}")
-        main = chain.steps[0] if chain.steps else None
-        if main is None or main.audience is None or main.action is None:
-            raise NotReady(f"chain {chain_id} has no main step with an audience and a message yet")
-        audience = stored_block(BlockKind.AUDIENCE, main.audience, 1)
-        channel = stored_block(BlockKind.ACTION, main.action, 1).channel.value
         rules = list(
-            await session.scalars(select(Segment).where(Segment.name.in_(audience.segments)))
+            await session.scalars(select(Segment).where(Segment.name.in_(main.audience.segments)))
         )
         members = segment_members_query(rules).subquery()
-        reason = case(
-            *((condition, literal(name)) for name, condition in contact_rules(channel)),
-            else_=literal(REACHABLE),
-        ).label("reason")
         rows = await session.execute(
             select(reason, func.count())
             .select_from(_customer.join(members, members.c.id == _customer.c.id))
             .group_by(reason)
         )
         counts = {name: count for name, count in rows}
-        later = tuple(
-            stored_block(BlockKind.ACTION, step.action, step.position).channel.value
-            for step in chain.steps[1:]
-            if step.action is not None
-        )
     reachable = counts.pop(REACHABLE, 0)
     return Forecast(
         channel=channel,
-        enrollment=Enrollment(chain.enrollment),
+        enrollment=chain.enrollment,
         audience=reachable + sum(counts.values()),
         reachable=reachable,
         skipped=dict(sorted(counts.items(), key=lambda item: -item[1])),
-        later_channels=later,
+        later_channels=tuple(
+            step.action.channel.value for step in chain.steps[1:] if step.action is not None
+        ),
     )
 
 

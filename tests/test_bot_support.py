@@ -49,10 +49,10 @@ class InMemoryRequest(BaseRequest):
         return None
 
     async def initialize(self) -> None:
-        pass
+        """Nothing to open: the fake bot lives in this process."""
 
     async def shutdown(self) -> None:
-        pass
+        """Nothing to close."""
 
     async def do_request(
         self,
