@@ -26,6 +26,7 @@ from pydantic import (
 from sqlalchemy import select
 
 from models.db import Database, insert_ignoring_conflicts
+from models.facts import customer_facts_changed
 from models.tables import Customer, Order
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -131,7 +132,11 @@ async def record_orders(db: Database, items: Sequence[object], now: datetime) ->
                 insert_ignoring_conflicts(session, Order).returning(Order.external_id),
                 list(rows.values()),
             )
-            created = len(inserted.all())
+            stored = inserted.all()
+            created = len(stored)
+            await customer_facts_changed(
+                session, {rows[external_id]["customer_id"] for external_id in stored}, now
+            )
         duplicates += len(rows) - created
 
     errors.sort()

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import audit
+from models.facts import customer_facts_changed, message_facts_changed
 from models.db import Database
 from models.tables import Channel, Customer, Delivery, EmailStatus, Event, EventType, SmsStatus
 
@@ -85,6 +86,7 @@ async def record_open(db: Database, delivery_id: int, at: datetime) -> bool:
         if delivery is None:
             return False
         await _add_event_once(session, delivery, EventType.OPENED, at)
+        await message_facts_changed(session, [delivery.id], at)
         return True
 
 
@@ -108,6 +110,7 @@ async def record_click(db: Database, delivery_id: int, link_index: int, at: date
         )
         # Whoever clicked had the email open, even with its images (the pixel) blocked.
         await _add_event_once(session, delivery, EventType.OPENED, at)
+        await message_facts_changed(session, [delivery.id], at)
         return links[link_index]
 
 
@@ -140,6 +143,7 @@ async def unsubscribe(db: Database, delivery_id: int, at: datetime) -> Unsubscri
                 delivery_id=delivery.id,
                 channel=channel.value,
             )
+            await customer_facts_changed(session, [delivery.customer_id], at)
         await _add_event_once(
             session, delivery, EventType.UNSUBSCRIBED, at, {"channel": channel.value}
         )
@@ -159,4 +163,5 @@ async def record_sms_status(
             return False
         event_type = EventType.DELIVERED if status == "delivered" else EventType.BOUNCED
         await _add_event_once(session, delivery, event_type, at)
+        await message_facts_changed(session, [delivery.id], at)
         return True
