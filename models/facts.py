@@ -59,4 +59,3 @@ async def customer_facts_changed(
             _delivery.c.customer_id.in_(sorted(customer_ids)),
             _delivery.c.previous_delivery_id.is_not(None),
         )
-

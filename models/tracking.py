@@ -20,8 +20,8 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import audit
-from models.facts import customer_facts_changed, message_facts_changed
 from models.db import Database
+from models.facts import customer_facts_changed, message_facts_changed
 from models.tables import Channel, Customer, Delivery, EmailStatus, Event, EventType, SmsStatus
 
 SmsReport = Literal["delivered", "failed"]
