@@ -102,6 +102,13 @@ class DeliveryStatus(StrEnum):
     UNCERTAIN = "uncertain"
 
 
+# Handed to the channel as far as we know: `uncertain` most likely went out (SPEC §2).
+# The one definition of "the message left" for terms, attribution and stats.
+LEFT_STATUSES = (DeliveryStatus.SENT.value, DeliveryStatus.UNCERTAIN.value)
+# The step triggered for the customer: the next step may follow (SPEC §2).
+TRIGGERED_STATUSES = (*LEFT_STATUSES, DeliveryStatus.FAILED.value)
+
+
 class EventType(StrEnum):
     DELIVERED = "delivered"
     OPENED = "opened"

@@ -13,7 +13,7 @@ from sqlalchemy import and_, exists, false, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from models.tables import DeliveryStatus, EmailStatus, EventType, Order, SmsStatus
+from models.tables import LEFT_STATUSES, EmailStatus, EventType, Order, SmsStatus
 from models.tables import Event as EventRow
 
 
@@ -62,7 +62,7 @@ def fact_condition(fact: str, previous: FromClause, customer: FromClause) -> Col
         return _event_exists(previous, EventType.CLICKED)
     if fact == "delivered":
         return and_(
-            previous.c.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.UNCERTAIN.value]),
+            previous.c.status.in_(LEFT_STATUSES),
             not_(_event_exists(previous, EventType.BOUNCED)),
         )
     if fact == "unsubscribed_email":
