@@ -15,6 +15,7 @@ from bot.summaries import summary_sender
 from bot.transports import email_transport, sms_transport
 from models.db import Database, secret_key
 from scheduler.engine import Engine, EngineConfig
+from scheduler.workers import HEARTBEAT
 
 log = logging.getLogger(__name__)
 # How long a stopping worker waits for the messages it is sending.
@@ -32,10 +33,13 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         secret_key=await secret_key(db, settings.secret_key),
         quiet_hours_sms=settings.quiet_hours_sms,
         email_concurrency=settings.email_concurrency,
+        tick_seconds=settings.engine_tick_seconds,
     )
+    engine = Engine(db, config, email=email, sms=sms)
     try:
-        yield Engine(db, config, email=email, sms=sms)
+        yield engine
     finally:
+        await engine.close()
         await email.aclose()
         await sms.aclose()
 
@@ -67,6 +71,14 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
             return run
 
         scheduler = AsyncIOScheduler()
+        # Its own job, so that a long sending loop never delays the heartbeat.
+        scheduler.add_job(
+            lambda: _beat(engine),
+            "interval",
+            seconds=HEARTBEAT.total_seconds(),
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(
             shielded(lambda: _tick_once(engine)),
             "interval",
@@ -98,6 +110,15 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
                     log.warning("the engine did not finish its work in time; stopping anyway")
             if summaries is not None:
                 await summaries.close()
+
+
+async def _beat(engine: Engine) -> None:
+    if engine.worker_id is None:
+        return  # the first tick registers
+    try:
+        await engine.heartbeat()
+    except Exception:
+        log.exception("heartbeat failed; the next one retries")
 
 
 async def _tick_once(engine: Engine) -> None:

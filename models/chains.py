@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +58,12 @@ class ChainSummary:
     steps: int
 
 
+def missing_blocks(step: Any) -> tuple[BlockKind, ...]:
+    """The blocks a step (a Step row or a StepView) still lacks: the one definition of
+    "complete". A step is sent only when this is empty."""
+    return tuple(kind for kind in BlockKind if getattr(step, kind.value) is None)
+
+
 @dataclass(frozen=True)
 class StepView:
     id: int
@@ -71,8 +77,7 @@ class StepView:
 
     @property
     def missing(self) -> tuple[BlockKind, ...]:
-        """Blocks still to be saved before the step is complete."""
-        return tuple(kind for kind in BlockKind if getattr(self, kind.value) is None)
+        return missing_blocks(self)
 
 
 @dataclass(frozen=True)
@@ -206,16 +211,13 @@ def chain_spec(chain: ChainView) -> ChainSpec:
     steps: list[StepSpec] = []
     gaps: list[str] = []
     for step in chain.steps:
-        audience, action, schedule, conversion = (
-            step.audience,
-            step.action,
-            step.schedule,
-            step.conversion,
-        )
-        if audience is None or action is None or schedule is None or conversion is None:
+        if step.missing:
             gaps.append(f"step {step.position} ({step.name}) has no {', '.join(step.missing)}")
-        else:
-            steps.append(StepSpec(step.name, audience, action, schedule, conversion))
+            continue
+        blocks = (step.audience, step.action, step.schedule, step.conversion)
+        steps.append(
+            StepSpec(step.name, *cast(tuple[Audience, Action, Schedule, Conversion], blocks))
+        )
     if gaps:
         raise ChainmailError(f"chain {chain.id} is not complete: {'; '.join(gaps)}")
     return ChainSpec(
@@ -402,6 +404,8 @@ async def save_block(
         stored = block.to_block()
         setattr(step, kind.value, stored)
         step.updated_at = chain.updated_at = utcnow()
+        # Whoever this step may now reach is planned by the engine's next pass.
+        step.plan_requested += 1
         audit.record(
             session,
             actor,

@@ -59,6 +59,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     literal_column,
     select,
     true,
@@ -70,7 +71,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import audit
 from models.db import Database
 from models.errors import ChainmailError
-from models.tables import Customer, CustomerTag, EmailStatus, SmsStatus, utcnow
+from models.tables import Customer, CustomerChange, CustomerTag, EmailStatus, SmsStatus, utcnow
 from models.timezones import (
     TimezoneSource,
     is_valid_timezone,
@@ -604,6 +605,13 @@ async def _store_batch(
     tag_rows = [(r.external_id, tag) for r in retagged for tag in r.tags or ()]
     if tag_rows:
         await _execute(session, writer.insert_tags, writer.parameters(_TAG_ROW, tag_rows))
+    # `continuous` chains take newcomers from this queue (scheduler/engine.py).
+    await session.execute(
+        insert(CustomerChange.__table__).from_select(
+            ["customer_id"],
+            select(_CUSTOMERS.c.id).where(_among(_CUSTOMERS.c.external_id, ids, dialect)),
+        )
+    )
     return UpsertResult(created=len(batch) - len(stored), updated=len(stored))
 
 

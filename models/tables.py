@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -141,6 +142,8 @@ class Base(DeclarativeBase):
 class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (
+        # The distinct zones of an audience, for `at` moments, read off the index.
+        Index("ix_customers_timezone", "timezone"),
         CheckConstraint(_in("timezone_source", TimezoneSource), name="timezone_source"),
         CheckConstraint(_in("email_status", EmailStatus), name="email_status"),
         CheckConstraint(_in("sms_status", SmsStatus), name="sms_status"),
@@ -234,6 +237,12 @@ class Step(Base):
     conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # A full planning pass over this step's whole audience is owed while
+    # `plan_requested > planned_version` (a block saved, a step added, a chain
+    # resumed); the engine sets `planned_version` to the request it served, so a
+    # request made meanwhile stays owed (scheduler/planning.py).
+    plan_requested: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    planned_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     chain: Mapped[Chain] = relationship(back_populates="steps", lazy="raise")
 
@@ -246,8 +255,18 @@ class Delivery(Base):
         UniqueConstraint("step_id", "customer_id"),
         CheckConstraint(_in("status", DeliveryStatus), name="status"),
         CheckConstraint(_in("channel", Channel), name="channel"),
-        Index("ix_deliveries_status_due_at", "status", "due_at"),
+        # The claim: a step's planned rows in due order, and its earliest one.
+        Index("ix_deliveries_step_id_status_due_at", "step_id", "status", "due_at"),
         Index("ix_deliveries_customer_id", "customer_id"),
+        # A fact about a message wakes the follow-up waiting on it (models/facts.py).
+        Index("ix_deliveries_previous_delivery_id", "previous_delivery_id"),
+        # The rows a worker holds: few, whatever the size of the table.
+        Index(
+            "ix_deliveries_claimed_by",
+            "claimed_by",
+            sqlite_where=text("claimed_by IS NOT NULL"),
+            postgresql_where=text("claimed_by IS NOT NULL"),
+        ),
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
         # Lets the per-step status counts of stats read the index alone.
         Index("ix_deliveries_chain_id_step_id_status", "chain_id", "step_id", "status"),
@@ -269,16 +288,42 @@ class Delivery(Base):
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Terms that can still come true are re-checked until this moment.
     wait_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The worker (workers.id) that holds the row, `planned` (claimed) or `sending`;
+    # every write after the claim is conditional on it: the fence.
+    claimed_by: Mapped[int | None] = mapped_column(Id)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message_id: Mapped[str | None] = mapped_column(String(255))
     # The original targets of the message's tracked links, in order: a click
     # token names an index here, so the redirect never comes from the URL.
     links: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # When the message was handed to the channel (for `uncertain`: when it was
+    # about to be, the last moment known).
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the step triggered for the customer: sent, finally failed or uncertain.
     triggered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CustomerChange(Base):
+    """A customer added or changed since the engine last looked: `continuous` chains
+    take in newcomers from this queue instead of re-reading every customer."""
+
+    __tablename__ = "customer_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Id, ForeignKey("customers.id", ondelete="CASCADE"))
+
+
+class Worker(Base):
+    """An engine process. Its heartbeat (the database's clock) says it is alive; the
+    rows of a worker whose heartbeat stopped are taken back by the others."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Event(Base):

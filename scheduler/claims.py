@@ -1,86 +1,90 @@
-"""Deciding at due time and claiming: who is skipped, who is sent, which worker sends.
+"""The queue: one claim across every active step, and the send-time rules applied in it.
 
-Everything here is set-based over the due deliveries of one step. Claims take a
-lease on planned rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers never
-claim the same row; SQLite: one writer at a time with BEGIN IMMEDIATE). A claim
-does not change the status: a worker that dies holding one lets the lease run
-out and another worker sends those messages. Only `sending` means "maybe sent".
+A claim, in one transaction (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers
+never take the same row; SQLite: one writer at a time, BEGIN IMMEDIATE):
+
+1. which active steps have rows due: one indexed look per step at its earliest
+   planned row, so a million rows waiting in the future cost nothing;
+2. candidates: the due rows of each of those steps in `due_at` order, the batch
+   shared out fairly among the steps, so a small chain's messages go out
+   beside a big wave instead of after it;
+3. the rules, set-based over the candidates: terms false for good → `skipped`;
+   terms that may still come true → parked until `wait_until` (a fact about
+   the customer wakes them sooner: models/facts.py); no address, unsubscribed,
+   bounced → `skipped` with the reason; an SMS in the customer's quiet hours →
+   `due_at` moved to the hour they end, in that customer's zone;
+4. the rest are claimed for this worker (`claimed_by`), status still `planned`.
+
+Right before each group of claimed messages goes on the wire, `recheck` applies
+the contact rules and the chain's status again, so an unsubscribe or a pause
+that arrives mid-wave reaches every message not already on the wire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
-from models.tables import Channel, Customer, Delivery, DeliveryStatus, EmailStatus, SmsStatus
+from models.tables import (
+    Chain,
+    ChainStatus,
+    Channel,
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    EmailStatus,
+    SmsStatus,
+    Step,
+)
 from models.templates import customer_context
+from scheduler import sql
 from scheduler.steps import StepPlan
 from scheduler.terms import terms_condition
+from scheduler.timing import in_quiet_hours, quiet_hours_end
 
 _delivery = Delivery.__table__
 _customer = Customer.__table__
+_chain = Chain.__table__
 _previous = Delivery.__table__.alias("previous")
+# Rows each due step is offered at least, however many steps are due at once.
+MIN_SHARE = 16
 
 
 @dataclass(frozen=True)
 class Claimed:
     delivery_id: int
+    step_id: int
     customer_id: int
     attempts: int
     email: str | None
     phone: str | None
     context: dict[str, Any]
-    # The claim's lease as stored: the row is this worker's to send only while
-    # it still carries exactly this value.
-    lease_until: datetime
 
 
-def _due(step: StepPlan, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        _delivery.c.step_id == step.step_id,
-        _delivery.c.status == DeliveryStatus.PLANNED.value,
-        _delivery.c.due_at <= now,
-        or_(_delivery.c.lease_until.is_(None), _delivery.c.lease_until < now),
-    )
+@dataclass
+class Claim:
+    rows: list[Claimed] = field(default_factory=list)
+    # Decided at claim time, by step: reason → count.
+    skipped: dict[int, dict[str, int]] = field(default_factory=dict)
+    # Rows whose due moment moved (quiet hours, terms still to come true).
+    deferred: int = 0
 
-
-def _terms(step: StepPlan) -> ColumnElement[bool]:
-    return terms_condition(step.terms, step.match, _previous, _customer)
-
-
-def _due_ids(step: StepPlan, now: datetime, *conditions: ColumnElement[bool]) -> Select:
-    return (
-        select(_delivery.c.id)
-        .select_from(
-            _delivery.join(_customer, _customer.c.id == _delivery.c.customer_id).outerjoin(
-                _previous, _previous.c.id == _delivery.c.previous_delivery_id
-            )
-        )
-        .where(_due(step, now), *conditions)
-    )
-
-
-async def _skip(
-    session: AsyncSession, step: StepPlan, now: datetime, reason: str, *conditions: Any
-) -> int:
-    ids = _due_ids(step, now, *conditions).scalar_subquery()
-    result = await session.execute(
-        update(_delivery)
-        .where(_delivery.c.id.in_(ids))
-        .values(status=DeliveryStatus.SKIPPED.value, reason=reason, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return max(result.rowcount or 0, 0)
+    def note_skipped(self, step_id: int, reason: str, count: int) -> None:
+        if count:
+            by_reason = self.skipped.setdefault(step_id, {})
+            by_reason[reason] = by_reason.get(reason, 0) + count
 
 
 def contact_rules(channel: str) -> list[tuple[str, ColumnElement[bool]]]:
+    """Why a customer cannot get a message on `channel`, each rule with its reason, in order."""
     if channel == Channel.EMAIL:
         return [
             (reasons.NO_EMAIL, or_(_customer.c.email.is_(None), _customer.c.email == "")),
@@ -93,58 +97,148 @@ def contact_rules(channel: str) -> list[tuple[str, ColumnElement[bool]]]:
     ]
 
 
-async def skip_due(session: AsyncSession, step: StepPlan, now: datetime) -> dict[str, int]:
-    """Skip the due deliveries that must not be sent, each with its reason.
+def contact_refusal(channel: str) -> ColumnElement[str | None]:
+    """The first contact rule a customer breaks on `channel`, as its reason; NULL if none."""
+    return case(*((condition, literal(reason)) for reason, condition in contact_rules(channel)))
 
-    Terms first: a customer whose terms are false when checked leaves the chain
-    there. With `send: now`, terms that may still come true wait until wait_until.
+
+async def due_steps(
+    session: AsyncSession, step_ids: Sequence[int], now: datetime
+) -> list[tuple[int, datetime]]:
+    """The steps among `step_ids` with rows due by `now`, earliest first, with that moment.
+
+    One correlated `min()` per step, each read off (step_id, status, due_at): the
+    cost grows with the number of steps, not of rows.
     """
-    skipped: dict[str, int] = {}
-    if step.who == "terms":
-        expired = or_(_delivery.c.wait_until.is_(None), _delivery.c.wait_until <= now)
-        skipped[reasons.TERMS_FALSE] = await _skip(
-            session, step, now, reasons.TERMS_FALSE, ~_terms(step), expired
-        )
-    for reason, condition in contact_rules(step.channel):
-        terms = [_terms(step)] if step.who == "terms" else []
-        skipped[reason] = await _skip(session, step, now, reason, condition, *terms)
-    return {reason: count for reason, count in skipped.items() if count}
-
-
-async def claim(
-    session: AsyncSession,
-    step: StepPlan,
-    now: datetime,
-    *,
-    limit: int,
-    lease: timedelta,
-    quiet_zones: Iterable[str] = (),
-) -> list[Claimed]:
-    """Lease up to `limit` due deliveries of `step` that may be sent now."""
-    conditions: list[ColumnElement[bool]] = []
-    if step.who == "terms":
-        conditions.append(_terms(step))
-    quiet = sorted(quiet_zones)
-    if step.channel == Channel.SMS and quiet:
-        conditions.append(_customer.c.timezone.not_in(quiet))
-    query = _due_ids(step, now, *conditions).order_by(_delivery.c.due_at).limit(limit)
-    if session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(of=_delivery, skip_locked=True)
-    ids = list(await session.scalars(query))
-    if not ids:
+    if not step_ids:
         return []
-    await session.execute(
-        update(_delivery)
-        .where(_delivery.c.id.in_(ids))
-        .values(lease_until=now + lease)
-        .execution_options(synchronize_session=False)
+    steps = Step.__table__
+    earliest = (
+        select(func.min(_delivery.c.due_at))
+        .where(
+            _delivery.c.step_id == steps.c.id,
+            _delivery.c.status == DeliveryStatus.PLANNED.value,
+            _delivery.c.claimed_by.is_(None),
+        )
+        .scalar_subquery()
     )
-    rows = await session.execute(
+    rows = await session.execute(select(steps.c.id, earliest).where(steps.c.id.in_(step_ids)))
+    due = [(step_id, first) for step_id, first in rows if first is not None and first <= now]
+    return sorted(due, key=lambda row: (row[1], row[0]))
+
+
+# --- Deciding: pure, over one candidate's facts ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the rules need to know about one due row."""
+
+    channel: str
+    # None: the step has no terms; else whether they hold now.
+    terms_hold: bool | None
+    wait_until: datetime | None
+    # The first contact rule broken (models.reasons), or None.
+    contact_refusal: str | None
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    # "claim", "skip" (with `reason`) or "defer" (to `until`).
+    action: str
+    reason: str | None = None
+    until: datetime | None = None
+
+
+CLAIM = Decision("claim")
+
+
+def decide(
+    candidate: Candidate, now: datetime, quiet_hours_sms: tuple[time, time] | None
+) -> Decision:
+    """The send-time rules of SPEC §2, in order, for a row due at `now`."""
+    if candidate.terms_hold is False:
+        if candidate.wait_until is not None and candidate.wait_until > now:
+            return Decision("defer", until=candidate.wait_until)
+        return Decision("skip", reason=reasons.TERMS_FALSE)
+    if candidate.contact_refusal is not None:
+        return Decision("skip", reason=candidate.contact_refusal)
+    if candidate.channel == Channel.SMS and quiet_hours_sms is not None:
+        local = now.astimezone(ZoneInfo(candidate.timezone)).time()
+        if in_quiet_hours(local, quiet_hours_sms):
+            return Decision(
+                "defer", until=quiet_hours_end(now, candidate.timezone, quiet_hours_sms)
+            )
+    return CLAIM
+
+
+# --- Claiming ------------------------------------------------------------------------
+
+
+def _candidates(
+    step: StepPlan, now: datetime, limit: int, exclude: Sequence[int], postgres: bool
+) -> Any:
+    query = (
+        select(_delivery.c.id)
+        .where(
+            _delivery.c.step_id == step.step_id,
+            _delivery.c.status == DeliveryStatus.PLANNED.value,
+            _delivery.c.due_at <= sql.moment(now),
+            _delivery.c.claimed_by.is_(None),
+        )
+        .order_by(_delivery.c.due_at, _delivery.c.id)
+        .limit(limit)
+    )
+    if exclude:
+        query = query.where(_delivery.c.id.not_in(exclude))
+    if postgres:
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
+async def _pick(
+    session: AsyncSession, steps: Mapping[int, StepPlan], now: datetime, limit: int
+) -> dict[int, list[int]]:
+    """Due row ids by step: the batch shared fairly, what a step leaves unused to the others."""
+    due = await due_steps(session, list(steps), now)
+    if not due:
+        return {}
+    postgres = session.bind.dialect.name == "postgresql"
+    share = max(limit // len(due), MIN_SHARE)
+    picked: dict[int, list[int]] = {}
+    full: list[int] = []
+    for step_id, _ in due:
+        ids = list(await session.scalars(_candidates(steps[step_id], now, share, (), postgres)))
+        picked[step_id] = ids
+        if len(ids) == share:
+            full.append(step_id)
+    left = limit - sum(len(ids) for ids in picked.values())
+    for step_id in full:
+        if left <= 0:
+            break
+        more = list(
+            await session.scalars(_candidates(steps[step_id], now, left, picked[step_id], postgres))
+        )
+        picked[step_id] += more
+        left -= len(more)
+    return picked
+
+
+def _details(step: StepPlan, ids: Sequence[int]) -> Any:
+    terms = (
+        terms_condition(step.terms, step.match, _previous, _customer).label("terms_hold")
+        if step.who == "terms"
+        else literal(None).label("terms_hold")
+    )
+    return (
         select(
             _delivery.c.id,
             _delivery.c.customer_id,
             _delivery.c.attempts,
-            _delivery.c.lease_until,
+            _delivery.c.wait_until,
+            terms,
+            contact_refusal(step.channel).label("refusal"),
             _customer.c.external_id,
             _customer.c.email,
             _customer.c.phone,
@@ -153,20 +247,121 @@ async def claim(
             _customer.c.timezone,
             _customer.c.attributes,
         )
-        .join(_customer, _customer.c.id == _delivery.c.customer_id)
+        .select_from(
+            _delivery.join(_customer, _customer.c.id == _delivery.c.customer_id).outerjoin(
+                _previous, _previous.c.id == _delivery.c.previous_delivery_id
+            )
+        )
         .where(_delivery.c.id.in_(ids))
         .order_by(_delivery.c.id)
     )
-    return [_claimed(row) for row in rows]
 
 
-def _claimed(row: Any) -> Claimed:
-    return Claimed(
-        row.id,
-        row.customer_id,
-        row.attempts,
-        row.email,
-        row.phone,
-        customer_context(row),
-        row.lease_until,
+async def claim(
+    session: AsyncSession,
+    steps: Mapping[int, StepPlan],
+    now: datetime,
+    *,
+    worker_id: int,
+    limit: int,
+    quiet_hours_sms: tuple[time, time] | None,
+) -> Claim:
+    """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied."""
+    result = Claim()
+    for step_id, ids in (await _pick(session, steps, now, limit)).items():
+        if not ids:
+            continue
+        step = steps[step_id]
+        skips: dict[str, list[int]] = {}
+        defers: dict[datetime, list[int]] = {}
+        claimed: list[Any] = []
+        for row in await session.execute(_details(step, ids)):
+            candidate = Candidate(
+                channel=step.channel,
+                terms_hold=None if row.terms_hold is None else bool(row.terms_hold),
+                wait_until=row.wait_until,
+                contact_refusal=row.refusal,
+                timezone=row.timezone,
+            )
+            decision = decide(candidate, now, quiet_hours_sms)
+            if decision.action == "skip":
+                skips.setdefault(decision.reason or "", []).append(row.id)
+            elif decision.action == "defer":
+                assert decision.until is not None
+                defers.setdefault(decision.until, []).append(row.id)
+            else:
+                claimed.append(row)
+        for reason, skipped in skips.items():
+            await _set(session, skipped, status=DeliveryStatus.SKIPPED.value, reason=reason)
+            result.note_skipped(step_id, reason, len(skipped))
+        for until, deferred in defers.items():
+            await _set(session, deferred, due_at=until)
+            result.deferred += len(deferred)
+        if claimed:
+            await _set(session, [row.id for row in claimed], claimed_by=worker_id)
+            result.rows += [
+                Claimed(
+                    row.id,
+                    step_id,
+                    row.customer_id,
+                    row.attempts,
+                    row.email,
+                    row.phone,
+                    customer_context(row),
+                )
+                for row in claimed
+            ]
+    return result
+
+
+async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None:
+    await session.execute(
+        update(_delivery)
+        .where(_delivery.c.id.in_(ids))
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
+
+
+async def recheck(
+    session: AsyncSession, channel: str, delivery_ids: Sequence[int], worker_id: int
+) -> tuple[dict[str, list[int]], list[int], list[int]]:
+    """The contact rules and the chain's status, again, for rows about to go on the wire.
+
+    Returns the rows that now break a contact rule, by reason; those whose chain is
+    no longer active (paused meanwhile); and those no longer this worker's (it was
+    taken for dead meanwhile, and their outcome recorded as lost): none may be sent.
+    """
+    mine = and_(
+        _delivery.c.status == DeliveryStatus.SENDING.value,
+        _delivery.c.claimed_by == worker_id,
+    )
+    refusal = contact_refusal(channel)
+    rows = await session.execute(
+        select(
+            _delivery.c.id,
+            refusal.label("refusal"),
+            (_chain.c.status == ChainStatus.ACTIVE.value).label("active"),
+            mine.label("mine"),
+        )
+        .select_from(
+            _delivery.join(_customer, _customer.c.id == _delivery.c.customer_id).join(
+                _chain, _chain.c.id == _delivery.c.chain_id
+            )
+        )
+        .where(
+            _delivery.c.id.in_(delivery_ids),
+            or_(refusal.is_not(None), _chain.c.status != ChainStatus.ACTIVE.value, ~mine),
+        )
+    )
+    refused: dict[str, list[int]] = {}
+    held: list[int] = []
+    lost: list[int] = []
+    for delivery_id, reason, active, is_mine in rows:
+        if not is_mine:
+            lost.append(delivery_id)
+        elif not active:
+            held.append(delivery_id)
+        else:
+            refused.setdefault(reason, []).append(delivery_id)
+    return refused, held, lost

@@ -1,34 +1,56 @@
-"""The engine: on each tick, plan what has become due, decide, claim and send.
+"""The engine: one queue of due deliveries across every active chain.
 
 The database is the truth; the tick only wakes the engine, so a lost tick or a
 restarted process loses nothing. Any number of engines (worker processes) may
-tick against one PostgreSQL database.
+tick against one PostgreSQL database. A tick:
+
+1. housekeeping: takes back what dead workers held (scheduler/workers.py),
+   serves planning requests (a step added or saved, a chain activated or
+   resumed), takes `continuous` chains' newcomers from the change queue, and
+   finishes `once` chains nobody is left in;
+2. claims due rows across all active steps, the rules applied in the claim
+   (scheduler/claims.py), and sends them (scheduler/sending.py), batch after
+   batch until nothing is due, housekeeping again every tick interval.
+
+Nothing here rescans an audience on a tick: follow-ups are planned in the
+transaction that records the previous step's outcome, waiting rows are woken
+by the facts they wait for (models/facts.py), and newcomers come from a queue.
 """
 
 from __future__ import annotations
 
 import logging
+import time as monotonic
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from channels.email_compose import EmailComposer, EmailStep
 from channels.sms import SmsTransport
 from channels.smtp import EmailTransport
-from models import reasons
 from models.chainfile import EmailAction, SmsAction
+from models.chains import missing_blocks
 from models.db import Database
-from models.tables import Chain, ChainStatus, Channel, Delivery, DeliveryStatus, Enrollment
-from scheduler import claims, planning
-from scheduler.sending import SendPolicy, StepSender, WaveTally
+from models.tables import (
+    Chain,
+    ChainStatus,
+    CustomerChange,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    Step,
+)
+from scheduler import claims, planning, workers
+from scheduler.sending import Sender, SendPolicy, StepMessages, WaveTally
 from scheduler.steps import StepPlan, step_plan
-from scheduler.timing import quiet_zones
 
 log = logging.getLogger(__name__)
+# Customers taken from the change queue per statement.
+CHANGES_BATCH = 5000
 
 
 def utcnow() -> datetime:
@@ -43,15 +65,17 @@ class EngineConfig:
     quiet_hours_sms: tuple[time, time] | None
     email_concurrency: int = 8
     batch_size: int = 500
-    lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 5
     retry_base: timedelta = timedelta(minutes=1)
+    # How often a long sending loop stops for housekeeping and a heartbeat.
+    tick_seconds: float = 5.0
 
 
 @dataclass
 class TickReport:
     planned: int = 0
     waves: dict[int, WaveTally] = field(default_factory=dict)
+    deferred: int = 0
     recovered_uncertain: int = 0
     finished_chains: list[int] = field(default_factory=list)
 
@@ -61,9 +85,18 @@ class TickReport:
 
     @property
     def busy(self) -> bool:
-        return bool(
-            self.planned or any(t.sent or t.failed or t.retried for t in self.waves.values())
-        )
+        return bool(self.planned or any(t.busy for t in self.waves.values()))
+
+    def add_tally(self, step_id: int, tally: WaveTally) -> None:
+        self.waves.setdefault(step_id, WaveTally()).add(tally)
+
+    def add(self, other: TickReport) -> None:
+        self.planned += other.planned
+        self.deferred += other.deferred
+        self.recovered_uncertain += other.recovered_uncertain
+        self.finished_chains += other.finished_chains
+        for step_id, tally in other.waves.items():
+            self.add_tally(step_id, tally)
 
 
 @dataclass(frozen=True)
@@ -73,7 +106,37 @@ class ChainPlan:
     campaign: str
     utm: bool
     enrollment: str
+    # The chain row's version: a change to the chain or its steps moves it.
+    updated_at: datetime
     steps: list[StepPlan]
+
+    def after(self, step_id: int) -> StepPlan | None:
+        """The step that follows `step_id`, if it is complete."""
+        ids = [step.step_id for step in self.steps]
+        index = ids.index(step_id) if step_id in ids else len(ids)
+        return self.steps[index + 1] if index + 1 < len(self.steps) else None
+
+
+def complete_steps(chain: Chain) -> list[StepPlan]:
+    """The steps up to the first one still lacking a block (added to a running chain)."""
+    steps = []
+    for step in chain.steps:
+        if missing_blocks(step):
+            break
+        steps.append(step_plan(step))
+    return steps
+
+
+def _chain_plan(chain: Chain) -> ChainPlan:
+    return ChainPlan(
+        chain.id,
+        chain.name,
+        chain.campaign_tag,
+        chain.utm_enabled,
+        chain.enrollment,
+        chain.updated_at,
+        complete_steps(chain),
+    )
 
 
 class Engine:
@@ -85,32 +148,71 @@ class Engine:
         email: EmailTransport,
         sms: SmsTransport,
         clock: Callable[[], datetime] = utcnow,
+        name: str | None = None,
     ) -> None:
         self.db = db
         self.config = config
         self.email = email
         self.sms = sms
         self.clock = clock
-        self.policy = SendPolicy(config.lease, config.max_attempts, config.retry_base)
+        self.name = name or workers.worker_name()
+        self.policy = SendPolicy(config.max_attempts, config.retry_base)
+        self.worker_id: int | None = None
         # Set by `stop()`: the running tick ends after the group in flight.
         self.stopping = False
+        self._chains: dict[int, ChainPlan] = {}
+        self._step_chain: dict[int, int] = {}
+        self._messages: dict[int, StepMessages] = {}
+        self._sender = Sender(
+            db,
+            email=email,
+            sms=sms,
+            mail_from=config.mail_from,
+            policy=self.policy,
+            clock=clock,
+            # Two groups are in flight at once (sending.py): 8 × EMAIL_CONCURRENCY
+            # messages at most, what a crash can leave `uncertain`. Smaller groups
+            # cost more database work per message (measured: docs/benchmarks.md).
+            group_size=max(config.email_concurrency * 4, 16),
+            on_triggered=self._plan_next,
+            stopping=lambda: self.stopping,
+        )
 
     def stop(self) -> None:
         self.stopping = True
 
+    # --- Liveness -----------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Say this worker is alive; one declared dead meanwhile registers anew (its
+        old claims were taken back, and the fence refuses its writes to them)."""
+        if self.worker_id is not None and await workers.beat(self.db, self.worker_id):
+            return
+        if self.worker_id is not None:
+            log.warning("worker %d was taken for dead; registering again", self.worker_id)
+        self.worker_id = await workers.register(self.db, self.name)
+
+    async def close(self) -> None:
+        """A clean stop: rows claimed and not sent go back to the queue at once."""
+        if self.worker_id is not None:
+            await workers.deregister(self.db, self.worker_id)
+            self.worker_id = None
+
+    # --- Ticks ----------------------------------------------------------------------
+
     async def tick(self) -> TickReport:
         report = TickReport()
-        report.recovered_uncertain = await self.recover_lost_sends()
-        for chain in await self._active_chains():
-            if self.stopping:
+        await self.heartbeat()
+        await self._housekeeping(report)
+        housekept = monotonic.monotonic()
+        while not self.stopping:
+            if monotonic.monotonic() - housekept >= self.config.tick_seconds:
+                await self.heartbeat()
+                await self._housekeeping(report)
+                housekept = monotonic.monotonic()
+            if not await self._batch(report):
                 break
-            report.planned += await self._plan(chain)
-            for step in chain.steps:
-                tally = await self._run_wave(chain, step)
-                if tally.sent or tally.failed or tally.uncertain or tally.skipped or tally.retried:
-                    report.waves[step.step_id] = tally
-            if await self._finish_if_done(chain):
-                report.finished_chains.append(chain.chain_id)
+        await self._finish_chains(report)
         return report
 
     async def run_until_idle(self, max_ticks: int = 50) -> TickReport:
@@ -118,37 +220,48 @@ class Engine:
         total = TickReport()
         for _ in range(max_ticks):
             report = await self.tick()
-            total.planned += report.planned
-            total.waves.update(report.waves)
-            total.finished_chains += report.finished_chains
+            total.add(report)
             if not report.busy:
                 break
         return total
 
-    async def recover_lost_sends(self) -> int:
-        """Deliveries left `sending` by a dead worker: their outcome is lost, never resent."""
-        now = self.clock()
-        async with self.db.writer() as session:
-            result = await session.execute(
-                update(Delivery.__table__)
-                .where(
-                    Delivery.status == DeliveryStatus.SENDING.value,
-                    Delivery.lease_until < now,
-                )
-                .values(
-                    status=DeliveryStatus.UNCERTAIN.value,
-                    reason=reasons.OUTCOME_LOST,
-                    triggered_at=now,
-                    lease_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        count = max(result.rowcount or 0, 0)
-        if count:
-            log.warning("%d deliveries left sending by a stopped worker are now uncertain", count)
-        return count
+    async def _batch(self, report: TickReport) -> bool:
+        """Claim and send one batch; False when nothing was due.
 
-    async def _active_chains(self) -> list[ChainPlan]:
+        Each batch is claimed afresh across all active steps, so whatever became due
+        meanwhile — a chain just activated, a follow-up just planned — is in the next
+        one. A batch is sent for half a tick at most (a slow server): what is left
+        goes back to the queue and is claimed again beside whatever became due.
+        """
+        deadline = monotonic.monotonic() + self.config.tick_seconds / 2
+        await self._load_chains()
+        assert self.worker_id is not None
+        worker_id = self.worker_id
+        async with self.db.writer() as session:
+            taken = await claims.claim(
+                session,
+                {step_id: self._step(step_id) for step_id in self._step_chain},
+                self.clock(),
+                worker_id=worker_id,
+                limit=self.config.batch_size,
+                quiet_hours_sms=self.config.quiet_hours_sms,
+            )
+        report.deferred += taken.deferred
+        for step_id, skipped in taken.skipped.items():
+            report.waves.setdefault(step_id, WaveTally()).add_skipped(skipped)
+        if taken.rows:
+            tallies = await self._sender.send(taken.rows, self._messages, worker_id, deadline)
+            for step_id, tally in tallies.items():
+                report.add_tally(step_id, tally)
+        return bool(taken.rows or taken.skipped or taken.deferred)
+
+    # --- What is active -------------------------------------------------------------
+
+    def _step(self, step_id: int) -> StepPlan:
+        chain = self._chains[self._step_chain[step_id]]
+        return next(step for step in chain.steps if step.step_id == step_id)
+
+    async def _load_chains(self) -> None:
         async with self.db.session() as session:
             chains = await session.scalars(
                 select(Chain)
@@ -156,57 +269,17 @@ class Engine:
                 .options(selectinload(Chain.steps))
                 .order_by(Chain.id)
             )
-            return [
-                ChainPlan(
-                    chain.id,
-                    chain.name,
-                    chain.campaign_tag,
-                    chain.utm_enabled,
-                    chain.enrollment,
-                    _complete_steps(chain),
-                )
-                for chain in chains
-            ]
+            plans = {chain.id: _chain_plan(chain) for chain in chains}
+        for chain_id, plan in plans.items():
+            if self._chains.get(chain_id) != plan:
+                for step in plan.steps:
+                    self._messages[step.step_id] = self._step_messages(plan, step)
+        self._chains = plans
+        self._step_chain = {
+            step.step_id: plan.chain_id for plan in plans.values() for step in plan.steps
+        }
 
-    async def _plan(self, chain: ChainPlan) -> int:
-        now = self.clock()
-        planned = 0
-        async with self.db.writer() as session:
-            if chain.enrollment == Enrollment.CONTINUOUS and chain.steps:
-                planned += await planning.enroll_main_step(session, chain.steps[0], now)
-            for previous, step in zip(chain.steps, chain.steps[1:], strict=False):
-                planned += await planning.plan_follow_up(session, previous, step, now)
-        return planned
-
-    async def _run_wave(self, chain: ChainPlan, step: StepPlan) -> WaveTally:
-        tally = WaveTally()
-        now = self.clock()
-        async with self.db.writer() as session:
-            tally.add_skipped(await claims.skip_due(session, step, now))
-            # The zones are read once per wave; which are quiet is decided per batch.
-            zones = await self._zones_with_quiet_hours(session, step)
-        sender = self._sender(chain, step)
-
-        async def keep_going() -> bool:
-            return not self.stopping and await self._still_active(chain.chain_id)
-
-        while await keep_going():
-            now = self.clock()
-            quiet = quiet_zones(zones, now, self.config.quiet_hours_sms)
-            async with self.db.writer() as session:
-                batch = await claims.claim(
-                    session,
-                    step,
-                    now,
-                    limit=self.config.batch_size,
-                    lease=self.config.lease,
-                    quiet_zones=quiet,
-                )
-            if not batch or not await sender.send(batch, tally, keep_going):
-                break
-        return tally
-
-    def _sender(self, chain: ChainPlan, step: StepPlan) -> StepSender:
+    def _step_messages(self, chain: ChainPlan, step: StepPlan) -> StepMessages:
         composer = None
         action = step.action
         if isinstance(action, EmailAction):
@@ -224,80 +297,157 @@ class Engine:
                 public_base_url=self.config.public_base_url,
                 secret_key=self.config.secret_key,
             )
-        return StepSender(
-            self.db,
-            channel=step.channel,
-            composer=composer,
-            sms_template=action.text if isinstance(action, SmsAction) else None,
-            email=self.email,
-            sms=self.sms,
-            mail_from=self.config.mail_from,
-            policy=self.policy,
-            clock=self.clock,
-            # Two groups are in flight at once (sending.py): 8 × EMAIL_CONCURRENCY
-            # messages at most, what a crash can leave `uncertain`. Smaller groups
-            # cost more database work per message (measured: docs/benchmarks.md).
-            group_size=max(self.config.email_concurrency * 4, 16),
+        return StepMessages(
+            step.step_id,
+            step.channel,
+            composer,
+            action.text if isinstance(action, SmsAction) else None,
         )
 
-    async def _zones_with_quiet_hours(self, session: AsyncSession, step: StepPlan) -> list[str]:
-        """The customers' zones, where quiet hours can hold this step; none for email."""
-        if step.channel != Channel.SMS or self.config.quiet_hours_sms is None:
-            return []
-        return await planning.customer_zones(session)
+    # --- Planning as things happen --------------------------------------------------
 
-    async def _still_active(self, chain_id: int) -> bool:
-        async with self.db.session() as session:
-            status = await session.scalar(select(Chain.status).where(Chain.id == chain_id))
-        return status == ChainStatus.ACTIVE.value
+    async def _plan_next(
+        self, session: AsyncSession, step_id: int, triggered: list[int], now: datetime
+    ) -> None:
+        """Plan the next step for the customers whose messages of `step_id` just triggered.
 
-    async def _finish_if_done(self, chain: ChainPlan) -> bool:
-        """A `once` chain is finished when nobody waits and nobody can move on."""
-        if chain.enrollment != Enrollment.ONCE or not chain.steps:
-            return False
-        d = Delivery.__table__
-        pending = exists(
-            select(d.c.id).where(
-                d.c.chain_id == chain.chain_id,
-                d.c.status.in_([DeliveryStatus.PLANNED.value, DeliveryStatus.SENDING.value]),
-            )
+        In the transaction that recorded them. The chain row is read FOR SHARE: a step
+        saved or added meanwhile (which updates the chain row) waits for this
+        transaction, or this one reads the chain as saved — so either this plans the
+        new step, or the planning pass its save requested sees these rows.
+        """
+        chain = await self._chain_of(session, step_id)
+        following = chain.after(step_id) if chain is not None else None
+        if following is not None:
+            previous = next(step for step in chain.steps if step.step_id == step_id)
+            await planning.plan_follow_up(session, previous, following, now, triggered)
+
+    async def _chain_of(self, session: AsyncSession, step_id: int) -> ChainPlan | None:
+        chain_id = self._step_chain.get(step_id)
+        if chain_id is None:
+            chain_id = await session.scalar(select(Step.chain_id).where(Step.id == step_id))
+        query = select(Chain.updated_at).where(Chain.id == chain_id)
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        version = await session.scalar(query)
+        known = self._chains.get(chain_id) if chain_id is not None else None
+        if known is not None and known.updated_at == version:
+            return known
+        chain = await session.scalar(
+            select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
         )
-        nxt = d.alias("next_step")
-        movable = [
-            exists(
-                select(d.c.id).where(
-                    d.c.step_id == previous.step_id,
-                    d.c.triggered_at.is_not(None),
-                    ~exists(
-                        select(nxt.c.id).where(
-                            nxt.c.step_id == step.step_id, nxt.c.customer_id == d.c.customer_id
-                        )
-                    ),
-                )
-            )
-            for previous, step in zip(chain.steps, chain.steps[1:], strict=False)
-        ]
+        return _chain_plan(chain) if chain is not None else None
+
+    async def _housekeeping(self, report: TickReport) -> None:
         now = self.clock()
         async with self.db.writer() as session:
-            busy = await session.scalar(select(func.coalesce(pending, False)))
-            for condition in movable:
-                busy = busy or await session.scalar(select(condition))
-            if busy:
-                return False
-            result = await session.execute(
-                update(Chain.__table__)
-                .where(and_(Chain.id == chain.chain_id, Chain.status == ChainStatus.ACTIVE.value))
-                .values(status=ChainStatus.FINISHED.value, finished_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)
+            reaped = await workers.reap(session, now)
+            for step_id, ids in reaped.uncertain.items():
+                await self._plan_next(session, step_id, ids, now)
+        lost = sum(len(ids) for ids in reaped.uncertain.values())
+        if lost or reaped.released:
+            log.warning(
+                "took back from stopped workers: %d rows to send, %d outcomes lost (uncertain)",
+                reaped.released,
+                lost,
             )
-        return bool(result.rowcount)
+        report.recovered_uncertain += lost
+        await self._load_chains()
+        report.planned += await self._serve_planning_requests()
+        report.planned += await self._enroll_newcomers()
 
+    async def _serve_planning_requests(self) -> int:
+        """Full planning passes owed: steps saved or added, chains activated or resumed."""
+        async with self.db.session() as session:
+            owed = list(
+                await session.execute(
+                    select(Step.id, Step.plan_requested)
+                    .join(Chain, Chain.id == Step.chain_id)
+                    .where(
+                        Chain.status == ChainStatus.ACTIVE.value,
+                        Step.plan_requested > Step.planned_version,
+                    )
+                )
+            )
+        planned = 0
+        for step_id, requested in owed:
+            chain = self._chains.get(self._step_chain.get(step_id, -1))
+            if chain is None:
+                continue  # not complete yet: its last block's save asks again
+            now = self.clock()
+            async with self.db.writer() as session:
+                step = self._step(step_id)
+                if step.position == 1:
+                    if chain.enrollment == Enrollment.CONTINUOUS:
+                        planned += await planning.enroll_main_step(session, step, now)
+                else:
+                    previous = chain.steps[chain.steps.index(step) - 1]
+                    planned += await planning.plan_follow_up(session, previous, step, now)
+                await session.execute(
+                    update(Step.__table__)
+                    .where(Step.id == step_id, Step.planned_version < requested)
+                    .values(planned_version=requested)
+                    .execution_options(synchronize_session=False)
+                )
+        return planned
 
-def _complete_steps(chain: Chain) -> list[StepPlan]:
-    """The steps up to the first one still lacking a block (added to a running chain)."""
-    steps = []
-    for step in chain.steps:
-        if step.audience is None or step.action is None or step.schedule is None:
-            break
-        steps.append(step_plan(step))
-    return steps
+    async def _enroll_newcomers(self) -> int:
+        """`continuous` chains take in the customers added or changed since the last look."""
+        main_steps = [
+            chain.steps[0]
+            for chain in self._chains.values()
+            if chain.enrollment == Enrollment.CONTINUOUS and chain.steps
+        ]
+        planned = 0
+        changes = CustomerChange.__table__
+        while not self.stopping:
+            now = self.clock()
+            async with self.db.writer() as session:
+                query = select(changes.c.id, changes.c.customer_id).order_by(changes.c.id)
+                if session.bind.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                rows = list(await session.execute(query.limit(CHANGES_BATCH)))
+                if not rows:
+                    break
+                customers = sorted({customer_id for _, customer_id in rows})
+                for step in main_steps:
+                    planned += await planning.enroll_main_step(session, step, now, customers)
+                await session.execute(
+                    delete(changes).where(changes.c.id.in_([row_id for row_id, _ in rows]))
+                )
+        return planned
+
+    async def _finish_chains(self, report: TickReport) -> None:
+        """A `once` chain is finished when nobody waits in it and no planning is owed."""
+        d = Delivery.__table__
+        for chain in list(self._chains.values()):
+            if chain.enrollment != Enrollment.ONCE or not chain.steps:
+                continue
+            busy = exists(
+                select(d.c.id).where(
+                    d.c.chain_id == chain.chain_id,
+                    d.c.status.in_([DeliveryStatus.PLANNED.value, DeliveryStatus.SENDING.value]),
+                )
+            ) | exists(
+                select(Step.id).where(
+                    Step.id.in_([step.step_id for step in chain.steps]),
+                    Step.plan_requested > Step.planned_version,
+                )
+            )
+            async with self.db.session() as session:
+                if await session.scalar(select(busy)):
+                    continue
+            now = self.clock()
+            async with self.db.writer() as session:
+                result = await session.execute(
+                    update(Chain.__table__)
+                    .where(
+                        Chain.id == chain.chain_id,
+                        Chain.status == ChainStatus.ACTIVE.value,
+                        ~busy,
+                    )
+                    .values(status=ChainStatus.FINISHED.value, finished_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            if result.rowcount:
+                report.finished_chains.append(chain.chain_id)

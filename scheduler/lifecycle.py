@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from models import audit
+from models.chains import missing_blocks
 from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.tables import Chain, ChainStatus, Enrollment
@@ -33,9 +34,7 @@ def chain_problems(chain: Chain) -> list[str]:
         return ["it has no steps"]
     problems = []
     for step in chain.steps:
-        missing = [
-            block for block in ("audience", "action", "schedule") if getattr(step, block) is None
-        ]
+        missing = missing_blocks(step)
         if missing:
             problems.append(f"step {step.position} ({step.name}) has no {', '.join(missing)} yet")
     return problems
@@ -88,6 +87,10 @@ async def _move(
             )
         chain.status = target
         chain.updated_at = datetime.now(UTC)
+        if target == ChainStatus.ACTIVE and chain.enrollment == Enrollment.CONTINUOUS:
+            # Who joined its segments while it was paused: the change queue went on
+            # without it, so its main step is planned again in full.
+            chain.steps[0].plan_requested += 1
         audit.record(session, actor, f"chain.{target}", chain_id=chain_id)
 
 
@@ -106,11 +109,14 @@ async def pause_all(db: Database, *, actor: str) -> list[int]:
             await session.scalars(select(Chain.id).where(Chain.status == ChainStatus.ACTIVE.value))
         )
         if ids:
-            await session.execute(
+            paused = await session.scalars(
                 update(Chain.__table__)
-                .where(Chain.id.in_(ids))
+                # A chain finished or paused since it was read stays as it is.
+                .where(Chain.id.in_(ids), Chain.status == ChainStatus.ACTIVE.value)
                 .values(status=ChainStatus.PAUSED.value, updated_at=datetime.now(UTC))
+                .returning(Chain.id)
                 .execution_options(synchronize_session=False)
             )
+            ids = sorted(paused)
             audit.record(session, actor, "chain.pause_all", chain_ids=ids)
     return ids

@@ -9,6 +9,7 @@ decided at due time (terms, contacts, quiet hours), not here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, exists, literal, null, select, text
@@ -38,18 +39,28 @@ _COLUMNS = [
 ]
 
 
-async def customer_zones(session: AsyncSession) -> list[str]:
-    return list(await session.scalars(select(Customer.timezone).distinct()))
+async def customer_zones(
+    session: AsyncSession, customer_ids: ColumnElement[bool] | None = None
+) -> list[str]:
+    """The distinct zones of all customers (read off their index), or of those matched."""
+    query = select(Customer.timezone).distinct()
+    if customer_ids is not None:
+        query = query.where(customer_ids)
+    return list(await session.scalars(query))
 
 
 async def _due_expression(
-    session: AsyncSession, step: StepPlan, eligible: ColumnElement[datetime], now: datetime
+    session: AsyncSession,
+    step: StepPlan,
+    eligible: ColumnElement[datetime],
+    now: datetime,
+    among: ColumnElement[bool] | None = None,
 ) -> ColumnElement[datetime]:
     dialect = session.bind.dialect
     if step.send == "after":
         return sql.plus_seconds(dialect, eligible, step.after_seconds)
     if step.send == "at" and step.at_local is not None:
-        moments = due_at_for_zones(step.at_local, await customer_zones(session))
+        moments = due_at_for_zones(step.at_local, await customer_zones(session, among))
         local = sql.per_zone(Customer.__table__.c.timezone, moments, now)
         # Never before the previous step triggered; a passed moment means now.
         return sql.later_of(dialect, local, eligible)
@@ -95,8 +106,14 @@ async def _insert(session: AsyncSession, rows: Select) -> int:
     return max(result.rowcount or 0, 0)
 
 
-async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime) -> int:
-    """Plan the main step for its segments' customers who have no delivery of it yet.
+async def enroll_main_step(
+    session: AsyncSession,
+    step: StepPlan,
+    now: datetime,
+    customer_ids: Sequence[int] | None = None,
+) -> int:
+    """Plan the main step for its segments' customers who have no delivery of it yet
+    (only those of `customer_ids`, when given: newcomers of a `continuous` chain).
 
     A step with no deliveries at all (at activation) needs no anti-join against
     `deliveries`: ON CONFLICT still guards the unique key. Leaving it out matters on
@@ -108,7 +125,10 @@ async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime)
     members = segment_members_query(list(rules))
     customers = Customer.__table__
     eligible = sql.moment(now)
-    due = await _due_expression(session, step, eligible, now)
+    among = None if customer_ids is None else customers.c.id.in_(customer_ids)
+    due = await _due_expression(session, step, eligible, now, among)
+    if among is not None:
+        members = members.where(among)
     rows = members.with_only_columns(
         literal(step.chain_id),
         literal(step.step_id),
@@ -128,17 +148,38 @@ async def enroll_main_step(session: AsyncSession, step: StepPlan, now: datetime)
 
 
 async def plan_follow_up(
-    session: AsyncSession, previous: StepPlan, step: StepPlan, now: datetime
+    session: AsyncSession,
+    previous: StepPlan,
+    step: StepPlan,
+    now: datetime,
+    triggered: Sequence[int] | None = None,
 ) -> int:
-    """Plan `step` for every customer for whom `previous` triggered and who has none yet.
+    """Plan `step` for customers for whom `previous` triggered and who have none of it yet.
 
-    A step added to a running chain takes in the customers the previous step already
-    reached, from the moment it was saved.
+    `triggered`: the previous step's deliveries that just triggered, planned in the
+    transaction that recorded them, eligible from that moment. None: a full pass over
+    everyone the previous step reached (a step added to a running chain, a block
+    saved): those reached before are eligible from now, the moment it is planned.
     """
     customers = Customer.__table__
     before = Delivery.__table__
     dialect = session.bind.dialect
-    eligible = sql.later_of(dialect, before.c.triggered_at, sql.moment(step.created_at))
+    if triggered is None:
+        eligible = sql.later_of(dialect, before.c.triggered_at, sql.moment(now))
+        scope = [
+            before.c.step_id == previous.step_id,
+            before.c.triggered_at.is_not(None),
+            _not_planned_yet(step, before.c.customer_id),
+        ]
+        zones_of = None
+    else:
+        if not triggered:
+            return 0
+        eligible = before.c.triggered_at
+        scope = [before.c.id.in_(triggered), before.c.triggered_at.is_not(None)]
+        zones_of = customers.c.id.in_(
+            select(before.c.customer_id).where(before.c.id.in_(triggered)).scalar_subquery()
+        )
     rows = (
         select(
             literal(step.chain_id),
@@ -148,16 +189,12 @@ async def plan_follow_up(
             literal(step.channel),
             literal(DeliveryStatus.PLANNED.value),
             eligible,
-            await _due_expression(session, step, eligible, now),
+            await _due_expression(session, step, eligible, now, zones_of),
             _wait_until(session, step, eligible),
             literal(0),
             sql.moment(now),
         )
         .select_from(before.join(customers, customers.c.id == before.c.customer_id))
-        .where(
-            before.c.step_id == previous.step_id,
-            before.c.triggered_at.is_not(None),
-            _not_planned_yet(step, before.c.customer_id),
-        )
+        .where(*scope)
     )
     return await _insert(session, rows)

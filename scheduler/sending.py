@@ -1,18 +1,26 @@
-"""Sending a claimed batch: render, hand to the channel, record the outcome.
+"""Sending a claimed batch: render, check again, hand to the channel, record the outcome.
 
 Each delivery is marked `sending` before it is handed to the channel and
 `sent`/`failed` right after its reply. Rows are written in small groups (the
 messages in flight together), not per row: what a crash can cost is bounded by
 that group, and the cost is never a duplicate — a row left `sending` becomes
 `uncertain` and is not sent again.
+
+Every write after the claim is fenced: it changes a row only while the row is
+still this worker's (`claimed_by`) and in the status this worker left it in. A
+worker declared dead (scheduler/workers.py) that wakes up can therefore change
+nothing another worker decided meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from typing import Any
 
 from sqlalchemy import String, Update, bindparam, cast, literal, update
@@ -33,11 +41,14 @@ from models.tables import (
     EventType,
 )
 from models.tables import Delivery as DeliveryRow
+from scheduler import claims
 from scheduler.claims import Claimed
 
 _delivery = DeliveryRow.__table__
 # Messages rendered between two chances for the event loop to serve the group on the wire.
 RENDER_SLICE = 8
+# Called in the transaction that records a group: (session, step id, ids triggered, now).
+OnTriggered = Callable[[AsyncSession, int, list[int], datetime], Awaitable[None]]
 
 
 @dataclass
@@ -48,9 +59,20 @@ class WaveTally:
     retried: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def add_skipped(self, counts: dict[str, int]) -> None:
+    def add_skipped(self, counts: Mapping[str, int]) -> None:
         for reason, count in counts.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def add(self, other: WaveTally) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.uncertain += other.uncertain
+        self.retried += other.retried
+        self.add_skipped(other.skipped)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.sent or self.failed or self.uncertain or self.retried or self.skipped)
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,6 @@ class Outcome:
 
 @dataclass(frozen=True)
 class SendPolicy:
-    lease: timedelta
     max_attempts: int = 5
     retry_base: timedelta = timedelta(minutes=1)
 
@@ -73,169 +94,245 @@ class SendPolicy:
         return now + self.retry_base * (2 ** max(attempts - 1, 0))
 
 
-class StepSender:
-    """Sends the claimed deliveries of one step through its channel."""
+@dataclass(frozen=True)
+class StepMessages:
+    """How one step's messages are made: its channel and composer or SMS template."""
+
+    step_id: int
+    channel: str
+    composer: EmailComposer | None
+    sms_template: str | None
+
+    def render(self, item: Claimed) -> ComposedEmail | str:
+        if self.channel == Channel.EMAIL:
+            assert self.composer is not None
+            return self.composer.compose(
+                Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
+            )
+        return render_sms(self.sms_template or "", item.context)
+
+
+@dataclass
+class _Group:
+    messages: StepMessages
+    items: Sequence[Claimed]
+    ready: list[tuple[Claimed, ComposedEmail | str]] = field(default_factory=list)
+    early: list[Outcome] = field(default_factory=list)
+
+
+class Sender:
+    """Sends a worker's claimed deliveries, of any number of steps, group by group."""
 
     def __init__(
         self,
         db: Database,
         *,
-        channel: str,
-        composer: EmailComposer | None,
-        sms_template: str | None,
         email: EmailTransport,
         sms: SmsTransport,
         mail_from: str,
         policy: SendPolicy,
         clock: Callable[[], datetime],
         group_size: int,
+        on_triggered: OnTriggered,
+        stopping: Callable[[], bool],
     ) -> None:
         self._db = db
-        self._channel = channel
-        self._composer = composer
-        self._sms_template = sms_template
+        # The worker whose claim is being sent: the fence of every write.
+        self._worker = 0
         self._email = email
         self._sms = sms
         self._mail_from = mail_from
         self._policy = policy
         self._clock = clock
-        self._group_size = group_size
+        self.group_size = group_size
+        self._on_triggered = on_triggered
+        self._stopping = stopping
+
+    def groups(
+        self, claimed: Sequence[Claimed], messages: Mapping[int, StepMessages]
+    ) -> list[_Group]:
+        """The batch in groups of one step each, the steps taking turns: a small chain's
+        group goes out second, not after a big wave's whole batch."""
+        by_step: dict[int, list[Claimed]] = {}
+        for item in claimed:
+            by_step.setdefault(item.step_id, []).append(item)
+        per_step = [
+            [
+                _Group(messages[step_id], items[start : start + self.group_size])
+                for start in range(0, len(items), self.group_size)
+            ]
+            for step_id, items in by_step.items()
+        ]
+        return [group for turn in zip_longest(*per_step) for group in turn if group is not None]
 
     async def send(
         self,
         claimed: Sequence[Claimed],
-        tally: WaveTally,
-        keep_going: Callable[[], Awaitable[bool]],
-    ) -> bool:
-        """Send group by group while `keep_going` says so; False if it stopped early.
+        messages: Mapping[int, StepMessages],
+        worker_id: int,
+        deadline: float = math.inf,
+    ) -> dict[int, WaveTally]:
+        """Send the batch; the tallies by step.
 
         Pipelined: group k+1 is rendered and marked `sending` while group k is
         on the wire, and group k is recorded while group k+1 is, so the
-        connections never wait for the database. At most two groups are
-        `sending` at once, which bounds what a crash can leave `uncertain`.
-        `keep_going` is checked before each group goes on the wire, so a pause or
-        a stopping process takes effect within one group; a group prepared but
-        not sent goes back to `planned`, and the other rows not sent are handed
-        back at once.
+        connections never wait for the database. Right before a group goes on
+        the wire the contact rules and the chain's status are checked again
+        (`claims.recheck`): an unsubscribe or a pause reaches every message not
+        yet on the wire. A stopping worker, or one past `deadline` (a monotonic
+        time), hands back what it has not sent.
         """
-        groups = [
-            claimed[start : start + self._group_size]
-            for start in range(0, len(claimed), self._group_size)
-        ]
+        self._worker = worker_id
+        tallies: dict[int, WaveTally] = {}
+        groups = self.groups(claimed, messages)
         if not groups:
-            return True
-        early: list[Outcome] = []
-        ready = await self._prepare(groups[0], early)
-        on_wire = asyncio.ensure_future(self._hand_over_all(ready, early))
+            return tallies
+        await self._prepare(groups[0])
+        on_wire = asyncio.ensure_future(self._wire(groups[0], tallies))
+        current = groups[0]
         for index in range(1, len(groups) + 1):
-            upcoming: list[Outcome] = []
-            next_ready = None
-            if index < len(groups):
-                next_ready = await self._prepare(groups[index], upcoming)
+            upcoming = groups[index] if index < len(groups) else None
+            if upcoming is not None:
+                await self._prepare(upcoming)
             outcomes = await on_wire
-            stopped = index < len(groups) and not await keep_going()
-            if stopped and next_ready is not None:
-                await self._unmark(next_ready)
-                next_ready = None
-            if next_ready is not None:
-                on_wire = asyncio.ensure_future(self._hand_over_all(next_ready, upcoming))
+            finished, current = current, upcoming
+            if current is not None and (self._stopping() or time.monotonic() > deadline):
+                await self._unmark(current.ready)
+                await self._release([item for group in groups[index:] for item in group.items])
+                current = None
+            if current is not None:
+                on_wire = asyncio.ensure_future(self._wire(current, tallies))
             try:
-                await self._record(outcomes, tally)
+                await self._record(finished.messages, outcomes, self._tally(tallies, finished))
             except BaseException:
-                if next_ready is not None:
+                if current is not None:
                     await on_wire  # never leave a group on the wire unrecorded by choice
                 raise
-            if stopped:
-                await self._release([item for group in groups[index:] for item in group])
-                return False
-        return True
+            if current is None:
+                break
+        return tallies
 
-    async def _hand_over_all(
-        self, ready: Sequence[tuple[Claimed, ComposedEmail | str]], early: list[Outcome]
-    ) -> list[Outcome]:
-        results = await asyncio.gather(*(self._hand_over(item, body) for item, body in ready))
-        return [*early, *results]
+    @staticmethod
+    def _tally(tallies: dict[int, WaveTally], group: _Group) -> WaveTally:
+        return tallies.setdefault(group.messages.step_id, WaveTally())
 
-    async def _unmark(self, ready: Sequence[tuple[Claimed, ComposedEmail | str]]) -> None:
-        """Back to `planned`: marked `sending` but never handed to the channel."""
-        async with self._db.writer() as session:
-            await session.execute(
-                update(_delivery)
-                .where(
-                    _delivery.c.id.in_([item.delivery_id for item, _ in ready]),
-                    _delivery.c.status == DeliveryStatus.SENDING.value,
-                )
-                .values(
-                    status=DeliveryStatus.PLANNED.value,
-                    attempts=_delivery.c.attempts - 1,
-                    lease_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
+    async def _wire(self, group: _Group, tallies: dict[int, WaveTally]) -> list[Outcome]:
+        await self._recheck(group, self._tally(tallies, group))
+        results = await asyncio.gather(*(self._hand_over(item, body) for item, body in group.ready))
+        return [*group.early, *results]
 
-    async def _release(self, rest: Sequence[Claimed]) -> None:
-        async with self._db.writer() as session:
-            await session.execute(
-                update(_delivery)
-                .where(
-                    _delivery.c.id.in_([item.delivery_id for item in rest]),
-                    _delivery.c.lease_until.in_(sorted({item.lease_until for item in rest})),
-                )
-                .values(lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
-
-    async def _prepare(
-        self, group: Sequence[Claimed], failed: list[Outcome]
-    ) -> list[tuple[Claimed, ComposedEmail | str]]:
+    async def _prepare(self, group: _Group) -> None:
         """Render the group and mark it `sending`: what this worker may now hand over.
 
         Messages that cannot be rendered go to `failed`. Rendering yields to the
         event loop now and then, so a group on the wire keeps moving meanwhile.
         """
         ready: list[tuple[Claimed, ComposedEmail | str]] = []
-        for number, item in enumerate(group, 1):
+        for number, item in enumerate(group.items, 1):
             try:
-                ready.append((item, self._render(item)))
+                ready.append((item, group.messages.render(item)))
             except RenderError as exc:
                 failure = SendResult(SendStatus.PERMANENT, f"{reasons.RENDER_FAILED}: {exc}")
-                failed.append(Outcome(item.delivery_id, item.customer_id, item.attempts, failure))
+                group.early.append(
+                    Outcome(item.delivery_id, item.customer_id, item.attempts, failure)
+                )
             if number % RENDER_SLICE == 0:
                 await asyncio.sleep(0)
-        if not ready:
-            return ready
+        if not ready and not group.early:
+            return
         now = self._clock()
         async with self._db.writer() as session:
             marked = await session.execute(
                 update(_delivery)
                 .where(
-                    _delivery.c.id.in_([item.delivery_id for item, _ in ready]),
-                    # Only rows still under this worker's claim: if the batch took
-                    # longer than the lease, another worker may have claimed and
-                    # sent the rest meanwhile. The lease value is the proof: every
-                    # other change of a planned row clears or replaces it. (A test
-                    # of `status` here too would make SQLite, which has no
-                    # statistics, scan the status index: 20 ms, not 0.2 ms, a group.)
-                    _delivery.c.lease_until.in_(sorted({item.lease_until for item, _ in ready})),
+                    _delivery.c.id.in_(
+                        [item.delivery_id for item, _ in ready]
+                        + [outcome.delivery_id for outcome in group.early]
+                    ),
+                    _delivery.c.claimed_by == self._worker,
+                    _delivery.c.status == DeliveryStatus.PLANNED.value,
                 )
                 .values(
                     status=DeliveryStatus.SENDING.value,
                     attempts=_delivery.c.attempts + 1,
-                    lease_until=now + self._policy.lease,
+                    # Kept if the outcome is lost: the last moment known of the message.
+                    sent_at=now,
                 )
                 .returning(_delivery.c.id)
                 .execution_options(synchronize_session=False)
             )
             owned = set(marked.scalars())
-        return [(item, body) for item, body in ready if item.delivery_id in owned]
+        group.ready = [(item, body) for item, body in ready if item.delivery_id in owned]
+        group.early = [outcome for outcome in group.early if outcome.delivery_id in owned]
 
-    def _render(self, item: Claimed) -> ComposedEmail | str:
-        if self._channel == Channel.EMAIL:
-            assert self._composer is not None
-            return self._composer.compose(
-                Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
+    async def _recheck(self, group: _Group, tally: WaveTally) -> None:
+        if not group.ready:
+            return
+        ids = [item.delivery_id for item, _ in group.ready]
+        async with self._db.session() as session:
+            refused, held, lost = await claims.recheck(
+                session, group.messages.channel, ids, self._worker
             )
-        return render_sms(self._sms_template or "", item.context)
+        if not refused and not held and not lost:
+            return
+        if refused:
+            async with self._db.writer() as session:
+                for reason, skipped in refused.items():
+                    await session.execute(
+                        self._mine(skipped).values(
+                            status=DeliveryStatus.SKIPPED.value,
+                            reason=reason,
+                            sent_at=None,
+                            claimed_by=None,
+                        )
+                    )
+            tally.add_skipped({reason: len(rows) for reason, rows in refused.items()})
+        held_ready = [(item, body) for item, body in group.ready if item.delivery_id in held]
+        if held_ready:
+            await self._unmark(held_ready)
+        gone = {row for rows in refused.values() for row in rows} | set(held) | set(lost)
+        group.ready = [(item, body) for item, body in group.ready if item.delivery_id not in gone]
+
+    def _mine(self, ids: Sequence[int]) -> Update:
+        """The fence: rows this worker marked `sending` and still holds."""
+        return (
+            update(_delivery)
+            .where(
+                _delivery.c.id.in_(ids),
+                _delivery.c.status == DeliveryStatus.SENDING.value,
+                _delivery.c.claimed_by == self._worker,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    async def _unmark(self, ready: Sequence[tuple[Claimed, ComposedEmail | str]]) -> None:
+        """Back to the queue: marked `sending` but never handed to the channel."""
+        if not ready:
+            return
+        async with self._db.writer() as session:
+            await session.execute(
+                self._mine([item.delivery_id for item, _ in ready]).values(
+                    status=DeliveryStatus.PLANNED.value,
+                    attempts=_delivery.c.attempts - 1,
+                    sent_at=None,
+                    claimed_by=None,
+                )
+            )
+
+    async def _release(self, rest: Sequence[Claimed]) -> None:
+        if not rest:
+            return
+        async with self._db.writer() as session:
+            await session.execute(
+                update(_delivery)
+                .where(
+                    _delivery.c.id.in_([item.delivery_id for item in rest]),
+                    _delivery.c.status == DeliveryStatus.PLANNED.value,
+                    _delivery.c.claimed_by == self._worker,
+                )
+                .values(claimed_by=None)
+                .execution_options(synchronize_session=False)
+            )
 
     async def _hand_over(self, item: Claimed, body: ComposedEmail | str) -> Outcome:
         attempts = item.attempts + 1
@@ -249,7 +346,9 @@ class StepSender:
         result = await self._sms.send(item.delivery_id, item.phone or "", body)
         return Outcome(item.delivery_id, item.customer_id, attempts, result)
 
-    def _sent_at_once(self, sent: Sequence[Outcome], now: datetime) -> Update | None:
+    def _sent_at_once(
+        self, messages: StepMessages, sent: Sequence[Outcome], now: datetime
+    ) -> Update | None:
         """One UPDATE for the whole group's `sent` rows, when it can say the same for all:
         SMS (no Message-ID, no links), or emails whose links are the same for every
         customer (the usual case) and whose Message-IDs follow the composer's pattern,
@@ -258,29 +357,26 @@ class StepSender:
         links = sent[0].links
         if any(o.links != links for o in sent):
             return None
-        if self._composer is not None:
-            start, end = self._composer.message_id_parts
+        if messages.composer is not None:
+            start, end = messages.composer.message_id_parts
             if any(o.message_id != f"{start}{o.customer_id}{end}" for o in sent):
                 return None
             message_id = literal(start) + cast(_delivery.c.customer_id, String) + literal(end)
         elif any(o.message_id is not None for o in sent):
             return None
-        return (
-            update(_delivery)
-            .where(_delivery.c.id.in_([o.delivery_id for o in sent]))
-            .values(
-                status=DeliveryStatus.SENT.value,
-                reason=None,
-                message_id=message_id,
-                links=links,
-                sent_at=now,
-                triggered_at=now,
-                lease_until=None,
-            )
-            .execution_options(synchronize_session=False)
+        return self._mine([o.delivery_id for o in sent]).values(
+            status=DeliveryStatus.SENT.value,
+            reason=None,
+            message_id=message_id,
+            links=links,
+            sent_at=now,
+            triggered_at=now,
+            claimed_by=None,
         )
 
-    async def _record(self, outcomes: Sequence[Outcome], tally: WaveTally) -> None:
+    async def _record(
+        self, messages: StepMessages, outcomes: Sequence[Outcome], tally: WaveTally
+    ) -> None:
         if not outcomes:
             return
         now = self._clock()
@@ -294,17 +390,20 @@ class StepSender:
                 retry.append(outcome)
             else:
                 final.append(outcome)
-                if outcome.result.bounce and self._channel == Channel.EMAIL:
+                if outcome.result.bounce and messages.channel == Channel.EMAIL:
                     bounced_customers.append(outcome.customer_id)
+        fence = {"worker": self._worker}
         async with self._db.writer() as session:
-            at_once = self._sent_at_once(sent, now) if sent else None
+            at_once = self._sent_at_once(messages, sent, now) if sent else None
             if at_once is not None:
-                await session.execute(at_once)
+                recorded = await session.execute(at_once.returning(_delivery.c.id))
+                triggered = list(recorded.scalars())
             elif sent:
-                await _update_each(
+                triggered = await _update_each(
                     session,
                     [
                         {
+                            **fence,
                             "row_id": o.delivery_id,
                             "status": DeliveryStatus.SENT.value,
                             "reason": None,
@@ -316,11 +415,14 @@ class StepSender:
                         for o in sent
                     ],
                 )
+            else:
+                triggered = []
             if final:
-                await _update_each(
+                triggered += await _update_each(
                     session,
                     [
                         {
+                            **fence,
                             "row_id": o.delivery_id,
                             "status": _final_status(o.result.status),
                             "reason": (o.result.detail or o.result.status.value)[:200],
@@ -337,6 +439,7 @@ class StepSender:
                     session,
                     [
                         {
+                            **fence,
                             "row_id": o.delivery_id,
                             "status": DeliveryStatus.PLANNED.value,
                             "reason": (o.result.detail or "transient failure")[:200],
@@ -351,6 +454,8 @@ class StepSender:
                 )
             if bounced_customers:
                 await _mark_bounced(session, final, bounced_customers, now)
+            if triggered:
+                await self._on_triggered(session, messages.step_id, triggered, now)
         tally.sent += len(sent)
         tally.retried += len(retry)
         for outcome in final:
@@ -368,7 +473,8 @@ def _final_status(status: SendStatus) -> str:
     )
 
 
-async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:
+    """Each row its own values, fenced like `Sender._mine`; the ids written."""
     values: dict[str, object] = {
         "status": bindparam("status"),
         "reason": bindparam("reason"),
@@ -376,17 +482,27 @@ async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> 
         "links": bindparam("links", type_=_delivery.c.links.type),
         "sent_at": bindparam("sent_at", type_=_delivery.c.sent_at.type),
         "triggered_at": bindparam("triggered_at", type_=_delivery.c.triggered_at.type),
-        "lease_until": None,
+        "claimed_by": None,
     }
     if "due_at" in rows[0]:
         values["due_at"] = bindparam("due_at", type_=_delivery.c.due_at.type)
     statement = (
         update(_delivery)
-        .where(_delivery.c.id == bindparam("row_id"))
+        .where(
+            _delivery.c.id == bindparam("row_id"),
+            _delivery.c.status == DeliveryStatus.SENDING.value,
+            _delivery.c.claimed_by == bindparam("worker"),
+        )
         .values(**values)
+        .returning(_delivery.c.id)
         .execution_options(synchronize_session=False)
     )
-    await session.execute(statement, rows)
+    written = []
+    # One statement per row: executemany cannot return rows on every driver.
+    for row in rows:
+        result = await session.execute(statement, row)
+        written += list(result.scalars())
+    return written
 
 
 async def _mark_bounced(

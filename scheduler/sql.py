@@ -46,3 +46,12 @@ def per_zone(
         *((zone_column == zone, moment(at)) for zone, at in sorted(moments.items())),
         else_=moment(fallback),
     )
+
+
+def database_now(dialect: Dialect) -> ColumnElement[datetime]:
+    """The database server's clock: what leases and heartbeats are measured with, so
+    that workers on machines whose clocks disagree still agree on who is alive."""
+    if dialect.name == "sqlite":
+        now = func.strftime(_SQLITE_DATETIME, "now")
+        return type_coerce(now.op("||")(literal("000")), UtcDateTime())
+    return func.now(type_=UtcDateTime())

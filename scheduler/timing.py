@@ -38,15 +38,6 @@ def in_quiet_hours(local: time, quiet: tuple[time, time] | None) -> bool:
     return local >= start or local < end
 
 
-def quiet_zones(zones: Iterable[str], now: datetime, quiet: tuple[time, time] | None) -> set[str]:
-    """The zones in which it is quiet time at the instant `now`."""
-    if quiet is None:
-        return set()
-    return {
-        zone for zone in set(zones) if in_quiet_hours(now.astimezone(ZoneInfo(zone)).time(), quiet)
-    }
-
-
 def quiet_hours_end(now: datetime, zone: str, quiet: tuple[time, time] | None) -> datetime:
     """The first instant at or after `now` outside the quiet window in `zone`."""
     if quiet is None:

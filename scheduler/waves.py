@@ -2,7 +2,7 @@
 
 Both are aggregate SQL: a forecast counts the main step's audience by the reason
 the engine would skip each customer (the same rules, in the same order, as
-`claims.skip_due`); a wave's progress counts one step's deliveries by status.
+`scheduler.claims.contact_rules`); a wave's progress counts one step's deliveries by status.
 """
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ from models.tables import (
     DeliveryStatus,
     EmailStatus,
     Step,
+    Worker,
 )
 from models.tracking import record_open, unsubscribe
+from scheduler import workers
 from scheduler.engine import Engine, EngineConfig
 from scheduler.lifecycle import ChainNotReady, activate_chain, pause_all, pause_chain, resume_chain
 
@@ -92,7 +94,9 @@ class Harness:
             step_id = await self._step_id(session, chain_id, position)
             return list(
                 await session.scalars(
-                    select(Delivery).where(Delivery.step_id == step_id).order_by(Delivery.id)
+                    select(Delivery)
+                    .where(Delivery.step_id == step_id)
+                    .order_by(Delivery.customer_id)
                 )
             )
 
@@ -331,13 +335,12 @@ async def test_step_added_to_active_chain_takes_in_those_already_reached(
     await harness.engine.tick()
     await harness.engine.tick()
     assert await harness.statuses(3, chain_id) == {"sent": 2}
-    # Eligible from when step 2 reached them, or from when step 3 was saved if later.
+    # Eligible from when step 2 reached them, or from when the engine took step 3 in
+    # (its first tick after the save, by the engine's own clock) if that is later.
     second = {d.id: d for d in await harness.deliveries(chain_id, 2)}
-    async with harness.db.session() as session:
-        saved_at = await session.scalar(select(Step.created_at).where(Step.id == step.id))
     for third in await harness.deliveries(chain_id, 3):
         previous = second[third.previous_delivery_id]
-        assert third.eligible_at == max(previous.triggered_at, saved_at)
+        assert third.eligible_at == max(previous.triggered_at, harness.clock())
 
 
 async def test_sms_waits_for_the_end_of_quiet_hours_in_the_customer_zone(
@@ -371,21 +374,40 @@ async def test_delivery_left_sending_by_a_dead_worker_becomes_uncertain_not_rese
     chain_id = await import_seed(harness.db)
     await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
     first, second = await harness.deliveries(chain_id, 1)
+    other = await workers.register(harness.db, "elsewhere:1")
+    marked_at = harness.clock()
     async with harness.db.writer() as session:
         await session.execute(
             update(Delivery)
             .where(Delivery.id == first.id)
-            .values(status=DeliveryStatus.SENDING, lease_until=START + timedelta(minutes=5))
+            .values(status=DeliveryStatus.SENDING, claimed_by=other, sent_at=marked_at, attempts=1)
         )
     await harness.engine.tick()
+    # The other worker is alive: its message is its own business.
     assert len(harness.emails()) == 1
-    harness.clock.advance(minutes=6)
-    await harness.engine.tick()
-    assert {(d.id, d.status) for d in await harness.deliveries(chain_id, 1)} == {
-        (first.id, "uncertain"),
-        (second.id, "sent"),
-    }
+    assert (await harness.deliveries(chain_id, 1))[0].status == "sending"
+    await stop_heartbeat(harness.db, other)
+    harness.clock.advance(minutes=1)
+    report = await harness.engine.tick()
+    assert report.recovered_uncertain == 1
+    lost, sent = await harness.deliveries(chain_id, 1)
+    assert (lost.id, lost.status, lost.reason) == (first.id, "uncertain", reasons.OUTCOME_LOST)
+    assert (sent.id, sent.status) == (second.id, "sent")
+    # It keeps the last moment known of the message: an open of it can be attributed.
+    assert lost.sent_at == marked_at
+    assert lost.claimed_by is None
     assert len(harness.emails()) == 1
+    assert await workers.alive(harness.db) == [harness.engine.worker_id]
+
+
+async def stop_heartbeat(db: Database, worker_id: int) -> None:
+    """As if the worker had stopped beating longer ago than workers.DEAD_AFTER."""
+    async with db.writer() as session:
+        await session.execute(
+            update(Worker)
+            .where(Worker.id == worker_id)
+            .values(heartbeat_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
 
 
 async def test_activation_refuses_a_chain_with_an_incomplete_step(harness: Harness) -> None:
@@ -456,7 +478,7 @@ async def test_pause_during_a_wave_stops_it_within_one_group(harness: Harness) -
     # including the next group, marked `sending` while the first was on the wire.
     waiting = [d for d in await harness.deliveries(chain_id, 1) if d.status == "planned"]
     assert len(waiting) == 100 - group
-    assert all(d.lease_until is None for d in waiting)
+    assert all(d.claimed_by is None for d in waiting)
     assert all(d.attempts == 0 for d in waiting)
     await resume_chain(harness.db, chain_id, actor="manager")
     await engine.tick()

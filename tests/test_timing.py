@@ -13,7 +13,6 @@ from scheduler.timing import (
     in_quiet_hours,
     local_moment_to_utc,
     quiet_hours_end,
-    quiet_zones,
 )
 
 QUIET = (time(21, 0), time(9, 0))
@@ -65,13 +64,6 @@ def test_quiet_window_within_a_day_and_none() -> None:
     assert in_quiet_hours(time(13, 30), (time(13, 0), time(14, 0)))
     assert not in_quiet_hours(time(14, 0), (time(13, 0), time(14, 0)))
     assert not in_quiet_hours(time(3, 0), None)
-
-
-def test_quiet_zones_at_one_instant() -> None:
-    now = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)  # 15:30 Moscow, 22:30 Vladivostok
-    zones = quiet_zones(["Europe/Moscow", "Asia/Vladivostok", "Asia/Yekaterinburg"], now, QUIET)
-    assert zones == {"Asia/Vladivostok"}
-    assert quiet_zones(["Asia/Vladivostok"], now, None) == set()
 
 
 @given(
