@@ -324,13 +324,17 @@ class Engine:
 
     async def _chain_of(self, session: AsyncSession, step_id: int) -> ChainPlan | None:
         chain_id = self._step_chain.get(step_id)
+        known = self._chains.get(chain_id) if chain_id is not None else None
+        if session.bind.dialect.name != "postgresql" and known is not None:
+            # SQLite: one writer at a time and this process's engine serves the planning
+            # requests itself between batches, so the pass a save asked for runs after
+            # this transaction and sees its rows, whatever this snapshot missed.
+            return known
         if chain_id is None:
             chain_id = await session.scalar(select(Step.chain_id).where(Step.id == step_id))
-        query = select(Chain.updated_at).where(Chain.id == chain_id)
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
-        version = await session.scalar(query)
-        known = self._chains.get(chain_id) if chain_id is not None else None
+        version = await session.scalar(
+            select(Chain.updated_at).where(Chain.id == chain_id).with_for_update(read=True)
+        )
         if known is not None and known.updated_at == version:
             return known
         chain = await session.scalar(

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from itertools import zip_longest
 from typing import Any
 
-from sqlalchemy import String, Update, bindparam, cast, literal, update
+from sqlalchemy import String, Update, bindparam, cast, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
@@ -474,7 +474,22 @@ def _final_status(status: SendStatus) -> str:
 
 
 async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> list[int]:
-    """Each row its own values, fenced like `Sender._mine`; the ids written."""
+    """Each row its own values, only rows still this worker's `sending` ones; the ids written.
+
+    The rows are locked first (PostgreSQL; SQLite holds the write lock already), so
+    the fence checked by the SELECT still holds for the executemany UPDATE.
+    """
+    owned_query = select(_delivery.c.id).where(
+        _delivery.c.id.in_([row["row_id"] for row in rows]),
+        _delivery.c.status == DeliveryStatus.SENDING.value,
+        _delivery.c.claimed_by == rows[0]["worker"],
+    )
+    if session.bind.dialect.name == "postgresql":
+        owned_query = owned_query.with_for_update()
+    owned = set(await session.scalars(owned_query))
+    mine = [row for row in rows if row["row_id"] in owned]
+    if not mine:
+        return []
     values: dict[str, object] = {
         "status": bindparam("status"),
         "reason": bindparam("reason"),
@@ -484,25 +499,18 @@ async def _update_each(session: AsyncSession, rows: list[dict[str, object]]) -> 
         "triggered_at": bindparam("triggered_at", type_=_delivery.c.triggered_at.type),
         "claimed_by": None,
     }
-    if "due_at" in rows[0]:
+    if "due_at" in mine[0]:
         values["due_at"] = bindparam("due_at", type_=_delivery.c.due_at.type)
     statement = (
         update(_delivery)
-        .where(
-            _delivery.c.id == bindparam("row_id"),
-            _delivery.c.status == DeliveryStatus.SENDING.value,
-            _delivery.c.claimed_by == bindparam("worker"),
-        )
+        .where(_delivery.c.id == bindparam("row_id"))
         .values(**values)
-        .returning(_delivery.c.id)
         .execution_options(synchronize_session=False)
     )
-    written = []
-    # One statement per row: executemany cannot return rows on every driver.
-    for row in rows:
-        result = await session.execute(statement, row)
-        written += list(result.scalars())
-    return written
+    await session.execute(
+        statement, [{k: v for k, v in row.items() if k != "worker"} for row in mine]
+    )
+    return [int(row["row_id"]) for row in mine]  # type: ignore[call-overload]
 
 
 async def _mark_bounced(
