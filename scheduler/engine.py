@@ -24,6 +24,7 @@ import time as monotonic
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,6 +52,8 @@ from scheduler.steps import StepPlan, step_plan
 log = logging.getLogger(__name__)
 # Customers taken from the change queue per statement.
 CHANGES_BATCH = 5000
+# A tick renews the heartbeat when this much has passed since the last one.
+_BEAT_SECONDS = workers.HEARTBEAT.total_seconds() / 2
 
 
 def utcnow() -> datetime:
@@ -158,6 +161,7 @@ class Engine:
         self.name = name or workers.worker_name()
         self.policy = SendPolicy(config.max_attempts, config.retry_base)
         self.worker_id: int | None = None
+        self._beaten = 0.0
         # Set by `stop()`: the running tick ends after the group in flight.
         self.stopping = False
         self._chains: dict[int, ChainPlan] = {}
@@ -186,11 +190,16 @@ class Engine:
     async def heartbeat(self) -> None:
         """Say this worker is alive; one declared dead meanwhile registers anew (its
         old claims were taken back, and the fence refuses its writes to them)."""
+        self._beaten = monotonic.monotonic()
         if self.worker_id is not None and await workers.beat(self.db, self.worker_id):
             return
         if self.worker_id is not None:
             log.warning("worker %d was taken for dead; registering again", self.worker_id)
         self.worker_id = await workers.register(self.db, self.name)
+
+    async def _beat_if_due(self) -> None:
+        if self.worker_id is None or monotonic.monotonic() - self._beaten >= _BEAT_SECONDS:
+            await self.heartbeat()
 
     async def close(self) -> None:
         """A clean stop: rows claimed and not sent go back to the queue at once."""
@@ -202,12 +211,10 @@ class Engine:
 
     async def tick(self) -> TickReport:
         report = TickReport()
-        await self.heartbeat()
         await self._housekeeping(report)
         housekept = monotonic.monotonic()
         while not self.stopping:
             if monotonic.monotonic() - housekept >= self.config.tick_seconds:
-                await self.heartbeat()
                 await self._housekeeping(report)
                 housekept = monotonic.monotonic()
             if not await self._batch(report):
@@ -234,14 +241,19 @@ class Engine:
         goes back to the queue and is claimed again beside whatever became due.
         """
         deadline = monotonic.monotonic() + self.config.tick_seconds / 2
-        await self._load_chains()
+        now = self.clock()
+        async with self.db.session() as session:
+            await self._load_chains(session)
+            # Read first: a writer (SQLite's one write lock) only when something is due.
+            if not await claims.due_steps(session, list(self._step_chain), now):
+                return False
         assert self.worker_id is not None
         worker_id = self.worker_id
         async with self.db.writer() as session:
             taken = await claims.claim(
                 session,
                 {step_id: self._step(step_id) for step_id in self._step_chain},
-                self.clock(),
+                now,
                 worker_id=worker_id,
                 limit=self.config.batch_size,
                 quiet_hours_sms=self.config.quiet_hours_sms,
@@ -261,22 +273,36 @@ class Engine:
         chain = self._chains[self._step_chain[step_id]]
         return next(step for step in chain.steps if step.step_id == step_id)
 
-    async def _load_chains(self) -> None:
-        async with self.db.session() as session:
+    async def _load_chains(self, session: AsyncSession) -> None:
+        """The active chains; only those whose row changed are read again in full."""
+        versions = dict(
+            (
+                await session.execute(
+                    select(Chain.id, Chain.updated_at).where(
+                        Chain.status == ChainStatus.ACTIVE.value
+                    )
+                )
+            ).all()
+        )
+        changed = [
+            chain_id
+            for chain_id, version in versions.items()
+            if chain_id not in self._chains or self._chains[chain_id].updated_at != version
+        ]
+        plans = {
+            chain_id: self._chains[chain_id] for chain_id in versions if chain_id not in changed
+        }
+        if changed:
             chains = await session.scalars(
-                select(Chain)
-                .where(Chain.status == ChainStatus.ACTIVE.value)
-                .options(selectinload(Chain.steps))
-                .order_by(Chain.id)
+                select(Chain).where(Chain.id.in_(changed)).options(selectinload(Chain.steps))
             )
-            plans = {chain.id: _chain_plan(chain) for chain in chains}
-        for chain_id, plan in plans.items():
-            if self._chains.get(chain_id) != plan:
+            for chain in chains:
+                plans[chain.id] = plan = _chain_plan(chain)
                 for step in plan.steps:
                     self._messages[step.step_id] = self._step_messages(plan, step)
-        self._chains = plans
+        self._chains = dict(sorted(plans.items()))
         self._step_chain = {
-            step.step_id: plan.chain_id for plan in plans.values() for step in plan.steps
+            step.step_id: plan.chain_id for plan in self._chains.values() for step in plan.steps
         }
 
     def _step_messages(self, chain: ChainPlan, step: StepPlan) -> StepMessages:
@@ -343,6 +369,38 @@ class Engine:
         return _chain_plan(chain) if chain is not None else None
 
     async def _housekeeping(self, report: TickReport) -> None:
+        """Liveness, planning owed, newcomers: each looked at with a read, written to
+        only when there is something to do, so an idle tick takes no write lock."""
+        await self._beat_if_due()
+        changes = CustomerChange.__table__
+        async with self.db.session() as session:
+            someone_dead, newcomers = (
+                await session.execute(
+                    select(
+                        exists(workers.dead_workers(session.bind.dialect)),
+                        exists(select(changes.c.id)),
+                    )
+                )
+            ).one()
+            await self._load_chains(session)
+            owed = list(
+                await session.execute(
+                    select(Step.id, Step.plan_requested)
+                    .join(Chain, Chain.id == Step.chain_id)
+                    .where(
+                        Chain.status == ChainStatus.ACTIVE.value,
+                        Step.plan_requested > Step.planned_version,
+                    )
+                )
+            )
+        if someone_dead:
+            await self._reap(report)
+        if owed:
+            report.planned += await self._serve_planning_requests(owed)
+        if newcomers:
+            report.planned += await self._enroll_newcomers()
+
+    async def _reap(self, report: TickReport) -> None:
         now = self.clock()
         async with self.db.writer() as session:
             reaped = await workers.reap(session, now)
@@ -356,23 +414,9 @@ class Engine:
                 lost,
             )
         report.recovered_uncertain += lost
-        await self._load_chains()
-        report.planned += await self._serve_planning_requests()
-        report.planned += await self._enroll_newcomers()
 
-    async def _serve_planning_requests(self) -> int:
+    async def _serve_planning_requests(self, owed: list[Any]) -> int:
         """Full planning passes owed: steps saved or added, chains activated or resumed."""
-        async with self.db.session() as session:
-            owed = list(
-                await session.execute(
-                    select(Step.id, Step.plan_requested)
-                    .join(Chain, Chain.id == Step.chain_id)
-                    .where(
-                        Chain.status == ChainStatus.ACTIVE.value,
-                        Step.plan_requested > Step.planned_version,
-                    )
-                )
-            )
         planned = 0
         for step_id, requested in owed:
             chain = self._chains.get(self._step_chain.get(step_id, -1))

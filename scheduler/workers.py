@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Dialect, Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import reasons
@@ -87,6 +87,12 @@ async def _release(session: AsyncSession, worker_ids: list[int]) -> int:
         .execution_options(synchronize_session=False)
     )
     return max(result.rowcount or 0, 0)
+
+
+def dead_workers(dialect: Dialect) -> Select[tuple[int]]:
+    """The workers whose heartbeat is older than DEAD_AFTER, by the database's clock."""
+    cutoff = sql.plus_seconds(dialect, sql.database_now(dialect), -int(DEAD_AFTER.total_seconds()))
+    return select(_worker.c.id).where(_worker.c.heartbeat_at < cutoff)
 
 
 async def reap(session: AsyncSession, now: datetime) -> Reaped:
