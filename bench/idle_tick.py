@@ -26,7 +26,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, time as time_of_day, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -148,7 +149,8 @@ async def _ticks(url: str, ticks: int, outbox: Path) -> list[float]:
             started = time.perf_counter()
             report = await engine.tick()
             timings.append(time.perf_counter() - started)
-            assert not report.busy and report.deferred == 0, report
+            assert not report.busy, report
+            assert report.deferred == 0, report
         return timings
     finally:
         await engine.close()

@@ -25,3 +25,23 @@ def test_bot_latency_measures_every_update_of_every_admin(tmp_path: Path) -> Non
         assert run["updates"] == run["expected_updates"]
         assert len(run["latencies_ms"]) == run["updates"]
         assert all(latency > 0 for latency in run["latencies_ms"])
+
+
+def test_idle_tick_bench_runs_a_tick_with_rows_waiting(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "idle_tick.py"), "--waiting", "500",
+         "--ticks", "3", "--databases", "sqlite"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert "sqlite: 500 waiting" in run.stdout
+    assert "ratio to baseline" in run.stdout
+
+
+def test_interleave_bench_measures_every_small_message(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "interleave.py"), "--big", "300", "--tick", "1",
+         "--spacing", "1", "--databases", "sqlite"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert "small chains alone: p50" in run.stdout
+    assert "ticks of 1 s" in run.stdout
