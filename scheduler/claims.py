@@ -337,7 +337,8 @@ async def recheck(
         _delivery.c.claimed_by == worker_id,
     )
     refusal = contact_refusal(channel)
-    rows = await session.execute(
+    connection = await session.connection()
+    rows = await connection.execute(
         select(
             _delivery.c.id,
             refusal.label("refusal"),
