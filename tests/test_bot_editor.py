@@ -19,7 +19,7 @@ from models.db import Database
 from models.segments import add_segment
 from models.tables import ChainStatus, Role
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 from tests.editor_driver import Phone
 from tests.test_bot_support import (
     ADMIN,

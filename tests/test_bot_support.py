@@ -25,7 +25,7 @@ from models.chains import import_chain
 from models.db import Database
 from models.segments import add_segment, list_segments
 from models.tables import ChainStatus
-from scheduler.lifecycle import activate_chain, pause_chain
+from services.lifecycle import activate_chain, pause_chain
 
 TOKEN = "123:ABC"
 # Never resolved: requests go to the double in this process.

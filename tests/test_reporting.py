@@ -21,8 +21,8 @@ from bot.settings import load_settings
 from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
 from bot.telegram_double import TelegramDouble
 from handlers import texts
+from handlers.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
 from models import summaries
-from models.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
 from models.db import Database
 from models.orders import record_orders
 from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
