@@ -3,7 +3,7 @@
     .venv/bin/python bench/bot_latency.py [--admins 200] [--seed 1] [--think-ms 50-300]
                                           [--database-url URL] [--variants ...] [--json PATH]
 
-The Telegram double (bot/telegram_double.py) serves the Bot API on 127.0.0.1 from a
+The Telegram double (telegram_double/) serves the Bot API on 127.0.0.1 from a
 thread of this process; the bot runs in a process of its own, as `chainmail bot` does:
 the production Application (`bot.telegram_app.run_bot`: `build_application`, long
 polling through TELEGRAM_API_BASE_URL, updates of different people handled
@@ -57,11 +57,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.import_customers import fresh_database  # noqa: E402
-from bot.telegram_double import BotEvent, TelegramDouble  # noqa: E402
 from models.admins import add_admin  # noqa: E402
 from models.db import Database  # noqa: E402
 from models.segments import add_segment  # noqa: E402
 from models.tables import Role  # noqa: E402
+from telegram_double import BotEvent, TelegramDouble  # noqa: E402
 
 TOKEN = "4242:BENCH"
 FIRST_ADMIN = 500_001

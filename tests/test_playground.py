@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from bot.telegram_double import TelegramDouble, Upload
 from models.chains import list_chains
 from models.db import Database
 from models.segments import list_segments
 from models.tables import ChainStatus, Customer
 from playground.demo_data import CUSTOMER_COUNT, demo_customers, seed_demo_data
 from playground.demo_shop import reaction_to
+from telegram_double import TelegramDouble, Upload
 from tests.cli import chainmail
 from tests.playground import Playground
 
