@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds  # noqa: E402
 from bench.import_customers import fresh_database  # noqa: E402
 from models.admins import add_admin  # noqa: E402
 from models.db import Database  # noqa: E402
@@ -197,12 +198,6 @@ def _stop_on_sigterm() -> asyncio.Event:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     return stop
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far."""
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -25,3 +25,18 @@ def test_bot_latency_measures_every_update_of_every_admin(tmp_path: Path) -> Non
         assert run["updates"] == run["expected_updates"]
         assert len(run["latencies_ms"]) == run["updates"]
         assert all(latency > 0 for latency in run["latencies_ms"])
+
+
+def test_playground_start_times_both_starts_against_the_baseline(tmp_path: Path) -> None:
+    results = tmp_path / "playground_start.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "playground_start.py"), "--repeat", "1",
+         "--no-demo-shop", "--json", str(results)],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    figures = json.loads(results.read_text())
+    [measured] = figures["rounds"]
+    assert all(seconds > 0 for seconds in measured.values())
+    for start in ("first", "restart"):
+        assert measured[f"bot_{start}"] >= measured[start]
+        assert figures["ratio"][start] == measured[start] / measured["baseline"]
