@@ -3,7 +3,7 @@
     .venv/bin/python bench/bot_latency.py [--admins 200] [--seed 1] [--think-ms 50-300]
                                           [--database-url URL] [--variants ...] [--json PATH]
 
-The Telegram double (bot/telegram_double.py) serves the Bot API on 127.0.0.1 from a
+The Telegram double (telegram_double/) serves the Bot API on 127.0.0.1 from a
 thread of this process; the bot runs in a process of its own, as `chainmail bot` does:
 the production Application (`bot.telegram_app.run_bot`: `build_application`, long
 polling through TELEGRAM_API_BASE_URL, updates of different people handled
@@ -56,12 +56,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds  # noqa: E402
 from bench.import_customers import fresh_database  # noqa: E402
-from bot.telegram_double import BotEvent, TelegramDouble  # noqa: E402
 from models.admins import add_admin  # noqa: E402
 from models.db import Database  # noqa: E402
 from models.segments import add_segment  # noqa: E402
 from models.tables import Role  # noqa: E402
+from telegram_double import BotEvent, TelegramDouble  # noqa: E402
 
 TOKEN = "4242:BENCH"
 FIRST_ADMIN = 500_001
@@ -197,12 +198,6 @@ def _stop_on_sigterm() -> asyncio.Event:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     return stop
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far."""
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """What the engine benchmarks share: scratch databases, a million customers in one
-statement, a chain to plan and send, and a process's peak memory.
+statement, a chain to plan and send, and a process's memory and CPU.
 
-Imported by bench/plan_main_step.py, bench/send_email.py (variant d) and
-bench/worker_memory.py; not a benchmark itself.
+Imported by bench/plan_main_step.py, bench/send_email.py (variant d),
+bench/worker_memory.py, bench/bot_latency.py and bench/playground_start.py; not a
+benchmark itself.
 """
 
 from __future__ import annotations
@@ -170,6 +171,12 @@ def peak_rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | str = "self") -> float:

@@ -39,7 +39,7 @@ from models.db import Database
 from models.segments import add_segment
 from models.tables import Delivery
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 
 OUTBOX = Path(__file__).resolve().parent / "out"
 SMALL_CHAINS = 10

@@ -40,8 +40,8 @@ from bench.common import add_chain, add_customers, scratch_postgres, scratch_sql
 from models.db import Database
 from models.tables import Chain, Delivery, Step, UtcDateTime
 from scheduler import planning
-from scheduler.lifecycle import activate_chain
 from scheduler.steps import step_plan
+from services.lifecycle import activate_chain
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BARE = text(

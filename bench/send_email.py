@@ -51,7 +51,7 @@ from channels.sms import OutboxSmsTransport
 from channels.smtp import SendStatus, SmtpPool
 from models.db import Database
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 
 SENDER = "Магазин «Ромашка» <news@shop.example>"
 SENDER_ADDRESS = "news@shop.example"

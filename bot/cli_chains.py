@@ -15,7 +15,7 @@ from models.chains import export_chain, import_chain, list_chains
 from models.db import Database
 from models.errors import ChainmailError
 from models.segments import MATCHES, add_segment, delete_segment, list_segments
-from scheduler.lifecycle import activate_chain, pause_all, pause_chain, resume_chain
+from services.lifecycle import activate_chain, pause_all, pause_chain, resume_chain
 
 ACTOR = "cli"
 T = TypeVar("T")

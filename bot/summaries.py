@@ -2,7 +2,7 @@
 
 The worker's clock calls `SummarySender.send_due` every tick; the database says
 which chat is due and which worker sends it (`models.summaries`). Here the summary
-is composed (texts of `handlers.texts`, charts of `models.charts`) and sent as
+is composed (texts of `handlers.texts`, charts of `handlers.charts`) and sent as
 photos and messages, each one only while this worker still holds the claim.
 docs/reporting.md tells the design.
 """
@@ -29,9 +29,9 @@ from telegram.ext import AIORateLimiter, Defaults, ExtBot
 from bot.settings import Settings
 from bot.telegram_app import RATE_LIMIT_RETRIES, file_url_for
 from handlers import texts
+from handlers.charts import chain_chart_png
 from models import summaries
 from models.admins import role_of
-from models.charts import chain_chart_png
 from models.db import Database
 from models.stats import daily_stats
 from models.summaries import Claim, DueSummary, day_start

@@ -8,7 +8,7 @@ from functools import partial
 from bot.settings import Settings
 from channels.sms import SmsTransport, sms_transport_from_settings
 from channels.smtp import EmailTransport, email_transport_from_settings
-from scheduler.preview import MessageSetup
+from services.preview import MessageSetup
 
 
 def email_transport(settings: Settings) -> EmailTransport:

@@ -1,4 +1,4 @@
-"""The Telegram bot's handlers: a thin door onto the services of `models/` and `scheduler/`.
+"""The Telegram bot's handlers: a thin door onto the services of `models/` and `services/`.
 
 Shared here: what every handler gets (`Deps` through `Context`), the Application
 subclass that carries them and saves state after every update, and the two ways the
@@ -22,7 +22,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from models.db import Database
 from models.tables import Role
-from scheduler.preview import MessageSetup
+from services.preview import MessageSetup
 
 # user_data, chat_data and bot_data: plain dicts of JSON values (handlers/persistence.py).
 Data = dict[str, Any]

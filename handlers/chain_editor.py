@@ -52,8 +52,8 @@ from models.chains import (
 )
 from models.segments import list_segments
 from models.tables import ChainStatus, Enrollment, Role
-from scheduler.lifecycle import activate_chain
-from scheduler.waves import forecast_activation
+from services.forecast import forecast_activation
+from services.lifecycle import activate_chain
 
 EDITOR = "editor"
 GUARD_GROUP = -1

@@ -28,16 +28,16 @@ from telegram.ext import (
 from handlers import Context, keyboards, show, tell, texts
 from handlers.access import allowed, in_group, private_only, requires
 from handlers.callbacks import Action, decode, int_arg, pattern
+from handlers.charts import chain_chart_png
 from models.admins import add_admin, list_people, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
-from models.charts import chain_chart_png
 from models.customers import count_customers, import_customers_csv
 from models.errors import ChainmailError
 from models.segments import list_segments
 from models.stats import ChainStats, chain_stats
 from models.tables import ChainStatus, Role
 from models.team_chats import subscribe_chat, unsubscribe_chat
-from scheduler.lifecycle import pause_all, pause_chain, resume_chain
+from services.lifecycle import pause_all, pause_chain, resume_chain
 
 # States are persisted as JSON (handlers/persistence.py): plain strings.
 WAITING_FOR_CSV = "waiting_for_csv"

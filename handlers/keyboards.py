@@ -14,7 +14,7 @@ from handlers.callbacks import Action, encode
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
-from scheduler.waves import Forecast
+from services.forecast import Forecast
 
 T = TypeVar("T")
 Row = list[InlineKeyboardButton]

@@ -25,7 +25,7 @@ from typing import Any
 from telegram.ext import BasePersistence, PersistenceInput
 
 from handlers import Data
-from models.bot_state import delete_state, load_states, save_state
+from handlers.bot_state import delete_state, load_states, save_state
 from models.db import Database
 from models.tables import BotStateKind
 

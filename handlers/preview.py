@@ -2,7 +2,7 @@
 
 `chain_editor` calls `on_button` for the `ep:`/`et:` buttons and merges `INPUTS` into
 its typed inputs. The open message block's draft is previewed (unsaved changes
-included), else the saved message; rendering and sending are `scheduler.preview`'s,
+included), else the saved message; rendering and sending are `services.preview`'s,
 the engine's own composer. The buttons of this module, after the editor's
 `<chain>:<pos>`:
 
@@ -40,7 +40,7 @@ from models.preview import (
     sample_customer,
 )
 from models.tables import Channel
-from scheduler.preview import (
+from services.preview import (
     PreviewEmail,
     RenderError,
     StepMessage,

@@ -19,7 +19,7 @@ from handlers import ChainmailApplication, texts
 from models.chains import get_chain
 from models.errors import NotFound
 from models.tables import ChainStatus
-from scheduler.waves import wave_progress
+from services.forecast import wave_progress
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from models.segments import SegmentInfo
 from models.sms_parts import sms_parts
 from models.stats import ChainStats, DailyStats, StepStats
 from models.tables import ChainStatus, Enrollment, Role
-from scheduler.waves import Forecast, WaveProgress
+from services.forecast import Forecast, WaveProgress
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH
 # What a list may take of a message, leaving room for its title and closing lines.

@@ -27,9 +27,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from bot.telegram_double import BotEvent, DriverError, FakeBot
 from playground import texts
 from playground.demo_data import DEMO_USERS, GROUP_CHAT_ID
+from telegram_double import BotEvent, DriverError, FakeBot
 
 # How long a read waits for the bot before answering with nothing new.
 LONG_POLL_SECONDS = 20.0

@@ -13,7 +13,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from bot.telegram_double import FakeBot
+from telegram_double import FakeBot
 
 SAVE_EVERY_SECONDS = 2.0
 

@@ -38,7 +38,6 @@ from bot.engine_process import run_engine
 from bot.runtime import open_database
 from bot.settings import Settings
 from bot.telegram_app import run_bot
-from bot.telegram_double import TelegramDouble
 from models.db import Database
 from models.errors import ChainmailError
 from playground import texts
@@ -47,6 +46,7 @@ from playground.demo_data import OWNER, seed_demo_data
 from playground.demo_shop import DemoShop
 from playground.history import ChatHistory
 from playground.outbox import Outbox
+from telegram_double import TelegramDouble
 from web.app import create_app
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import make_url, text
 
-from bot.telegram_double import TelegramDouble
 from models.db import Database
 from models.migrate import upgrade
 from models.tables import Base
+from telegram_double import TelegramDouble
 from tests.test_bot_support import new_double
 
 pytest_plugins = ["tests.servers"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.telegram_double import BotEvent
+from telegram_double import BotEvent
 from tests.test_bot_support import BotUnderTest, buttons, screen
 
 

@@ -45,3 +45,18 @@ def test_interleave_bench_measures_every_small_message(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "small chains alone: p50" in run.stdout
     assert "ticks of 1 s" in run.stdout
+
+
+def test_playground_start_times_both_starts_against_the_baseline(tmp_path: Path) -> None:
+    results = tmp_path / "playground_start.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "playground_start.py"), "--repeat", "1",
+         "--no-demo-shop", "--json", str(results)],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    figures = json.loads(results.read_text())
+    [measured] = figures["rounds"]
+    assert all(seconds > 0 for seconds in measured.values())
+    for start in ("first", "restart"):
+        assert measured[f"bot_{start}"] >= measured[start]
+        assert figures["ratio"][start] == measured[start] / measured["baseline"]

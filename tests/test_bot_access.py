@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from bot.telegram_double import TelegramDouble
 from handlers import texts
 from models.admins import add_admin
 from models.chains import get_chain
 from models.db import Database
 from models.tables import AuditEntry, BotState, ChainStatus, Role, SubscribedChat
 from models.team_chats import subscribe_chat
+from telegram_double import TelegramDouble
 from tests.test_bot_support import (
     ADMIN,
     GROUP,

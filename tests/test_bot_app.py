@@ -30,7 +30,6 @@ from bot.telegram_app import (
     run_bot,
     webhook_secret,
 )
-from bot.telegram_double import BotEvent, TelegramDouble
 from handlers import texts
 from handlers.persistence import DatabasePersistence
 from models.admins import add_admin
@@ -38,6 +37,7 @@ from models.chains import get_chain
 from models.db import Database
 from models.errors import ChainmailError
 from models.tables import ChainStatus, Role
+from telegram_double import BotEvent, TelegramDouble
 from tests.test_bot_support import (
     ADMIN,
     API_BASE_URL,

@@ -10,15 +10,15 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.telegram_app import build_application
-from bot.telegram_double import TelegramDouble
 from handlers import texts
+from handlers.charts import chart_size
 from models.admins import add_admin, role_of
 from models.chains import get_chain
-from models.charts import chart_size
 from models.db import Database
 from models.segments import add_segment
 from models.tables import AuditEntry, ChainStatus, Customer, Role
 from models.team_chats import is_subscribed
+from telegram_double import TelegramDouble
 from tests.test_bot_support import (
     ADMIN,
     GROUP,

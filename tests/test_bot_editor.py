@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram_double import TelegramDouble
 from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from handlers import progress
@@ -19,7 +18,8 @@ from models.db import Database
 from models.segments import add_segment
 from models.tables import ChainStatus, Role
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
+from telegram_double import TelegramDouble
 from tests.editor_driver import Phone
 from tests.test_bot_support import (
     ADMIN,

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from telegram import Update
 from telegram.ext import TypeHandler
 
-from bot.telegram_double import TelegramDouble
 from handlers import Context
+from handlers.bot_state import save_state
 from handlers.persistence import DatabasePersistence
 from models.admins import add_admin
-from models.bot_state import save_state
 from models.db import Database
 from models.tables import BotState, BotStateKind, Customer, Role
+from telegram_double import TelegramDouble
 from tests.test_bot_support import ADMIN, OWNER, new_double, running_bot, screen
 
 CSV = b"external_id,email\nc1,ann@example.com\n"

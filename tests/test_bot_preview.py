@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.telegram_app import build_application
-from bot.telegram_double import TelegramDouble
 from models.admins import add_admin
 from models.chains import import_chain
 from models.customers import save_customers
 from models.db import Database
 from models.segments import add_segment
 from models.tables import AuditEntry, Delivery, Role
+from telegram_double import TelegramDouble
 from tests.editor_driver import Phone
 from tests.servers import SmsGatewayTestServer, SmtpTestServer
 from tests.test_bot_support import ADMIN, BotUnderTest, bot_settings

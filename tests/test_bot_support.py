@@ -19,13 +19,13 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.settings import Settings, load_settings
 from bot.telegram_app import build_application
-from bot.telegram_double import BotEvent, FakeBot, TelegramDouble
 from handlers import ChainmailApplication
 from models.chains import import_chain
 from models.db import Database
 from models.segments import add_segment, list_segments
 from models.tables import ChainStatus
-from scheduler.lifecycle import activate_chain, pause_chain
+from services.lifecycle import activate_chain, pause_chain
+from telegram_double import BotEvent, FakeBot, TelegramDouble
 
 TOKEN = "123:ABC"
 # Never resolved: requests go to the double in this process.

@@ -28,7 +28,7 @@ from models.segments import add_segment
 from models.stats import chain_stats, stats_document
 from models.tables import Customer
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 from tests.servers import (
     DropPhase,
     ReceivedMessage,

@@ -39,7 +39,7 @@ from models.tables import (
 from models.tracking import record_open, unsubscribe
 from scheduler import workers
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import ChainNotReady, activate_chain, pause_all, pause_chain, resume_chain
+from services.lifecycle import ChainNotReady, activate_chain, pause_all, pause_chain, resume_chain
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # 12:00 in Moscow
 

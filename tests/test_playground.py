@@ -1,5 +1,6 @@
 """`chainmail playground` without a browser: demo data, the chat history kept across a
-restart, the demo shop acting through the real doors, a quick start."""
+restart, the demo shop acting through the real doors. How fast it starts is
+bench/playground_start.py's to say, not a test's."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from bot.telegram_double import TelegramDouble, Upload
 from models.chains import list_chains
 from models.db import Database
 from models.segments import list_segments
 from models.tables import ChainStatus, Customer
 from playground.demo_data import CUSTOMER_COUNT, demo_customers, seed_demo_data
 from playground.demo_shop import reaction_to
+from telegram_double import TelegramDouble, Upload
 from tests.cli import chainmail
 from tests.playground import Playground
 
@@ -107,7 +108,7 @@ async def test_a_restored_double_shows_the_same_chats_and_their_buttons_still_wo
 
 def test_a_restart_keeps_chats_data_and_what_the_demo_shop_did(tmp_path: Any) -> None:
     with Playground(tmp_path / "data", demo_shop=True) as playground:
-        first_start = playground.start()
+        playground.start()
         with playground.api() as api:
             api.post("/api/chat/1002/messages", json={"user_id": 1002, "text": "/start"})
             menu = _messages(api, 1002, 2)[-1]
@@ -120,7 +121,7 @@ def test_a_restart_keeps_chats_data_and_what_the_demo_shop_did(tmp_path: Any) ->
             time.sleep(0.5)
         playground.stop()
 
-        second_start = playground.start()
+        playground.start()
         with playground.api() as api:
             restored = _messages(api, 1002, 2)
             assert restored[-1] == menu
@@ -144,5 +145,3 @@ def test_a_restart_keeps_chats_data_and_what_the_demo_shop_did(tmp_path: Any) ->
         customers = _count(playground, "SELECT count(*) FROM customers")
         assert customers == CUSTOMER_COUNT
         assert chains == [("Spring sale", "active")]
-        assert first_start < 10
-        assert second_start < 10

@@ -26,7 +26,7 @@ from models.tokens import TokenKind, make_token
 from models.tracking import record_open
 from scheduler import workers
 from scheduler.engine import Engine, EngineConfig
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 from tests.servers import SmtpFaults, SmtpTestServer
 from tests.test_engine import Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture

@@ -19,16 +19,16 @@ from sqlalchemy import select, update
 
 from bot.settings import load_settings
 from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
-from bot.telegram_double import TelegramDouble
 from handlers import texts
+from handlers.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
 from models import summaries
-from models.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
 from models.db import Database
 from models.orders import record_orders
 from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
 from models.summaries import claim_summary, day_start, part_sent
 from models.tables import Chain, SubscribedChat, SummarySend
 from models.team_chats import is_subscribed, subscribe_chat
+from telegram_double import TelegramDouble
 from tests.test_bot_texts import busy_step
 from tests.test_stats import Shop
 

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.settings import Settings
-from bot.telegram_double import TelegramDouble
 from models.db import Database
 from models.tables import SubscribedChat, SummarySend
 from models.team_chats import subscribe_chat
+from telegram_double import TelegramDouble
 from tests.test_reporting import seeded_chain
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

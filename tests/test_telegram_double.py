@@ -26,7 +26,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.telegram_double import (
+from telegram_double import (
     BotEvent,
     DriverError,
     EntityParseError,

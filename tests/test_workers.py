@@ -30,7 +30,7 @@ from models.chains import import_chain
 from models.db import Database
 from models.segments import add_segment
 from models.tables import Customer, Delivery, DeliveryStatus
-from scheduler.lifecycle import activate_chain
+from services.lifecycle import activate_chain
 from tests.servers import ReceivedMessage, SmtpFaults, SmtpTestServer
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
