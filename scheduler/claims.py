@@ -102,16 +102,16 @@ def contact_refusal(channel: str) -> ColumnElement[str | None]:
     return case(*((condition, literal(reason)) for reason, condition in contact_rules(channel)))
 
 
-async def due_steps(
-    session: AsyncSession, step_ids: Sequence[int], now: datetime
-) -> list[tuple[int, datetime]]:
-    """The steps among `step_ids` with rows due by `now`, earliest first, with that moment.
+async def earliest_planned(
+    session: AsyncSession, step_ids: Sequence[int]
+) -> dict[int, datetime | None]:
+    """Each step's earliest unclaimed planned row (None: it has none).
 
     One correlated `min()` per step, each read off (step_id, status, due_at): the
     cost grows with the number of steps, not of rows.
     """
     if not step_ids:
-        return []
+        return {}
     steps = Step.__table__
     earliest = (
         select(func.min(_delivery.c.due_at))
@@ -123,7 +123,12 @@ async def due_steps(
         .scalar_subquery()
     )
     rows = await session.execute(select(steps.c.id, earliest).where(steps.c.id.in_(step_ids)))
-    due = [(step_id, first) for step_id, first in rows if first is not None and first <= now]
+    return dict(rows.all())
+
+
+def due_steps(earliest: Mapping[int, datetime | None], now: datetime) -> list[tuple[int, datetime]]:
+    """The steps with rows due by `now`, earliest first, with that moment."""
+    due = [(step_id, first) for step_id, first in earliest.items() if first and first <= now]
     return sorted(due, key=lambda row: (row[1], row[0]))
 
 
@@ -201,7 +206,7 @@ async def _pick(
     session: AsyncSession, steps: Mapping[int, StepPlan], now: datetime, limit: int
 ) -> dict[int, list[int]]:
     """Due row ids by step: the batch shared fairly, what a step leaves unused to the others."""
-    due = await due_steps(session, list(steps), now)
+    due = due_steps(await earliest_planned(session, list(steps)), now)
     if not due:
         return {}
     postgres = session.bind.dialect.name == "postgresql"

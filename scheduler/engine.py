@@ -165,6 +165,8 @@ class Engine:
         # Set by `stop()`: the running tick ends after the group in flight.
         self.stopping = False
         self._chains: dict[int, ChainPlan] = {}
+        # Each active step's earliest unclaimed planned row, as the last batch read it.
+        self._earliest: dict[int, datetime | None] = {}
         self._step_chain: dict[int, int] = {}
         self._messages: dict[int, StepMessages] = {}
         self._sender = Sender(
@@ -245,7 +247,8 @@ class Engine:
         async with self.db.session() as session:
             await self._load_chains(session)
             # Read first: a writer (SQLite's one write lock) only when something is due.
-            if not await claims.due_steps(session, list(self._step_chain), now):
+            self._earliest = await claims.earliest_planned(session, list(self._step_chain))
+            if not claims.due_steps(self._earliest, now):
                 return False
         assert self.worker_id is not None
         worker_id = self.worker_id
@@ -471,6 +474,8 @@ class Engine:
         for chain in list(self._chains.values()):
             if chain.enrollment != Enrollment.ONCE or not chain.steps:
                 continue
+            if any(self._earliest.get(step.step_id) for step in chain.steps):
+                continue  # rows still planned: not worth a look at the chain's rows
             busy = exists(
                 select(d.c.id).where(
                     d.c.chain_id == chain.chain_id,
