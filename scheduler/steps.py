@@ -15,7 +15,7 @@ from models.chainfile import (
     Send,
     TermsAudience,
 )
-from models.chains import stored_block
+from models.chains import missing_blocks, stored_block
 from models.errors import ChainmailError
 from models.tables import Step
 
@@ -69,12 +69,12 @@ class StepPlan:
 
 def step_plan(step: Step) -> StepPlan:
     """Plain values of a step whose audience, action and schedule are saved."""
+    if missing_blocks(step):
+        raise ChainmailError(f"step {step.position} ({step.name}) is not complete")
     audience = stored_block(BlockKind.AUDIENCE, step.audience, step.position)
     action = stored_block(BlockKind.ACTION, step.action, step.position)
     schedule = stored_block(BlockKind.SCHEDULE, step.schedule, step.position)
-    if audience is None or action is None or schedule is None:
-        raise ChainmailError(f"step {step.position} ({step.name}) is not complete")
-    conversion = stored_block(BlockKind.CONVERSION, step.conversion, step.position) or Conversion()
+    conversion = stored_block(BlockKind.CONVERSION, step.conversion, step.position)
     terms = audience if isinstance(audience, TermsAudience) else None
     return StepPlan(
         step_id=step.id,
