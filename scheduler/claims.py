@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, literal, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
@@ -329,7 +329,7 @@ async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None
 
 
 async def recheck(
-    session: AsyncSession, channel: str, delivery_ids: Sequence[int], worker_id: int
+    connection: AsyncConnection, channel: str, delivery_ids: Sequence[int], worker_id: int
 ) -> tuple[dict[str, list[int]], list[int], list[int]]:
     """The contact rules and the chain's status, again, for rows about to go on the wire.
 
@@ -342,7 +342,6 @@ async def recheck(
         _delivery.c.claimed_by == worker_id,
     )
     refusal = contact_refusal(channel)
-    connection = await session.connection()
     rows = await connection.execute(
         select(
             _delivery.c.id,

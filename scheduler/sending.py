@@ -271,9 +271,10 @@ class Sender:
         if not group.ready:
             return
         ids = [item.delivery_id for item, _ in group.ready]
-        async with self._db.session() as session:
+        # A bare connection, no ORM session: this runs once per group on the wire.
+        async with self._db.engine.connect() as connection:
             refused, held, lost = await claims.recheck(
-                session, group.messages.channel, ids, self._worker
+                connection, group.messages.channel, ids, self._worker
             )
         if not refused and not held and not lost:
             return
