@@ -312,6 +312,33 @@ class Order(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class Attribution(Base):
+    """The message an order counts for (SPEC §2), kept up to date as facts arrive.
+
+    One row per attributed order; an order that counts for nothing has none.
+    `models.attribution_table` rewrites a customer's rows whenever one of their
+    facts changes; the order's amount and moment are copied so that stats group
+    this table alone.
+    """
+
+    __tablename__ = "attributions"
+    __table_args__ = (
+        Index("ix_attributions_chain_id_step_id_ordered_at", "chain_id", "step_id", "ordered_at"),
+        Index("ix_attributions_customer_id", "customer_id"),
+        Index("ix_attributions_delivery_id", "delivery_id"),
+    )
+
+    order_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    customer_id: Mapped[int] = mapped_column(Id)
+    delivery_id: Mapped[int] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="CASCADE"))
+    chain_id: Mapped[int] = mapped_column(Id)
+    step_id: Mapped[int] = mapped_column(Id)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Admin(Base):
     """Admins and viewers added by an owner; owners themselves come from ADMIN_IDS."""
 

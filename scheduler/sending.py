@@ -24,6 +24,7 @@ from channels.sms import SmsTransport, render_sms
 from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database
+from models.facts import messages_triggered
 from models.tables import (
     Channel,
     Customer,
@@ -351,6 +352,7 @@ class StepSender:
                 )
             if bounced_customers:
                 await _mark_bounced(session, final, bounced_customers, now)
+            await messages_triggered(session, [o.delivery_id for o in (*sent, *final)], now)
         tally.sent += len(sent)
         tally.retried += len(retry)
         for outcome in final:

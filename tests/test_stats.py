@@ -25,8 +25,10 @@ from models.attribution import (
     conversion_settings,
     reached,
 )
+from models.attribution_table import rebuild
 from models.db import Database
 from models.errors import NotFound
+from models.facts import customer_facts_changed, message_facts_changed, messages_triggered
 from models.stats import ChainStats, attributed_orders, chain_stats, stats_document
 from models.tables import Chain, Customer, Delivery, Event, Order, Step
 
@@ -127,6 +129,11 @@ class Shop:
                 )
                 for event_type in events
             )
+            await session.flush()
+            # As the engine and tracking record them: in the fact's own transaction.
+            await messages_triggered(session, [row.id], T0)
+            if events:
+                await message_facts_changed(session, [row.id], event_at or T0)
             return row.id
 
     async def order(
@@ -142,6 +149,7 @@ class Shop:
             )
             session.add(row)
             await session.flush()
+            await customer_facts_changed(session, [customer_id], at)
             return row.id
 
 
@@ -477,6 +485,8 @@ async def seed_random_shop(db: Database, seed: int) -> None:
                 )
             )
         session.add_all(orders)
+        await session.flush()
+        await rebuild(session)
 
 
 async def load_facts(
