@@ -99,6 +99,8 @@ FROM (
     FROM deliveries d
     JOIN events e ON e.delivery_id = d.id
     WHERE d.chain_id = :chain_id {{deliveries_in_period}}
+      AND e.delivery_id BETWEEN (SELECT MIN(id) FROM deliveries WHERE chain_id = :chain_id)
+                            AND (SELECT MAX(id) FROM deliveries WHERE chain_id = :chain_id)
     GROUP BY d.step_id, d.status, d.id
 ) f
 GROUP BY f.step_id

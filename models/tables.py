@@ -251,6 +251,9 @@ class Delivery(Base):
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
         # Lets the per-step status counts of stats read the index alone.
         Index("ix_deliveries_chain_id_step_id_status", "chain_id", "step_id", "status"),
+        # A chain's deliveries in id order, with what stats read of them: its range of
+        # ids bounds the events read, and both are walked in the same order.
+        Index("ix_deliveries_chain_id_id", "chain_id", "id", "step_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

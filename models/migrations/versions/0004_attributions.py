@@ -1,4 +1,4 @@
-"""attributions: the message each order counts for, kept up to date
+"""attributions: the message each order counts for, kept up to date; a chain's deliveries by id
 
 Revision ID: 0004
 Revises: 0002
@@ -56,6 +56,10 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_attributions_customer_id", ["customer_id"], unique=False)
         batch_op.create_index("ix_attributions_delivery_id", ["delivery_id"], unique=False)
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_deliveries_chain_id_id", ["chain_id", "id", "step_id", "status"], unique=False
+        )
     # The orders already stored: what stats used to compute on every read.
     bind = op.get_bind()
     for statement in attribution_table.rebuild_statements(bind.dialect.name):
@@ -63,6 +67,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_chain_id_id")
     with op.batch_alter_table("attributions", schema=None) as batch_op:
         batch_op.drop_index("ix_attributions_delivery_id")
         batch_op.drop_index("ix_attributions_customer_id")
