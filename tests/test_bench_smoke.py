@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,15 @@ def test_bot_latency_measures_every_update_of_every_admin(tmp_path: Path) -> Non
         assert run["updates"] == run["expected_updates"]
         assert len(run["latencies_ms"]) == run["updates"]
         assert all(latency > 0 for latency in run["latencies_ms"])
+
+
+def test_stats_bench_measures_stats_and_each_fact_on_both_databases(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stats.py"), "--customers", "400", "--orders", "400",
+         "--runs", "1", "--facts", "3", "--scratch", f"bench_stats_smoke_{os.getpid()}"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    for kind in ("sqlite", "postgresql"):
+        assert f"{kind}: rebuild" in done.stdout
+        for fact in ("open", "order", "send"):
+            assert f"{kind}: {fact} " in done.stdout
