@@ -247,6 +247,21 @@ async def test_email_not_opened_and_sms_bounced_count_for_nothing(db: Database, 
     assert set(await attributed_orders(db, chain)) == {counted}
 
 
+async def test_uncertain_sms_counts_as_delivered_and_converts_unless_it_bounced(
+    db: Database, shop: Shop
+) -> None:
+    """`uncertain` is one of LEFT_STATUSES, as for the `delivered` term of follow-ups."""
+    lost, bounced = await shop.customers(2)
+    chain, (step,) = await shop.chain("Lost answers", [("sms", None)])
+    counted = await shop.delivery(step, lost, status="uncertain", reason=reasons.OUTCOME_LOST)
+    await shop.delivery(step, bounced, status="uncertain", events=("bounced",))
+    placed = await shop.order(lost, day(1))
+    await shop.order(bounced, day(1))
+    numbers = step_numbers(await chain_stats(db, chain), 1)
+    assert (numbers["sent"], numbers["uncertain"], numbers["delivered"]) == (0, 2, 1)
+    assert await attributed_orders(db) == {placed: counted}
+
+
 async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop) -> None:
     customers = await shop.customers(12)
     chain, (step,) = await shop.chain("Counts", [("email", None)])
