@@ -1,392 +1,388 @@
-"""Time `chain_stats` on a shop-sized dataset, on SQLite and on PostgreSQL.
+"""`/stats` of one chain in a shop of 10,000,000 deliveries and 1,000,000 orders, and what
+keeping attribution costs per fact, on SQLite and PostgreSQL.
 
-    python -m bench.stats [--customers 250000] [--orders 100000] [--runs 5]
-                          [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/stats.py [--customers 1000000] [--orders 1000000] [--runs 5]
+                                    [--facts 200] [--databases sqlite,postgresql]
 
-The measured chain has four steps (email, SMS, email, SMS) sent to every
-customer: customers × 4 deliveries (1,000,000 by default) with their events; a
-second, one-step email chain to every other customer competes for the orders.
-The SQLite file lives in a temporary directory; on PostgreSQL a scratch database
-`bench_stats` is created on the given server and dropped afterwards. Each
-database is timed as migrated, then again with the index proposed for the
-per-step counts (SUGGESTED_INDEX).
+The shop, made in the database by set-based statements (recursive CTE /
+generate_series), for C customers: the measured chain, four steps (email, SMS,
+email, SMS) to every fourth customer (C deliveries), and nine one-step chains
+to every customer (9 C), so 10 C deliveries; their events (emails: 30 % opened,
+a third of those clicked, 2 % bounced; SMS: 85 % reported delivered, 3 %
+bounced); the orders, of random customers over 35 days. Then `attributions`
+is built from scratch (`rebuild`: every order of the shop attributed, the work
+the old `/stats` redid on every call) and, alternating, each run timed:
+
+  bare   the chain's deliveries counted by step and status, one grouped query
+         over its index: the least any per-step report reads;
+  stats  `chain_stats` of the measured chain, everything `/stats` shows.
+
+Then, one transaction each, on customers that have orders (so a refresh has
+work to do), against a bare transaction writing the same row:
+
+  open   `record_open` of a sent email (event, wake-ups, attribution refreshed)
+         vs an `events` row inserted;
+  order  `record_orders` of one order vs an `orders` row inserted;
+  send   a group of 32 SMS recorded `sent` with `messages_triggered` (what the
+         engine's record adds) vs the same UPDATE alone.
+
+SQLite: a file under bench/out/, never ANALYZEd (Chainmail does not); PostgreSQL:
+a scratch database `bench_stats` beside the test suite's, VACUUM ANALYZEd as
+autovacuum would leave it, dropped at the end. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
-import sqlite3
 import statistics
-import tempfile
+import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-from sqlalchemy import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import reasons
+from sqlalchemy import bindparam, text
+
+from bench.common import scratch_postgres, scratch_sqlite
+from models import attribution_table
 from models.db import Database
-from models.migrate import upgrade
+from models.facts import messages_triggered
+from models.orders import record_orders
 from models.stats import chain_stats
+from models.tables import UtcDateTime
+from models.tracking import record_open
 
-SCRATCH_DATABASE = "bench_stats"
-# Proposed for models/tables.py: makes the per-step status counts index-only.
-SUGGESTED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS ix_deliveries_chain_id_step_id_status"
-    " ON deliveries (chain_id, step_id, status)"
-)
-START = datetime(2026, 3, 1, 9, tzinfo=UTC)
-# (chain id, step id, position, channel, days after the start the step is sent)
+START = "2026-03-01 09:00:00"
+NOW = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)
+MEASURED_CHAIN = 1
+# (chain, position, channel, days after START it is sent, window days, minimum amount)
 STEPS = [
-    (1, 1, 1, "email", 0),
-    (1, 2, 2, "sms", 3),
-    (1, 3, 3, "email", 10),
-    (1, 4, 4, "sms", 20),
-    (2, 5, 1, "email", 5),
+    (1, 1, "email", 0, 7, 0),
+    (1, 2, "sms", 3, 3, 0),
+    (1, 3, "email", 10, 7, 0),
+    (1, 4, "sms", 20, 3, 0),
+    *(
+        (chain, 1, "email" if chain % 2 else "sms", 3 * (chain - 2) + 1, 7, 0)
+        for chain in range(2, 10)
+    ),
+    (10, 1, "email", 12, 7, 500),
 ]
+GROUP = 32
 
 
-@dataclass
-class Dataset:
-    customers: list[tuple]
-    chains: list[tuple]
-    steps: list[tuple]
-    deliveries: list[tuple]
-    events: list[tuple]
-    orders: list[tuple]
+def _bits(value: str, salt: int) -> str:
+    """A pseudo-random 0 .. 2**32 - 1 from an integer expression, the same in both
+    databases: a multiplicative hash whose multiplier depends on `salt`."""
+    multiplier = (2654435761 * (2 * salt + 1)) % 2**32 | 1
+    return f"((CAST({value} AS BIGINT) * {multiplier} + {salt}) % 4294967296)"
 
 
-def _delivery_outcome(rng: random.Random, channel: str) -> tuple[str, str | None]:
-    roll = rng.random()
-    if roll < 0.90:
-        return "sent", None
-    if roll < 0.93:
-        return "failed", "550 mailbox unavailable" if channel == "email" else "rejected"
-    if roll < 0.98:
-        contact = reasons.NO_EMAIL if channel == "email" else reasons.NO_PHONE
-        return "skipped", rng.choice([contact, reasons.TERMS_FALSE])
-    if roll < 0.99:
-        return "uncertain", reasons.OUTCOME_LOST
-    return "planned", None
+def _hash(value: str, salt: int) -> str:
+    """0 .. 999 from the high bits of `_bits`."""
+    return f"({_bits(value, salt)} / 4294968)"
 
 
-def _events_for(rng: random.Random, channel: str) -> Iterator[tuple[str, float]]:
-    """(type, hours after sending) of one sent message's events."""
-    if channel == "email":
-        roll = rng.random()
-        if roll < 0.02:
-            yield "bounced", 0.01
-            return
-        if roll < 0.32:
-            yield "opened", rng.uniform(0, 72)
-            if rng.random() < 0.3:
-                yield "clicked", rng.uniform(0, 72)
-            if rng.random() < 0.02:
-                yield "unsubscribed", rng.uniform(0, 72)
-    else:
-        roll = rng.random()
-        if roll < 0.85:
-            yield "delivered", rng.uniform(0, 0.1)
-        elif roll < 0.88:
-            yield "bounced", rng.uniform(0, 0.1)
-
-
-def generate(customers: int, orders: int, seed: int = 1) -> Dataset:
-    rng = random.Random(seed)
-    data = Dataset([], [], [], [], [], [])
-    for customer_id in range(1, customers + 1):
-        data.customers.append(
-            (customer_id, f"c{customer_id}", f"c{customer_id}@example.com", "Europe/Moscow")
+def _moment(db: Database, seconds: str) -> str:
+    if db.is_sqlite:
+        return (
+            f"(strftime('%Y-%m-%d %H:%M:%f', '{START}', '+' || ({seconds}) || ' seconds') || '000')"
         )
-    data.chains = [(1, "Welcome series", "active", "welcome"), (2, "Spring sale", "active", "sale")]
-    for chain_id, step_id, position, channel, _days in STEPS:
-        conversion = {"goal": "order", "window_days": 7 if channel == "email" else 3}
-        if step_id == 5:
-            conversion["min_amount"] = 500
-        data.steps.append(
-            (step_id, chain_id, position, f"Step {position}", {"channel": channel}, conversion)
+    return f"(TIMESTAMPTZ '{START}+00' + ({seconds}) * INTERVAL '1 second')"
+
+
+def _numbers(db: Database, last: int) -> tuple[str, str]:
+    """A WITH clause and a FROM item giving n = 1..last."""
+    if db.is_sqlite:
+        return (
+            f"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {last})",
+            "g",
         )
-    delivery_id = 0
-    for chain_id, step_id, _position, channel, days in STEPS:
-        # The second chain goes to every other customer.
-        audience = range(1, customers + 1, chain_id)
-        for customer_id in audience:
-            delivery_id += 1
-            status, reason = _delivery_outcome(rng, channel)
-            moment = START + timedelta(days=days, seconds=rng.uniform(0, 6 * 3600))
-            sent_at = moment if status in {"sent", "uncertain"} else None
-            triggered_at = moment if status in {"sent", "failed", "uncertain"} else None
-            data.deliveries.append(
-                (
-                    delivery_id,
-                    chain_id,
-                    step_id,
-                    customer_id,
-                    channel,
-                    status,
-                    reason,
-                    START,
-                    moment,
-                    START,
-                    sent_at,
-                    triggered_at,
+    return "", f"generate_series(1, {last}) AS g(n)"
+
+
+def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
+    now = _moment(db, "0")
+    true = "1" if db.is_sqlite else "TRUE"
+    with_numbers, numbers = _numbers(db, customers)
+    statements = [
+        f"{with_numbers} INSERT INTO customers (id, external_id, email, phone, timezone,"
+        " timezone_source, email_status, sms_status, attributes, created_at, updated_at)"
+        f" SELECT n, 'c' || n, 'c' || n || '@example.com', '+7913' || n, 'Europe/Moscow',"
+        f" 'default', 'subscribed', 'subscribed', '{{}}', {now}, {now} FROM {numbers}",
+        "INSERT INTO chains (id, name, status, enrollment, campaign_tag, utm_enabled,"
+        " created_at, updated_at) VALUES "
+        + ", ".join(
+            f"({chain}, 'Chain {chain}', 'active', 'once', 'chain_{chain}', {true}, {now}, {now})"
+            for chain in sorted({chain for chain, *_ in STEPS})
+        ),
+    ]
+    for step_id, (chain, position, channel, _days, window, minimum) in enumerate(STEPS, 1):
+        conversion = f'{{"goal": "order", "window_days": {window}, "min_amount": {minimum}}}'
+        statements.append(
+            "INSERT INTO steps (id, chain_id, position, name, action, conversion, created_at,"
+            f" updated_at) VALUES ({step_id}, {chain}, {position}, 'Step {position}',"
+            f" '{{\"channel\": \"{channel}\"}}', '{conversion}', {now}, {now})"
+        )
+    for step_id, (chain, _position, channel, days, _window, _minimum) in enumerate(STEPS, 1):
+        roll = _hash("n", step_id)
+        status = (
+            f"CASE WHEN {roll} < 900 THEN 'sent' WHEN {roll} < 930 THEN 'failed'"
+            f" WHEN {roll} < 980 THEN 'skipped' WHEN {roll} < 990 THEN 'uncertain'"
+            " ELSE 'planned' END"
+        )
+        reason = (
+            f"CASE WHEN {roll} >= 900 AND {roll} < 930 THEN 'rejected'"
+            f" WHEN {roll} >= 930 AND {roll} < 980 THEN 'terms not met'"
+            f" WHEN {roll} >= 980 AND {roll} < 990 THEN 'outcome lost' END"
+        )
+        moment = _moment(db, f"{days * 86400} + {_hash('n', step_id + 100)} * 21")
+        left = f"CASE WHEN {roll} < 900 OR ({roll} >= 980 AND {roll} < 990) THEN {moment} END"
+        triggered = f"CASE WHEN {roll} < 930 OR ({roll} >= 980 AND {roll} < 990) THEN {moment} END"
+        audience = "WHERE n % 4 = 0" if chain == MEASURED_CHAIN else ""
+        statements.append(
+            f"{with_numbers} INSERT INTO deliveries (chain_id, step_id, customer_id, channel,"
+            " status, reason, eligible_at, due_at, attempts, created_at, sent_at, triggered_at)"
+            f" SELECT {chain}, {step_id}, n, '{channel}', {status}, {reason}, {now}, {moment},"
+            f" 1, {now}, {left}, {triggered} FROM {numbers} {audience}"
+        )
+    statements += _event_statements(db)
+    with_orders, order_numbers = _numbers(db, orders)
+    customer = f"1 + {_bits('n', 5)} % {customers}"
+    amount = f"(({_bits('n', 7)} % 990001 + 1000) / 100.0)"
+    # Over 35 days (3,000,000 seconds) after START.
+    placed = _moment(db, f"{_bits('n', 9)} % 3000000")
+    statements.append(
+        f"{with_orders} INSERT INTO orders (id, external_id, customer_id, amount, currency,"
+        f" created_at, received_at) SELECT n, 'o' || n, {customer}, {amount}, 'RUB',"
+        f" {placed}, {now} FROM {order_numbers}"
+    )
+    return statements
+
+
+def _event_statements(db: Database) -> list[str]:
+    """Events of the messages that left, chosen by hashes of the delivery id."""
+    at = "sent_at"
+    kinds = [
+        ("opened", "email", f"{_hash('id', 1)} BETWEEN 20 AND 319"),
+        ("clicked", "email", f"{_hash('id', 1)} BETWEEN 20 AND 319 AND {_hash('id', 2)} < 333"),
+        ("unsubscribed", "email", f"{_hash('id', 1)} BETWEEN 20 AND 319 AND {_hash('id', 3)} < 20"),
+        ("bounced", "email", f"{_hash('id', 1)} < 20"),
+        ("delivered", "sms", f"{_hash('id', 1)} < 850"),
+        ("bounced", "sms", f"{_hash('id', 1)} BETWEEN 850 AND 879"),
+    ]
+    return [
+        "INSERT INTO events (delivery_id, customer_id, type, occurred_at, data)"
+        f" SELECT id, customer_id, '{kind}', {at}, '{{}}' FROM deliveries"
+        f" WHERE channel = '{channel}' AND sent_at IS NOT NULL AND {condition}"
+        for kind, channel, condition in kinds
+    ]
+
+
+async def make_shop(db: Database, customers: int, orders: int) -> None:
+    started = time.perf_counter()
+    for statement in _shop_statements(db, customers, orders):
+        async with db.writer() as session:
+            if not db.is_sqlite:
+                # Loading only: foreign keys unchecked (they hold by construction).
+                await session.execute(text("SET LOCAL session_replication_role = replica"))
+            await session.execute(text(statement))
+    if not db.is_sqlite:
+        async with db.writer() as session:
+            for table in ("customers", "chains", "steps", "orders"):
+                await session.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id))"
+                         f" FROM {table}")
+                )  # fmt: skip
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit.connect() as conn:
+            await conn.execute(text("VACUUM ANALYZE"))
+    async with db.session() as session:
+        counts = {
+            table: await session.scalar(text(f"SELECT COUNT(*) FROM {table}"))
+            for table in ("deliveries", "events", "orders")
+        }
+    print(
+        f"  shop: {counts['deliveries']:,} deliveries, {counts['events']:,} events,"
+        f" {counts['orders']:,} orders in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+
+
+async def rebuild(db: Database) -> float:
+    started = time.perf_counter()
+    async with db.writer() as session:
+        await attribution_table.rebuild(session)
+    elapsed = time.perf_counter() - started
+    if not db.is_sqlite:
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit.connect() as conn:
+            await conn.execute(text("VACUUM ANALYZE attributions"))
+    async with db.session() as session:
+        rows = await session.scalar(text("SELECT COUNT(*) FROM attributions"))
+    print(f"  rebuild: {rows:,} orders attributed in {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
+BARE_COUNT = text(
+    "SELECT step_id, status, COUNT(*) FROM deliveries WHERE chain_id = :chain_id"
+    " GROUP BY step_id, status"
+)
+
+
+async def _bare_count(db: Database) -> None:
+    async with db.session() as session:
+        list(await session.execute(BARE_COUNT, {"chain_id": MEASURED_CHAIN}))
+
+
+async def _stats(db: Database) -> None:
+    await chain_stats(db, MEASURED_CHAIN)
+
+
+async def _timed(run: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await run()
+    return time.perf_counter() - started
+
+
+async def measure_stats(db: Database, runs: int) -> dict[str, list[float]]:
+    seconds: dict[str, list[float]] = {"bare": [], "stats": []}
+    for round_ in range(runs):
+        order = ["bare", "stats"] if round_ % 2 == 0 else ["stats", "bare"]
+        for name in order:
+            run = _bare_count if name == "bare" else _stats
+            seconds[name].append(await _timed(lambda run=run: run(db)))
+    return seconds
+
+
+async def _sample(db: Database, sql: str, count: int) -> list[int]:
+    async with db.session() as session:
+        rows = list(await session.scalars(text(sql)))
+    return random.Random(1).sample(rows, min(count, len(rows)))
+
+
+async def measure_facts(db: Database, facts: int) -> dict[str, list[float]]:
+    """Each fact in a transaction of its own, against a bare transaction writing its row."""
+    with_orders = "customer_id IN (SELECT customer_id FROM orders)"
+    emails = await _sample(
+        db,
+        "SELECT id FROM deliveries WHERE channel = 'email' AND status = 'sent'"
+        f" AND {with_orders} LIMIT {facts * 50}",
+        facts,
+    )
+    buyers = await _sample(db, f"SELECT DISTINCT customer_id FROM orders LIMIT {facts * 50}", facts)
+    sms = await _sample(
+        db,
+        "SELECT id FROM deliveries WHERE channel = 'sms' AND status = 'sent'"
+        f" AND {with_orders} LIMIT {facts * GROUP * 5}",
+        facts * GROUP,
+    )
+    seconds: dict[str, list[float]] = {
+        name: [] for name in ("bare open", "open", "bare order", "order", "bare send", "send")
+    }
+    moment = bindparam("at", type_=UtcDateTime())
+    bare_event = text(
+        "INSERT INTO events (delivery_id, customer_id, type, occurred_at, data)"
+        " SELECT id, customer_id, 'opened', :at, '{}' FROM deliveries WHERE id = :id"
+    ).bindparams(moment)
+    bare_order = text(
+        "INSERT INTO orders (external_id, customer_id, amount, currency, created_at,"
+        " received_at) VALUES (:external_id, :customer_id, 1990.00, 'RUB', :at, :at)"
+    ).bindparams(moment)
+    for number, (email, buyer) in enumerate(zip(emails, buyers, strict=False)):
+        group = sms[number * GROUP : (number + 1) * GROUP]
+
+        async def bare_open(email: int = email) -> None:
+            async with db.writer() as session:
+                await session.execute(bare_event, {"id": email, "at": NOW})
+
+        async def order_row(buyer: int = buyer, number: int = number) -> None:
+            async with db.writer() as session:
+                await session.execute(
+                    bare_order, {"external_id": f"bare-{number}", "customer_id": buyer, "at": NOW}
                 )
-            )
-            if sent_at is None:
-                continue
-            for event_type, hours in _events_for(rng, channel):
-                occurred_at = sent_at + timedelta(hours=hours)
-                data.events.append((delivery_id, customer_id, event_type, occurred_at))
-    for order_id in range(1, orders + 1):
-        created_at = START + timedelta(seconds=rng.uniform(0, 35 * 86400))
-        amount = Decimal(rng.randint(10_000, 1_000_000)) / 100
-        data.orders.append(
-            (order_id, f"o{order_id}", rng.randint(1, customers), amount, created_at)
+
+        async def placed(buyer: int = buyer, number: int = number) -> None:
+            item = {
+                "external_id": f"bench-{number}",
+                "customer_external_id": f"c{buyer}",
+                "amount": "1990.00",
+                "created_at": NOW.isoformat(),
+            }
+            await record_orders(db, [item], NOW)
+
+        async def sent(group: list[int] = group, triggered: bool = False) -> None:
+            async with db.writer() as session:
+                await session.execute(
+                    text("UPDATE deliveries SET sent_at = sent_at, lease_until = NULL"
+                         " WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                    {"ids": group},
+                )  # fmt: skip
+                if triggered:
+                    await messages_triggered(session, group, NOW)
+
+        seconds["bare open"].append(await _timed(bare_open))
+        seconds["open"].append(await _timed(lambda email=email: record_open(db, email, NOW)))
+        seconds["bare order"].append(await _timed(order_row))
+        seconds["order"].append(await _timed(placed))
+        seconds["bare send"].append(await _timed(sent))
+        seconds["send"].append(await _timed(lambda group=group: sent(group, triggered=True)))
+    return seconds
+
+
+def _median_ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.2f} ms"
+
+
+def report(
+    kind: str, rebuilt: float, stats: dict[str, list[float]], facts: dict[str, list[float]]
+) -> None:
+    bare, full = (statistics.median(stats[name]) for name in ("bare", "stats"))
+    runs = ", ".join(f"{s:.2f}" for s in stats["stats"])
+    print(
+        f"{kind}: rebuild {rebuilt:.1f} s; bare {bare:.3f} s, chain_stats {full:.3f} s"
+        f" (runs {runs}), stats/bare {full / bare:.2f}",
+        flush=True,
+    )
+    for name in ("open", "order", "send"):
+        plain, kept = statistics.median(facts[f"bare {name}"]), statistics.median(facts[name])
+        p95 = statistics.quantiles(facts[name], n=20)[-1] if len(facts[name]) > 1 else kept
+        print(
+            f"{kind}: {name} {kept * 1000:.2f} ms (p95 {p95 * 1000:.2f}),"
+            f" bare {plain * 1000:.2f} ms, {name}/bare {kept / plain:.2f}",
+            flush=True,
         )
-    return data
 
 
-def _sqlite_moment(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def load_sqlite(path: Path, data: Dataset) -> None:
-    m = _sqlite_moment
-    created = m(START)
-    with sqlite3.connect(path) as conn:
-        conn.executemany(
-            "INSERT INTO customers (id, external_id, email, timezone, timezone_source,"
-            " email_status, sms_status, attributes, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, 'default', 'subscribed', 'subscribed', '{}', ?, ?)",
-            [(*row, created, created) for row in data.customers],
-        )
-        conn.executemany(
-            "INSERT INTO chains (id, name, status, campaign_tag, enrollment, utm_enabled,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, 'once', 1, ?, ?)",
-            [(*row, created, created) for row in data.chains],
-        )
-        conn.executemany(
-            "INSERT INTO steps (id, chain_id, position, name, action, conversion,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (sid, cid, pos, name, json.dumps(action), json.dumps(conv), created, created)
-                for sid, cid, pos, name, action, conv in data.steps
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO deliveries (id, chain_id, step_id, customer_id, channel, status,"
-            " reason, eligible_at, due_at, created_at, sent_at, triggered_at, attempts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            [
-                (*row[:7], m(row[7]), m(row[8]), m(row[9]), m(row[10]), m(row[11]))
-                for row in data.deliveries
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO events (delivery_id, customer_id, type, occurred_at, data)"
-            " VALUES (?, ?, ?, ?, '{}')",
-            [(*row[:3], m(row[3])) for row in data.events],
-        )
-        conn.executemany(
-            "INSERT INTO orders (id, external_id, customer_id, amount, currency, created_at,"
-            " received_at) VALUES (?, ?, ?, ?, 'RUB', ?, ?)",
-            [
-                (oid, ext, cid, float(amount), m(at), m(at))
-                for oid, ext, cid, amount, at in data.orders
-            ],
-        )
-        conn.execute("ANALYZE")
-
-
-async def load_postgres(url: str, data: Dataset) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.copy_records_to_table(
-            "customers",
-            columns=[
-                "id",
-                "external_id",
-                "email",
-                "timezone",
-                "timezone_source",
-                "email_status",
-                "sms_status",
-                "attributes",
-                "created_at",
-                "updated_at",
-            ],
-            records=[
-                (*row, "default", "subscribed", "subscribed", "{}", START, START)
-                for row in data.customers
-            ],
-        )
-        await conn.copy_records_to_table(
-            "chains",
-            columns=[
-                "id",
-                "name",
-                "status",
-                "campaign_tag",
-                "enrollment",
-                "utm_enabled",
-                "created_at",
-                "updated_at",
-            ],
-            records=[(*row, "once", True, START, START) for row in data.chains],
-        )
-        await conn.copy_records_to_table(
-            "steps",
-            columns=[
-                "id",
-                "chain_id",
-                "position",
-                "name",
-                "action",
-                "conversion",
-                "created_at",
-                "updated_at",
-            ],
-            records=[
-                (sid, cid, pos, name, json.dumps(action), json.dumps(conv), START, START)
-                for sid, cid, pos, name, action, conv in data.steps
-            ],
-        )
-        await conn.copy_records_to_table(
-            "deliveries",
-            columns=[
-                "id",
-                "chain_id",
-                "step_id",
-                "customer_id",
-                "channel",
-                "status",
-                "reason",
-                "eligible_at",
-                "due_at",
-                "created_at",
-                "sent_at",
-                "triggered_at",
-                "attempts",
-            ],
-            records=[(*row, 1) for row in data.deliveries],
-        )
-        await conn.copy_records_to_table(
-            "events",
-            columns=["delivery_id", "customer_id", "type", "occurred_at", "data"],
-            records=[(*row, "{}") for row in data.events],
-        )
-        await conn.copy_records_to_table(
-            "orders",
-            columns=[
-                "id",
-                "external_id",
-                "customer_id",
-                "amount",
-                "currency",
-                "created_at",
-                "received_at",
-            ],
-            records=[
-                (oid, ext, cid, amount, "RUB", at, at) for oid, ext, cid, amount, at in data.orders
-            ],
-        )
-        # As autovacuum would have left a live database: statistics and a visibility map.
-        await conn.execute("VACUUM ANALYZE")
-    finally:
-        await conn.close()
-
-
-def add_suggested_index_sqlite(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute(SUGGESTED_INDEX)
-        conn.execute("ANALYZE")
-
-
-async def add_suggested_index_postgres(url: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.execute(SUGGESTED_INDEX)
-        await conn.execute("ANALYZE deliveries")
-    finally:
-        await conn.close()
-
-
-async def _admin(server_url: str, statement: str) -> None:
-    conn = await asyncpg.connect(server_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def measure(url: str, runs: int) -> list[float]:
+async def run(url: str, options: argparse.Namespace) -> tuple[float, dict, dict]:
     db = Database(url)
-    timings = []
     try:
-        for _ in range(runs):
-            started = time.perf_counter()
-            await chain_stats(db, 1)
-            timings.append(time.perf_counter() - started)
+        await make_shop(db, options.customers, options.orders)
+        rebuilt = await rebuild(db)
+        stats = await measure_stats(db, options.runs)
+        facts = await measure_facts(db, options.facts)
+        return rebuilt, stats, facts
     finally:
         await db.dispose()
-    return timings
-
-
-def _report(name: str, timings: list[float]) -> None:
-    shown = ", ".join(f"{t:.2f}" for t in timings)
-    print(
-        f"{name}: chain_stats median {statistics.median(timings):.2f} s, "
-        f"best {min(timings):.2f} s (runs: {shown})"
-    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=250_000)
-    parser.add_argument("--orders", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument(
-        "--postgres",
-        default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
-        help="a server to create the scratch database on; empty: SQLite only",
-    )
-    args = parser.parse_args()
-    started = time.perf_counter()
-    data = generate(args.customers, args.orders)
-    measured = sum(1 for row in data.deliveries if row[1] == 1)
-    print(
-        f"generated {len(data.deliveries):,} deliveries ({measured:,} in the measured chain), "
-        f"{len(data.events):,} events, {len(data.orders):,} orders "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "bench.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
-        load_sqlite(path, data)
-        _report("SQLite", asyncio.run(measure(url, args.runs)))
-        add_suggested_index_sqlite(path)
-        _report("SQLite, suggested index", asyncio.run(measure(url, args.runs)))
-    if args.postgres:
-        server = args.postgres
-        url = make_url(server).set(database=SCRATCH_DATABASE).render_as_string(hide_password=False)
-        asyncio.run(_admin(server, f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)"))
-        asyncio.run(_admin(server, f"CREATE DATABASE {SCRATCH_DATABASE}"))
-        try:
-            upgrade(url)
-            asyncio.run(load_postgres(url, data))
-            _report("PostgreSQL", asyncio.run(measure(url, args.runs)))
-            asyncio.run(add_suggested_index_postgres(url))
-            _report("PostgreSQL, suggested index", asyncio.run(measure(url, args.runs)))
-        finally:
-            asyncio.run(_admin(server, f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)"))
+    parser.add_argument("--facts", type=int, default=200)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--scratch", default="bench_stats", help="the scratch database's name")
+    options = parser.parse_args()
+    for kind in options.databases.split(","):
+        print(f"{kind}:", flush=True)
+        scratch = scratch_sqlite if kind == "sqlite" else scratch_postgres
+        with scratch(options.scratch) as url:
+            report(kind, *asyncio.run(run(url, options)))
 
 
 if __name__ == "__main__":

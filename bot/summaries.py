@@ -146,26 +146,35 @@ class SummarySender:
             await self.bot.shutdown()
 
     async def send_due(self) -> int:
-        """Send every summary due now that no other worker holds; how many were completed."""
+        """Send every summary due now that no other worker holds; how many were completed.
+
+        Chats in one zone get the same summary of the same day: it is composed once.
+        """
         completed = 0
         due = await summaries.due_summaries(
             self.db, self.clock(), at=self.at, default_timezone=self.default_timezone
         )
+        composed: dict[tuple[date, str], list[Part]] = {}
         for summary in due:
             claim = await summaries.claim_summary(
                 self.db, summary.chat_id, summary.day, self.clock()
             )
-            if claim is not None and await self._send(summary, claim):
+            if claim is not None and await self._send(summary, claim, composed):
                 completed += 1
         return completed
 
-    async def _send(self, summary: DueSummary, claim: Claim) -> bool:
+    async def _send(
+        self, summary: DueSummary, claim: Claim, composed: dict[tuple[date, str], list[Part]]
+    ) -> bool:
         chat_id = summary.chat_id
         # A private chat gets summaries only while its person may use the bot.
         if chat_id > 0 and await role_of(self.db, chat_id, list(self.owner_ids)) is None:
             await self._give_up(claim, "the person may no longer use the bot")
             return False
-        parts = await compose_summary(self.db, summary.day, summary.timezone)
+        key = (summary.day, summary.timezone)
+        if key not in composed:
+            composed[key] = await compose_summary(self.db, summary.day, summary.timezone)
+        parts = composed[key]
         for index in range(claim.parts_sent, len(parts)):
             if not await summaries.renew(self.db, claim, self.clock()):
                 log.warning("summary for chat %s lost its claim; another worker goes on", chat_id)

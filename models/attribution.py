@@ -16,8 +16,8 @@ Within a chain an order counts for the step whose qualifying message came last
 (steps never overlap). Across chains it counts once, for the chain whose first
 qualifying message came first. Ties between equal `sent_at` go to the lower
 delivery id across chains and to the higher one within a chain, so the answer
-never depends on row order. `models.stats` computes the same rule in SQL; the
-tests hold the two to agree.
+never depends on row order. `models.attribution_table` keeps the same rule in
+SQL, in the `attributions` table; the tests hold the two to agree.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from models.chainfile import DEFAULT_WINDOW_DAYS
-from models.tables import Channel, DeliveryStatus, EventType
+from models.tables import LEFT_STATUSES, Channel, EventType
 
 DEFAULT_MIN_AMOUNT = Decimal(0)
 
@@ -77,12 +77,13 @@ def conversion_settings(block: Mapping[str, Any] | None) -> tuple[int, Decimal]:
 def reached(message: MessageFact) -> bool:
     """The message reached the customer as far as anyone told us.
 
-    A delivery, open or click report proves it; otherwise a message handed to
-    the channel counts until a bounce says it did not arrive.
+    A delivery, open or click report proves it; otherwise a message that left
+    (`LEFT_STATUSES`: sent, or uncertain, most likely sent) counts until a bounce
+    says it did not arrive.
     """
     if message.events & ARRIVAL_EVENTS:
         return True
-    return message.status == DeliveryStatus.SENT and EventType.BOUNCED not in message.events
+    return message.status in LEFT_STATUSES and EventType.BOUNCED not in message.events
 
 
 def engaged(message: MessageFact) -> bool:

@@ -40,6 +40,7 @@ from models.chainfile import (
 )
 from models.db import Database
 from models.errors import ChainmailError, NotFound
+from models.facts import conversion_changed
 from models.segments import segment_names
 from models.tables import Chain, ChainStatus, Enrollment, Step, utcnow
 
@@ -402,10 +403,14 @@ async def save_block(
         if problems or block is None:
             raise InvalidBlock(problems)
         stored = block.to_block()
+        changed_conversion = kind is BlockKind.CONVERSION and stored != step.conversion
         setattr(step, kind.value, stored)
         step.updated_at = chain.updated_at = utcnow()
         # Whoever this step may now reach is planned by the engine's next pass.
         step.plan_requested += 1
+        if changed_conversion:
+            await session.flush()
+            await conversion_changed(session, step.id)
         audit.record(
             session,
             actor,

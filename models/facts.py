@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models import attribution_table
 from models.tables import Delivery, DeliveryStatus
 
 _delivery = Delivery.__table__
@@ -46,12 +47,17 @@ async def message_facts_changed(
     """Something happened to these messages: opened, clicked, delivered, bounced."""
     if delivery_ids:
         await _wake(session, now, _delivery.c.previous_delivery_id.in_(sorted(delivery_ids)))
+        await attribution_table.refresh_customers_of(session, delivery_ids)
 
 
 async def customer_facts_changed(
     session: AsyncSession, customer_ids: Collection[int], now: datetime
 ) -> None:
-    """Something happened to these customers: an order, an unsubscribe."""
+    """Something happened to these customers: an order, an unsubscribe.
+
+    (An unsubscribe changes no attribution; refreshing it anyway costs little and
+    keeps this one hook for every customer fact.)
+    """
     if customer_ids:
         await _wake(
             session,
@@ -59,3 +65,22 @@ async def customer_facts_changed(
             _delivery.c.customer_id.in_(sorted(customer_ids)),
             _delivery.c.previous_delivery_id.is_not(None),
         )
+        await attribution_table.refresh_customers(session, customer_ids)
+
+
+async def messages_triggered(
+    session: AsyncSession, delivery_ids: Collection[int], now: datetime
+) -> None:
+    """These messages went out (sent, uncertain) or finally failed: the engine calls it.
+
+    A message that left may make an order attributable: an SMS at once, an email
+    once opened (an open can be recorded before its message is marked sent).
+    Nothing is woken: the engine plans the follow-ups of a step that triggered.
+    """
+    await attribution_table.refresh_customers_of(session, delivery_ids, engaged_only=True)
+
+
+async def conversion_changed(session: AsyncSession, step_id: int) -> None:
+    """A step's conversion block (window, minimum) was saved: its messages' customers'
+    orders are attributed again."""
+    await attribution_table.refresh_step(session, step_id)

@@ -2,10 +2,9 @@
 
 Aggregate queries only, never a delivery loaded into Python: the chain's
 deliveries counted by step and status, its skips by reason, what the events of
-its messages say, and the orders attributed to its steps by the rule of
-`models.attribution`, written in SQL with window functions and materialized
-CTEs that SQLite (3.35+) and PostgreSQL both run. docs/attribution.md defines
-every number.
+its messages say, and the orders attributed to its steps, grouped from the
+`attributions` table that `models.attribution_table` keeps. docs/attribution.md
+defines every number.
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select, text
 
 from models import reasons
-from models.attribution import DEFAULT_MIN_AMOUNT
-from models.chainfile import DEFAULT_WINDOW_DAYS
+from models.attribution_table import EVENT_FLAGS, LEFT_SQL
 from models.db import Database
 from models.errors import NotFound
-from models.tables import Chain, DeliveryStatus, Step, UtcDateTime
+from models.tables import LEFT_STATUSES, Chain, DeliveryStatus, Step, UtcDateTime
 
 CENT = Decimal("0.01")
 
@@ -59,80 +57,15 @@ class ChainStats:
     steps: list[StepStats]
 
 
-# What a delivery's events say, as 0/1 flags; one row per delivery however many
-# events (a message opened five times counts once).
-_EVENT_FLAGS = """
-    MAX(CASE WHEN e.type IN ('delivered', 'opened', 'clicked') THEN 1 ELSE 0 END) AS arrived,
-    MAX(CASE WHEN e.type = 'bounced' THEN 1 ELSE 0 END) AS bounced,
-    MAX(CASE WHEN e.type IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
-    MAX(CASE WHEN e.type = 'clicked' THEN 1 ELSE 0 END) AS clicked,
-    MAX(CASE WHEN e.type = 'unsubscribed' THEN 1 ELSE 0 END) AS unsubscribed"""
-
-# {window_end} and {min_amount} are spelled per dialect;
-# {orders_in_period} may narrow the orders to a period.
-#
-# Built for a million deliveries: `CROSS JOIN` keeps SQLite's join order as
-# written (orders, then each customer's messages, then their step), which
-# PostgreSQL's planner is free to change. The first pass reads only columns of
-# the index on orders (customer_id, created_at), so SQLite walks the orders in
-# customer order, next to each other in the deliveries index; the few messages
-# inside a window are then checked for amount and engagement.
-#
-# The winner per order: the chain whose qualifying message came first (ties:
-# lower delivery id), and in it the latest qualifying message (ties: higher
-# delivery id) — the order `models.attribution` uses.
-_ATTRIBUTED = """
-WITH in_window AS MATERIALIZED (
-    SELECT o.id AS order_id, d.id AS delivery_id, d.chain_id, d.step_id, d.channel,
-           d.status, d.sent_at, {min_amount} AS min_amount
-    FROM orders o
-    CROSS JOIN deliveries d
-    CROSS JOIN steps s
-    WHERE d.customer_id = o.customer_id
-      AND d.sent_at <= o.created_at
-      AND s.id = d.step_id
-      AND o.created_at < {window_end}
-      {orders_in_period}
-),
-flags AS (
-    SELECT e.delivery_id, {event_flags}
-    FROM events e
-    WHERE e.delivery_id IN (SELECT delivery_id FROM in_window)
-    GROUP BY e.delivery_id
-),
-qualifying AS (
-    SELECT w.order_id, o.customer_id, o.amount, w.delivery_id, w.chain_id, w.step_id,
-           FIRST_VALUE(w.chain_id) OVER (
-               PARTITION BY w.order_id ORDER BY w.sent_at, w.delivery_id
-           ) AS first_chain_id,
-           ROW_NUMBER() OVER (
-               PARTITION BY w.order_id, w.chain_id ORDER BY w.sent_at DESC, w.delivery_id DESC
-           ) AS latest
-    FROM in_window w
-    JOIN orders o ON o.id = w.order_id
-    LEFT JOIN flags f ON f.delivery_id = w.delivery_id
-    WHERE o.amount >= w.min_amount
-      -- models.attribution.engaged: an email opened or clicked; an SMS reported
-      -- delivered, opened or clicked, or sent and never reported bounced.
-      AND CASE WHEN w.channel = 'email' THEN f.opened = 1
-               ELSE f.arrived = 1 OR (w.status = 'sent' AND COALESCE(f.bounced, 0) = 0)
-          END
-),
-attributed AS (
-    SELECT order_id, customer_id, amount, delivery_id, chain_id, step_id
-    FROM qualifying
-    WHERE chain_id = first_chain_id AND latest = 1
-)
-"""
-
+# Orders read from the kept `attributions` table (models.attribution_table).
 _ATTRIBUTED_BY_STEP = """
-SELECT step_id,
+SELECT a.step_id,
        COUNT(*) AS orders,
-       SUM(ROUND(amount * 100)) AS revenue_cents,
-       COUNT(DISTINCT customer_id) AS customers
-FROM attributed
-WHERE chain_id = :chain_id
-GROUP BY step_id
+       SUM(ROUND(a.amount * 100)) AS revenue_cents,
+       COUNT(DISTINCT a.customer_id) AS customers
+FROM attributions a
+WHERE a.chain_id = :chain_id {orders_in_period}
+GROUP BY a.step_id
 """
 
 _DELIVERIES_BY_STATUS = """
@@ -150,52 +83,28 @@ GROUP BY d.step_id, d.reason
 """
 
 # Only the chain's messages that have events are looked at, their events folded
-# into flags per delivery first. A message counts as delivered when sent and
-# not bounced, or when an arrival event says so: `delivered_change` corrects
-# the number sent by the exceptions either way.
-_DELIVERIES_BY_EVENTS = """
+# into flags per delivery first. A message counts as delivered when it left (sent
+# or uncertain) and did not bounce, or when an arrival event says so:
+# `delivered_change` corrects the number that left by the exceptions either way.
+_DELIVERIES_BY_EVENTS = f"""
 SELECT f.step_id,
-       SUM(CASE WHEN f.status = 'sent' AND f.arrived = 0 AND f.bounced = 1 THEN -1
-                WHEN f.status <> 'sent' AND f.arrived = 1 THEN 1
+       SUM(CASE WHEN f.status IN ({LEFT_SQL}) AND f.arrived = 0 AND f.bounced = 1 THEN -1
+                WHEN f.status NOT IN ({LEFT_SQL}) AND f.arrived = 1 THEN 1
                 ELSE 0 END) AS delivered_change,
        SUM(f.opened) AS opened,
        SUM(f.clicked) AS clicked,
        SUM(f.unsubscribed) AS unsubscribed
 FROM (
-    SELECT d.id, d.step_id, d.status, {event_flags}
+    SELECT d.id, d.step_id, d.status, {EVENT_FLAGS}
     FROM deliveries d
     JOIN events e ON e.delivery_id = d.id
-    WHERE d.chain_id = :chain_id {deliveries_in_period}
+    WHERE d.chain_id = :chain_id {{deliveries_in_period}}
+      AND e.delivery_id BETWEEN (SELECT MIN(id) FROM deliveries WHERE chain_id = :chain_id)
+                            AND (SELECT MAX(id) FROM deliveries WHERE chain_id = :chain_id)
     GROUP BY d.step_id, d.status, d.id
 ) f
 GROUP BY f.step_id
 """
-
-_SQLITE_WINDOW_DAYS = (
-    f"COALESCE(json_extract(s.conversion, '$.window_days'), {DEFAULT_WINDOW_DAYS:d})"
-)
-_POSTGRESQL_WINDOW_DAYS = (
-    f"COALESCE(CAST(s.conversion ->> 'window_days' AS INTEGER), {DEFAULT_WINDOW_DAYS:d})"
-)
-_SPELLING = {
-    "sqlite": {
-        # Text 'YYYY-MM-DD HH:MM:SS.ffffff': datetime() drops the fraction, which
-        # whole days never change, so it is put back to compare exactly.
-        "window_end": (
-            f"datetime(d.sent_at, '+' || {_SQLITE_WINDOW_DAYS} || ' days') || substr(d.sent_at, 20)"
-        ),
-        "min_amount": (
-            f"COALESCE(json_extract(s.conversion, '$.min_amount'), {int(DEFAULT_MIN_AMOUNT)})"
-        ),
-    },
-    "postgresql": {
-        # Hours, not days: a day interval follows the session's time zone across DST.
-        "window_end": f"d.sent_at + {_POSTGRESQL_WINDOW_DAYS} * INTERVAL '24 hours'",
-        "min_amount": (
-            f"COALESCE(CAST(s.conversion ->> 'min_amount' AS NUMERIC), {int(DEFAULT_MIN_AMOUNT)})"
-        ),
-    },
-}
 
 # A delivery belongs to a period by when it went out, or else by when it was planned.
 _DELIVERY_MOMENT = "COALESCE(d.sent_at, d.triggered_at, d.created_at)"
@@ -242,27 +151,13 @@ class _Period:
             return list(await session.execute(statement, params))
 
 
-def _attributed_sql(db: Database, period: _Period) -> str:
-    return _ATTRIBUTED.format(
-        event_flags=_EVENT_FLAGS,
-        orders_in_period=period.condition("o.created_at"),
-        **_SPELLING[db.engine.dialect.name],
-    )
-
-
-async def attributed_orders(
-    db: Database,
-    chain_id: int | None = None,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> dict[int, int]:
+async def attributed_orders(db: Database, chain_id: int | None = None) -> dict[int, int]:
     """{order id: delivery id} for the orders that count for a message (of one chain)."""
-    period = _Period(since, until)
-    sql = _attributed_sql(db, period) + "SELECT order_id, delivery_id FROM attributed"
+    sql = "SELECT order_id, delivery_id FROM attributions"
     if chain_id is not None:
         sql += " WHERE chain_id = :chain_id"
-    return {order_id: delivery_id for order_id, delivery_id in await period.rows(db, sql, chain_id)}
+    rows = await _Period(None, None).rows(db, sql, chain_id)
+    return {order_id: delivery_id for order_id, delivery_id in rows}
 
 
 async def chain_stats(
@@ -296,12 +191,12 @@ async def chain_stats(
     by_status, skipped, by_events, conversions = await asyncio.gather(
         period.rows(db, _DELIVERIES_BY_STATUS.format(deliveries_in_period=in_period), chain_id),
         period.rows(db, _SKIPPED_BY_REASON.format(deliveries_in_period=in_period), chain_id),
+        period.rows(db, _DELIVERIES_BY_EVENTS.format(deliveries_in_period=in_period), chain_id),
         period.rows(
             db,
-            _DELIVERIES_BY_EVENTS.format(event_flags=_EVENT_FLAGS, deliveries_in_period=in_period),
+            _ATTRIBUTED_BY_STEP.format(orders_in_period=period.condition("a.ordered_at")),
             chain_id,
         ),
-        period.rows(db, _attributed_sql(db, period) + _ATTRIBUTED_BY_STEP, chain_id),
     )
     # A step added meanwhile may have rows here; it shows from the next call on.
     tallies: defaultdict[int, _Tally] = defaultdict(_Tally)
@@ -362,20 +257,16 @@ async def conversions_by_day(
         return {}
     period = _Period(day_starts[0], day_starts[-1])
     branches = " ".join(
-        f"WHEN o.created_at < :day_{index + 1} THEN {index}" for index in range(days - 1)
+        f"WHEN a.ordered_at < :day_{index + 1} THEN {index}" for index in range(days - 1)
     )
     day_of_order = f"CASE {branches} ELSE {days - 1} END" if branches else "0"
-    sql = (
-        _attributed_sql(db, period)
-        + f"""
+    sql = f"""
 SELECT s.position, {day_of_order} AS day_index, COUNT(*) AS orders
-FROM attributed a
-JOIN orders o ON o.id = a.order_id
+FROM attributions a
 JOIN steps s ON s.id = a.step_id
-WHERE a.chain_id = :chain_id
+WHERE a.chain_id = :chain_id {period.condition("a.ordered_at")}
 GROUP BY s.position, {day_of_order}
 """
-    )
     moments = {f"day_{index}": day_starts[index] for index in range(1, days)}
     counts: dict[int, list[int]] = {}
     for position, day_index, orders in await period.rows(db, sql, chain_id, moments):
@@ -431,7 +322,7 @@ class _Tally:
             failed=count(DeliveryStatus.FAILED, 0),
             skipped=count(DeliveryStatus.SKIPPED, 0),
             uncertain=count(DeliveryStatus.UNCERTAIN, 0),
-            delivered=sent + self.delivered_change,
+            delivered=sum(count(status, 0) for status in LEFT_STATUSES) + self.delivered_change,
             opened=self.opened,
             clicked=self.clicked,
             unsubscribed=self.unsubscribed,

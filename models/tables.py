@@ -270,6 +270,9 @@ class Delivery(Base):
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
         # Lets the per-step status counts of stats read the index alone.
         Index("ix_deliveries_chain_id_step_id_status", "chain_id", "step_id", "status"),
+        # A chain's deliveries in id order, with what stats read of them: its range of
+        # ids bounds the events read, and both are walked in the same order.
+        Index("ix_deliveries_chain_id_id", "chain_id", "id", "step_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -355,6 +358,33 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Attribution(Base):
+    """The message an order counts for (SPEC §2), kept up to date as facts arrive.
+
+    One row per attributed order; an order that counts for nothing has none.
+    `models.attribution_table` rewrites a customer's rows whenever one of their
+    facts changes; the order's amount and moment are copied so that stats group
+    this table alone.
+    """
+
+    __tablename__ = "attributions"
+    __table_args__ = (
+        Index("ix_attributions_chain_id_step_id_ordered_at", "chain_id", "step_id", "ordered_at"),
+        Index("ix_attributions_customer_id", "customer_id"),
+        Index("ix_attributions_delivery_id", "delivery_id"),
+    )
+
+    order_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    customer_id: Mapped[int] = mapped_column(Id)
+    delivery_id: Mapped[int] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="CASCADE"))
+    chain_id: Mapped[int] = mapped_column(Id)
+    step_id: Mapped[int] = mapped_column(Id)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Admin(Base):

@@ -36,6 +36,7 @@ from channels.smtp import EmailTransport
 from models.chainfile import EmailAction, SmsAction
 from models.chains import missing_blocks
 from models.db import Database
+from models.facts import messages_triggered
 from models.tables import (
     Chain,
     ChainStatus,
@@ -409,6 +410,8 @@ class Engine:
             reaped = await workers.reap(session, now)
             for step_id, ids in reaped.uncertain.items():
                 await self._plan_next(session, step_id, ids, now)
+                # They keep the moment they were marked as `sent_at`: attributable.
+                await messages_triggered(session, ids, now)
         lost = sum(len(ids) for ids in reaped.uncertain.values())
         if lost or reaped.released:
             log.warning(

@@ -32,6 +32,7 @@ from channels.sms import SmsTransport, render_sms
 from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database
+from models.facts import messages_triggered
 from models.tables import (
     Channel,
     Customer,
@@ -460,6 +461,7 @@ class Sender:
                 await _mark_bounced(session, final, bounced_customers, now)
             if triggered:
                 await self._on_triggered(session, messages.step_id, triggered, now)
+                await messages_triggered(session, triggered, now)
         tally.sent += len(sent)
         tally.retried += len(retry)
         for outcome in final:

@@ -103,11 +103,14 @@ def test_sms_with_bounce_does_not_qualify() -> None:
     assert attribute([order(day(1))], [sms]) == {}
 
 
-def test_sms_reported_delivered_qualifies_even_when_its_send_was_uncertain() -> None:
+def test_sms_whose_send_was_uncertain_qualifies_as_it_left_unless_it_bounced() -> None:
+    """`uncertain` is most likely sent: one of LEFT_STATUSES, as for the `delivered` term."""
     uncertain = message(1, channel="sms", status="uncertain", events=())
-    delivered = message(2, channel="sms", status="uncertain", events=("delivered",))
-    assert attribute([order(day(1))], [uncertain]) == {}
-    assert attribute([order(day(1))], [delivered]) == {100: 2}
+    bounced = message(2, channel="sms", status="uncertain", events=("bounced",))
+    delivered = message(3, channel="sms", status="uncertain", events=("bounced", "delivered"))
+    assert attribute([order(day(1))], [uncertain]) == {100: 1}
+    assert attribute([order(day(1))], [bounced]) == {}
+    assert attribute([order(day(1))], [delivered]) == {100: 3}
 
 
 def test_message_never_sent_counts_for_nothing() -> None:
@@ -164,7 +167,9 @@ def test_reached_and_engaged_read_the_events() -> None:
     assert reached(message(1, events=()))
     assert not reached(message(1, events=("bounced",)))
     assert reached(message(1, status="uncertain", events=("opened",)))
-    assert not reached(message(1, status="uncertain", events=()))
+    assert reached(message(1, status="uncertain", events=()))
+    assert not reached(message(1, status="uncertain", events=("bounced",)))
+    assert not reached(message(1, status="failed", events=()))
     assert not engaged(message(1, events=()))
     assert engaged(message(1, channel="sms", events=("bounced", "delivered")))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,15 @@ def test_playground_start_times_both_starts_against_the_baseline(tmp_path: Path)
     for start in ("first", "restart"):
         assert measured[f"bot_{start}"] >= measured[start]
         assert figures["ratio"][start] == measured[start] / measured["baseline"]
+
+
+def test_stats_bench_measures_stats_and_each_fact_on_both_databases(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stats.py"), "--customers", "400", "--orders", "400",
+         "--runs", "1", "--facts", "3", "--scratch", f"bench_stats_smoke_{os.getpid()}"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    for kind in ("sqlite", "postgresql"):
+        assert f"{kind}: rebuild" in done.stdout
+        for fact in ("open", "order", "send"):
+            assert f"{kind}: {fact} " in done.stdout

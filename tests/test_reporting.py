@@ -207,8 +207,8 @@ def bot_messages(double: TelegramDouble, chat_id: int) -> list[dict[str, Any]]:
     return [m for m in double.chat_messages(chat_id) if m["from"]["is_bot"]]
 
 
-async def subscribed(db: Database, chat_id: int, since: datetime) -> None:
-    await subscribe_chat(db, chat_id, title="Team", timezone=ZONE, by=ANTON, actor="test")
+async def subscribed(db: Database, chat_id: int, since: datetime, zone: str = ZONE) -> None:
+    await subscribe_chat(db, chat_id, title="Team", timezone=zone, by=ANTON, actor="test")
     async with db.writer() as session:
         await session.execute(
             update(SubscribedChat).where(SubscribedChat.chat_id == chat_id).values(created_at=since)
@@ -261,6 +261,32 @@ async def test_summary_goes_out_once_at_summary_time_and_not_again_after_a_resta
     assert await sender(db, double, clock).send_due() == 0
     assert len(bot_messages(double, TEAM)) == 2
     assert await sent_days(db) == [(TEAM, SUMMARY_DAY, "sent", 1)]
+
+
+async def test_chats_in_one_zone_share_one_composition_of_their_day(
+    db: Database, double: TelegramDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seeded_chain(db)
+    other_team = TEAM - 1
+    double.add_to_group(ANTON, other_team, "Other team")
+    for chat_id in (TEAM, other_team):
+        await subscribed(db, chat_id, moscow(1, 0))
+    await subscribed(db, ANTON, moscow(1, 0), "Asia/Vladivostok")
+    composed: list[tuple[date, str]] = []
+
+    async def counted(db: Database, day: date, zone: str) -> list[Any]:
+        composed.append((day, zone))
+        return await compose_summary(db, day, zone)
+
+    monkeypatch.setattr("bot.summaries.compose_summary", counted)
+    assert await sender(db, double, Clock(moscow(10, 9, 0))).send_due() == 3
+    assert sorted(composed) == [(SUMMARY_DAY, "Asia/Vladivostok"), (SUMMARY_DAY, ZONE)]
+    texts_of = {
+        chat_id: [m.get("text", m.get("caption")) for m in bot_messages(double, chat_id)]
+        for chat_id in (TEAM, other_team, ANTON)
+    }
+    assert texts_of[TEAM] == texts_of[other_team]
+    assert texts_of[ANTON] != texts_of[TEAM]
 
 
 async def test_after_days_of_downtime_only_the_latest_summary_goes_out_late_once(

@@ -25,8 +25,10 @@ from models.attribution import (
     conversion_settings,
     reached,
 )
+from models.attribution_table import rebuild
 from models.db import Database
 from models.errors import NotFound
+from models.facts import customer_facts_changed, message_facts_changed, messages_triggered
 from models.stats import ChainStats, attributed_orders, chain_stats, stats_document
 from models.tables import Chain, Customer, Delivery, Event, Order, Step
 
@@ -127,6 +129,11 @@ class Shop:
                 )
                 for event_type in events
             )
+            await session.flush()
+            # As the engine and tracking record them: in the fact's own transaction.
+            await messages_triggered(session, [row.id], T0)
+            if events:
+                await message_facts_changed(session, [row.id], event_at or T0)
             return row.id
 
     async def order(
@@ -142,6 +149,7 @@ class Shop:
             )
             session.add(row)
             await session.flush()
+            await customer_facts_changed(session, [customer_id], at)
             return row.id
 
 
@@ -237,6 +245,21 @@ async def test_email_not_opened_and_sms_bounced_count_for_nothing(db: Database, 
         await shop.order(customer, day(1))
     counted = await shop.order(delivered, day(1))
     assert set(await attributed_orders(db, chain)) == {counted}
+
+
+async def test_uncertain_sms_counts_as_delivered_and_converts_unless_it_bounced(
+    db: Database, shop: Shop
+) -> None:
+    """`uncertain` is one of LEFT_STATUSES, as for the `delivered` term of follow-ups."""
+    lost, bounced = await shop.customers(2)
+    chain, (step,) = await shop.chain("Lost answers", [("sms", None)])
+    counted = await shop.delivery(step, lost, status="uncertain", reason=reasons.OUTCOME_LOST)
+    await shop.delivery(step, bounced, status="uncertain", events=("bounced",))
+    placed = await shop.order(lost, day(1))
+    await shop.order(bounced, day(1))
+    numbers = step_numbers(await chain_stats(db, chain), 1)
+    assert (numbers["sent"], numbers["uncertain"], numbers["delivered"]) == (0, 2, 1)
+    assert await attributed_orders(db) == {placed: counted}
 
 
 async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop) -> None:
@@ -477,6 +500,8 @@ async def seed_random_shop(db: Database, seed: int) -> None:
                 )
             )
         session.add_all(orders)
+        await session.flush()
+        await rebuild(session)
 
 
 async def load_facts(
