@@ -131,7 +131,15 @@ async def _chains_list(settings: Settings, _args: argparse.Namespace) -> int:
     if not chains:
         print("no chains yet: import one with `chainmail chains import FILE`")
         return 0
-    rows = [(c.id, c.name, c.status.value, c.steps) for c in chains]
+    rows = [
+        (
+            c.id,
+            c.name,
+            c.status.value + (f" (held: {c.hold_reason})" if c.hold_reason else ""),
+            c.steps,
+        )
+        for c in chains
+    ]
     print(_table(("ID", "NAME", "STATUS", "STEPS"), rows))
     return 0
 

@@ -181,6 +181,7 @@ def chain_list(chains: Sequence[ChainSummary], page: int, pages: int) -> str:
     lines = [f"📋 <b>Chains</b>{page_note(page, pages)}", ""]
     lines += [
         f"<b>#{c.id}</b> {esc(short(c.name))} — {STATUS[c.status]}, {plural(c.steps, 'step')}"
+        + (f"\n   ⚠ {esc(short(c.hold_reason, 200))}" if c.hold_reason else "")
         for c in chains
     ]
     return "\n".join(lines)
@@ -221,6 +222,8 @@ def chain_card(chain: ChainView) -> str:
         f"{STATUS[chain.status]} · {plural(len(chain.steps), 'step')}",
         "",
     ]
+    if chain.hold_reason:
+        lines[2:2] = [f"⚠ Held by the engine: {esc(short(chain.hold_reason, 300))}"]
     return "\n".join(lines + fit([_step_line(step) for step in chain.steps]))
 
 

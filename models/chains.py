@@ -57,6 +57,8 @@ class ChainSummary:
     name: str
     status: ChainStatus
     steps: int
+    # Why the engine paused it, if it did.
+    hold_reason: str | None = None
 
 
 def missing_blocks(step: Any) -> tuple[BlockKind, ...]:
@@ -90,6 +92,7 @@ class ChainView:
     campaign_tag: str
     utm_enabled: bool
     steps: tuple[StepView, ...]
+    hold_reason: str | None = None
 
 
 # --- Reading ------------------------------------------------------------------------
@@ -153,18 +156,22 @@ async def get_chain(db: Database, chain_id: int) -> ChainView:
         campaign_tag=chain.campaign_tag,
         utm_enabled=chain.utm_enabled,
         steps=tuple(_step_view(step) for step in chain.steps),
+        hold_reason=chain.hold_reason,
     )
 
 
 async def list_chains(db: Database) -> list[ChainSummary]:
     async with db.session() as session:
         rows = await session.execute(
-            select(Chain.id, Chain.name, Chain.status, func.count(Step.id))
+            select(Chain.id, Chain.name, Chain.status, func.count(Step.id), Chain.hold_reason)
             .outerjoin(Step, Step.chain_id == Chain.id)
-            .group_by(Chain.id, Chain.name, Chain.status)
+            .group_by(Chain.id, Chain.name, Chain.status, Chain.hold_reason)
             .order_by(Chain.id)
         )
-        return [ChainSummary(id_, name, ChainStatus(status), n) for id_, name, status, n in rows]
+        return [
+            ChainSummary(id_, name, ChainStatus(status), n, held)
+            for id_, name, status, n, held in rows
+        ]
 
 
 # --- Files ----------------------------------------------------------------------------

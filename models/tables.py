@@ -211,6 +211,8 @@ class Chain(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Why the engine paused it (a step it could not plan or claim); cleared on resume.
+    hold_reason: Mapped[str | None] = mapped_column(String(500))
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="chain",

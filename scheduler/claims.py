@@ -22,7 +22,7 @@ that arrives mid-wave reaches every message not already on the wire.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -54,6 +54,8 @@ _delivery = Delivery.__table__
 _customer = Customer.__table__
 _chain = Chain.__table__
 _previous = Delivery.__table__.alias("previous")
+# Told, in the claim's transaction, of a step whose rows could not be decided.
+OnStepError = Callable[[AsyncSession, StepPlan, Exception], Awaitable[None]]
 # Rows each due step is offered at least, however many steps are due at once.
 MIN_SHARE = 16
 
@@ -270,53 +272,77 @@ async def claim(
     worker_id: int,
     limit: int,
     quiet_hours_sms: tuple[time, time] | None,
+    on_error: OnStepError,
 ) -> Claim:
-    """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied."""
+    """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied.
+
+    A step whose rows cannot be decided (`on_error` is told, in this transaction,
+    after its part was rolled back to a savepoint) leaves the others unharmed.
+    """
     result = Claim()
     for step_id, ids in (await _pick(session, steps, now, limit)).items():
         if not ids:
             continue
         step = steps[step_id]
-        skips: dict[str, list[int]] = {}
-        defers: dict[datetime, list[int]] = {}
-        claimed: list[Any] = []
-        for row in await session.execute(_details(step, ids)):
-            candidate = Candidate(
-                channel=step.channel,
-                terms_hold=None if row.terms_hold is None else bool(row.terms_hold),
-                wait_until=row.wait_until,
-                contact_refusal=row.refusal,
-                timezone=row.timezone,
-            )
-            decision = decide(candidate, now, quiet_hours_sms)
-            if decision.action == "skip":
-                skips.setdefault(decision.reason or "", []).append(row.id)
-            elif decision.action == "defer":
-                assert decision.until is not None
-                defers.setdefault(decision.until, []).append(row.id)
-            else:
-                claimed.append(row)
-        for reason, skipped in skips.items():
-            await _set(session, skipped, status=DeliveryStatus.SKIPPED.value, reason=reason)
-            result.note_skipped(step_id, reason, len(skipped))
-        for until, deferred in defers.items():
-            await _set(session, deferred, due_at=until)
-            result.deferred += len(deferred)
-        if claimed:
-            await _set(session, [row.id for row in claimed], claimed_by=worker_id)
-            result.rows += [
-                Claimed(
-                    row.id,
-                    step_id,
-                    row.customer_id,
-                    row.attempts,
-                    row.email,
-                    row.phone,
-                    customer_context(row),
-                )
-                for row in claimed
-            ]
+        try:
+            async with session.begin_nested():
+                await _claim_step(session, step, ids, now, worker_id, quiet_hours_sms, result)
+        except Exception as exc:
+            result.rows = [row for row in result.rows if row.step_id != step_id]
+            result.skipped.pop(step_id, None)
+            await on_error(session, step, exc)
     return result
+
+
+async def _claim_step(
+    session: AsyncSession,
+    step: StepPlan,
+    ids: Sequence[int],
+    now: datetime,
+    worker_id: int,
+    quiet_hours_sms: tuple[time, time] | None,
+    result: Claim,
+) -> None:
+    step_id = step.step_id
+    skips: dict[str, list[int]] = {}
+    defers: dict[datetime, list[int]] = {}
+    claimed: list[Any] = []
+    for row in await session.execute(_details(step, ids)):
+        candidate = Candidate(
+            channel=step.channel,
+            terms_hold=None if row.terms_hold is None else bool(row.terms_hold),
+            wait_until=row.wait_until,
+            contact_refusal=row.refusal,
+            timezone=row.timezone,
+        )
+        decision = decide(candidate, now, quiet_hours_sms)
+        if decision.action == "skip":
+            skips.setdefault(decision.reason or "", []).append(row.id)
+        elif decision.action == "defer":
+            assert decision.until is not None
+            defers.setdefault(decision.until, []).append(row.id)
+        else:
+            claimed.append(row)
+    for reason, skipped in skips.items():
+        await _set(session, skipped, status=DeliveryStatus.SKIPPED.value, reason=reason)
+        result.note_skipped(step_id, reason, len(skipped))
+    for until, deferred in defers.items():
+        await _set(session, deferred, due_at=until)
+        result.deferred += len(deferred)
+    if claimed:
+        await _set(session, [row.id for row in claimed], claimed_by=worker_id)
+        result.rows += [
+            Claimed(
+                row.id,
+                step_id,
+                row.customer_id,
+                row.attempts,
+                row.email,
+                row.phone,
+                customer_context(row),
+            )
+            for row in claimed
+        ]
 
 
 async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import selectinload
 from channels.email_compose import EmailComposer, EmailStep
 from channels.sms import SmsTransport
 from channels.smtp import EmailTransport
+from models import audit
 from models.chainfile import EmailAction, SmsAction
 from models.chains import missing_blocks
 from models.db import Database
@@ -261,6 +262,9 @@ class Engine:
                 worker_id=worker_id,
                 limit=self.config.batch_size,
                 quiet_hours_sms=self.config.quiet_hours_sms,
+                on_error=lambda session, step, exc: self._hold(
+                    session, step.chain_id, step, "claiming", exc
+                ),
             )
         report.deferred += taken.deferred
         for step_id, skipped in taken.skipped.items():
@@ -348,9 +352,15 @@ class Engine:
         """
         chain = await self._chain_of(session, step_id)
         following = chain.after(step_id) if chain is not None else None
-        if following is not None:
-            previous = next(step for step in chain.steps if step.step_id == step_id)
-            await planning.plan_follow_up(session, previous, following, now, triggered)
+        if chain is None or following is None:
+            return
+        previous = next(step for step in chain.steps if step.step_id == step_id)
+        try:
+            # A savepoint: the outcomes recorded beside it stay recorded whatever happens.
+            async with session.begin_nested():
+                await planning.plan_follow_up(session, previous, following, now, triggered)
+        except Exception as exc:
+            await self._hold(session, chain.chain_id, following, "planning", exc)
 
     async def _chain_of(self, session: AsyncSession, step_id: int) -> ChainPlan | None:
         chain_id = self._step_chain.get(step_id)
@@ -431,12 +441,11 @@ class Engine:
             now = self.clock()
             async with self.db.writer() as session:
                 step = self._step(step_id)
-                if step.position == 1:
-                    if chain.enrollment == Enrollment.CONTINUOUS:
-                        planned += await planning.enroll_main_step(session, step, now)
-                else:
-                    previous = chain.steps[chain.steps.index(step) - 1]
-                    planned += await planning.plan_follow_up(session, previous, step, now)
+                try:
+                    async with session.begin_nested():
+                        planned += await self._full_pass(session, chain, step, now)
+                except Exception as exc:
+                    await self._hold(session, chain.chain_id, step, "planning", exc)
                 await session.execute(
                     update(Step.__table__)
                     .where(Step.id == step_id, Step.planned_version < requested)
@@ -444,6 +453,43 @@ class Engine:
                     .execution_options(synchronize_session=False)
                 )
         return planned
+
+    @staticmethod
+    async def _full_pass(
+        session: AsyncSession, chain: ChainPlan, step: StepPlan, now: datetime
+    ) -> int:
+        if step.position == 1:
+            if chain.enrollment != Enrollment.CONTINUOUS:
+                return 0  # a `once` chain took its audience at activation
+            return await planning.enroll_main_step(session, step, now)
+        previous = chain.steps[chain.steps.index(step) - 1]
+        return await planning.plan_follow_up(session, previous, step, now)
+
+    async def _hold(
+        self, session: AsyncSession, chain_id: int, step: StepPlan, doing: str, exc: Exception
+    ) -> None:
+        """Pause a chain the engine cannot go on with, saying why; the others go on.
+
+        In the caller's transaction, after the failed part was rolled back to its
+        savepoint. A manager sees the reason in `/chains` and `chainmail chains list`,
+        fixes the step and resumes.
+        """
+        log.exception("chain %d held: %s step %d failed", chain_id, doing, step.position)
+        reason = (
+            f"step {step.position} ({step.name}): {doing} failed: {type(exc).__name__}: {exc}"
+        )[:500]
+        result = await session.execute(
+            update(Chain.__table__)
+            .where(Chain.id == chain_id, Chain.status == ChainStatus.ACTIVE.value)
+            .values(status=ChainStatus.PAUSED.value, hold_reason=reason, updated_at=self.clock())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:
+            audit.record(session, "engine", "chain.hold", chain_id=chain_id, reason=reason)
+        self._chains.pop(chain_id, None)
+        self._step_chain = {
+            step_id: owner for step_id, owner in self._step_chain.items() if owner != chain_id
+        }
 
     async def _enroll_newcomers(self) -> int:
         """`continuous` chains take in the customers added or changed since the last look."""
@@ -465,7 +511,13 @@ class Engine:
                     break
                 customers = sorted({customer_id for _, customer_id in rows})
                 for step in main_steps:
-                    planned += await planning.enroll_main_step(session, step, now, customers)
+                    try:
+                        async with session.begin_nested():
+                            planned += await planning.enroll_main_step(
+                                session, step, now, customers
+                            )
+                    except Exception as exc:
+                        await self._hold(session, step.chain_id, step, "enrolling", exc)
                 await session.execute(
                     delete(changes).where(changes.c.id.in_([row_id for row_id, _ in rows]))
                 )

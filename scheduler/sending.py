@@ -15,6 +15,7 @@ nothing another worker decided meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ from scheduler import claims
 from scheduler.claims import Claimed
 
 _delivery = DeliveryRow.__table__
+log = logging.getLogger(__name__)
 # Messages rendered between two chances for the event loop to serve the group on the wire.
 RENDER_SLICE = 8
 # Called in the transaction that records a group: (session, step id, ids triggered, now).
@@ -234,6 +236,17 @@ class Sender:
                 ready.append((item, group.messages.render(item)))
             except RenderError as exc:
                 failure = SendResult(SendStatus.PERMANENT, f"{reasons.RENDER_FAILED}: {exc}")
+                group.early.append(
+                    Outcome(item.delivery_id, item.customer_id, item.attempts, failure)
+                )
+            except Exception as exc:
+                # Whatever a customer's data makes the template do, it fails this one
+                # message with the reason, not the wave.
+                log.exception("rendering delivery %d failed", item.delivery_id)
+                failure = SendResult(
+                    SendStatus.PERMANENT,
+                    f"{reasons.RENDER_FAILED}: {type(exc).__name__}: {exc}"[:200],
+                )
                 group.early.append(
                     Outcome(item.delivery_id, item.customer_id, item.attempts, failure)
                 )

@@ -69,7 +69,16 @@ async def activate_chain(
         enrolled = 0
         if chain.enrollment == Enrollment.ONCE:
             await session.flush()
-            enrolled = await planning.enroll_main_step(session, step_plan(chain.steps[0]), now)
+            main = step_plan(chain.steps[0])
+            try:
+                enrolled = await planning.enroll_main_step(session, main, now)
+            except (OverflowError, ValueError) as exc:
+                # A moment no zone of the audience can read (a row from before the
+                # chain file's bounds): refused in words, the chain stays a draft.
+                raise ChainNotReady(
+                    f"chain {chain_id} cannot be activated: step 1 ({main.name}) cannot be"
+                    f" planned: {exc}"
+                ) from exc
         audit.record(session, actor, "chain.activate", chain_id=chain_id, enrolled=enrolled)
     return Activation(chain_id, enrolled)
 
@@ -87,6 +96,8 @@ async def _move(
             )
         chain.status = target
         chain.updated_at = datetime.now(UTC)
+        if target == ChainStatus.ACTIVE:
+            chain.hold_reason = None
         if target == ChainStatus.ACTIVE and chain.enrollment == Enrollment.CONTINUOUS:
             # Who joined its segments while it was paused: the change queue went on
             # without it, so its main step is planned again in full.
