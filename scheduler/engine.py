@@ -446,6 +446,7 @@ class Engine:
                         planned += await self._full_pass(session, chain, step, now)
                 except Exception as exc:
                     await self._hold(session, chain.chain_id, step, "planning", exc)
+                    continue  # still owed: tried again once the chain is resumed
                 await session.execute(
                     update(Step.__table__)
                     .where(Step.id == step_id, Step.planned_version < requested)
@@ -482,6 +483,14 @@ class Engine:
             update(Chain.__table__)
             .where(Chain.id == chain_id, Chain.status == ChainStatus.ACTIVE.value)
             .values(status=ChainStatus.PAUSED.value, hold_reason=reason, updated_at=self.clock())
+            .execution_options(synchronize_session=False)
+        )
+        # Whoever the failed part would have planned is planned by a full pass once
+        # the chain is resumed.
+        await session.execute(
+            update(Step.__table__)
+            .where(Step.id == step.step_id)
+            .values(plan_requested=Step.plan_requested + 1)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount:

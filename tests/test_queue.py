@@ -420,6 +420,13 @@ async def test_a_chain_the_engine_cannot_plan_is_held_with_its_reason_and_others
     assert not (await harness.engine.tick()).busy
     await resume_chain(harness.db, poison, actor="manager")
     assert (await list_chains(harness.db))[0].hold_reason is None
+    # Resumed unfixed, the pass it still owes fails again: held again, nothing sent.
+    harness.clock.advance(seconds=5)
+    await harness.engine.tick()
+    again = (await list_chains(harness.db))[0]
+    assert again.status == "paused"
+    assert again.hold_reason == chains[poison].hold_reason
+    assert len(harness.emails()) == 2
 
 
 async def test_activating_a_once_chain_it_cannot_plan_is_refused_in_words(
