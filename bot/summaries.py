@@ -31,8 +31,9 @@ from bot.telegram_app import RATE_LIMIT_RETRIES, file_url_for
 from handlers import texts
 from handlers.charts import chain_chart_png
 from models import summaries
-from models.admins import role_of
+from models.admins import list_people, role_of
 from models.db import Database
+from models.holds import claim_untold_holds
 from models.stats import daily_stats
 from models.summaries import Claim, DueSummary, day_start
 from models.team_chats import unsubscribe_chat
@@ -133,6 +134,7 @@ class SummarySender:
                 await self.bot.initialize()
                 self.bot_ready = True
             await self.send_due()
+            await self.tell_holds()
         except InvalidToken as exc:
             log.error("Telegram refused TELEGRAM_BOT_TOKEN (%s): daily summaries are off", exc)
             self.bot_ready = None
@@ -144,6 +146,27 @@ class SummarySender:
     async def close(self) -> None:
         if self.bot_ready:
             await self.bot.shutdown()
+
+    async def tell_holds(self) -> int:
+        """Tell the owners and admins of every chain the engine held since the last look."""
+        holds = await claim_untold_holds(self.db)
+        if not holds:
+            return 0
+        people = {*self.owner_ids}
+        people.update(
+            telegram_id for telegram_id, role, _ in await list_people(self.db) if role == "admin"
+        )
+        for hold in holds:
+            for chat_id in sorted(people):
+                try:
+                    await self.bot.send_message(
+                        chat_id, texts.chain_held(hold.chain_id, hold.chain_name, hold.reason)
+                    )
+                except (BadRequest, Forbidden) as exc:
+                    log.warning(
+                        "could not tell %d about held chain %d: %s", chat_id, hold.chain_id, exc
+                    )
+        return len(holds)
 
     async def send_due(self) -> int:
         """Send every summary due now that no other worker holds; how many were completed.

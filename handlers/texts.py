@@ -227,6 +227,13 @@ def chain_card(chain: ChainView) -> str:
     return "\n".join(lines + fit([_step_line(step) for step in chain.steps]))
 
 
+def chain_held(chain_id: int, name: str, reason: str) -> str:
+    return (
+        f"⚠ <b>{esc(short(name, 100))}</b> (#{chain_id}) is paused: the engine could not go on"
+        f" with it.\n{esc(short(reason, 400))}\n\nFix the step, then /resume {chain_id}."
+    )
+
+
 PAUSED_TOAST = "Paused"
 RESUMED_TOAST = "Resumed"
 

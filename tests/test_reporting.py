@@ -21,7 +21,7 @@ from bot.settings import load_settings
 from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
 from handlers import texts
 from handlers.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
-from models import summaries
+from models import audit, summaries
 from models.db import Database
 from models.orders import record_orders
 from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
@@ -372,3 +372,33 @@ def test_the_worker_bot_uses_the_configured_api_and_file_urls() -> None:
     bot = telegram_bot(settings)
     assert bot.base_url == f"http://127.0.0.1:9/bot{TOKEN}"
     assert bot.base_file_url == f"http://127.0.0.1:9/file/bot{TOKEN}"
+
+
+async def test_a_chain_the_engine_held_is_told_to_owners_and_admins_once(
+    db: Database, double: TelegramDouble
+) -> None:
+    chain_id = await seeded_chain(db)
+    async with db.writer() as session:
+        audit.record(
+            session,
+            "engine",
+            "chain.hold",
+            chain_id=chain_id,
+            reason="step 1 (Welcome): planning failed: OverflowError: date value out of range",
+        )
+    first, second = (
+        sender(db, double, Clock(moscow(10, 9))),
+        sender(db, double, Clock(moscow(10, 9))),
+    )
+    await first.bot.initialize()
+    await second.bot.initialize()
+    assert await first.tell_holds() == 1
+    # Another worker, and the same one again: it was told once.
+    assert await second.tell_holds() == 0
+    assert await first.tell_holds() == 0
+    [notice] = bot_messages(double, ANTON)
+    assert notice["text"].startswith("⚠ Welcome (#")
+    assert "planning failed: OverflowError" in notice["text"]
+    assert f"/resume {chain_id}" in notice["text"]
+    await first.bot.shutdown()
+    await second.bot.shutdown()
