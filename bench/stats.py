@@ -317,7 +317,7 @@ async def measure_facts(db: Database, facts: int) -> dict[str, list[float]]:
         async def sent(group: list[int] = group, triggered: bool = False) -> None:
             async with db.writer() as session:
                 await session.execute(
-                    text("UPDATE deliveries SET sent_at = sent_at, lease_until = NULL"
+                    text("UPDATE deliveries SET sent_at = sent_at, claimed_by = NULL"
                          " WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
                     {"ids": group},
                 )  # fmt: skip

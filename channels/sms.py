@@ -69,15 +69,18 @@ class Pacer:
             raise ValueError("rate_per_second must be positive")
         self._interval = 1.0 / rate_per_second
         self._next = 0.0
+        # Callers are released one at a time, in order, each a full interval after
+        # the previous one was actually released: a busy event loop that wakes two
+        # sleepers late never lets them out together.
+        self._turn = asyncio.Lock()
 
     async def wait(self) -> None:
-        now = asyncio.get_running_loop().time()
-        # Taking the slot before sleeping is what makes concurrent callers
-        # queue up behind each other instead of all waking at once.
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        loop = asyncio.get_running_loop()
+        async with self._turn:
+            # Looked at again after each sleep: a hold() asked for meanwhile counts.
+            while (delay := self._next - loop.time()) > 0:
+                await asyncio.sleep(delay)
+            self._next = loop.time() + self._interval
 
     def hold(self, seconds: float) -> None:
         """No request before `seconds` from now (the gateway asked us to slow down)."""
