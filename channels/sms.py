@@ -78,7 +78,7 @@ class Pacer:
         loop = asyncio.get_running_loop()
         async with self._turn:
             # Looked at again after each sleep: a hold() asked for meanwhile counts.
-            while (delay := self._next - loop.time()) > 0:
+            while (delay := self._next - loop.time()) > 0:  # noqa: ASYNC110 - a deadline, not an event
                 await asyncio.sleep(delay)
             self._next = loop.time() + self._interval
 
