@@ -360,24 +360,31 @@ NESTED_TOO_DEEPLY = "nested too deeply"
 NESTED_LOOPS_TOO_LONG = "loops nested over range() would go round {count} times: at most {limit:,}"
 
 
-def compile_problems(source: str) -> str | None:
-    """Why `source` is not a usable template ("line 2: unexpected '}'"), or None."""
+def template_problems(source: str) -> tuple[str | None, set[str]]:
+    """Why `source` is not a usable template ("line 2: unexpected '}'") or None, and the
+    names it reads from its context (empty when it has a problem); parsed once."""
     try:
         ast = TEXT_ENV.parse(source)
     except TemplateSyntaxError as exc:
-        return f"line {exc.lineno}: {exc.message}"
+        return f"line {exc.lineno}: {exc.message}", set()
     except RecursionError:
-        return NESTED_TOO_DEEPLY
+        return NESTED_TOO_DEEPLY, set()
     # The sandbox has no template loader: including another template could only fail.
     if any(True for _ in meta.find_referenced_templates(ast)):
-        return "a message template cannot include, import or extend other templates"
+        return "a message template cannot include, import or extend other templates", set()
     try:
         _check_statically(ast, 1)
     except LimitExceeded as exc:
-        return f"line {exc.lineno}: {exc}" if getattr(exc, "lineno", None) else str(exc)
+        line = getattr(exc, "lineno", None)
+        return (f"line {line}: {exc}" if line else str(exc)), set()
     except RecursionError:
-        return NESTED_TOO_DEEPLY
-    return None
+        return NESTED_TOO_DEEPLY, set()
+    return None, meta.find_undeclared_variables(ast)
+
+
+def compile_problems(source: str) -> str | None:
+    """Why `source` is not a usable template, or None."""
+    return template_problems(source)[0]
 
 
 # --- What the template alone says -----------------------------------------------------
