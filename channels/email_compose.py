@@ -25,7 +25,7 @@ from channels.links import (
     utm_params,
 )
 from channels.rendering import CompiledTemplate, RenderError
-from models.templates import HTML_ENV, TEXT_ENV
+from models.templates import HTML_ENV, RENDERED_LIMITS, TEXT_ENV
 from models.tokens import TokenKind, make_token
 
 __all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderError"]
@@ -88,11 +88,14 @@ class EmailComposer:
         domain = self.envelope_sender.rpartition("@")[2]
         self._base = public_base_url.rstrip("/")
         self._secret = secret_key
-        self._subject = CompiledTemplate(TEXT_ENV, step.subject, texts.PART_SUBJECT)
-        self._text = CompiledTemplate(TEXT_ENV, step.text, texts.PART_TEXT)
+        limits = RENDERED_LIMITS
+        self._subject = CompiledTemplate(
+            TEXT_ENV, step.subject, texts.PART_SUBJECT, limits["subject"]
+        )
+        self._text = CompiledTemplate(TEXT_ENV, step.text, texts.PART_TEXT, limits["text"])
         self._html: CompiledTemplate | None = None
         if step.html and step.html.strip():
-            self._html = CompiledTemplate(HTML_ENV, step.html, texts.PART_HTML)
+            self._html = CompiledTemplate(HTML_ENV, step.html, texts.PART_HTML, limits["html"])
         self._utm = utm_params(step.campaign, step.position) if step.utm else ()
         self._tagged: dict[str, str] = {}
         # Links into Chainmail itself are never tracked or tagged.

@@ -25,7 +25,7 @@ import httpx
 from channels import texts
 from channels.rendering import CompiledTemplate, RenderError
 from channels.results import SendResult, SendStatus
-from models.templates import TEXT_ENV
+from models.templates import RENDERED_LIMITS, TEXT_ENV
 
 __all__ = [
     "HttpSmsGateway",
@@ -54,7 +54,7 @@ def render_sms(template: str, context: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=64)
 def _sms_template(source: str) -> CompiledTemplate:
-    return CompiledTemplate(TEXT_ENV, source, texts.PART_SMS)
+    return CompiledTemplate(TEXT_ENV, source, texts.PART_SMS, RENDERED_LIMITS["sms"])
 
 
 class Pacer:

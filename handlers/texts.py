@@ -623,6 +623,7 @@ PICK_A_DAY = "Pick a day first."
 NOT_HTML = "Please send the HTML as a .html file (up to 20 MB), or type it."
 HTML_NOT_UTF8 = "That file is not UTF-8 text; please save it as UTF-8 and send it again."
 NO_SUCH_DATE = "there is no such day"
+YEAR_OUT_OF_RANGE = "the year must be between {first} and {last}"
 NO_SUCH_TIME = "the time must be between 00:00 and 23:59"
 MOMENT_FORMS = "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00"
 NO_SEGMENTS_TO_PICK = (

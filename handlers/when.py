@@ -12,7 +12,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from handlers import texts
-from models.chainfile import parse_duration
+from models.chainfile import FIRST_YEAR, LAST_YEAR, parse_duration
 
 _TIME = r"(?P<hour>[0-9]{1,2})[:.](?P<minute>[0-9]{2})"
 _ISO = re.compile(rf"(?P<year>[0-9]{{4}})-(?P<month>[0-9]{{1,2}})-(?P<day>[0-9]{{1,2}})\s+{_TIME}")
@@ -27,6 +27,9 @@ class NotUnderstood(ValueError):
 
 
 def _moment(day: date, hour: str, minute: str) -> datetime:
+    # The chain file's bounds (models.chainfile.parse_moment), said before Save.
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise NotUnderstood(texts.YEAR_OUT_OF_RANGE.format(first=FIRST_YEAR, last=LAST_YEAR))
     try:
         return datetime(day.year, day.month, day.day, int(hour), int(minute))
     except ValueError:

@@ -32,7 +32,11 @@ import yaml
 from models.errors import ChainmailError
 from models.sms_parts import sms_parts
 from models.tables import Channel, Enrollment
-from models.templates import CUSTOMER_FIELDS, compile_problems, template_variables
+from models.templates import (
+    CUSTOMER_FIELDS,
+    SOURCE_LIMITS,
+    template_problems,
+)
 
 # --- Messages -----------------------------------------------------------------
 # Every problem and warning text a person reads, in one place. Problem.__str__
@@ -49,7 +53,7 @@ NOT_A_LIST = "must be a list"
 NOT_TEXT = "must be text"
 EMPTY = "must not be empty"
 NOT_ONE_LINE = "must be one line"
-TOO_LONG = "must be at most {limit} characters"
+TOO_LONG = "must be at most {limit:,} characters"
 NOT_TRUE_OR_FALSE = "must be true or false"
 NOT_ONE_OF = "{value} is not one of: {choices}"
 NOT_A_NUMBER_OF_DAYS = "{value} is not a whole number of days from 1 to {max}"
@@ -77,6 +81,14 @@ ONLY_WITH_SEND = "only goes with send: {send}"
 NOT_A_DURATION = "{value} is not a duration"
 DURATION_TOO_LONG = "{value} is longer than {max} days"
 NOT_A_MOMENT = "{value} is not a date and time like 2026-12-01 10:00"
+MOMENT_OUT_OF_RANGE = "{value} is not between the years {first} and {last}"
+HAS_NUL = "contains a NUL character (\\0), which cannot be stored"
+HAS_SURROGATE = "contains a lone surrogate ({code}), which is not text"
+FILE_TOO_LONG = "the file has {length:,} characters: at most {limit:,}"
+NESTED_TOO_DEEPLY = "line {line}: nested more than {limit} levels deep"
+ALIASES_EXPAND = "line {line}: aliases expand the file to more than {limit:,} values"
+ALIAS_IN_ITSELF = "line {line}: alias *{anchor} is used inside the value it names"
+NOT_UNICODE_TEXT = "character {position}: a lone surrogate ({code}), which is not text"
 SEND_NOW_WITH_LATER_TERMS = (
     "send: now cannot wait for {terms}: known only later; use send: after or send: at"
 )
@@ -88,17 +100,53 @@ UNKNOWN_VARIABLE = (
 WAIT_DAYS_UNUSED = "has no effect: wait_days is only used with who: terms"
 
 
+# How much of a value a message quotes: cut before it is formatted, so that a
+# huge value (or one aliases make huge) costs nothing to mention.
+SHOWN_LIMIT = 40
+
+
+class LongNumber:
+    """A whole number in a file too long to read as one (`int()` refuses 4,300 digits):
+    kept as its text, so that the validator can say where it is."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"a number of {len(self.text):,} characters"
+
+    __repr__ = __str__
+
+
 def _shown(value: Any) -> str:
-    """A value in a message as the file has it: text quoted, YAML's words for the rest."""
+    """A value in a message as the file has it: text quoted, YAML's words for the rest,
+    at most SHOWN_LIMIT characters of it."""
     if isinstance(value, str):
+        if len(value) > SHOWN_LIMIT:
+            return f"{value[:SHOWN_LIMIT]!r}… ({len(value):,} characters)"
         return repr(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
-    if isinstance(value, date):
+    if isinstance(value, int):
+        if value.bit_length() > 128:
+            return f"a number of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+        return repr(value)
+    if isinstance(value, float | date | LongNumber):
         return str(value)
-    return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _key_shown(key: Any) -> str:
+    """A key as it goes into a path: as written when it is a plain short one."""
+    if isinstance(key, str) and len(key) <= SHOWN_LIMIT and key.isprintable():
+        return key
+    return _shown(key)
 
 
 # --- Vocabulary ---------------------------------------------------------------
@@ -110,6 +158,20 @@ DEFAULT_WINDOW_DAYS = 7
 NAME_LIMIT = 200
 # Ten years: beyond any sensible wait, and far from where datetime arithmetic overflows.
 MAX_DAYS = 3650
+# `at` moments: in every time zone, and after any wait, far from datetime's edges.
+FIRST_YEAR = 2000
+LAST_YEAR = 2100
+# Templates as written, by action key (the channel's renderer caps them once rendered).
+TEXT_LIMITS = {
+    "subject": SOURCE_LIMITS["subject"],
+    "text": SOURCE_LIMITS["text"],
+    "html": SOURCE_LIMITS["html"],
+}
+SMS_TEXT_LIMIT = SOURCE_LIMITS["sms"]
+# A whole file, its nesting and its values once aliases are expanded.
+FILE_LIMIT = 20_000_000
+DEPTH_LIMIT = 32
+VALUES_LIMIT = 1_000_000
 CAMPAIGN_LIMIT = 100
 GOAL_ORDER = "order"
 
@@ -367,14 +429,24 @@ def format_duration(delta: timedelta) -> str:
     return f"{seconds // size}{unit}"
 
 
-def parse_moment(text: str) -> datetime:
-    """`2026-12-01 10:00` as a naive datetime (no zone: each customer's own applies)."""
+def parse_moment(text: str, *, bounded: bool = True) -> datetime:
+    """`2026-12-01 10:00` as a naive datetime (no zone: each customer's own applies),
+    in the years FIRST_YEAR to LAST_YEAR unless not `bounded`."""
     if not _MOMENT.fullmatch(text):
         raise ValueError(NOT_A_MOMENT.format(value=_shown(text)))
     try:
-        return datetime.strptime(text, _MOMENT_FORMAT)
+        moment = datetime.strptime(text, _MOMENT_FORMAT)
     except ValueError:
         raise ValueError(NOT_A_MOMENT.format(value=_shown(text))) from None
+    if bounded and not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ValueError(
+            MOMENT_OUT_OF_RANGE.format(value=_shown(text), first=FIRST_YEAR, last=LAST_YEAR)
+        )
+    return moment
+
+
+def _unbounded_moment(text: str) -> datetime:
+    return parse_moment(text, bounded=False)
 
 
 def format_moment(at: datetime) -> str:
@@ -415,17 +487,27 @@ def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None
 class _Report:
     """Where problems go, and the path they are found at."""
 
-    def __init__(self, path: str, problems: list[Problem], warnings: list[Problem]) -> None:
+    def __init__(
+        self,
+        path: str,
+        problems: list[Problem],
+        warnings: list[Problem],
+        *,
+        stored: bool = False,
+    ) -> None:
         self.path = path
         self.problems = problems
         self.warnings = warnings
+        # A block read back from the database: it passed the checks of its day, so the
+        # limits added since (sizes, years, template bounds) do not make it unreadable.
+        self.stored = stored
 
     def at(self, key: str | int) -> _Report:
         if isinstance(key, int):
             path = f"{self.path}[{key}]"
         else:
             path = f"{self.path}.{key}" if self.path else key
-        return _Report(path, self.problems, self.warnings)
+        return _Report(path, self.problems, self.warnings, stored=self.stored)
 
     def problem(self, message: str) -> None:
         self.problems.append(Problem(self.path, message))
@@ -434,8 +516,8 @@ class _Report:
         self.warnings.append(Problem(self.path, message))
 
 
-def _checked(check: Callable[[_Report], T | None]) -> Checked[T]:
-    report = _Report("", [], [])
+def _checked(check: Callable[[_Report], T | None], *, stored: bool = False) -> Checked[T]:
+    report = _Report("", [], [], stored=stored)
     value = check(report)
     return Checked(None if report.problems else value, report.problems, report.warnings)
 
@@ -448,7 +530,7 @@ def _mapping(
         return None
     for key in data:
         if key not in keys:
-            report.at(str(key)).problem(UNKNOWN_KEY)
+            report.at(_key_shown(key)).problem(UNKNOWN_KEY)
     return data
 
 
@@ -469,16 +551,22 @@ def _text(
     here = report.at(key)
     if not isinstance(value, str):
         here.problem(NOT_TEXT)
+    elif limit is not None and len(value) > limit and not report.stored:
+        here.problem(TOO_LONG.format(limit=limit))
+    elif "\0" in value:
+        here.problem(HAS_NUL)
+    elif (surrogate := _SURROGATE.search(value)) is not None:
+        here.problem(HAS_SURROGATE.format(code=f"\\u{ord(surrogate.group()):04x}"))
     elif not value.strip():
         here.problem(EMPTY)
     elif one_line and "\n" in value.strip("\n"):
         here.problem(NOT_ONE_LINE)
-    elif limit is not None and len(value) > limit:
-        here.problem(TOO_LONG.format(limit=limit))
     else:
         return value.strip("\n") if one_line else value
     return None
 
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -588,15 +676,17 @@ def _audience(
 def _templates(
     texts: dict[str, str | None], report: _Report, known_attributes: Collection[str] | None
 ) -> None:
+    if report.stored:
+        return  # compiled again when rendered; stored ones passed when saved
     known = CUSTOMER_FIELDS | set(known_attributes or ())
     for key, source in texts.items():
         if source is None:
             continue
-        error = compile_problems(source)
+        error, variables = template_problems(source)
         if error:
             report.at(key).problem(TEMPLATE_ERROR.format(error=error))
         elif known_attributes is not None:
-            for name in sorted(template_variables(source) - known):
+            for name in sorted(variables - known):
                 report.at(key).warning(UNKNOWN_VARIABLE.format(name=name))
 
 
@@ -615,9 +705,12 @@ def _action(
                 report.at(key).problem(ONLY_FOR_EMAIL)
     subject = html = None
     if not is_sms:
-        subject = _text(fields, "subject", report, required=True, one_line=True)
-        html = _text(fields, "html", report, required=False)
-    text = _text(fields, "text", report, required=True)
+        subject = _text(
+            fields, "subject", report, required=True, one_line=True, limit=TEXT_LIMITS["subject"]
+        )
+        html = _text(fields, "html", report, required=False, limit=TEXT_LIMITS["html"])
+    text_limit = SMS_TEXT_LIMIT if is_sms else TEXT_LIMITS["text"]
+    text = _text(fields, "text", report, required=True, limit=text_limit)
     _templates({"subject": subject, "text": text, "html": html}, report, known_attributes)
     if is_sms and text is not None:
         count = sms_parts(text)
@@ -653,7 +746,8 @@ def _schedule(data: Any, report: _Report, *, audience: Audience | None) -> Sched
     if send is Send.AFTER:
         after = _parsed(fields, "after", report, parse_duration, NOT_A_DURATION)
     if send is Send.AT:
-        at = _parsed(fields, "at", report, parse_moment, NOT_A_MOMENT)
+        parse = _unbounded_moment if report.stored else parse_moment
+        at = _parsed(fields, "at", report, parse, NOT_A_MOMENT)
     wait_days = _days(fields, "wait_days", report, DEFAULT_WAIT_DAYS)
     refusal = send_now_refusal(audience, send)
     if refusal:
@@ -704,29 +798,36 @@ def _conversion(data: Any, report: _Report) -> Conversion | None:
 
 
 def validate_audience(
-    data: Any, *, position: int, known_segments: Collection[str] | None
+    data: Any, *, position: int, known_segments: Collection[str] | None, stored: bool = False
 ) -> Checked[Audience]:
     """Position 1 (the main step) takes segments; later steps `who: all` or `who: terms`.
 
     `known_segments` None skips the check that segments exist.
     """
     return _checked(
-        lambda report: _audience(data, report, position=position, known_segments=known_segments)
+        lambda report: _audience(data, report, position=position, known_segments=known_segments),
+        stored=stored,
     )
 
 
-def validate_action(data: Any, *, known_attributes: Collection[str] | None) -> Checked[Action]:
+def validate_action(
+    data: Any, *, known_attributes: Collection[str] | None, stored: bool = False
+) -> Checked[Action]:
     """`known_attributes` None skips the warnings about unknown template names."""
-    return _checked(lambda report: _action(data, report, known_attributes=known_attributes))
+    return _checked(
+        lambda report: _action(data, report, known_attributes=known_attributes), stored=stored
+    )
 
 
-def validate_schedule(data: Any, *, audience: Audience | None) -> Checked[Schedule]:
+def validate_schedule(
+    data: Any, *, audience: Audience | None, stored: bool = False
+) -> Checked[Schedule]:
     """`audience` is the step's own (None when not saved yet): `send: now` depends on it."""
-    return _checked(lambda report: _schedule(data, report, audience=audience))
+    return _checked(lambda report: _schedule(data, report, audience=audience), stored=stored)
 
 
-def validate_conversion(data: Any) -> Checked[Conversion]:
-    return _checked(lambda report: _conversion(data, report))
+def validate_conversion(data: Any, *, stored: bool = False) -> Checked[Conversion]:
+    return _checked(lambda report: _conversion(data, report), stored=stored)
 
 
 def validate_block(
@@ -737,18 +838,25 @@ def validate_block(
     known_segments: Collection[str] | None = None,
     known_attributes: Collection[str] | None = None,
     audience: Audience | None = None,
+    stored: bool = False,
 ) -> Checked[Block]:
-    """One block of the step at `position`, with paths relative to the block."""
+    """One block of the step at `position`, with paths relative to the block.
+
+    `stored`: a block read back from the database, held to the rules it was saved
+    under rather than to limits added since (see `_Report.stored`).
+    """
     checked: Checked[Any]
     match BlockKind(kind):
         case BlockKind.AUDIENCE:
-            checked = validate_audience(data, position=position, known_segments=known_segments)
+            checked = validate_audience(
+                data, position=position, known_segments=known_segments, stored=stored
+            )
         case BlockKind.ACTION:
-            checked = validate_action(data, known_attributes=known_attributes)
+            checked = validate_action(data, known_attributes=known_attributes, stored=stored)
         case BlockKind.SCHEDULE:
-            checked = validate_schedule(data, audience=audience)
+            checked = validate_schedule(data, audience=audience, stored=stored)
         case BlockKind.CONVERSION:
-            checked = validate_conversion(data)
+            checked = validate_conversion(data, stored=stored)
     return checked
 
 
@@ -880,8 +988,16 @@ def validate_chain(
 # --- YAML -------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """safe_load, except that a key given twice is an error, not silently the last one."""
+# libyaml's parser where it is installed: a 10,000-step file loads in seconds.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Longer whole numbers are kept as LongNumber: no value in a chain file needs more.
+_NUMBER_CHARACTERS = 40
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """safe_load, except that a key given twice is an error, not silently the last one,
+    and a value Python cannot hold (a 5,000-digit number, the date 0000-01-01) is kept
+    for the validator to name instead of failing the whole load."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -895,11 +1011,85 @@ class _Loader(yaml.SafeLoader):
                         None, None, KEY_GIVEN_TWICE.format(key=_shown(key)), key_node.start_mark
                     )
                 seen.add(key)
-        return super().construct_mapping(node, deep)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+    def construct_long_int(self, node: yaml.ScalarNode) -> Any:
+        if len(node.value) > _NUMBER_CHARACTERS:
+            return LongNumber(node.value)
+        return self.construct_yaml_int(node)
+
+    def construct_checked_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return self.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return str(node.value)  # as written; the validator says it is no date
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_long_int)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_checked_timestamp)
+
+_OPENING = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSING = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _check_structure(text: str) -> None:
+    """Refuse nesting deeper than DEPTH_LIMIT and aliases that expand the document
+    beyond VALUES_LIMIT values (a "billion laughs"), from the parser's events alone:
+    nothing is built, nothing recursed into."""
+    # Per open collection: [values in it so far, its anchor].
+    open_nodes: list[list[Any]] = []
+    sizes: dict[str, int] = {}
+
+    def add(count: int, event: yaml.Event) -> None:
+        if open_nodes:
+            open_nodes[-1][0] += count
+            if open_nodes[-1][0] > VALUES_LIMIT:
+                line = event.start_mark.line + 1
+                raise InvalidChainFile(
+                    [Problem("", ALIASES_EXPAND.format(line=line, limit=VALUES_LIMIT))]
+                )
+
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, _OPENING):
+            if len(open_nodes) >= DEPTH_LIMIT:
+                line = event.start_mark.line + 1
+                raise InvalidChainFile(
+                    [Problem("", NESTED_TOO_DEEPLY.format(line=line, limit=DEPTH_LIMIT))]
+                )
+            open_nodes.append([1, event.anchor])
+        elif isinstance(event, _CLOSING):
+            count, anchor = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = count
+            add(count, event)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            add(1, event)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in open_nodes):
+                line = event.start_mark.line + 1
+                raise InvalidChainFile(
+                    [
+                        Problem(
+                            "", ALIAS_IN_ITSELF.format(line=line, anchor=event.anchor[:SHOWN_LIMIT])
+                        )
+                    ]
+                )
+            add(sizes.get(event.anchor, 1), event)
 
 
 def load_yaml(text: str) -> Any:
+    if len(text) > FILE_LIMIT:
+        raise InvalidChainFile(
+            [Problem("", FILE_TOO_LONG.format(length=len(text), limit=FILE_LIMIT))]
+        )
+    if (surrogate := _SURROGATE.search(text)) is not None:
+        code = f"\\u{ord(surrogate.group()):04x}"
+        error = NOT_UNICODE_TEXT.format(position=surrogate.start() + 1, code=code)
+        raise InvalidChainFile([Problem("", NOT_YAML.format(error=error))])
     try:
+        _check_structure(text)
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -907,7 +1097,7 @@ def load_yaml(text: str) -> Any:
         error = f"{where}{exc.problem}"
     except yaml.YAMLError as exc:
         error = str(exc)
-    raise InvalidChainFile([Problem("", NOT_YAML.format(error=error))])
+    raise InvalidChainFile([Problem("", NOT_YAML.format(error=error[:200]))])
 
 
 class _Dumper(yaml.SafeDumper):

@@ -123,7 +123,7 @@ def stored_block(kind: BlockKind, data: dict[str, Any] | None, position: int) ->
     """
     if data is None:
         return None
-    checked = validate_block(kind, data, position=position)
+    checked = validate_block(kind, data, position=position, stored=True)
     if checked.value is None:
         raise ValueError(f"stored {kind} of step {position} is invalid: {checked.problems}")
     return checked.value

@@ -11,6 +11,7 @@ and a gateway's delivery report about it is refused.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import html
@@ -148,11 +149,25 @@ def _part(parsed: EmailMessage, subtype: str) -> str | None:
 async def render_preview(
     db: Database, setup: MessageSetup, message: StepMessage, customer: PreviewCustomer
 ) -> PreviewEmail | PreviewSms:
-    """The message for `customer` as the engine would send it; RenderError if it cannot be."""
+    """The message for `customer` as the engine would send it; RenderError if it cannot be.
+
+    Rendered in a worker thread: a slow template (stopped by the sandbox's deadline)
+    never holds up the bot's other conversations.
+    """
     if message.channel == Channel.SMS:
-        text = render_sms(str(message.action.get("text") or ""), customer.context)
-        return PreviewSms(text, sms_parts(text))
+        return await asyncio.to_thread(_sms_preview, message, customer)
     key = await secret_key(db, setup.secret_key)
+    return await asyncio.to_thread(_email_preview, setup, message, customer, key)
+
+
+def _sms_preview(message: StepMessage, customer: PreviewCustomer) -> PreviewSms:
+    text = render_sms(str(message.action.get("text") or ""), customer.context)
+    return PreviewSms(text, sms_parts(text))
+
+
+def _email_preview(
+    setup: MessageSetup, message: StepMessage, customer: PreviewCustomer, key: str
+) -> PreviewEmail:
     composed = _compose(message, customer, setup, key, to=customer.email or NO_ADDRESS)
     # Read back from the bytes the engine would hand to SMTP: what the customer's mail
     # program shows, not a second rendering that could differ.
@@ -197,7 +212,9 @@ async def send_test(
     """
     outbox: str | None = None
     if message.channel == Channel.SMS:
-        text = render_sms(str(message.action.get("text") or ""), customer.context)
+        text = await asyncio.to_thread(
+            render_sms, str(message.action.get("text") or ""), customer.context
+        )
         sms = setup.open_sms()
         try:
             result = await sms.send(TEST_DELIVERY_ID, to, text)
@@ -207,7 +224,9 @@ async def send_test(
             outbox = str(sms.path)
     else:
         key = await secret_key(db, setup.secret_key)
-        composed = _compose(message, customer, setup, key, to=to, prefix=TEST_SUBJECT_PREFIX)
+        composed = await asyncio.to_thread(
+            _compose, message, customer, setup, key, to=to, prefix=TEST_SUBJECT_PREFIX
+        )
         message_id, data = _test_message_id(composed, message.step_id)
         transport = setup.open_email()
         try:
