@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot.settings import Settings
@@ -100,12 +101,8 @@ async def open_database(settings: Settings) -> Database:
         async with db.engine.connect() as conn:
             current = await conn.run_sync(_current_revision)
     except DBAPIError as exc:
-        # A file that is not a database, a corrupt one, a server refusing: one line, not
-        # the driver's traceback through Alembic.
         await db.dispose()
-        raise ChainmailError(
-            f"cannot open the database {db.engine.url.render_as_string()}: {exc.orig}"
-        ) from None
+        raise _unusable(settings.database_url, exc) from None
     if current != head:
         await db.dispose()
         raise SchemaOutdated(
@@ -115,8 +112,18 @@ async def open_database(settings: Settings) -> Database:
     return db
 
 
+def _unusable(database_url: str, error: DBAPIError) -> ChainmailError:
+    # A file that is not a database, a corrupt one, a server refusing: one line, not
+    # the driver's traceback through Alembic.
+    shown = make_url(database_url).render_as_string()
+    return ChainmailError(f"cannot open the database {shown}: {error.orig}")
+
+
 async def run_migrations(database_url: str) -> None:
     # Alembic's env.py runs an event loop of its own; give it a thread.
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(1) as pool:
-        await loop.run_in_executor(pool, upgrade, database_url)
+        try:
+            await loop.run_in_executor(pool, upgrade, database_url)
+        except DBAPIError as exc:
+            raise _unusable(database_url, exc) from None

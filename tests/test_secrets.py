@@ -13,7 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.runtime import QUIET_LOGGERS, RedactSecrets, configure_logging, open_database
+from bot.runtime import (
+    QUIET_LOGGERS,
+    RedactSecrets,
+    configure_logging,
+    open_database,
+    run_migrations,
+)
 from bot.settings import Settings
 from channels.sms import OutboxSmsTransport
 from models.customers import save_customers
@@ -120,11 +126,13 @@ async def test_a_broken_database_file_stops_start_up_with_one_line(
 ) -> None:
     path = tmp_path / "broken.db"
     path.write_bytes(content)
-    with pytest.raises(ChainmailError) as refused:
-        await open_database(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
-    message = str(refused.value)
-    assert "\n" not in message
-    assert message.startswith(f"cannot open the database sqlite+aiosqlite:///{path}: ")
+    url = f"sqlite+aiosqlite:///{path}"
+    for start in (open_database(Settings(database_url=url)), run_migrations(url)):
+        with pytest.raises(ChainmailError) as refused:
+            await start
+        message = str(refused.value)
+        assert "\n" not in message
+        assert message.startswith(f"cannot open the database {url}: ")
 
 
 def _app(db: Database) -> httpx.AsyncClient:
