@@ -89,6 +89,8 @@ UNKNOWN_TIME_ZONE = "unknown time zone {value}"
 BAD_TAGS = "tags must be a list of text"
 TAG_TOO_LONG = "tag {value} is longer than {limit} characters"
 BAD_ATTRIBUTES = "attributes must be an object"
+ATTRIBUTES_TOO_DEEP = "attributes are nested more than {limit} levels deep"
+ATTRIBUTES_TOO_BIG = "attributes hold more than {limit} characters"
 UNKNOWN_FIELD = "unknown field {value}"
 NOT_AN_OBJECT = "expected an object with an external_id"
 WRONG_COLUMN_COUNT = "expected {expected} columns, found {found}"
@@ -96,6 +98,27 @@ NOT_DECODABLE = "not {encoding} text: save the whole file in one encoding, UTF-8
 NOT_STORABLE = "contains a NUL character or a lone surrogate, which no database stores"
 NOT_JSON = "contains a value JSON cannot carry (NaN, infinity or a non-JSON type)"
 UNREADABLE_LINE = "cannot read this line: {reason}"
+LINE_TOO_LONG = "this line is longer than {limit} characters"
+# A quote left open swallows the lines after it into one field: those lines are read
+# again as rows of their own, and the line where the quote opened is refused.
+QUOTE_NOT_CLOSED = (
+    "a quote opened on this line is never closed: the lines after it were read on their own"
+)
+QUOTE_TOO_LONG = (
+    "a quote opened on this line runs over more than {limit} lines: "
+    "the lines after it were read on their own"
+)
+QUOTED_ROW_UNREADABLE = (
+    "cannot read the quoted field opened on this line ({reason}): "
+    "the lines after it were read on their own"
+)
+QUOTED_ROW_WRONG_COLUMNS = (
+    "a quote opened on this line runs over {lines} lines and leaves {found} columns, not "
+    "{expected}: the lines after it were read on their own"
+)
+HEADER_NOT_ONE_LINE = "{name}: line 1 opens a quote that it does not close"
+HEADER_UNREADABLE = "{name}: cannot read line 1: {reason}"
+HEADER_TOO_LONG = "{name}: line 1 is longer than {limit} characters (is it a CSV file?)"
 FILE_UNREADABLE = "cannot read {name}: {reason}"
 FILE_EMPTY = "{name} is empty"
 NO_EXTERNAL_ID_COLUMN = "{name} has no external_id column in its first line (found: {found})"
@@ -111,6 +134,12 @@ CSV_COLUMNS = ("external_id", "email", "phone", "first_name", "last_name", "time
 EXTERNAL_ID_MAX = 128
 NAME_MAX = 200
 TAG_MAX = 100
+# Attributes are read by templates and stored as JSON: nested deeper, they would break
+# the JSON code of every later batch naming the customer (its recursion limit), and
+# no template needs more.
+ATTRIBUTES_MAX_DEPTH = 10
+# Keys and text values, counted together.
+ATTRIBUTES_MAX_CHARS = 65_536
 # A refused value is quoted in the reason; a garbage cell must not make a huge reason.
 SHOWN_MAX = 60
 
@@ -119,6 +148,12 @@ DEFAULT_BATCH_SIZE = 5_000
 MAX_BATCH_SIZE = 20_000
 # A million-line garbage file must not keep a million reasons in memory.
 MAX_KEPT_ERRORS = 1_000
+# A line is read at most this long, so a file of one 200 MB line is refused in bounded
+# memory; a good row is a few hundred characters.
+MAX_LINE_CHARS = 1 << 20
+# A quoted value may span lines (an address in an attribute column); one spanning more
+# is a quote left open, swallowing the rows after it.
+MAX_ROW_LINES = 20
 _SAMPLE_BYTES = 1 << 16
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 # `surrogateescape` turns bytes that do not decode into these code points.
@@ -327,7 +362,29 @@ def _attributes(value: object) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise _Refused(BAD_ATTRIBUTES)
-    return value
+    # Level by level rather than recursively: a value nested 100,000 deep must be
+    # refused, not overflow the stack while being looked at.
+    chars = 0
+    level: list[dict[Any, Any] | list[Any]] = [value]
+    for _depth in range(ATTRIBUTES_MAX_DEPTH):
+        inner: list[dict[Any, Any] | list[Any]] = []
+        for container in level:
+            if isinstance(container, dict):
+                chars += sum(len(key) for key in container if isinstance(key, str))
+                items: Iterable[object] = container.values()
+            else:
+                items = container
+            for item in items:
+                if isinstance(item, str):
+                    chars += len(item)
+                elif isinstance(item, dict | list):
+                    inner.append(item)
+        if chars > ATTRIBUTES_MAX_CHARS:
+            raise _Refused(ATTRIBUTES_TOO_BIG.format(limit=ATTRIBUTES_MAX_CHARS))
+        if not inner:
+            return value
+        level = inner
+    raise _Refused(ATTRIBUTES_TOO_DEEP.format(limit=ATTRIBUTES_MAX_DEPTH))
 
 
 # A record names a subset of FIELDS (checked first), so there are at most 2**8 of these:
@@ -678,9 +735,12 @@ def _validate_all(
     clean: list[CleanCustomer] = []
     errors: list[RecordError] = []
     for index, item in enumerate(items):
-        checked = _unstorable(item) or validate_customer(
+        # Validation first: it bounds the nesting that JSON encoding then walks.
+        checked = validate_customer(
             item, default_timezone=default_timezone, default_phone_region=default_phone_region
         )
+        if not isinstance(checked, str):
+            checked = _unstorable(item) or checked
         if isinstance(checked, str):
             errors.append(RecordError(index, checked))
         else:
@@ -789,6 +849,72 @@ class _Chunk(NamedTuple):
     progress: ImportProgress
 
 
+class _LineTooLong(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _RowTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The lines of a CSV file as the csv reader takes them, each line at most
+    MAX_LINE_CHARS long, with the lines of the row being read kept in `taken`: a row
+    found to be a quote left open gives its lines back (`again`) to be read on their own.
+    """
+
+    __slots__ = ("_again", "_readline", "ended_in_row", "number", "read", "taken")
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._readline = text.readline
+        # Lines to read again, the next one last: (line number, line).
+        self._again: list[tuple[int, str]] = []
+        # Lines read from the file so far.
+        self.read = 0
+        # The number of the last line given to the reader.
+        self.number = 0
+        self.taken: list[str] = []
+        # The file ended inside a row: the reader was in a quoted field.
+        self.ended_in_row = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        taken = self.taken
+        if self._again:
+            self.number, line = self._again.pop()
+        else:
+            line = self._readline(MAX_LINE_CHARS)
+            if not line:
+                self.ended_in_row = bool(taken)
+                raise StopIteration
+            self.read += 1
+            self.number = self.read
+            if len(line) == MAX_LINE_CHARS and line[-1] not in "\r\n":
+                self._skip_rest_of_line()
+                raise _LineTooLong(self.number)
+        taken.append(line)
+        if len(taken) > MAX_ROW_LINES:
+            raise _RowTooLong
+        return line
+
+    def _skip_rest_of_line(self) -> None:
+        while (rest := self._readline(MAX_LINE_CHARS)) and rest[-1] not in "\r\n":
+            pass
+
+    def next_row(self) -> int:
+        """Start a row; the number of its first line."""
+        self.taken = []
+        self.ended_in_row = False
+        return self.number + 1 if not self._again else self._again[-1][0]
+
+    def read_again(self, first: int, lines: list[str]) -> None:
+        """Give `lines`, numbered from `first`, to the reader again."""
+        self._again.extend(reversed(list(enumerate(lines, first))))
+
+
 class _CsvBatches:
     """A CSV file read a batch of good rows at a time, with its refused lines."""
 
@@ -817,15 +943,34 @@ class _CsvBatches:
             stream, encoding=encoding, errors="surrogateescape", newline=""
         )
         try:
-            first = self._text.readline()
-            if not first:
-                raise ChainmailError(FILE_EMPTY.format(name=name))
-            delimiter = ";" if first.count(";") > first.count(",") else ","
-            self._rows = csv.reader(itertools.chain((first,), self._text), delimiter=delimiter)
-            self._columns = _columns(next(self._rows), name)
+            self._lines = _Lines(self._text)
+            self._rows, self._columns = self._header(name)
         except BaseException:
             self.close()
             raise
+
+    def _header(self, name: str) -> tuple[Iterator[list[str]], _Columns]:
+        lines = self._lines
+        lines.next_row()
+        try:
+            first = next(lines)
+        except StopIteration:
+            raise ChainmailError(FILE_EMPTY.format(name=name)) from None
+        except _LineTooLong:
+            raise ChainmailError(HEADER_TOO_LONG.format(name=name, limit=MAX_LINE_CHARS)) from None
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        lines.read_again(1, [first])
+        lines.next_row()
+        rows = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = next(rows)
+        except csv.Error as exc:
+            raise ChainmailError(HEADER_UNREADABLE.format(name=name, reason=exc)) from None
+        except (_LineTooLong, _RowTooLong):
+            raise ChainmailError(HEADER_NOT_ONE_LINE.format(name=name)) from None
+        if len(lines.taken) > 1 or lines.ended_in_row:
+            raise ChainmailError(HEADER_NOT_ONE_LINE.format(name=name))
+        return rows, _columns(header, name)
 
     def close(self) -> None:
         # Leave the caller's stream open: closing the wrapper would close it too.
@@ -833,7 +978,7 @@ class _CsvBatches:
 
     def _progress(self) -> ImportProgress:
         read = self._stream.tell() - self._start
-        return ImportProgress(read, self._total, self._rows.line_num)
+        return ImportProgress(read, self._total, self._lines.read)
 
     def _refuse(self, line: int, reason: str) -> None:
         self._refused += 1
@@ -841,29 +986,53 @@ class _CsvBatches:
             self._kept += 1
             self._errors.append(LineError(line, reason))
 
+    def _quote_left_open(self, line: int, reason: str) -> None:
+        """Refuse the row starting at `line` and read the lines after it on their own."""
+        self._refuse(line, reason)
+        self._lines.read_again(line + 1, self._lines.taken[1:])
+
     def next_chunk(self, size: int) -> _Chunk | None:
         """The next `size` rows; None at the end of the file."""
         if self._done:
             return None
-        rows, columns = self._rows, self._columns
+        rows, columns, lines = self._rows, self._columns, self._lines
         batch: list[CleanCustomer] = []
         for _ in range(size):
-            # A quoted field may span lines: a row starts after the previous one ended.
-            line = rows.line_num + 1
+            line = lines.next_row()
             try:
                 row = next(rows)
             except StopIteration:
                 self._done = True
                 break
+            except _LineTooLong as exc:
+                if lines.taken:
+                    reason = f"it runs into line {exc.line}, which is too long"
+                    self._quote_left_open(line, QUOTED_ROW_UNREADABLE.format(reason=reason))
+                self._refuse(exc.line, LINE_TOO_LONG.format(limit=MAX_LINE_CHARS))
+                continue
+            except _RowTooLong:
+                self._quote_left_open(line, QUOTE_TOO_LONG.format(limit=MAX_ROW_LINES))
+                continue
             except csv.Error as exc:
-                self._refuse(line, UNREADABLE_LINE.format(reason=exc))
+                self._quote_left_open(line, QUOTED_ROW_UNREADABLE.format(reason=exc))
+                continue
+            if lines.ended_in_row:
+                self._quote_left_open(line, QUOTE_NOT_CLOSED)
                 continue
             if not row:
                 continue
             if len(row) != columns.width:
-                self._refuse(
-                    line, WRONG_COLUMN_COUNT.format(expected=columns.width, found=len(row))
-                )
+                if len(lines.taken) > 1:
+                    self._quote_left_open(
+                        line,
+                        QUOTED_ROW_WRONG_COLUMNS.format(
+                            lines=len(lines.taken), found=len(row), expected=columns.width
+                        ),
+                    )
+                else:
+                    self._refuse(
+                        line, WRONG_COLUMN_COUNT.format(expected=columns.width, found=len(row))
+                    )
                 continue
             text = "".join(row)
             if _UNDECODED.search(text):

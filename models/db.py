@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -48,8 +49,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the database file readable by its owner only: it holds SECRET_KEY and
+    customers' personal data. SQLite gives its -wal and -shm files the same mode."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    # A directory that does not exist, say: SQLite tells it when the file is opened.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # Bound parameters carry SECRET_KEY and personal data: never in a log or an error.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
