@@ -226,7 +226,13 @@ def main() -> int:
         with _web(url, port, Path(directory)) as web:
             tally = asyncio.run(_soak(f"http://127.0.0.1:{port}", web.pid, args))
             peak = peak_rss_mb(web.pid)
-        errors_logged = (Path(directory) / "web.stderr").read_text().count("Traceback")
+        log = (Path(directory) / "web.stderr").read_text()
+        errors_logged = log.count("Traceback")
+        if errors_logged:
+            kept = ROOT / "bench" / "out" / f"soak-{args.database}-web.stderr"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(log)
+            print(f"the server logged {errors_logged} tracebacks: {kept}", file=sys.stderr)
 
     total = sum(tally.statuses.values())
     server_errors = sum(n for status, n in tally.statuses.items() if status.startswith("5"))

@@ -135,8 +135,14 @@ async def record_orders(db: Database, items: Sequence[object], now: datetime) ->
         wanted = {item.customer_external_id for _, item in parsed}
         customer_ids: dict[str, int] = {}
         if wanted:
+            # The orders' foreign keys share-lock their customers; taken here, in the order a
+            # customers upsert locks them FOR UPDATE (by external_id, as the database sorts),
+            # so the two cannot deadlock on PostgreSQL. SQLite locks the whole file anyway.
             found = await session.execute(
-                select(Customer.external_id, Customer.id).where(Customer.external_id.in_(wanted))
+                select(Customer.external_id, Customer.id)
+                .where(Customer.external_id.in_(wanted))
+                .order_by(Customer.external_id)
+                .with_for_update(read=True, key_share=True)
             )
             customer_ids = dict(found.all())
         rows: dict[str, dict[str, Any]] = {}

@@ -8,7 +8,9 @@ refused by its index and the good items beside it are stored (both databases).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -333,6 +335,44 @@ async def test_an_sms_report_with_a_nul_or_an_outsized_id_is_a_404_not_a_500(
             headers=AUTH,
         )
         assert response.status_code in (404, 422), (report_id, response.text)
+
+
+async def test_orders_and_customer_upserts_of_the_same_customers_at_once_never_deadlock(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    # Found by bench/soak.py on PostgreSQL: an upsert locked its customers FOR UPDATE by
+    # external_id while the orders' foreign keys share-locked them in the order sent.
+    names = [f"k{n}" for n in range(60)]
+    async with db.writer() as session:
+        session.add_all(
+            Customer(external_id=name, timezone="Europe/Moscow", timezone_source="default")
+            for name in names
+        )
+    rng = random.Random(11)
+    numbers = iter(range(10**6))
+
+    async def post(path: str, body: list[dict[str, object]]) -> int:
+        response = await client.post(path, content=json.dumps(body), headers=AUTH)
+        return response.status_code
+
+    def orders() -> list[dict[str, object]]:
+        return [
+            {"external_id": f"o{next(numbers)}", "customer_external_id": name, "amount": 1}
+            for name in rng.sample(names, 30)
+        ]
+
+    def customers() -> list[dict[str, object]]:
+        return [{"external_id": name, "first_name": "K"} for name in rng.sample(names, 30)]
+
+    statuses: list[int] = []
+    for _ in range(6):
+        statuses += await asyncio.gather(
+            *(post("/api/v1/orders", orders()) for _ in range(4)),
+            *(post("/api/v1/customers", customers()) for _ in range(4)),
+        )
+
+    assert set(statuses) == {200}
+    assert (await counts(db))[0] == 6 * 4 * 30
 
 
 def test_the_corpus_files_are_json_with_the_hostile_values_escaped() -> None:
