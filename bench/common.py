@@ -2,14 +2,16 @@
 statement, a chain to plan and send, and a process's memory and CPU.
 
 Imported by bench/plan_main_step.py, bench/send_email.py (variant d),
-bench/worker_memory.py, bench/bot_latency.py and bench/playground_start.py; not a
-benchmark itself.
+bench/worker_memory.py, bench/bot_latency.py, bench/playground_start.py and
+bench/soak.py; not a benchmark itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,6 +179,17 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far."""
     fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as a supervisor stops a service; killed if it has not ended in 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def rss_mb(pid: int | str = "self") -> float:

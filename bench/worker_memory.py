@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from bench.common import (
     rss_mb,
     scratch_postgres,
     scratch_sqlite,
+    stop,
 )
 from bench.send_email import SmtpSink
 from bot.settings import Settings
@@ -118,13 +118,7 @@ def _worker(environment: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop(process)
 
 
 def measure(url: str, audience: int, seconds: float) -> Sample:

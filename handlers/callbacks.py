@@ -45,12 +45,16 @@ that would be too long fails where it is built (in tests), not in Telegram.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from telegram.constants import InlineKeyboardButtonLimit
 
 LIMIT = InlineKeyboardButtonLimit.MAX_CALLBACK_DATA
 SEPARATOR = ":"
+# Ids and pages are stored and queried as BIGINT; a button's data is the user's to forge.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_BIGINT_BOUND = 2**63
 
 
 class Action(StrEnum):
@@ -133,8 +137,12 @@ def pattern(action: Action) -> str:
 
 
 def int_arg(args: list[str], index: int, default: int = 0) -> int:
-    """An integer argument; a missing or garbled one (an old button) gives the default."""
-    try:
-        return int(args[index])
-    except (IndexError, ValueError):
+    """An integer argument; a missing, garbled or outsized one gives the default.
+
+    Such data comes from an old button or a forged one: the default leads to the
+    answer for a stale button, where a number beyond BIGINT would overflow the query.
+    """
+    if index >= len(args) or not _INTEGER.fullmatch(args[index]):
         return default
+    value = int(args[index])
+    return value if -_BIGINT_BOUND <= value < _BIGINT_BOUND else default

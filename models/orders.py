@@ -5,6 +5,12 @@ is. A `created_at` without a UTC offset is read as UTC: a machine interface
 should not guess the sender's zone, and shops that mean local time say so with
 an offset (`2026-03-01T14:00:00+03:00`). Numbers are accepted where the shop's
 ids are numeric; `amount` may be a JSON number or a string (exact decimals).
+
+Each order is checked for what both databases can store, so that one order no
+database takes is refused alone and the others beside it are stored: `created_at`
+lies in the years 2000–2100 (UTC), far from where converting a zone overflows
+and from the dates PostgreSQL would store as ±infinity; no id contains a NUL,
+which PostgreSQL refuses in text.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,7 +36,20 @@ from models.db import Database, insert_ignoring_conflicts
 from models.facts import customer_facts_changed
 from models.tables import Customer, Order
 
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
+# Exclusive: the last moment accepted is the end of 2100, UTC.
+LATEST_ORDER = datetime(2101, 1, 1, tzinfo=UTC)
+
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_without_nul)
+]
 
 
 class OrderItem(BaseModel):
@@ -46,7 +66,11 @@ class OrderItem(BaseModel):
         "RUB", description="ISO 4217 code."
     )
     created_at: datetime | None = Field(
-        None, description="ISO 8601; without an offset it is UTC; default: when received."
+        None,
+        description=(
+            "ISO 8601, in the years 2000 to 2100; without an offset it is UTC; "
+            "default: when received."
+        ),
     )
 
     @field_validator("created_at", mode="before")
@@ -63,7 +87,13 @@ class OrderItem(BaseModel):
     def _in_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        # Compared before converting: aware datetimes compare without overflowing,
+        # while converting 9999-12-31T23:59-05:00 to UTC does.
+        if not EARLIEST_ORDER <= value < LATEST_ORDER:
+            raise ValueError("must lie in the years 2000 to 2100 (UTC)")
+        return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -105,8 +135,14 @@ async def record_orders(db: Database, items: Sequence[object], now: datetime) ->
         wanted = {item.customer_external_id for _, item in parsed}
         customer_ids: dict[str, int] = {}
         if wanted:
+            # The orders' foreign keys share-lock their customers; taken here, in the order a
+            # customers upsert locks them FOR UPDATE (by external_id, as the database sorts),
+            # so the two cannot deadlock on PostgreSQL. SQLite locks the whole file anyway.
             found = await session.execute(
-                select(Customer.external_id, Customer.id).where(Customer.external_id.in_(wanted))
+                select(Customer.external_id, Customer.id)
+                .where(Customer.external_id.in_(wanted))
+                .order_by(Customer.external_id)
+                .with_for_update(read=True, key_share=True)
             )
             customer_ids = dict(found.all())
         rows: dict[str, dict[str, Any]] = {}

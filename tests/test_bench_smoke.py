@@ -73,3 +73,16 @@ def test_stats_bench_measures_stats_and_each_fact_on_both_databases(tmp_path: Pa
         assert f"{kind}: rebuild" in done.stdout
         for fact in ("open", "order", "send"):
             assert f"{kind}: {fact} " in done.stdout
+
+
+def test_soak_sends_mixed_and_hostile_traffic_without_a_server_error(tmp_path: Path) -> None:
+    results = tmp_path / "soak.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--minutes", "0.05",
+         "--concurrency", "2", "--hostile-percent", "20", "--json", str(results)],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    figures = json.loads(results.read_text())
+    assert figures["requests"] > 0
+    assert figures["hostile"] > 0
+    assert figures["server_errors"] == 0

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 
 from models.customers import save_customers
+from web import texts
 from web.auth import require_api_token
+from web.body import read_json
 
 MAX_CUSTOMERS_PER_REQUEST = 10_000
 # The body is read whole before it is parsed: bound it before it is read.
 MAX_BODY_BYTES = 20 * 1024 * 1024
-
-BODY_TOO_LARGE = f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"
-TOO_MANY_CUSTOMERS = (
-    f"at most {MAX_CUSTOMERS_PER_REQUEST} customers per request: send the rest in another one"
-)
-NOT_JSON = "the body is not JSON: {reason}"
-NOT_A_LIST = "the body must be a JSON list of customers"
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 _CUSTOMER_SCHEMA: dict[str, Any] = {
@@ -56,18 +50,6 @@ class CustomersAnswer(BaseModel):
     errors: list[CustomerError]
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, BODY_TOO_LARGE)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, BODY_TOO_LARGE)
-    return bytes(body)
-
-
 @router.post(
     "/customers",
     summary="Add or update customers by external_id",
@@ -94,14 +76,14 @@ async def _read_body(request: Request) -> bytes:
 async def post_customers(request: Request) -> CustomersAnswer:
     # Read by hand, not as a typed body: one malformed item must be reported by its
     # index, not refuse the whole list with a 422.
-    try:
-        items = json.loads(await _read_body(request))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, NOT_JSON.format(reason=exc)) from None
+    items = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(items, list):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, NOT_A_LIST)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, texts.NOT_A_LIST_OF_CUSTOMERS)
     if len(items) > MAX_CUSTOMERS_PER_REQUEST:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_MANY_CUSTOMERS)
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            texts.TOO_MANY_CUSTOMERS.format(limit=MAX_CUSTOMERS_PER_REQUEST),
+        )
     config = request.app.state.config
     report = await save_customers(
         request.app.state.db,

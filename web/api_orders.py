@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models import tracking
 from models.orders import OrderItem, record_orders
 from web import texts
 from web.auth import require_api_token
+from web.body import read_json
 
 MAX_ORDERS_PER_REQUEST = 1000
 # 1000 orders take about 150 KB; a larger body is refused while it is read.
 MAX_BODY_BYTES = 1024 * 1024
+# A report is two short fields.
+MAX_SMS_STATUS_BYTES = 4 * 1024
 # Delivery ids are BIGINT: a longer number cannot be one, and would overflow the query.
 _DELIVERY_ID = re.compile(r"[0-9]{1,18}")
 
@@ -54,22 +56,6 @@ class SmsStatusAnswer(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-async def _read_body(request: Request) -> bytes:
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        texts.ORDERS_BODY_TOO_LARGE.format(limit=MAX_BODY_BYTES // 1024),
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return bytes(body)
-
-
 @router.post(
     "/orders",
     summary="Record orders, idempotent by external_id",
@@ -93,12 +79,7 @@ async def _read_body(request: Request) -> bytes:
 async def post_orders(request: Request) -> OrdersAnswer:
     # Read by hand, not as a typed body: one malformed order must be reported by
     # its index, not refuse the whole list with a 422.
-    try:
-        body: Any = json.loads(await _read_body(request))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, texts.NOT_JSON.format(reason=exc)
-        ) from None
+    body: Any = await read_json(request, MAX_BODY_BYTES)
     if isinstance(body, dict):
         body = [body]
     if not isinstance(body, list):
@@ -120,9 +101,26 @@ async def post_orders(request: Request) -> OrdersAnswer:
     "/sms/status",
     summary="Delivery report of an SMS from the gateway",
     description="`failed` means the SMS did not reach the phone: it counts as a bounce.",
-    responses={status.HTTP_404_NOT_FOUND: {"description": "No SMS with that id"}},
+    responses={
+        status.HTTP_404_NOT_FOUND: {"description": "No SMS with that id"},
+        status.HTTP_413_CONTENT_TOO_LARGE: {"description": "Too large a body"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SmsStatusReport.model_json_schema()}},
+        }
+    },
 )
-async def post_sms_status(request: Request, report: SmsStatusReport) -> SmsStatusAnswer:
+async def post_sms_status(request: Request) -> SmsStatusAnswer:
+    # Read by hand, not as a typed body: FastAPI reads a typed body before the
+    # router's bearer check runs, and without a bound on its size.
+    try:
+        report = SmsStatusReport.model_validate(await read_json(request, MAX_SMS_STATUS_BYTES))
+    except ValidationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors(include_url=False)
+        ) from None
     recorded = _DELIVERY_ID.fullmatch(report.id) is not None and await tracking.record_sms_status(
         request.app.state.db, int(report.id), report.status, datetime.now(UTC)
     )

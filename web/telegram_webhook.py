@@ -8,10 +8,11 @@ answers 503, and Telegram retries.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Protocol
 
 from fastapi import APIRouter, HTTPException, Request, Response
+
+from web.body import read_json
 
 PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -34,13 +35,7 @@ async def telegram_update(request: Request) -> Response:
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), inbox.secret.encode()):
         raise HTTPException(403)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HTTPException(400) from None
+    data = await read_json(request, MAX_BODY)
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise HTTPException(400)
     if not await inbox.deliver(data):

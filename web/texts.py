@@ -4,10 +4,16 @@ BAD_API_TOKEN = "missing or wrong bearer token"
 API_TOKEN_NOT_SET = "the API is disabled: set API_TOKEN to enable it"
 DATABASE_UNAVAILABLE = "database unavailable"
 
-# The shop's API: orders and SMS reports.
-ORDERS_BODY_TOO_LARGE = "the body is larger than {limit} KB"
-TOO_MANY_ORDERS = "at most {limit} orders per request: send the rest in another one"
+# Bodies of every endpoint (web/body.py).
+BODY_TOO_LARGE = "the body is larger than {limit}"
 NOT_JSON = "the body is not JSON: {reason}"
+JSON_TOO_DEEP = "the body nests arrays and objects deeper than {limit} levels"
+JSON_INTEGER_TOO_LONG = "the body has an integer of more than {limit} digits"
+
+# The shop's API: customers, orders and SMS reports.
+TOO_MANY_CUSTOMERS = "at most {limit} customers per request: send the rest in another one"
+NOT_A_LIST_OF_CUSTOMERS = "the body must be a JSON list of customers"
+TOO_MANY_ORDERS = "at most {limit} orders per request: send the rest in another one"
 NOT_AN_ORDER_OR_LIST = "the body must be one order (a JSON object) or a JSON list of orders"
 UNKNOWN_SMS = "no SMS with id {id!r}"
 
