@@ -167,6 +167,8 @@ class Engine:
         # Set by `stop()`: the running tick ends after the group in flight.
         self.stopping = False
         self._chains: dict[int, ChainPlan] = {}
+        # Messages a second this worker has been sending (0: not measured yet).
+        self._rate = 0.0
         # Each active step's earliest unclaimed planned row, as the last batch read it.
         self._earliest: dict[int, datetime | None] = {}
         self._step_chain: dict[int, int] = {}
@@ -244,7 +246,8 @@ class Engine:
         one. A batch is sent for half a tick at most (a slow server): what is left
         goes back to the queue and is claimed again beside whatever became due.
         """
-        deadline = monotonic.monotonic() + self.config.tick_seconds / 2
+        started = monotonic.monotonic()
+        deadline = started + self.config.tick_seconds / 2
         now = self.clock()
         async with self.db.session() as session:
             await self._load_chains(session)
@@ -260,7 +263,7 @@ class Engine:
                 {step_id: self._step(step_id) for step_id in self._step_chain},
                 now,
                 worker_id=worker_id,
-                limit=self.config.batch_size,
+                limit=self._batch_limit(),
                 quiet_hours_sms=self.config.quiet_hours_sms,
                 on_error=lambda session, step, exc: self._hold(
                     session, step.chain_id, step, "claiming", exc
@@ -273,7 +276,25 @@ class Engine:
             tallies = await self._sender.send(taken.rows, self._messages, worker_id, deadline)
             for step_id, tally in tallies.items():
                 report.add_tally(step_id, tally)
+            handled = sum(t.sent + t.failed + t.uncertain + t.retried for t in tallies.values())
+            elapsed = monotonic.monotonic() - started
+            if handled and elapsed > 0:
+                # A moving average: one slow batch does not halve the next.
+                self._rate = (
+                    0.7 * self._rate + 0.3 * handled / elapsed
+                    if self._rate
+                    else (handled / elapsed)
+                )
         return bool(taken.rows or taken.skipped or taken.deferred)
+
+    def _batch_limit(self) -> int:
+        """About what this worker sends in half a tick (its measured rate), so that a
+        batch is rarely cut at the deadline and handed back: claims are not free."""
+        if not self._rate:
+            return self.config.batch_size
+        fits = int(self._rate * self.config.tick_seconds / 2)
+        floor = min(2 * self._sender.group_size, self.config.batch_size)
+        return max(min(fits, self.config.batch_size), floor)
 
     # --- What is active -------------------------------------------------------------
 

@@ -50,6 +50,7 @@ _delivery = DeliveryRow.__table__
 log = logging.getLogger(__name__)
 # Messages rendered between two chances for the event loop to serve the group on the wire.
 RENDER_SLICE = 8
+RENDER_SLICE_SECONDS = 0.02
 # Called in the transaction that records a group: (session, step id, ids triggered, now).
 OnTriggered = Callable[[AsyncSession, int, list[int], datetime], Awaitable[None]]
 
@@ -231,6 +232,7 @@ class Sender:
         event loop now and then, so a group on the wire keeps moving meanwhile.
         """
         ready: list[tuple[Claimed, ComposedEmail | str]] = []
+        yielded = time.monotonic()
         for number, item in enumerate(group.items, 1):
             try:
                 ready.append((item, group.messages.render(item)))
@@ -250,8 +252,11 @@ class Sender:
                 group.early.append(
                     Outcome(item.delivery_id, item.customer_id, item.attempts, failure)
                 )
-            if number % RENDER_SLICE == 0:
+            # A template that takes its whole render budget must not hold the loop
+            # (the group on the wire, the heartbeat) for a group's worth of them.
+            if number % RENDER_SLICE == 0 or time.monotonic() - yielded > RENDER_SLICE_SECONDS:
                 await asyncio.sleep(0)
+                yielded = time.monotonic()
         if not ready and not group.early:
             return
         now = self._clock()
