@@ -22,6 +22,7 @@ OUT = ROOT / "bench" / "out"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 from sqlalchemy import make_url, text  # noqa: E402
 
 from models.chains import import_chain  # noqa: E402
@@ -197,3 +198,11 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc/status")
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now; False while nothing listens there yet."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -41,7 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, cpu_seconds
+from bench.common import ROOT, answers, cpu_seconds
 from bot.settings import Settings
 from playground.demo_data import ADMIN
 
@@ -94,11 +94,8 @@ def _started(
     )
     stderr.close()
     while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process, launched, cpu_seconds(process.pid)
-        except httpx.TransportError:
-            pass
+        if answers(url):
+            return process, launched, cpu_seconds(process.pid)
         if process.poll() is not None or time.perf_counter() - launched > START_TIMEOUT:
             process.kill()
             process.wait()

@@ -38,7 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench.common import ROOT, peak_rss_mb, rss_mb, scratch_postgres, scratch_sqlite, stop
+from bench.common import (
+    ROOT,
+    answers,
+    peak_rss_mb,
+    rss_mb,
+    scratch_postgres,
+    scratch_sqlite,
+    stop,
+)
 from bot.settings import Settings
 
 API_TOKEN = "soak-token"
@@ -177,11 +185,8 @@ def _web(url: str, port: int, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            if answers(f"http://127.0.0.1:{port}/healthz"):
+                break
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError((cwd / "web.stderr").read_text())
             time.sleep(0.1)

@@ -855,7 +855,7 @@ class _LineTooLong(Exception):
 
 
 class _RowTooLong(Exception):
-    pass
+    """A quoted field ran on over more than MAX_ROW_LINES lines."""
 
 
 class _Lines:
@@ -901,8 +901,9 @@ class _Lines:
         return line
 
     def _skip_rest_of_line(self) -> None:
-        while (rest := self._readline(MAX_LINE_CHARS)) and rest[-1] not in "\r\n":
-            pass
+        rest = self._readline(MAX_LINE_CHARS)
+        while rest and rest[-1] not in "\r\n":
+            rest = self._readline(MAX_LINE_CHARS)
 
     def next_row(self) -> int:
         """Start a row; the number of its first line."""
