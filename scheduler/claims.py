@@ -205,10 +205,13 @@ def _candidates(
 
 
 async def _pick(
-    session: AsyncSession, steps: Mapping[int, StepPlan], now: datetime, limit: int
+    session: AsyncSession,
+    steps: Mapping[int, StepPlan],
+    due: Sequence[tuple[int, datetime]],
+    now: datetime,
+    limit: int,
 ) -> dict[int, list[int]]:
     """Due row ids by step: the batch shared fairly, what a step leaves unused to the others."""
-    due = due_steps(await earliest_planned(session, list(steps)), now)
     if not due:
         return {}
     postgres = session.bind.dialect.name == "postgresql"
@@ -267,6 +270,7 @@ def _details(step: StepPlan, ids: Sequence[int]) -> Any:
 async def claim(
     session: AsyncSession,
     steps: Mapping[int, StepPlan],
+    due: Sequence[tuple[int, datetime]],
     now: datetime,
     *,
     worker_id: int,
@@ -276,11 +280,14 @@ async def claim(
 ) -> Claim:
     """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied.
 
+    `due` (from `due_steps`, read just before) says which steps to look at, earliest
+    first; rows another worker took meanwhile are simply not found.
+
     A step whose rows cannot be decided (`on_error` is told, in this transaction,
     after its part was rolled back to a savepoint) leaves the others unharmed.
     """
     result = Claim()
-    for step_id, ids in (await _pick(session, steps, now, limit)).items():
+    for step_id, ids in (await _pick(session, steps, due, now, limit)).items():
         if not ids:
             continue
         step = steps[step_id]

@@ -253,7 +253,8 @@ class Engine:
             await self._load_chains(session)
             # Read first: a writer (SQLite's one write lock) only when something is due.
             self._earliest = await claims.earliest_planned(session, list(self._step_chain))
-            if not claims.due_steps(self._earliest, now):
+            due = claims.due_steps(self._earliest, now)
+            if not due:
                 return False
         assert self.worker_id is not None
         worker_id = self.worker_id
@@ -261,6 +262,7 @@ class Engine:
             taken = await claims.claim(
                 session,
                 {step_id: self._step(step_id) for step_id in self._step_chain},
+                due,
                 now,
                 worker_id=worker_id,
                 limit=self._batch_limit(),
