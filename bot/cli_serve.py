@@ -38,6 +38,7 @@ async def web_config(settings: Settings, db: Database) -> WebConfig:
         public_base_url=settings.public_base_url,
         default_timezone=settings.default_timezone,
         default_phone_region=settings.default_phone_region,
+        spool_dir=settings.spool_dir,
     )
 
 

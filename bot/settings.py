@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     sms_sender: str = "Chainmail"
 
     outbox_dir: Path = Path("./outbox")
+    # Tracking facts (unsubscribes, opens, clicks) wait here while the database is busy.
+    spool_dir: Path = Path("./spool")
     public_base_url: str = "http://127.0.0.1:8000"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)

@@ -67,7 +67,6 @@ class RoleCache:
         self._roles.clear()
 
 
-
 class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data, None]):
     def __init__(self, *, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -27,9 +27,7 @@ WAVES = "waves"
 INTERVAL_SECONDS = 3.0
 
 
-def watch(
-    application: Any, *, step_id: int, chain_id: int, chat_id: int, message_id: int
-) -> None:
+def watch(application: Any, *, step_id: int, chain_id: int, chat_id: int, message_id: int) -> None:
     app: ChainmailApplication = application
     key = f"{chat_id}:{message_id}"
     app.bot_data.setdefault(WAVES, {})[key] = {

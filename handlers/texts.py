@@ -804,8 +804,7 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                 count = sms_parts(text)
                 return [
                     f"📱 SMS: «{esc(short(text, 600))}»",
-                    f"📏 {count.characters} characters · "
-                    f"{count.parts} SMS ({count.encoding})",
+                    f"📏 {count.characters} characters · {count.parts} SMS ({count.encoding})",
                 ]
             html = draft.get("html")
             return [

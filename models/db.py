@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event, make_url, select
+from sqlalchemy import event, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,9 +22,44 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from models.errors import DatabaseBusy
 from models.tables import AppState
 
 SECRET_KEY_STATE = "secret_key"
+
+# How long a write waits for SQLite's lock when nothing bounds it tighter.
+BUSY_TIMEOUT_MS = 30_000
+
+# PostgreSQL's codes for "waited too long" and "not taking connections now":
+# lock_not_available, query_canceled (statement_timeout), admin or crash shutdown,
+# cannot_connect_now, too_many_connections.
+_PG_BUSY_STATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03", "53300"})
+_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked")
+
+# The bound on how long writes of the current context wait for the database; None:
+# the driver's own (BUSY_TIMEOUT_MS on SQLite). The web app bounds each request's.
+_write_wait: ContextVar[float | None] = ContextVar("write_wait", default=None)
+
+
+@contextmanager
+def bounded_writes(seconds: float) -> Iterator[None]:
+    """Writers opened inside wait at most `seconds` for the database, then raise
+    `DatabaseBusy`: for the in-process queue of writers, SQLite's lock, PostgreSQL's
+    row and table locks."""
+    token = _write_wait.set(seconds)
+    try:
+        yield
+    finally:
+        _write_wait.reset(token)
+
+
+def is_busy(error: DBAPIError) -> bool:
+    """True if the statement failed for waiting on a lock or a database not answering."""
+    if error.connection_invalidated or isinstance(error.orig, OSError):
+        return True
+    if getattr(error.orig, "sqlstate", None) in _PG_BUSY_STATES:
+        return True
+    return str(error.orig).startswith(_SQLITE_BUSY_MESSAGES)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -40,13 +78,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        # A bounded writer waits for the lock only as long as its bound has left.
+        busy_ms = options.get("sqlite_busy_ms", BUSY_TIMEOUT_MS)
+        info = conn.connection.info
+        if info.get("busy_ms", BUSY_TIMEOUT_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_ms)}")
+            info["busy_ms"] = busy_ms
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")
 
 
 def _create_private_sqlite_file(url: str) -> None:
@@ -87,7 +131,11 @@ class Database:
         # order, instead of in SQLite's busy handler, which sleeps up to 100 ms between
         # tries: with many concurrent writers (the bot's users, the engine) that sleep,
         # not the work, was the latency. Other processes still meet busy_timeout.
-        self._write_turn = asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_turn = asyncio.Lock() if self.is_sqlite else None
+        # Monotonic times of the last write refused as busy and the last one done:
+        # a process whose writes wait in vain is not healthy, whatever reads say.
+        self.last_busy_at = 0.0
+        self.last_written_at = 0.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -101,13 +149,70 @@ class Database:
         """A session in a transaction that is committed on success, rolled back on error.
 
         On SQLite it takes the write lock up front (BEGIN IMMEDIATE), after the other
-        writers of this process. Never open a writer inside another one.
+        writers of this process. Never open a writer inside another one. Inside
+        `bounded_writes`, waiting longer than the bound raises `DatabaseBusy`.
         """
-        async with self._write_turn, self._writer_sessions() as session, session.begin():
-            yield session
+        wait = _write_wait.get()
+        deadline = None if wait is None else time.monotonic() + wait
+        try:
+            async with (
+                self._turn(deadline),
+                self._bounded_session(deadline) as session,
+                session.begin(),
+            ):
+                if deadline is not None and not self.is_sqlite:
+                    timeout_ms = _remaining_ms(deadline)
+                    await session.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
+                yield session
+        except DBAPIError as exc:
+            if not is_busy(exc):
+                raise
+            self.last_busy_at = time.monotonic()
+            raise DatabaseBusy("the database is busy: try again in a few seconds") from exc
+        self.last_written_at = time.monotonic()
+
+    @property
+    def writes_waiting(self) -> bool:
+        """The last write of this process was refused as busy, none done since."""
+        return self.last_busy_at > self.last_written_at
+
+    @asynccontextmanager
+    async def _turn(self, deadline: float | None) -> AsyncIterator[None]:
+        if self._write_turn is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            self.last_busy_at = time.monotonic()
+            raise DatabaseBusy("the database is busy: try again in a few seconds") from None
+        try:
+            yield
+        finally:
+            self._write_turn.release()
+
+    def _bounded_session(self, deadline: float | None) -> AsyncSession:
+        if deadline is None or not self.is_sqlite:
+            return self._writer_sessions()
+        bounded = self.engine.execution_options(
+            sqlite_immediate=True, sqlite_busy_ms=_remaining_ms(deadline)
+        )
+        return self._writer_sessions(bind=bounded)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _remaining_ms(deadline: float) -> int:
+    # At least a moment: a bound used up in the queue still tries the lock once.
+    return max(int((deadline - time.monotonic()) * 1000), 10)
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
 async def secret_key(db: Database, configured: str) -> str:

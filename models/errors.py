@@ -11,3 +11,7 @@ class NotFound(ChainmailError):
 
 class SchemaOutdated(ChainmailError):
     pass
+
+
+class DatabaseBusy(ChainmailError):
+    """A write did not get the database within its bound: locked, or not answering."""

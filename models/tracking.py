@@ -79,6 +79,15 @@ async def delivery_channel(db: Database, delivery_id: int) -> Channel | None:
     return Channel(channel) if channel else None
 
 
+async def link_target(db: Database, delivery_id: int, link_index: int) -> str | None:
+    """The original target of the message's link number `link_index`, read only."""
+    async with db.session() as session:
+        links = await session.scalar(select(Delivery.links).where(Delivery.id == delivery_id))
+    if not links or not 0 <= link_index < len(links):
+        return None
+    return links[link_index]
+
+
 async def record_open(db: Database, delivery_id: int, at: datetime) -> bool:
     """Note that the email was opened; False if there is no such delivery."""
     async with db.writer() as session:
@@ -98,7 +107,7 @@ async def record_click(db: Database, delivery_id: int, link_index: int, at: date
     async with db.writer() as session:
         delivery = await _locked_delivery(session, delivery_id)
         links = delivery.links if delivery is not None else None
-        if not links or not 0 <= link_index < len(links):
+        if delivery is None or not links or not 0 <= link_index < len(links):
             return None
         await _add_event_once(
             session,

@@ -102,6 +102,7 @@ def playground_settings(settings: Settings, options: PlaygroundOptions) -> Setti
             "admin_ids": [OWNER.id],
             "database_url": f"sqlite+aiosqlite:///{data_dir / 'chainmail.db'}",
             "outbox_dir": data_dir / "outbox",
+            "spool_dir": data_dir / "spool",
             "public_base_url": options.url,
             "web_host": HOST,
             "web_port": options.port,

@@ -46,7 +46,7 @@ def unsubscribe_page(channel: str) -> str:
     return _page(texts.UNSUBSCRIBE_TITLE, texts.UNSUBSCRIBE_QUESTION[channel], form=form)
 
 
-def unsubscribed_page(channel: str) -> str:
+def unsubscribed_page(channel: str | None) -> str:
     return _page(texts.UNSUBSCRIBED_TITLE, texts.UNSUBSCRIBED_DONE[channel])
 
 

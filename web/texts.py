@@ -3,6 +3,7 @@
 BAD_API_TOKEN = "missing or wrong bearer token"
 API_TOKEN_NOT_SET = "the API is disabled: set API_TOKEN to enable it"
 DATABASE_UNAVAILABLE = "database unavailable"
+DATABASE_BUSY = "database busy: writes are waiting for a lock"
 
 # Bodies of every endpoint (web/body.py).
 BODY_TOO_LARGE = "the body is larger than {limit}"
@@ -30,6 +31,7 @@ UNSUBSCRIBED_TITLE = "You are unsubscribed"
 UNSUBSCRIBED_DONE = {
     "email": "You will no longer receive our mailings by email.",
     "sms": "You will no longer receive our mailings by text message.",
+    None: "You will no longer receive our mailings.",
 }
 LINK_NOT_FOUND_TITLE = "Link not found"
 LINK_NOT_FOUND_BODY = (

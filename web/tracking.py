@@ -12,10 +12,14 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.exc import DBAPIError
 
 from models import tracking
+from models.errors import DatabaseBusy
+from models.tables import Channel
 from models.tokens import TokenData, TokenKind, read_token
 from web import pages
+from web.spool import Fact
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,12 +49,22 @@ def _link_not_found() -> HTMLResponse:
     return _html(pages.link_not_found_page(), status_code=404)
 
 
+# A fact whose write finds the database busy is kept in the spool (web/spool.py)
+# and answered as if stored: the person gets the pixel, the link, the page.
+
+
 @router.get("/t/o/{token}")
 async def open_pixel(request: Request, token: str) -> Response:
     data = _token(request, token, TokenKind.OPEN)
-    if data is None or not await tracking.record_open(
-        request.app.state.db, data.delivery_id, datetime.now(UTC)
-    ):
+    if data is None:
+        return Response(status_code=404, headers=_NO_STORE)
+    at = datetime.now(UTC)
+    try:
+        known = await tracking.record_open(request.app.state.db, data.delivery_id, at)
+    except DatabaseBusy:
+        await request.app.state.spool.keep(Fact("open", data.delivery_id, at))
+        known = True
+    if not known:
         return Response(status_code=404, headers=_NO_STORE)
     return Response(PIXEL_GIF, media_type="image/gif", headers=_NO_STORE)
 
@@ -60,9 +74,15 @@ async def click(request: Request, token: str) -> Response:
     data = _token(request, token, TokenKind.CLICK)
     if data is None:
         return _link_not_found()
-    target = await tracking.record_click(
-        request.app.state.db, data.delivery_id, data.link_index, datetime.now(UTC)
-    )
+    db = request.app.state.db
+    at = datetime.now(UTC)
+    try:
+        target = await tracking.record_click(db, data.delivery_id, data.link_index, at)
+    except DatabaseBusy:
+        # Reading the target needs no write lock.
+        target = await tracking.link_target(db, data.delivery_id, data.link_index)
+        if target is not None:
+            await request.app.state.spool.keep(Fact("click", data.delivery_id, at, data.link_index))
     if target is None:
         return _link_not_found()
     return RedirectResponse(target, status_code=302, headers=_NO_STORE)
@@ -88,7 +108,22 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     data = _token(request, token, TokenKind.UNSUBSCRIBE)
     if data is None:
         return _link_not_found()
-    result = await tracking.unsubscribe(request.app.state.db, data.delivery_id, datetime.now(UTC))
+    db = request.app.state.db
+    at = datetime.now(UTC)
+    try:
+        result = await tracking.unsubscribe(db, data.delivery_id, at)
+    except DatabaseBusy:
+        await request.app.state.spool.keep(Fact("unsubscribe", data.delivery_id, at))
+        # Said in general when even reading the message's channel fails.
+        channel = await _channel_if_readable(request, data.delivery_id)
+        return _html(pages.unsubscribed_page(channel.value if channel else None))
     if result is None:
         return _link_not_found()
     return _html(pages.unsubscribed_page(result.channel.value))
+
+
+async def _channel_if_readable(request: Request, delivery_id: int) -> Channel | None:
+    try:
+        return await tracking.delivery_channel(request.app.state.db, delivery_id)
+    except (DBAPIError, OSError):
+        return None
