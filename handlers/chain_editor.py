@@ -4,7 +4,7 @@ One message, the screen, is edited in place while navigating. Where the editor i
 and the block being edited (the draft) live in `user_data["editor"]` as JSON,
 saved in the database after every update (handlers/persistence.py), so a restart
 keeps both. A draft is a block in the chain file's own form: Save hands it to
-`models.chains.save_block`, the validation a chain file goes through, and nothing
+`services.editing.save_block`, the validation a chain file goes through, and nothing
 is saved before. A draft that differs from the saved block is unsaved; leaving it
 (another block, step or chain, the map, a command, /cancel, a button outside the
 editor) asks Save / Discard / Keep editing first: `navigate` for the editor's own
@@ -47,11 +47,11 @@ from models.chains import (
     get_chain,
     rename_chain,
     rename_step,
-    save_block,
     set_enrollment,
 )
 from models.segments import list_segments
 from models.tables import ChainStatus, Enrollment, Role
+from services.editing import save_block
 from services.forecast import forecast_activation
 from services.lifecycle import activate_chain
 
@@ -393,14 +393,14 @@ async def _save(update: Update, context: Context) -> tuple[bool, list[Problem]]:
         return True, []
     chain_id, position = _where(state)
     try:
-        warnings = await save_block(
+        saved = await save_block(
             context.deps.db, chain_id, position, kind, state["draft"], actor=context.actor
         )
     except InvalidBlock as refused:
         await show_block(update, context, problems=refused.problems)
         return False, []
     _close_block(state)
-    return True, warnings
+    return True, saved.warnings
 
 
 async def _save_and_show_step(update: Update, context: Context) -> None:

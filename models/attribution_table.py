@@ -60,6 +60,7 @@ WITH in_window AS MATERIALIZED (
     FROM orders o
     CROSS JOIN deliveries d
     CROSS JOIN steps s
+    {{versions}}
     WHERE {{customers}}
       AND d.customer_id = o.customer_id
       AND d.sent_at <= o.created_at
@@ -122,13 +123,26 @@ _SPELLING = {
 }
 
 
-def rebuild_statements(dialect: str) -> list[str]:
-    """Every order attributed again from scratch (the migration that made the table)."""
+# A message's conversion block is that of the step version it was composed with
+# (services/editing.py); a version with no row in step_versions is the step's own.
+_VERSIONS_JOIN = "LEFT JOIN step_versions v ON v.step_id = d.step_id AND v.version = d.version"
+
+
+def _insert(dialect: str, customers: str, *, versions: bool = True) -> str:
     spelling = _SPELLING[dialect]
-    insert = _INSERT.format(
-        customers="TRUE", window_end=spelling["window_end"], min_amount=spelling["min_amount"]
+    conversion = "COALESCE(v.conversion, s.conversion)" if versions else "s.conversion"
+    return _INSERT.format(
+        customers=customers,
+        versions=_VERSIONS_JOIN if versions else "",
+        window_end=spelling["window_end"].replace("s.conversion", conversion),
+        min_amount=spelling["min_amount"].replace("s.conversion", conversion),
     )
-    return ["DELETE FROM attributions", insert]
+
+
+def rebuild_statements(dialect: str, *, versions: bool = True) -> list[str]:
+    """Every order attributed again from scratch. `versions` False: as before step
+    versions existed (the migration that made the table runs before theirs)."""
+    return ["DELETE FROM attributions", _insert(dialect, "TRUE", versions=versions)]
 
 
 async def rebuild(session: AsyncSession) -> None:
@@ -228,10 +242,4 @@ async def _refresh(session: AsyncSession, customers: _Ids, *, table_locked: bool
     await session.execute(
         listed.statement(f"DELETE FROM attributions WHERE {listed.among('customer_id')}")
     )
-    spelling = _SPELLING[dialect]
-    insert = _INSERT.format(
-        customers=listed.among("o.customer_id"),
-        window_end=spelling["window_end"],
-        min_amount=spelling["min_amount"],
-    )
-    await session.execute(listed.statement(insert))
+    await session.execute(listed.statement(_insert(dialect, listed.among("o.customer_id"))))

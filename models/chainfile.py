@@ -366,18 +366,22 @@ class StepSpec:
     action: Action
     schedule: Schedule
     conversion: Conversion
+    stopped: bool = False
 
     def to_document(self) -> dict[str, Any]:
         schedule = self.schedule.to_block()
         if not isinstance(self.audience, TermsAudience):
             del schedule["wait_days"]
-        return {
+        document = {
             "name": self.name,
             "audience": self.audience.to_block(),
             "action": self.action.to_block(),
             "schedule": schedule,
             "conversion": self.conversion.to_block(),
         }
+        if self.stopped:
+            document["stopped"] = True
+        return document
 
 
 @dataclass(frozen=True)
@@ -629,7 +633,8 @@ _AUDIENCE_KEYS = ("segments", "who", "match", "terms")
 _ACTION_KEYS = ("channel", "subject", "text", "html")
 _SCHEDULE_KEYS = ("send", "after", "at", "wait_days")
 _CONVERSION_KEYS = ("goal", "window_days", "min_amount")
-_STEP_KEYS = ("name", *BlockKind)
+# `stopped: true`: the step was stopped in a running chain (services/editing.py).
+_STEP_KEYS = ("name", *BlockKind, "stopped")
 _CHAIN_KEYS = ("format", "name", "enrollment", "campaign", "utm", "steps")
 
 
@@ -912,11 +917,14 @@ def _step(
         ):
             report.at(BlockKind.SCHEDULE).at("wait_days").warning(WAIT_DAYS_UNUSED)
     conversion = _conversion(fields.get(BlockKind.CONVERSION, {}), report.at(BlockKind.CONVERSION))
+    stopped = fields.get("stopped", False)
+    if not isinstance(stopped, bool):
+        report.at("stopped").problem(NOT_TRUE_OR_FALSE)
     if name is None or audience is None or action is None or schedule is None:
         return None
     if conversion is None:
         return None
-    return StepSpec(name, audience, action, schedule, conversion)
+    return StepSpec(name, audience, action, schedule, conversion, stopped is True)
 
 
 def _chain(

@@ -40,7 +40,6 @@ from models.chainfile import (
 )
 from models.db import Database
 from models.errors import ChainmailError, NotFound
-from models.facts import conversion_changed
 from models.segments import segment_names
 from models.tables import Chain, ChainStatus, Enrollment, Step, utcnow
 
@@ -67,6 +66,11 @@ def missing_blocks(step: Any) -> tuple[BlockKind, ...]:
     return tuple(kind for kind in BlockKind if getattr(step, kind.value) is None)
 
 
+def blocks_of(step: Step) -> dict[str, Any]:
+    """The step's four block columns by name, as stored: to copy them to another row."""
+    return {kind.value: getattr(step, kind.value) for kind in BlockKind}
+
+
 @dataclass(frozen=True)
 class StepView:
     id: int
@@ -77,6 +81,9 @@ class StepView:
     action: Action | None
     schedule: Schedule | None
     conversion: Conversion | None
+    # The version its messages are composed with now; stopped in a running chain.
+    version: int = 1
+    stopped: bool = False
 
     @property
     def missing(self) -> tuple[BlockKind, ...]:
@@ -138,6 +145,8 @@ def _step_view(step: Step) -> StepView:
         action=stored_block(BlockKind.ACTION, step.action, step.position),
         schedule=stored_block(BlockKind.SCHEDULE, step.schedule, step.position),
         conversion=stored_block(BlockKind.CONVERSION, step.conversion, step.position),
+        version=step.version,
+        stopped=step.stopped_at is not None,
     )
 
 
@@ -177,8 +186,9 @@ async def list_chains(db: Database) -> list[ChainSummary]:
 # --- Files ----------------------------------------------------------------------------
 
 
-async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportResult:
-    """A new draft chain from a chain file; InvalidChainFile lists every problem."""
+async def read_chain_file(db: Database, yaml_text: str) -> tuple[ChainSpec, list[Problem]]:
+    """A chain file checked against this shop's segments and attributes, and its
+    warnings; InvalidChainFile lists every problem."""
     doc = load_yaml(yaml_text)
     async with db.session() as session:
         known_segments = await segment_names(session)
@@ -186,7 +196,12 @@ async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportRes
     checked = validate_chain(doc, known_segments=known_segments, known_attributes=known_attributes)
     if checked.value is None:
         raise InvalidChainFile(checked.problems)
-    spec = checked.value
+    return checked.value, checked.warnings
+
+
+async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportResult:
+    """A new draft chain from a chain file; InvalidChainFile lists every problem."""
+    spec, warnings = await read_chain_file(db, yaml_text)
     async with db.writer() as session:
         chain = Chain(
             name=spec.name,
@@ -206,10 +221,11 @@ async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportRes
                     action=step.action.to_block(),
                     schedule=step.schedule.to_block(),
                     conversion=step.conversion.to_block(),
+                    stopped_at=utcnow() if step.stopped else None,
                 )
             )
         audit.record(session, actor, "chain.import", chain_id=chain.id, document=spec.to_document())
-    return ImportResult(chain.id, checked.warnings)
+    return ImportResult(chain.id, warnings)
 
 
 def chain_spec(chain: ChainView) -> ChainSpec:
@@ -224,7 +240,11 @@ def chain_spec(chain: ChainView) -> ChainSpec:
             continue
         blocks = (step.audience, step.action, step.schedule, step.conversion)
         steps.append(
-            StepSpec(step.name, *cast(tuple[Audience, Action, Schedule, Conversion], blocks))
+            StepSpec(
+                step.name,
+                *cast(tuple[Audience, Action, Schedule, Conversion], blocks),
+                stopped=step.stopped,
+            )
         )
     if gaps:
         raise ChainmailError(f"chain {chain.id} is not complete: {'; '.join(gaps)}")
@@ -305,10 +325,8 @@ async def copy_chain(db: Database, chain_id: int, *, actor: str, name: str | Non
                     chain_id=copy.id,
                     position=step.position,
                     name=step.name,
-                    audience=step.audience,
-                    action=step.action,
-                    schedule=step.schedule,
-                    conversion=step.conversion,
+                    stopped_at=step.stopped_at,
+                    **blocks_of(step),
                 )
             )
         audit.record(session, actor, "chain.copy", chain_id=copy.id, source_id=chain_id)
@@ -359,7 +377,7 @@ async def rename_step(db: Database, chain_id: int, position: int, name: str, *, 
         step.updated_at = chain.updated_at = utcnow()
 
 
-async def _known_names(
+async def known_names(
     db: Database, kind: BlockKind
 ) -> tuple[Collection[str] | None, Collection[str] | None]:
     """The segments and attribute keys a block of this kind is checked against."""
@@ -371,63 +389,46 @@ async def _known_names(
     return None, None
 
 
-async def save_block(
-    db: Database,
-    chain_id: int,
-    position: int,
+def checked_block(
+    step: Step,
     kind: BlockKind,
     data: Any,
     *,
-    actor: str,
-) -> list[Problem]:
-    """Validate and save one block of a step; its warnings, or InvalidBlock with every problem.
+    known_segments: Collection[str] | None,
+    known_attributes: Collection[str] | None,
+) -> tuple[dict[str, Any], list[Problem]]:
+    """One block for `step` as it would be stored, and its warnings; InvalidBlock lists
+    every problem, with paths relative to the block.
 
-    Paths in problems are relative to the block. Audience and schedule are
-    checked together: `send: now` cannot go with terms known only later,
-    whichever of the two is saved second.
+    Audience and schedule are checked together: `send: now` cannot go with terms
+    known only later, whichever of the two is saved second.
     """
-    kind = BlockKind(kind)
-    known_segments, known_attributes = await _known_names(db, kind)
-    async with db.writer() as session:
-        chain = await _locked_chain(session, chain_id)
-        step = await _step_at(session, chain_id, position)
-        saved_audience = stored_block(BlockKind.AUDIENCE, step.audience, position)
-        checked = validate_block(
-            kind,
-            data,
-            position=position,
-            known_segments=known_segments,
-            known_attributes=known_attributes,
-            audience=saved_audience,
-        )
-        problems = list(checked.problems)
-        block: Block | None = checked.value
-        if isinstance(block, TermsAudience) and step.schedule is not None:
-            saved_schedule: Schedule = stored_block(BlockKind.SCHEDULE, step.schedule, position)
-            refusal = send_now_refusal(block, saved_schedule.send)
-            if refusal:
-                problems.append(Problem("terms", refusal))
-        if problems or block is None:
-            raise InvalidBlock(problems)
-        stored = block.to_block()
-        changed_conversion = kind is BlockKind.CONVERSION and stored != step.conversion
-        setattr(step, kind.value, stored)
-        step.updated_at = chain.updated_at = utcnow()
-        # Whoever this step may now reach is planned by the engine's next pass.
-        step.plan_requested += 1
-        if changed_conversion:
-            await session.flush()
-            await conversion_changed(session, step.id)
-        audit.record(
-            session,
-            actor,
-            "step.save",
-            chain_id=chain_id,
-            position=position,
-            block=kind.value,
-            data=stored,
-        )
-    return checked.warnings
+    position = step.position
+    saved_audience = stored_block(BlockKind.AUDIENCE, step.audience, position)
+    checked = validate_block(
+        kind,
+        data,
+        position=position,
+        known_segments=known_segments,
+        known_attributes=known_attributes,
+        audience=saved_audience,
+    )
+    problems = list(checked.problems)
+    block: Block | None = checked.value
+    if isinstance(block, TermsAudience) and step.schedule is not None:
+        saved_schedule: Schedule = stored_block(BlockKind.SCHEDULE, step.schedule, position)
+        refusal = send_now_refusal(block, saved_schedule.send)
+        if refusal:
+            problems.append(Problem("terms", refusal))
+    if problems or block is None:
+        raise InvalidBlock(problems)
+    return block.to_block(), checked.warnings
+
+
+async def locked_step(session: AsyncSession, chain_id: int, position: int) -> tuple[Chain, Step]:
+    """The chain, locked for a change of its steps, and its step at `position`."""
+    chain = await _locked_chain(session, chain_id)
+    return chain, await _step_at(session, chain_id, position)
 
 
 async def rename_chain(db: Database, chain_id: int, name: str, *, actor: str) -> None:

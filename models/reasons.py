@@ -16,6 +16,7 @@ SMS_UNSUBSCRIBED = "unsubscribed from SMS"
 TERMS_FALSE = "terms not met"
 RENDER_FAILED = "template failed"
 OUTCOME_LOST = "outcome lost"
+STEP_STOPPED = "step stopped"
 
 # Skipped for these, a customer was never one the step could reach: stats leave
 # them out of coverage (SPEC §7: the audience less missing or invalid contacts

@@ -245,8 +245,31 @@ class Step(Base):
     # request made meanwhile stays owed (scheduler/planning.py).
     plan_requested: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     planned_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The version messages are composed with now; a block saved while the step has
+    # deliveries makes a new one (services/editing.py), kept in `step_versions`.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Stopped: its planned rows were skipped, nobody is planned into it or past it.
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     chain: Mapped[Chain] = relationship(back_populates="steps", lazy="raise")
+
+
+class StepVersion(Base):
+    """The blocks of a step as they were at one version: every version but the current
+    one of a step that was ever versioned, and the current one too once there are two.
+    A delivery whose version has no row here was composed with the step's own blocks."""
+
+    __tablename__ = "step_versions"
+    __table_args__ = (UniqueConstraint("step_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    step_id: Mapped[int] = mapped_column(Id, ForeignKey("steps.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    audience: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Delivery(Base):
@@ -298,6 +321,9 @@ class Delivery(Base):
     claimed_by: Mapped[int | None] = mapped_column(Id)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # The step version it was composed with (sent) or decided by (skipped); NULL
+    # while planned.
+    version: Mapped[int | None] = mapped_column(Integer)
     # The original targets of the message's tracked links, in order: a click
     # token names an index here, so the redirect never comes from the URL.
     links: Mapped[list[str] | None] = mapped_column(JSON)

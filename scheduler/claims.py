@@ -54,6 +54,7 @@ _delivery = Delivery.__table__
 _customer = Customer.__table__
 _chain = Chain.__table__
 _previous = Delivery.__table__.alias("previous")
+_step = Step.__table__
 # Told, in the claim's transaction, of a step whose rows could not be decided.
 OnStepError = Callable[[AsyncSession, StepPlan, Exception], Awaitable[None]]
 # Rows each due step is offered at least, however many steps are due at once.
@@ -287,6 +288,8 @@ async def claim(
     after its part was rolled back to a savepoint) leaves the others unharmed.
     """
     result = Claim()
+    current = await _current_steps(session, [step_id for step_id, _ in due], steps)
+    due = [(step_id, at) for step_id, at in due if step_id in current]
     for step_id, ids in (await _pick(session, steps, due, now, limit)).items():
         if not ids:
             continue
@@ -299,6 +302,27 @@ async def claim(
             result.skipped.pop(step_id, None)
             await on_error(session, step, exc)
     return result
+
+
+async def _current_steps(
+    session: AsyncSession, step_ids: Sequence[int], steps: Mapping[int, StepPlan]
+) -> set[int]:
+    """The steps whose plan is still the saved version and not stopped.
+
+    A block saved since the plan was read makes a new version: its rows wait for the
+    next batch, which reads the new plan, rather than being decided by the old terms.
+    On PostgreSQL the step rows are read FOR SHARE: a save under way is waited for.
+    """
+    if not step_ids:
+        return set()
+    query = select(_step.c.id, _step.c.version, _step.c.stopped_at).where(_step.c.id.in_(step_ids))
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return {
+        step_id
+        for step_id, version, stopped_at in await session.execute(query)
+        if stopped_at is None and version == steps[step_id].version
+    }
 
 
 async def _claim_step(
@@ -331,7 +355,13 @@ async def _claim_step(
         else:
             claimed.append(row)
     for reason, skipped in skips.items():
-        await _set(session, skipped, status=DeliveryStatus.SKIPPED.value, reason=reason)
+        await _set(
+            session,
+            skipped,
+            status=DeliveryStatus.SKIPPED.value,
+            reason=reason,
+            version=step.version,
+        )
         result.note_skipped(step_id, reason, len(skipped))
     for until, deferred in defers.items():
         await _set(session, deferred, due_at=until)
@@ -362,43 +392,52 @@ async def _set(session: AsyncSession, ids: Sequence[int], **values: Any) -> None
 
 
 async def recheck(
-    connection: AsyncConnection, channel: str, delivery_ids: Sequence[int], worker_id: int
+    connection: AsyncConnection,
+    channel: str,
+    delivery_ids: Sequence[int],
+    worker_id: int,
+    version: int,
 ) -> tuple[dict[str, list[int]], list[int], list[int]]:
-    """The contact rules and the chain's status, again, for rows about to go on the wire.
+    """The contact rules, the chain's status and the step's, again, for rows of one step
+    about to go on the wire, composed with the step's `version`.
 
-    Returns the rows that now break a contact rule, by reason; those whose chain is
-    no longer active (paused meanwhile); and those no longer this worker's (it was
-    taken for dead meanwhile, and their outcome recorded as lost): none may be sent.
+    Returns the rows that now break a contact rule, or whose step was stopped, by
+    reason; those to hold back: their chain is no longer active (paused meanwhile)
+    or their step has a newer version (a block saved meanwhile: they go out with it,
+    from the next batch); and those no longer this worker's (it was taken for dead
+    meanwhile, and their outcome recorded as lost). None of them may be sent.
     """
     mine = and_(
         _delivery.c.status == DeliveryStatus.SENDING.value,
         _delivery.c.claimed_by == worker_id,
     )
     refusal = contact_refusal(channel)
+    stopped = _step.c.stopped_at.is_not(None)
+    current = and_(_chain.c.status == ChainStatus.ACTIVE.value, _step.c.version == version)
     rows = await connection.execute(
         select(
             _delivery.c.id,
-            refusal.label("refusal"),
-            (_chain.c.status == ChainStatus.ACTIVE.value).label("active"),
+            case((stopped, literal(reasons.STEP_STOPPED)), else_=refusal).label("refusal"),
+            and_(current, ~stopped).label("current"),
             mine.label("mine"),
         )
         .select_from(
-            _delivery.join(_customer, _customer.c.id == _delivery.c.customer_id).join(
-                _chain, _chain.c.id == _delivery.c.chain_id
-            )
+            _delivery.join(_customer, _customer.c.id == _delivery.c.customer_id)
+            .join(_chain, _chain.c.id == _delivery.c.chain_id)
+            .join(_step, _step.c.id == _delivery.c.step_id)
         )
         .where(
             _delivery.c.id.in_(delivery_ids),
-            or_(refusal.is_not(None), _chain.c.status != ChainStatus.ACTIVE.value, ~mine),
+            or_(refusal.is_not(None), stopped, ~current, ~mine),
         )
     )
     refused: dict[str, list[int]] = {}
     held: list[int] = []
     lost: list[int] = []
-    for delivery_id, reason, active, is_mine in rows:
+    for delivery_id, reason, is_current, is_mine in rows:
         if not is_mine:
             lost.append(delivery_id)
-        elif not active:
+        elif not is_current and reason != reasons.STEP_STOPPED:
             held.append(delivery_id)
         else:
             refused.setdefault(reason, []).append(delivery_id)

@@ -359,6 +359,7 @@ class Engine:
             step.channel,
             composer,
             action.text if isinstance(action, SmsAction) else None,
+            step.version,
         )
 
     # --- Planning as things happen --------------------------------------------------
@@ -375,7 +376,7 @@ class Engine:
         """
         chain = await self._chain_of(session, step_id)
         following = chain.after(step_id) if chain is not None else None
-        if chain is None or following is None:
+        if chain is None or following is None or following.stopped:
             return
         previous = next(step for step in chain.steps if step.step_id == step_id)
         try:
@@ -388,13 +389,10 @@ class Engine:
     async def _chain_of(self, session: AsyncSession, step_id: int) -> ChainPlan | None:
         chain_id = self._step_chain.get(step_id)
         known = self._chains.get(chain_id) if chain_id is not None else None
-        if session.bind.dialect.name != "postgresql" and known is not None:
-            # SQLite: one writer at a time and this process's engine serves the planning
-            # requests itself between batches, so the pass a save asked for runs after
-            # this transaction and sees its rows, whatever this snapshot missed.
-            return known
         if chain_id is None:
             chain_id = await session.scalar(select(Step.chain_id).where(Step.id == step_id))
+        # Read again even on SQLite, where this transaction holds the one write lock:
+        # a step saved, stopped or removed since the plan was read is planned as saved.
         version = await session.scalar(
             select(Chain.updated_at).where(Chain.id == chain_id).with_for_update(read=True)
         )
@@ -482,6 +480,8 @@ class Engine:
     async def _full_pass(
         session: AsyncSession, chain: ChainPlan, step: StepPlan, now: datetime
     ) -> int:
+        if step.stopped:
+            return 0
         if step.position == 1:
             if chain.enrollment != Enrollment.CONTINUOUS:
                 return 0  # a `once` chain took its audience at activation

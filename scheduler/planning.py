@@ -10,9 +10,10 @@ decided at due time (terms, contacts, quiet hours), not here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, exists, literal, null, select, text
+from sqlalchemy import Select, exists, func, literal, null, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -55,13 +56,17 @@ async def _due_expression(
     eligible: ColumnElement[datetime],
     now: datetime,
     among: ColumnElement[bool] | None = None,
+    zone: ColumnElement[str] | None = None,
 ) -> ColumnElement[datetime]:
+    """When a row of `step` eligible at `eligible` is due; `zone`: the customer's zone
+    (customers.timezone of a joined customers table unless given)."""
     dialect = session.bind.dialect
     if step.send == "after":
         return sql.plus_seconds(dialect, eligible, step.after_seconds)
     if step.send == "at" and step.at_local is not None:
         moments = due_at_for_zones(step.at_local, await customer_zones(session, among))
-        local = sql.per_zone(Customer.__table__.c.timezone, moments, now)
+        zone_column = Customer.__table__.c.timezone if zone is None else zone
+        local = sql.per_zone(zone_column, moments, now)
         # Never before the previous step triggered; a passed moment means now.
         return sql.later_of(dialect, local, eligible)
     return eligible
@@ -198,3 +203,43 @@ async def plan_follow_up(
         .where(*scope)
     )
     return await _insert(session, rows)
+
+
+@dataclass(frozen=True)
+class Replanned:
+    rows: int
+    # The earliest new due moment of the rows re-planned; None when there are none.
+    first_due: datetime | None
+
+
+async def replan(
+    session: AsyncSession, step: StepPlan, now: datetime, *, dry_run: bool = False
+) -> Replanned:
+    """Compute `due_at` and `wait_until` again, from the step's schedule and audience as
+    they are now, for its rows still planned and not yet on their way (`sending` and
+    later rows are never touched): one set-based UPDATE. A row parked by a rule
+    (terms not yet true, quiet hours) is due again and decided again when claimed.
+
+    `dry_run`: the same numbers, read, nothing written.
+    """
+    rows = Delivery.__table__
+    customers = Customer.__table__
+    planned = (rows.c.step_id == step.step_id, rows.c.status == DeliveryStatus.PLANNED.value)
+    zone = (
+        select(customers.c.timezone).where(customers.c.id == rows.c.customer_id).scalar_subquery()
+    )
+    among = customers.c.id.in_(select(rows.c.customer_id).where(*planned).scalar_subquery())
+    due = await _due_expression(session, step, rows.c.eligible_at, now, among, zone)
+    if dry_run:
+        count, first = (
+            await session.execute(select(func.count(), func.min(due)).where(*planned))
+        ).one()
+        return Replanned(count, first)
+    result = await session.execute(
+        update(rows)
+        .where(*planned)
+        .values(due_at=due, wait_until=_wait_until(session, step, rows.c.eligible_at))
+        .execution_options(synchronize_session=False)
+    )
+    first = await session.scalar(select(func.min(rows.c.due_at)).where(*planned))
+    return Replanned(max(result.rowcount or 0, 0), first)

@@ -106,6 +106,8 @@ class StepMessages:
     channel: str
     composer: EmailComposer | None
     sms_template: str | None
+    # The step version these messages are composed with.
+    version: int = 1
 
     def render(self, item: Claimed) -> ComposedEmail | str:
         if self.channel == Channel.EMAIL:
@@ -151,6 +153,9 @@ class Sender:
         self.group_size = group_size
         self._on_triggered = on_triggered
         self._stopping = stopping
+        # Set when a group was held back (its chain paused, its step saved anew): the
+        # rest of the batch goes back to the queue, to be claimed under the new state.
+        self._cut = False
 
     def groups(
         self, claimed: Sequence[Claimed], messages: Mapping[int, StepMessages]
@@ -187,6 +192,7 @@ class Sender:
         time), hands back what it has not sent.
         """
         self._worker = worker_id
+        self._cut = False
         tallies: dict[int, WaveTally] = {}
         groups = self.groups(claimed, messages)
         if not groups:
@@ -200,7 +206,8 @@ class Sender:
                 await self._prepare(upcoming)
             outcomes = await on_wire
             finished, current = current, upcoming
-            if current is not None and (self._stopping() or time.monotonic() > deadline):
+            cut = self._cut or self._stopping() or time.monotonic() > deadline
+            if current is not None and cut:
                 await self._unmark(current.ready)
                 await self._release([item for group in groups[index:] for item in group.items])
                 current = None
@@ -275,6 +282,7 @@ class Sender:
                 )
                 .values(
                     status=DeliveryStatus.SENDING.value,
+                    version=group.messages.version,
                     attempts=_delivery.c.attempts + 1,
                     # Kept if the outcome is lost: the last moment known of the message.
                     sent_at=now,
@@ -293,7 +301,7 @@ class Sender:
         # A bare connection, no ORM session: this runs once per group on the wire.
         async with self._db.engine.connect() as connection:
             refused, held, lost = await claims.recheck(
-                connection, group.messages.channel, ids, self._worker
+                connection, group.messages.channel, ids, self._worker, group.messages.version
             )
         if not refused and not held and not lost:
             return
@@ -312,6 +320,7 @@ class Sender:
         held_ready = [(item, body) for item, body in group.ready if item.delivery_id in held]
         if held_ready:
             await self._unmark(held_ready)
+            self._cut = True
         gone = {row for rows in refused.values() for row in rows} | set(held) | set(lost)
         group.ready = [(item, body) for item, body in group.ready if item.delivery_id not in gone]
 
@@ -338,6 +347,7 @@ class Sender:
                     attempts=_delivery.c.attempts - 1,
                     sent_at=None,
                     claimed_by=None,
+                    version=None,
                 )
             )
 

@@ -35,6 +35,9 @@ class StepPlan:
     who: str
     terms: tuple[str, ...]
     match: str
+    # The version its messages are composed with; a stopped step takes nobody in.
+    version: int = 1
+    stopped: bool = False
 
     @property
     def channel(self) -> str:
@@ -89,4 +92,6 @@ def step_plan(step: Step) -> StepPlan:
         who="segments" if isinstance(audience, SegmentsAudience) else ("terms" if terms else "all"),
         terms=tuple(t.value for t in terms.terms) if terms else (),
         match=terms.match.value if terms else "all",
+        version=step.version,
+        stopped=step.stopped_at is not None,
     )

@@ -15,17 +15,17 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from models.attribution import attribute
 from models.chainfile import BlockKind
-from models.chains import save_block
 from models.db import Database
 from models.facts import message_facts_changed, messages_triggered
 from models.orders import record_orders
 from models.stats import attributed_orders, chain_stats
 from models.tables import Chain, Customer, Delivery, Event, Step
 from models.tracking import record_click, record_open, record_sms_status
+from services.editing import save_block
 from tests.test_stats import Shop, load_facts
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -194,6 +194,8 @@ async def send(db: Database, delivery_id: int, plan: DeliveryPlan) -> None:
                 status=plan.outcome,
                 sent_at=None if plan.outcome == "failed" else at,
                 triggered_at=at,
+                # Composed with the step's version of the moment.
+                version=select(Step.version).where(Step.id == Delivery.step_id).scalar_subquery(),
             )
         )
         await messages_triggered(session, [delivery_id], at)
@@ -349,14 +351,23 @@ async def test_resent_order_counts_once(db: Database) -> None:
     assert (stats.steps[0].orders, f"{stats.steps[0].revenue}") == (1, "100.00")
 
 
-async def test_saving_a_higher_minimum_takes_back_the_smaller_orders(db: Database) -> None:
+async def test_a_higher_minimum_leaves_the_messages_sent_before_it_their_own(
+    db: Database,
+) -> None:
     (chain,), (step,) = await shop_of_one(db, [("sms", {"goal": "order", "window_days": 7})])
     await send(db, await handed_over(db, step), sent(0))
-    await order(db, 24, "80.00")
+    await order(db, 24, "80.00", external_id="A-1")
     assert len(await attributed_orders(db)) == 1
+
     block = {"goal": "order", "window_days": 7, "min_amount": 100}
-    await save_block(db, chain, 1, BlockKind.CONVERSION, block, actor="test")
-    assert await attributed_orders(db) == {}
+    saved = await save_block(db, chain, 1, BlockKind.CONVERSION, block, actor="test")
+
+    # A new version; the message sent with version 1 keeps its window and minimum,
+    # for the orders it had and for those that come after.
+    assert (saved.impact.version, saved.impact.kept) == (2, 1)
+    await order(db, 30, "80.00", external_id="A-2")
+    assert len(await attributed_orders(db)) == 2
+    await assert_table_follows_the_rule(db)
 
 
 async def test_order_and_open_recorded_at_the_same_moment_attribute_the_order(

@@ -26,12 +26,12 @@ from models.chains import (
     known_attribute_keys,
     list_chains,
     rename_step,
-    save_block,
 )
 from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.segments import add_segment
 from models.tables import AuditEntry, ChainStatus, Customer, Step
+from services.editing import save_block
 from tests.cli import chainmail
 
 # SPEC §7's example, plus an `at` step and an SMS in Cyrillic over several lines.
@@ -224,7 +224,7 @@ async def test_a_copy_is_a_new_draft_with_the_same_steps(db: Database) -> None:
 async def save(
     db: Database, chain_id: int, position: int, kind: BlockKind, data: object
 ) -> list[Problem]:
-    return await save_block(db, chain_id, position, kind, data, actor="tg:1")
+    return (await save_block(db, chain_id, position, kind, data, actor="tg:1")).warnings
 
 
 async def build_in_the_bot(db: Database) -> int:
@@ -287,9 +287,10 @@ async def test_send_now_and_later_only_terms_are_refused_whichever_is_saved_seco
 async def test_saving_a_block_returns_its_warnings_and_is_audited(db: Database) -> None:
     await welcome_segment(db)
     chain_id = await build_in_the_bot(db)
-    warnings = await save_block(
+    saved = await save_block(
         db, chain_id, 2, BlockKind.ACTION, {"channel": "sms", "text": "{{ bonus }}"}, actor="tg:5"
     )
+    warnings = saved.warnings
     assert [w.path for w in warnings] == ["text"]
     async with db.session() as session:
         entry = await session.scalar(
@@ -304,6 +305,13 @@ async def test_saving_a_block_returns_its_warnings_and_is_audited(db: Database) 
         "position": 2,
         "block": "action",
         "data": {"channel": "sms", "text": "{{ bonus }}"},
+        # A draft: saved in place, no version, nothing planned or sent.
+        "impact": {
+            "position": 2,
+            "change": "saved",
+            "blocks": ["action"],
+            "notes": ["nothing-sent-yet"],
+        },
     }
 
 

@@ -22,7 +22,7 @@ from channels.results import SendResult
 from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from models import reasons
-from models.chains import add_step, import_chain, save_block
+from models.chains import add_step, import_chain
 from models.db import Database
 from models.segments import add_segment
 from models.tables import (
@@ -39,6 +39,7 @@ from models.tables import (
 from models.tracking import record_open, unsubscribe
 from scheduler import workers
 from scheduler.engine import Engine, EngineConfig
+from services.editing import save_block
 from services.lifecycle import ChainNotReady, activate_chain, pause_all, pause_chain, resume_chain
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # 12:00 in Moscow

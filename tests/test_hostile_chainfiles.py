@@ -19,10 +19,11 @@ from models.chainfile import (
     validate_block,
     validate_chain,
 )
-from models.chains import add_step, create_chain, get_chain, import_chain, save_block
+from models.chains import add_step, create_chain, get_chain, import_chain
 from models.db import Database
 from models.segments import add_segment
 from models.tables import Chain, Step
+from services.editing import save_block
 
 FILES = Path(__file__).parent / "hostile_chainfiles"
 SECOND_STEP_PROBLEM = "steps[1].schedule.after: '2x' is not a duration"

@@ -30,7 +30,7 @@ from models.db import Database
 from models.errors import NotFound
 from models.facts import customer_facts_changed, message_facts_changed, messages_triggered
 from models.stats import ChainStats, attributed_orders, chain_stats, stats_document
-from models.tables import Chain, Customer, Delivery, Event, Order, Step
+from models.tables import Chain, Customer, Delivery, Event, Order, Step, StepVersion
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -509,6 +509,10 @@ async def load_facts(
 ) -> tuple[list[OrderFact], list[MessageFact], dict[int, Delivery]]:
     async with db.session() as session:
         steps = {step.id: step for step in await session.scalars(select(Step))}
+        # A message's conversion is that of its step version (services/editing.py).
+        versions = {
+            (v.step_id, v.version): v.conversion for v in await session.scalars(select(StepVersion))
+        }
         event_types: dict[int, set[str]] = defaultdict(set)
         for delivery_id, event_type in await session.execute(
             select(Event.delivery_id, Event.type).where(Event.delivery_id.is_not(None))
@@ -521,7 +525,8 @@ async def load_facts(
         ]
     messages = []
     for d in deliveries:
-        window_days, min_amount = conversion_settings(steps[d.step_id].conversion)
+        conversion = versions.get((d.step_id, d.version)) or steps[d.step_id].conversion
+        window_days, min_amount = conversion_settings(conversion)
         messages.append(
             MessageFact(
                 delivery_id=d.id,

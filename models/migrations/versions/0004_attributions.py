@@ -62,7 +62,7 @@ def upgrade() -> None:
         )
     # The orders already stored: what stats used to compute on every read.
     bind = op.get_bind()
-    for statement in attribution_table.rebuild_statements(bind.dialect.name):
+    for statement in attribution_table.rebuild_statements(bind.dialect.name, versions=False):
         op.execute(sa.text(statement))
 
 

@@ -1,0 +1,647 @@
+"""Changing a chain that may be running: what each change means for messages planned,
+on their way and sent, decided here once for every door (the bot's Save,
+`chainmail chains update`).
+
+A step that has deliveries is live: saving blocks of it makes a new version
+(`steps.version`, the blocks of each version kept in `step_versions`), and every
+delivery records the version it was composed with (the engine writes it when it
+marks the message `sending`, and holds back a group whose step got a newer
+version before it goes on the wire):
+
+- message (action): messages not yet sent use the new version, those sent keep theirs;
+- schedule: rows still `planned` are re-planned from the new schedule, in the same
+  transaction (`scheduler.planning.replan`); `sending` and later rows are untouched;
+- audience of a follow-up: rows still planned are decided by the new terms when due
+  (and re-planned: `send: now` with terms waits for them); the main step's segments:
+  a `continuous` chain takes in the new audience from now on, a `once` chain keeps
+  the audience it took at activation;
+- conversion: applies to the messages of the new version; those sent keep theirs;
+- channel: refused once the step has handed anything to a channel.
+
+A step that has deliveries is stopped, not removed: its planned rows are skipped
+("step stopped") and nobody is planned into it or past it. A step without any is
+removed, the steps after it move up. A step is added at the end at any time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from models import audit, reasons
+from models.chainfile import (
+    BlockKind,
+    ChainSpec,
+    InvalidBlock,
+    InvalidChainFile,
+    Problem,
+    StepSpec,
+)
+from models.chains import (
+    blocks_of,
+    checked_block,
+    known_names,
+    locked_step,
+    missing_blocks,
+    read_chain_file,
+)
+from models.db import Database
+from models.errors import ChainmailError, NotFound
+from models.facts import conversion_changed
+from models.tables import (
+    Chain,
+    ChainStatus,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    Step,
+    StepVersion,
+    utcnow,
+)
+from scheduler import planning
+from scheduler.steps import step_plan
+
+# Statuses of messages composed with a version and handed to a channel (or about to be).
+_COMPOSED = (
+    DeliveryStatus.SENDING.value,
+    DeliveryStatus.SENT.value,
+    DeliveryStatus.UNCERTAIN.value,
+)
+_HANDED = (*_COMPOSED, DeliveryStatus.FAILED.value)
+
+# What else a change means, beside its numbers (`Impact.notes`).
+ONCE_KEEPS_AUDIENCE = "once-keeps-audience"
+CONTINUOUS_TAKES_NEW_AUDIENCE = "continuous-takes-new-audience"
+CONVERSION_FROM_NOW = "conversion-from-now"
+DECIDED_BY_NEW_TERMS = "decided-by-new-terms"
+NOTHING_SENT_YET = "nothing-sent-yet"
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What one change to one step does, in numbers."""
+
+    position: int
+    name: str
+    # "saved" (blocks), "added", "removed", "stopped" or "renamed".
+    change: str
+    blocks: tuple[str, ...] = ()
+    # The version a live step gets; None: changed in place (nothing planned or sent).
+    version: int | None = None
+    # Messages already composed with an older version: they keep it.
+    kept: int = 0
+    # Rows still planned: they get the new version, the new terms, or are skipped.
+    to_go: int = 0
+    replanned: int = 0
+    first_due: datetime | None = None
+    notes: tuple[str, ...] = ()
+
+    def as_audit(self) -> dict[str, Any]:
+        details = {
+            "position": self.position,
+            "change": self.change,
+            "blocks": list(self.blocks),
+            "version": self.version,
+            "kept": self.kept,
+            "to_go": self.to_go,
+            "replanned": self.replanned,
+            "first_due": self.first_due.isoformat() if self.first_due else None,
+            "notes": list(self.notes),
+        }
+        return {key: value for key, value in details.items() if value not in (None, [], 0)}
+
+
+@dataclass(frozen=True)
+class Saved:
+    warnings: list[Problem]
+    impact: Impact
+
+
+@dataclass(frozen=True)
+class _Counts:
+    total: int
+    planned: int
+    composed: int
+    handed: int
+
+
+async def _counts(session: AsyncSession, step_id: int) -> _Counts:
+    rows = Delivery.__table__.c
+
+    def count(statuses: Iterable[str]) -> Any:
+        return func.coalesce(func.sum(case((rows.status.in_(list(statuses)), 1), else_=0)), 0)
+
+    total, planned, composed, handed = (
+        await session.execute(
+            select(
+                func.count(),
+                count([DeliveryStatus.PLANNED.value]),
+                count(_COMPOSED),
+                count(_HANDED),
+            ).where(rows.step_id == step_id)
+        )
+    ).one()
+    return _Counts(total, planned, composed, handed)
+
+
+def _channel(action: Mapping[str, Any] | None) -> str | None:
+    return action.get("channel") if action else None
+
+
+def _refusals(
+    step: Step, blocks: Mapping[BlockKind, dict[str, Any]], counts: _Counts
+) -> list[Problem]:
+    refused = []
+    new_action = blocks.get(BlockKind.ACTION)
+    old_channel, new_channel = _channel(step.action), _channel(new_action)
+    if counts.handed and old_channel and new_channel and old_channel != new_channel:
+        refused.append(
+            Problem(
+                "channel",
+                f"step {step.position} ({step.name}) has sent {counts.handed:,} messages by"
+                f" {old_channel}: its channel cannot change. Add a step with {new_channel}"
+                " after it, or copy the chain and change the copy",
+            )
+        )
+    return refused
+
+
+def _with_blocks(step: Step, blocks: Mapping[BlockKind, dict[str, Any]]) -> Step:
+    """A detached copy of the step with the blocks changed: what a dry run plans with."""
+    copy = Step(
+        id=step.id,
+        chain_id=step.chain_id,
+        position=step.position,
+        name=step.name,
+        **blocks_of(step),
+        version=step.version,
+        stopped_at=step.stopped_at,
+        created_at=step.created_at,
+    )
+    for kind, stored in blocks.items():
+        setattr(copy, kind.value, stored)
+    return copy
+
+
+async def _snapshot(session: AsyncSession, step: Step) -> None:
+    exists = await session.scalar(
+        select(StepVersion.id).where(
+            StepVersion.step_id == step.id, StepVersion.version == step.version
+        )
+    )
+    if exists is None:
+        session.add(StepVersion(step_id=step.id, version=step.version, **blocks_of(step)))
+
+
+async def _change_blocks(
+    session: AsyncSession,
+    chain: Chain,
+    step: Step,
+    blocks: Mapping[BlockKind, dict[str, Any]],
+    now: datetime,
+    *,
+    apply: bool,
+) -> Impact | None:
+    """Save (or, with `apply` False, only weigh) new blocks of one step; None if none
+    differs from what is saved. InvalidBlock when a change is refused."""
+    changed = {
+        kind: stored for kind, stored in blocks.items() if getattr(step, kind.value) != stored
+    }
+    if not changed:
+        return None
+    counts = await _counts(session, step.id)
+    refused = _refusals(step, changed, counts)
+    if refused:
+        raise InvalidBlock(refused)
+    live = counts.total > 0
+    notes: list[str] = []
+    if not counts.handed:
+        notes.append(NOTHING_SENT_YET)
+    if BlockKind.AUDIENCE in changed:
+        if step.position == 1:
+            notes.append(
+                CONTINUOUS_TAKES_NEW_AUDIENCE
+                if chain.enrollment == Enrollment.CONTINUOUS
+                else ONCE_KEEPS_AUDIENCE
+            )
+        elif counts.planned:
+            notes.append(DECIDED_BY_NEW_TERMS)
+    if BlockKind.CONVERSION in changed and counts.handed:
+        notes.append(CONVERSION_FROM_NOW)
+    replans = live and (
+        BlockKind.SCHEDULE in changed or (BlockKind.AUDIENCE in changed and step.position > 1)
+    )
+    impact = Impact(
+        step.position,
+        step.name,
+        "saved",
+        tuple(kind.value for kind in BlockKind if kind in changed),
+        step.version + 1 if live else None,
+        kept=counts.composed,
+        to_go=counts.planned,
+        notes=tuple(notes),
+    )
+    if not apply:
+        if replans and not missing_blocks(_with_blocks(step, changed)):
+            weighed = await planning.replan(
+                session, step_plan(_with_blocks(step, changed)), now, dry_run=True
+            )
+            impact = replace(impact, replanned=weighed.rows, first_due=weighed.first_due)
+        return impact
+    if live:
+        await _snapshot(session, step)
+        step.version += 1
+    for kind, stored in changed.items():
+        setattr(step, kind.value, stored)
+    if live:
+        await _snapshot(session, step)
+    step.updated_at = chain.updated_at = utcnow()
+    # Whoever the step may now reach is planned by the engine's next pass.
+    step.plan_requested += 1
+    await session.flush()
+    if live and BlockKind.ACTION in changed:
+        # Nothing was handed over (else refused above): planned rows take the channel.
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.step_id == step.id, Delivery.status == DeliveryStatus.PLANNED.value)
+            .values(channel=_channel(step.action))
+            .execution_options(synchronize_session=False)
+        )
+    if replans and not missing_blocks(step):
+        done = await planning.replan(session, step_plan(step), now)
+        impact = replace(impact, replanned=done.rows, first_due=done.first_due)
+    if BlockKind.CONVERSION in changed:
+        await conversion_changed(session, step.id)
+    return impact
+
+
+# --- One block (the bot's Save) ---------------------------------------------------
+
+
+async def preview_block(
+    db: Database,
+    chain_id: int,
+    position: int,
+    kind: BlockKind,
+    data: Any,
+    *,
+    now: datetime | None = None,
+) -> Impact:
+    """What saving the block would do, nothing written; InvalidBlock as `save_block`."""
+    kind = BlockKind(kind)
+    known_segments, known_attributes = await known_names(db, kind)
+    async with db.session() as session:
+        chain = await _chain(session, chain_id)
+        step = _step(chain, position)
+        stored, _ = checked_block(
+            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
+        )
+        impact = await _change_blocks(
+            session, chain, step, {kind: stored}, now or _now(), apply=False
+        )
+    return impact or Impact(position, step.name, "saved", ())
+
+
+async def save_block(
+    db: Database,
+    chain_id: int,
+    position: int,
+    kind: BlockKind,
+    data: Any,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> Saved:
+    """Validate and save one block of a step, running or not; its warnings and impact,
+    or InvalidBlock with every problem (paths relative to the block)."""
+    kind = BlockKind(kind)
+    known_segments, known_attributes = await known_names(db, kind)
+    async with db.writer() as session:
+        chain, step = await locked_step(session, chain_id, position)
+        stored, warnings = checked_block(
+            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
+        )
+        impact = await _change_blocks(
+            session, chain, step, {kind: stored}, now or _now(), apply=True
+        )
+        impact = impact or Impact(position, step.name, "saved", ())
+        audit.record(
+            session,
+            actor,
+            "step.save",
+            chain_id=chain_id,
+            position=position,
+            block=kind.value,
+            data=stored,
+            impact=impact.as_audit(),
+        )
+    return Saved(warnings, impact)
+
+
+# --- Stopping and removing a step -----------------------------------------------------
+
+
+async def _stop(
+    session: AsyncSession, chain: Chain, step: Step, now: datetime, *, apply: bool
+) -> Impact:
+    counts = await _counts(session, step.id)
+    if step.stopped_at is not None:
+        raise ChainmailError(f"step {step.position} ({step.name}) is already stopped")
+    if not counts.total:
+        raise ChainmailError(
+            f"step {step.position} ({step.name}) has no messages yet: remove it instead"
+        )
+    skipped = counts.planned
+    if apply:
+        result = await session.execute(
+            update(Delivery)
+            .where(Delivery.step_id == step.id, Delivery.status == DeliveryStatus.PLANNED.value)
+            .values(
+                status=DeliveryStatus.SKIPPED.value,
+                reason=reasons.STEP_STOPPED,
+                claimed_by=None,
+                version=step.version,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        skipped = max(result.rowcount or 0, 0)
+        step.stopped_at = now
+        step.updated_at = chain.updated_at = utcnow()
+    return Impact(step.position, step.name, "stopped", kept=counts.composed, to_go=skipped)
+
+
+async def stop_step(
+    db: Database, chain_id: int, position: int, *, actor: str, now: datetime | None = None
+) -> Impact:
+    """Stop a step that has deliveries: its planned rows are skipped ("step stopped") and
+    nobody is planned into it or past it. What was sent stays sent."""
+    async with db.writer() as session:
+        chain, step = await locked_step(session, chain_id, position)
+        impact = await _stop(session, chain, step, now or _now(), apply=True)
+        audit.record(session, actor, "step.stop", chain_id=chain_id, **impact.as_audit())
+    return impact
+
+
+async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: bool) -> Impact:
+    counts = await _counts(session, step.id)
+    if counts.total:
+        raise ChainmailError(
+            f"step {step.position} ({step.name}) has {counts.total:,} messages: it cannot be"
+            " removed, only stopped"
+        )
+    last = await session.scalar(select(func.max(Step.position)).where(Step.chain_id == chain.id))
+    if step.position == 1 and (last or 1) > 1:
+        raise ChainmailError("the main step cannot be removed while other steps follow it")
+    if apply:
+        await session.delete(step)
+        await session.flush()
+        # Two moves, as the positions are unique at every moment.
+        later = (Step.chain_id == chain.id, Step.position > step.position)
+        await session.execute(
+            update(Step)
+            .where(*later)
+            .values(position=-Step.position)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            update(Step)
+            .where(Step.chain_id == chain.id, Step.position < 0)
+            .values(position=-Step.position - 1, plan_requested=Step.plan_requested + 1)
+            .execution_options(synchronize_session=False)
+        )
+        chain.updated_at = utcnow()
+    return Impact(step.position, step.name, "removed")
+
+
+async def remove_step(db: Database, chain_id: int, position: int, *, actor: str) -> Impact:
+    """Remove a step no message has come of; the steps after it move up one."""
+    async with db.writer() as session:
+        chain, step = await locked_step(session, chain_id, position)
+        impact = await _remove(session, chain, step, apply=True)
+        audit.record(session, actor, "step.remove", chain_id=chain_id, **impact.as_audit())
+    return impact
+
+
+# --- A whole chain file (`chainmail chains update`) -------------------------------
+
+
+@dataclass
+class _Plan:
+    """The changes a chain file makes, weighed: applied only if nothing is refused."""
+
+    impacts: list[Impact] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _step_blocks(spec: StepSpec) -> dict[BlockKind, dict[str, Any]]:
+    return {
+        BlockKind.AUDIENCE: spec.audience.to_block(),
+        BlockKind.ACTION: spec.action.to_block(),
+        BlockKind.SCHEDULE: spec.schedule.to_block(),
+        BlockKind.CONVERSION: spec.conversion.to_block(),
+    }
+
+
+async def _weigh_or_apply(
+    session: AsyncSession, chain: Chain, spec: ChainSpec, now: datetime, *, apply: bool
+) -> _Plan:
+    plan = _Plan()
+    if chain.enrollment != spec.enrollment and chain.status != ChainStatus.DRAFT:
+        plan.problems.append(
+            Problem(
+                "enrollment",
+                f"the chain is {chain.status}: enrollment ({chain.enrollment}) can only"
+                " change before activation",
+            )
+        )
+    steps = list(chain.steps)
+    for index, step_spec in enumerate(spec.steps):
+        path = f"steps[{index}]"
+        if index >= len(steps):
+            plan.impacts.append(Impact(index + 1, step_spec.name, "added"))
+            if apply:
+                session.add(
+                    Step(
+                        chain_id=chain.id,
+                        position=index + 1,
+                        name=step_spec.name,
+                        **{kind.value: block for kind, block in _step_blocks(step_spec).items()},
+                        stopped_at=now if step_spec.stopped else None,
+                    )
+                )
+                chain.updated_at = utcnow()
+            continue
+        step = steps[index]
+        if step.name != step_spec.name:
+            plan.impacts.append(Impact(step.position, step_spec.name, "renamed"))
+            if apply:
+                step.name = step_spec.name
+                step.updated_at = chain.updated_at = utcnow()
+        try:
+            impact = await _change_blocks(
+                session, chain, step, _step_blocks(step_spec), now, apply=apply
+            )
+        except InvalidBlock as refused:
+            plan.problems += [_at(f"{path}.action", problem) for problem in refused.problems]
+        else:
+            if impact is not None:
+                plan.impacts.append(impact)
+        if step_spec.stopped and step.stopped_at is None:
+            try:
+                plan.impacts.append(await _stop(session, chain, step, now, apply=apply))
+            except ChainmailError as refused:
+                plan.problems.append(Problem(f"{path}.stopped", str(refused)))
+        elif not step_spec.stopped and step.stopped_at is not None:
+            plan.problems.append(
+                Problem(
+                    f"{path}.stopped",
+                    f"step {step.position} ({step.name}) was stopped and stays stopped:"
+                    " add a new step instead",
+                )
+            )
+    for step in reversed(steps[len(spec.steps) :]):
+        try:
+            plan.impacts.append(await _remove(session, chain, step, apply=apply))
+        except ChainmailError as refused:
+            plan.problems.append(
+                Problem(f"steps[{step.position - 1}]", f"{refused}: mark it `stopped: true`")
+            )
+    if apply:
+        chain.name = spec.name
+        chain.campaign_tag = spec.campaign
+        chain.utm_enabled = spec.utm
+        chain.enrollment = spec.enrollment
+        chain.updated_at = utcnow()
+    return plan
+
+
+def _at(prefix: str, problem: Problem) -> Problem:
+    return Problem(prefix if not problem.path else f"{prefix}.{problem.path}", problem.message)
+
+
+async def update_chain(
+    db: Database,
+    chain_id: int,
+    yaml_text: str,
+    *,
+    actor: str,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[Impact]:
+    """Apply a chain file to an existing chain, running or not, step by step as the
+    rules above say: all or nothing. InvalidChainFile lists every problem of the file
+    and every refused change, and nothing is applied. `dry_run`: the impact only."""
+    now = now or _now()
+    spec, _ = await read_chain_file(db, yaml_text)
+    if dry_run:
+        async with db.session() as session:
+            plan = await _weigh_or_apply(
+                session, await _chain(session, chain_id), spec, now, apply=False
+            )
+        if plan.problems:
+            raise InvalidChainFile(plan.problems)
+        return plan.impacts
+    async with db.writer() as session:
+        chain = await _chain(session, chain_id, lock=True)
+        weighed = await _weigh_or_apply(session, chain, spec, now, apply=False)
+        if weighed.problems:
+            raise InvalidChainFile(weighed.problems)
+        plan = await _weigh_or_apply(session, chain, spec, now, apply=True)
+        audit.record(
+            session,
+            actor,
+            "chain.update",
+            chain_id=chain_id,
+            document=spec.to_document(),
+            impacts=[impact.as_audit() for impact in plan.impacts],
+        )
+    return plan.impacts
+
+
+# --- Shared -------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _chain(session: AsyncSession, chain_id: int, *, lock: bool = False) -> Chain:
+    query = select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
+    if lock:
+        query = query.with_for_update()
+    chain = await session.scalar(query)
+    if chain is None:
+        raise NotFound(f"there is no chain {chain_id}")
+    return chain
+
+
+def _step(chain: Chain, position: int) -> Step:
+    for step in chain.steps:
+        if step.position == position:
+            return step
+    raise NotFound(f"chain {chain.id} has no step {position}")
+
+
+# --- In words (the CLI and the bot alike) -----------------------------------------------
+
+
+def _when(first_due: datetime, now: datetime) -> str:
+    ahead = first_due - now
+    if ahead <= timedelta(seconds=30):
+        return "now"
+    minutes = round(ahead.total_seconds() / 60)
+    if minutes < 90:
+        return f"in {minutes} minute{'s' if minutes != 1 else ''}"
+    hours = round(minutes / 60)
+    if hours < 48:
+        return f"in {hours} hours"
+    return f"in {round(hours / 24)} days"
+
+
+def describe(impact: Impact, now: datetime) -> str:
+    """One line for a person: what the change does, in numbers."""
+    where = f"step {impact.position} ({impact.name})"
+    if impact.change == "added":
+        return f"{where}: added at the end"
+    if impact.change == "removed":
+        return f"{where}: removed (no message had come of it); the steps after it move up"
+    if impact.change == "renamed":
+        return f"{where}: renamed"
+    if impact.change == "stopped":
+        return (
+            f"{where}: stopped: {impact.to_go:,} waiting skipped, nobody moves past it;"
+            f" the {impact.kept:,} sent stay sent"
+        )
+    if not impact.blocks:
+        return f"{where}: nothing changes"
+    changed = ", ".join(impact.blocks)
+    if impact.version is None:
+        return f"{where}: {changed} saved (nothing planned or sent yet)"
+    parts = [f"{where}: {changed} → version {impact.version}"]
+    if BlockKind.ACTION.value in impact.blocks:
+        parts.append(
+            f"{impact.kept:,} already got the old text and keep it · {impact.to_go:,} still to"
+            " go get the new one"
+        )
+    if impact.replanned or BlockKind.SCHEDULE.value in impact.blocks:
+        waiting = f"{impact.replanned:,} waiting re-planned"
+        if impact.first_due is not None:
+            waiting += f": the first go out {_when(impact.first_due, now)}"
+        parts.append(waiting)
+    notes = {
+        ONCE_KEEPS_AUDIENCE: "a once chain keeps the audience it took at activation:"
+        " the new segments reach nobody new",
+        CONTINUOUS_TAKES_NEW_AUDIENCE: "the chain takes in the new audience from now on;"
+        " those already in stay in",
+        DECIDED_BY_NEW_TERMS: f"{impact.to_go:,} waiting are decided by the new terms",
+        CONVERSION_FROM_NOW: f"the new conversion counts for messages of version"
+        f" {impact.version} on; the {impact.kept:,} sent keep theirs",
+    }
+    parts += [notes[note] for note in impact.notes if note in notes]
+    return " · ".join(parts)
