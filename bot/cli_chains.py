@@ -1,10 +1,11 @@
-"""`chainmail segments …` and `chainmail chains import|export|list`."""
+"""`chainmail segments …` and `chainmail chains import|export|update|list|…`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,6 +16,7 @@ from models.chains import export_chain, import_chain, list_chains
 from models.db import Database
 from models.errors import ChainmailError
 from models.segments import MATCHES, add_segment, delete_segment, list_segments
+from services.editing import describe, update_chain
 from services.lifecycle import activate_chain, pause_all, pause_chain, resume_chain
 
 ACTOR = "cli"
@@ -42,6 +44,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     export = sub.add_parser("export", help="print a chain as a chain file")
     export.add_argument("chain_id", type=int, metavar="ID")
     export.set_defaults(handler=_chains_export)
+    change = sub.add_parser(
+        "update",
+        help="apply a chain file to a chain, running or not: all or nothing, with the impact",
+    )
+    change.add_argument("chain_id", type=int, metavar="ID")
+    change.add_argument("file", type=Path, metavar="FILE")
+    change.add_argument(
+        "--dry-run", action="store_true", help="print the impact and change nothing"
+    )
+    change.set_defaults(handler=_chains_update)
     sub.add_parser("list", help="list chains").set_defaults(handler=_chains_list)
     for action, handler, text in (
         ("activate", _chains_activate, "start a draft chain"),
@@ -102,18 +114,26 @@ async def _segments_delete(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
+def _chain_file(path: Path) -> str:
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ChainmailError(f"cannot read {args.file}: {exc}") from None
+        raise ChainmailError(f"cannot read {path}: {exc}") from None
+
+
+def _refused(exc: InvalidChainFile) -> int:
+    # Every problem on its own line, path first, for people and for grep.
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    return 1
+
+
+async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
+    text = _chain_file(args.file)
     try:
         result = await _with_database(settings, lambda db: import_chain(db, text, actor=ACTOR))
     except InvalidChainFile as exc:
-        # Every problem on its own line, path first, for people and for grep.
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        return _refused(exc)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(result.chain_id)
@@ -123,6 +143,30 @@ async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
 async def _chains_export(settings: Settings, args: argparse.Namespace) -> int:
     document = await _with_database(settings, lambda db: export_chain(db, args.chain_id))
     sys.stdout.write(document)
+    return 0
+
+
+async def _chains_update(settings: Settings, args: argparse.Namespace) -> int:
+    text = _chain_file(args.file)
+    now = datetime.now(UTC)
+    try:
+        impacts = await _with_database(
+            settings,
+            lambda db: update_chain(
+                db, args.chain_id, text, actor=ACTOR, dry_run=args.dry_run, now=now
+            ),
+        )
+    except InvalidChainFile as exc:
+        print(f"chain {args.chain_id} not changed:", file=sys.stderr)
+        return _refused(exc)
+    for impact in impacts:
+        print(describe(impact, now))
+    if not impacts:
+        print(f"chain {args.chain_id}: the file changes nothing")
+    elif args.dry_run:
+        print(f"dry run: chain {args.chain_id} not changed")
+    else:
+        print(f"chain {args.chain_id} updated")
     return 0
 
 
