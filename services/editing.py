@@ -25,12 +25,12 @@ removed, the steps after it move up. A step is added at the end at any time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -132,22 +132,28 @@ class _Counts:
 
 
 async def _counts(session: AsyncSession, step_id: int) -> _Counts:
-    rows = Delivery.__table__.c
-
-    def count(statuses: Iterable[str]) -> Any:
-        return func.coalesce(func.sum(case((rows.status.in_(list(statuses)), 1), else_=0)), 0)
-
-    total, planned, composed, handed = (
-        await session.execute(
-            select(
-                func.count(),
-                count([DeliveryStatus.PLANNED.value]),
-                count(_COMPOSED),
-                count(_HANDED),
-            ).where(rows.step_id == step_id)
+    """The step's deliveries by kind, as the change found them: read once per unit of
+    work (a file weighed, then applied, reads them once), off the index on
+    (step_id, status)."""
+    known: dict[int, _Counts] = session.info.setdefault("step_counts", {})
+    if step_id not in known:
+        rows = Delivery.__table__.c
+        by_status = dict(
+            (
+                await session.execute(
+                    select(rows.status, func.count())
+                    .where(rows.step_id == step_id)
+                    .group_by(rows.status)
+                )
+            ).all()
         )
-    ).one()
-    return _Counts(total, planned, composed, handed)
+        known[step_id] = _Counts(
+            total=sum(by_status.values()),
+            planned=by_status.get(DeliveryStatus.PLANNED.value, 0),
+            composed=sum(by_status.get(status, 0) for status in _COMPOSED),
+            handed=sum(by_status.get(status, 0) for status in _HANDED),
+        )
+    return known[step_id]
 
 
 def _channel(action: Mapping[str, Any] | None) -> str | None:
@@ -207,9 +213,11 @@ async def _change_blocks(
     now: datetime,
     *,
     apply: bool,
+    estimate: bool = True,
 ) -> Impact | None:
     """Save (or, with `apply` False, only weigh) new blocks of one step; None if none
-    differs from what is saved. InvalidBlock when a change is refused."""
+    differs from what is saved. InvalidBlock when a change is refused. `estimate`
+    False: a weighing that only looks for refusals skips reading the re-planned rows."""
     changed = {
         kind: stored for kind, stored in blocks.items() if getattr(step, kind.value) != stored
     }
@@ -248,7 +256,7 @@ async def _change_blocks(
         notes=tuple(notes),
     )
     if not apply:
-        if replans and not missing_blocks(_with_blocks(step, changed)):
+        if estimate and replans and not missing_blocks(_with_blocks(step, changed)):
             weighed = await planning.replan(
                 session, step_plan(_with_blocks(step, changed)), now, dry_run=True
             )
@@ -449,7 +457,13 @@ def _step_blocks(spec: StepSpec) -> dict[BlockKind, dict[str, Any]]:
 
 
 async def _weigh_or_apply(
-    session: AsyncSession, chain: Chain, spec: ChainSpec, now: datetime, *, apply: bool
+    session: AsyncSession,
+    chain: Chain,
+    spec: ChainSpec,
+    now: datetime,
+    *,
+    apply: bool,
+    estimate: bool = True,
 ) -> _Plan:
     plan = _Plan()
     if chain.enrollment != spec.enrollment and chain.status != ChainStatus.DRAFT:
@@ -485,7 +499,7 @@ async def _weigh_or_apply(
                 step.updated_at = chain.updated_at = utcnow()
         try:
             impact = await _change_blocks(
-                session, chain, step, _step_blocks(step_spec), now, apply=apply
+                session, chain, step, _step_blocks(step_spec), now, apply=apply, estimate=estimate
             )
         except InvalidBlock as refused:
             plan.problems += [_at(f"{path}.action", problem) for problem in refused.problems]
@@ -549,7 +563,8 @@ async def update_chain(
         return plan.impacts
     async with db.writer() as session:
         chain = await _chain(session, chain_id, lock=True)
-        weighed = await _weigh_or_apply(session, chain, spec, now, apply=False)
+        # Refusals first, all of them, before anything is written.
+        weighed = await _weigh_or_apply(session, chain, spec, now, apply=False, estimate=False)
         if weighed.problems:
             raise InvalidChainFile(weighed.problems)
         plan = await _weigh_or_apply(session, chain, spec, now, apply=True)
