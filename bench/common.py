@@ -8,6 +8,7 @@ bench/soak.py; not a benchmark itself.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -206,3 +207,12 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def sized_parser(doc: str, *, customers: int = 1_000_000) -> argparse.ArgumentParser:
+    """The options of a benchmark over N customers, repeated, on each database."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    return parser

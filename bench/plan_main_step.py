@@ -21,7 +21,6 @@ chain costs). Results go to docs/benchmarks.md, "## Planning".
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sqlite3
 import statistics
@@ -36,7 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import selectinload
 
-from bench.common import add_chain, add_customers, scratch_postgres, scratch_sqlite
+from bench.common import (
+    add_chain,
+    add_customers,
+    scratch_postgres,
+    scratch_sqlite,
+    sized_parser,
+)
 from models.db import Database
 from models.tables import Chain, Delivery, Step, UtcDateTime
 from scheduler import planning
@@ -150,10 +155,7 @@ async def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser = sized_parser(__doc__)
     parser.add_argument(
         "--analysed-empty",
         action="store_true",

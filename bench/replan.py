@@ -22,7 +22,6 @@ Results go to docs/benchmarks.md, "## Editing a running chain".
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -34,7 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select, text
 
-from bench.common import add_chain, add_customers, scratch_postgres, scratch_sqlite
+from bench.common import (
+    add_chain,
+    add_customers,
+    scratch_postgres,
+    scratch_sqlite,
+    sized_parser,
+)
 from models.chainfile import BlockKind
 from models.chains import export_chain
 from models.db import Database
@@ -95,10 +100,7 @@ async def measure(url: str, customers: int, repeat: int) -> dict[str, list[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser = sized_parser(__doc__)
     options = parser.parse_args()
     for kind in options.databases.split(","):
         print(f"{kind}:", flush=True)

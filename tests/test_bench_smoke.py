@@ -86,3 +86,13 @@ def test_soak_sends_mixed_and_hostile_traffic_without_a_server_error(tmp_path: P
     assert figures["requests"] > 0
     assert figures["hostile"] > 0
     assert figures["server_errors"] == 0
+
+
+def test_replan_bench_updates_every_planned_row_through_chains_update(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "replan.py"), "--customers", "300",
+         "--repeat", "2", "--databases", "sqlite"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert "300 planned" in run.stdout
+    assert "update/bare" in run.stdout
