@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time as monotonic
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -275,7 +275,13 @@ class Engine:
         for step_id, skipped in taken.skipped.items():
             report.waves.setdefault(step_id, WaveTally()).add_skipped(skipped)
         if taken.rows:
-            tallies = await self._sender.send(taken.rows, self._messages, worker_id, deadline)
+            try:
+                tallies = await self._sender.send(taken.rows, self._messages, worker_id, deadline)
+            except Exception:
+                # The database failed midway (a lock waited out, a deadlock, a lost
+                # connection): what this worker still holds must not stay held by it.
+                await self._take_back_own(report)
+                raise
             for step_id, tally in tallies.items():
                 report.add_tally(step_id, tally)
             handled = sum(t.sent + t.failed + t.uncertain + t.retried for t in tallies.values())
@@ -436,9 +442,25 @@ class Engine:
             report.planned += await self._enroll_newcomers()
 
     async def _reap(self, report: TickReport) -> None:
+        await self._recover(report, lambda session, now: workers.reap(session, now))
+
+    async def _take_back_own(self, report: TickReport) -> None:
+        assert self.worker_id is not None
+        own = [self.worker_id]
+        try:
+            await self._recover(report, lambda session, now: workers.take_back(session, own, now))
+        except Exception:
+            # Still held: they go back when this worker is taken for dead or restarts.
+            log.exception("could not hand back the rest of a failed batch")
+
+    async def _recover(
+        self,
+        report: TickReport,
+        take: Callable[[AsyncSession, datetime], Awaitable[workers.Reaped]],
+    ) -> None:
         now = self.clock()
         async with self.db.writer() as session:
-            reaped = await workers.reap(session, now)
+            reaped = await take(session, now)
             for step_id, ids in reaped.uncertain.items():
                 await self._plan_next(session, step_id, ids, now)
                 # They keep the moment they were marked as `sent_at`: attributable.
@@ -446,7 +468,7 @@ class Engine:
         lost = sum(len(ids) for ids in reaped.uncertain.values())
         if lost or reaped.released:
             log.warning(
-                "took back from stopped workers: %d rows to send, %d outcomes lost (uncertain)",
+                "took back: %d rows to send, %d outcomes lost (uncertain)",
                 reaped.released,
                 lost,
             )

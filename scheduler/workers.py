@@ -108,14 +108,21 @@ async def reap(session: AsyncSession, now: datetime) -> Reaped:
             delete(_worker).where(_worker.c.heartbeat_at < cutoff).returning(_worker.c.id)
         )
     )
+    return await take_back(session, dead, now)
+
+
+async def take_back(session: AsyncSession, worker_ids: list[int], now: datetime) -> Reaped:
+    """What these workers hold goes back: claimed rows to the queue, rows `sending` to
+    `uncertain` (they may have been handed over: never resent). For dead workers, and
+    for a live one whose batch failed midway."""
     reaped = Reaped()
-    if not dead:
+    if not worker_ids:
         return reaped
-    reaped.released = await _release(session, dead)
+    reaped.released = await _release(session, worker_ids)
     lost = await session.execute(
         update(_delivery)
         .where(
-            _delivery.c.claimed_by.in_(dead),
+            _delivery.c.claimed_by.in_(worker_ids),
             _delivery.c.status == DeliveryStatus.SENDING.value,
         )
         .values(

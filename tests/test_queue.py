@@ -443,3 +443,46 @@ async def test_activating_a_once_chain_it_cannot_plan_is_refused_in_words(
     with pytest.raises(ChainNotReady, match="step 1 \\(Far away\\) cannot be planned"):
         await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
     assert (await list_chains(harness.db))[0].status == "draft"
+
+
+async def test_a_batch_failing_midway_hands_back_what_this_worker_still_holds(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_customers(harness.db, *({} for _ in range(60)))
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    engine = Engine(
+        harness.db,
+        engine_config(email_concurrency=1, batch_size=60),
+        email=OutboxEmailTransport(harness.outbox),
+        sms=OutboxSmsTransport(harness.outbox, "Shop"),
+        clock=harness.clock,
+    )
+    sender = engine._sender
+    record = sender._record
+    calls = 0
+
+    async def record_then_fail(*args: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionResetError("the database connection was lost")
+        await record(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sender, "_record", record_then_fail)
+    with pytest.raises(ConnectionResetError):
+        await engine.tick()
+    monkeypatch.setattr(sender, "_record", record)
+
+    # Nothing stays claimed by the live worker: the two groups whose outcomes were not
+    # recorded (the one failing, the one on the wire beside it) are uncertain — handed
+    # over, never resent — and the rest go out on the next tick.
+    async with harness.db.session() as session:
+        held = await session.scalar(
+            select(func.count()).where(Delivery.claimed_by.is_not(None))
+        )
+    assert held == 0
+    await engine.run_until_idle()
+    assert await harness.statuses(1, chain_id) == {"sent": 28, "uncertain": 32}
+    assert len(harness.emails()) == 60
+    await engine.close()
