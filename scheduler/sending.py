@@ -15,6 +15,7 @@ nothing another worker decided meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -203,7 +204,16 @@ class Sender:
         for index in range(1, len(groups) + 1):
             upcoming = groups[index] if index < len(groups) else None
             if upcoming is not None:
-                await self._prepare(upcoming)
+                try:
+                    await self._prepare(upcoming)
+                except BaseException:
+                    # The group on the wire finishes and is recorded if the database
+                    # lets it; what is not recorded the engine hands back as uncertain.
+                    outcomes = await on_wire
+                    wire = current
+                    with contextlib.suppress(Exception):
+                        await self._record(wire.messages, outcomes, self._tally(tallies, wire))
+                    raise
             outcomes = await on_wire
             finished, current = current, upcoming
             cut = self._cut or self._stopping() or time.monotonic() > deadline

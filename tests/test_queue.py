@@ -445,8 +445,17 @@ async def test_activating_a_once_chain_it_cannot_plan_is_refused_in_words(
     assert (await list_chains(harness.db))[0].status == "draft"
 
 
+@pytest.mark.parametrize(
+    ("failing", "uncertain"),
+    [
+        # Recording group 2 fails: it and group 3, on the wire beside it, are unknown.
+        ("_record", 32),
+        # Marking group 3 fails: group 2, on the wire, is still recorded; 3 goes back.
+        ("_prepare", 0),
+    ],
+)
 async def test_a_batch_failing_midway_hands_back_what_this_worker_still_holds(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, failing: str, uncertain: int
 ) -> None:
     await add_customers(harness.db, *({} for _ in range(60)))
     chain_id = await import_seed(harness.db)
@@ -459,30 +468,30 @@ async def test_a_batch_failing_midway_hands_back_what_this_worker_still_holds(
         clock=harness.clock,
     )
     sender = engine._sender
-    record = sender._record
+    step = getattr(sender, failing)
     calls = 0
 
-    async def record_then_fail(*args: object) -> None:
+    async def fail_once(*args: object) -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:
+        if calls == (2 if failing == "_record" else 3):
             raise ConnectionResetError("the database connection was lost")
-        await record(*args)  # type: ignore[arg-type]
+        await step(*args)
 
-    monkeypatch.setattr(sender, "_record", record_then_fail)
+    monkeypatch.setattr(sender, failing, fail_once)
     with pytest.raises(ConnectionResetError):
         await engine.tick()
-    monkeypatch.setattr(sender, "_record", record)
+    monkeypatch.setattr(sender, failing, step)
 
-    # Nothing stays claimed by the live worker: the two groups whose outcomes were not
-    # recorded (the one failing, the one on the wire beside it) are uncertain — handed
-    # over, never resent — and the rest go out on the next tick.
+    # Nothing stays claimed by the live worker: groups whose outcomes were not recorded
+    # are uncertain (handed over, never resent), the rest go out on the next tick.
     async with harness.db.session() as session:
-        held = await session.scalar(
-            select(func.count()).where(Delivery.claimed_by.is_not(None))
-        )
+        held = await session.scalar(select(func.count()).where(Delivery.claimed_by.is_not(None)))
     assert held == 0
     await engine.run_until_idle()
-    assert await harness.statuses(1, chain_id) == {"sent": 28, "uncertain": 32}
+    statuses = await harness.statuses(1, chain_id)
+    assert statuses == (
+        {"sent": 60 - uncertain, "uncertain": uncertain} if uncertain else {"sent": 60}
+    )
     assert len(harness.emails()) == 60
     await engine.close()
