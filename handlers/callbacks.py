@@ -24,8 +24,11 @@ and the limit is in bytes.
 | `eb:<chain>:<pos>:<b>` | edit a block: `a` who, `m` message, `t` schedule, `g` goal | admin |
 | `ex:<op>[:<arg>]`   | change the open block's draft (a segment, a term, a day…) | admin |
 | `ex:in:<field>`     | wait for the field to be typed                      | admin    |
-| `ev` / `ed`         | Save / Discard the open block's draft               | admin    |
+| `ev` / `ed`         | Save / Discard the draft (a live step's Save asks first) | admin    |
+| `ev:ok`             | Save, once what it does was shown ("✅ Save")       | admin    |
 | `el:save\|drop\|keep` | the answer to "Save / Discard / Keep editing"      | admin    |
+| `est:<chain>:<pos>` | stop the step (asks, with the numbers); `…:ok` stops it | admin |
+| `erm:<chain>:<pos>` | remove the step (asks); `…:ok` removes it           | admin    |
 | `en:<chain>`        | add a step (asks its name)                          | admin    |
 | `esn:<chain>:<pos>` | add the step with its default name ("Step 2")       | admin    |
 | `er:<chain>:<pos>`  | rename the step (`<pos>` 0: the chain)              | admin    |
@@ -41,6 +44,7 @@ and the limit is in bytes.
 A new flow adds its actions to `Action` and a row to this table, and matches
 them with `pattern(Action.…)`. `encode` refuses data over 64 bytes, so a button
 that would be too long fails where it is built (in tests), not in Telegram.
+Save, Stop and Remove confirm with the asking button's data and `ok` last.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ class Action(StrEnum):
     CLOSE_EDITOR = "eq"
     PREVIEW = "ep"
     TEST_SEND = "et"
+    STOP_STEP = "est"
+    REMOVE_STEP = "erm"
 
 
 EDITOR_ACTIONS = frozenset(
@@ -110,6 +116,8 @@ EDITOR_ACTIONS = frozenset(
         Action.CLOSE_EDITOR,
         Action.PREVIEW,
         Action.TEST_SEND,
+        Action.STOP_STEP,
+        Action.REMOVE_STEP,
     }
 )
 

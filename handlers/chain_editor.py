@@ -9,13 +9,19 @@ is saved before. A draft that differs from the saved block is unsaved; leaving i
 (another block, step or chain, the map, a command, /cancel, a button outside the
 editor) asks Save / Discard / Keep editing first: `navigate` for the editor's own
 buttons, `leave_guard` (handler group -1) for everything else.
+
+A running chain is changed under the rules of `services.editing`, and the editor shows
+their numbers before it acts: Save on a live step (one with messages, whose save makes
+a new version) first shows what it does (`preview_block`, `describe`) with ✅ Save /
+✏️ Keep editing, also when Save is the answer to the leave question; Stop step shows
+how many waiting messages would be skipped (`preview_stop`); Remove step asks too.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,7 +57,18 @@ from models.chains import (
 )
 from models.segments import list_segments
 from models.tables import ChainStatus, Enrollment, Role
-from services.editing import save_block
+from services.editing import (
+    Impact,
+    Saved,
+    describe,
+    preview_block,
+    preview_remove,
+    preview_stop,
+    remove_step,
+    save_block,
+    step_options,
+    stop_step,
+)
 from services.forecast import forecast_activation
 from services.lifecycle import activate_chain
 
@@ -162,8 +179,15 @@ def _unsaved_step(state: State) -> int | None:
 
 
 async def show_step(
-    update: Update, context: Context, chain_id: int, position: int, *, toast: str | None = None
+    update: Update,
+    context: Context,
+    chain_id: int,
+    position: int,
+    *,
+    toast: str | None = None,
+    note: str | None = None,
 ) -> None:
+    """`note`: what a change just made to the step did, in the services' words."""
     state = _state(context)
     chain = await get_chain(context.deps.db, chain_id)
     if not chain.steps:
@@ -174,11 +198,13 @@ async def show_step(
         _close_block(state)
     state.update(chain=chain_id, step=step.position)
     state.pop("input", None)
+    running = chain.status in (ChainStatus.ACTIVE, ChainStatus.PAUSED)
+    options = await step_options(context.deps.db, chain_id, step.position) if running else None
     await _screen(
         update,
         context,
-        texts.editor_step(chain, step, _block(state) if unsaved(state) else None),
-        keyboards.editor_step(chain, step),
+        texts.editor_step(chain, step, _block(state) if unsaved(state) else None, note),
+        keyboards.editor_step(chain, step, options),
         toast=toast,
     )
 
@@ -342,6 +368,10 @@ async def _go(update: Update, context: Context, data: str) -> None:
             await _toggle_enrollment(update, context, chain_id)
         case Action.NEW_CHAIN:
             await _ask_chain_name(update, context)
+        case Action.STOP_STEP:
+            await _stop_step(update, context, chain_id, int_arg(args, 1, 1), sure=_sure(args, 2))
+        case Action.REMOVE_STEP:
+            await _remove_step(update, context, chain_id, int_arg(args, 1, 1), sure=_sure(args, 2))
         case Action.CLOSE_EDITOR:
             state.clear()
             await show(update, texts.MENU, keyboards.main_menu(_can_edit(context)))
@@ -385,29 +415,83 @@ async def leave_guard(update: Update, context: Context) -> None:
             raise ApplicationHandlerStop
 
 
-async def _save(update: Update, context: Context) -> tuple[bool, list[Problem]]:
-    """Save the draft; on refusal the block is shown again with every problem."""
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sure(args: list[str], index: int) -> bool:
+    """A confirming button: the asking button's data with `ok` after it (handlers/callbacks.py)."""
+    return len(args) == index + 1 and args[index] == "ok"
+
+
+async def _refused(update: Update, context: Context, refused: InvalidBlock) -> None:
+    """The block again, every problem under the draft; where a leave question led is
+    forgotten (the draft is still unsaved)."""
+    _state(context).pop("pending", None)
+    await show_block(update, context, problems=refused.problems)
+
+
+async def on_save(update: Update, context: Context, *, impact_seen: bool) -> None:
+    """Save, pressed under the block or answering the leave question. A change to a live
+    step is first shown in numbers, with ✅ Save / ✏️ Keep editing (`impact_seen` once
+    confirmed); a refusal is shown under the draft before anything is asked; a step
+    without messages saves at once. Then the step, or where the leave question led."""
     state = _state(context)
     kind = _block(state)
     if kind is None:
-        return True, []
+        await show(update, texts.STALE_BUTTON)
+        return
+    chain_id, position = _where(state)
+    if not impact_seen:
+        try:
+            impact = await preview_block(context.deps.db, chain_id, position, kind, state["draft"])
+        except InvalidBlock as refused:
+            await _refused(update, context, refused)
+            return
+        if impact.version is not None:
+            await _show_impact(update, context, kind, impact, impact.version)
+            return
+    # Saving closes the block, and with it the leave question's destination.
+    pending = state.pop("pending", None)
+    saved = await _save(update, context, kind)
+    if saved is None:
+        return
+    if pending is not None:
+        await _go(update, context, pending)
+        return
+    version = saved.impact.version
+    await show_step(
+        update,
+        context,
+        chain_id,
+        position,
+        toast=texts.saved_toast(saved.warnings, version),
+        note=describe(saved.impact, _now()) if version is not None else None,
+    )
+
+
+async def _show_impact(
+    update: Update, context: Context, kind: BlockKind, impact: Impact, version: int
+) -> None:
+    state = _state(context)
+    state.pop("input", None)
+    text = texts.save_impact(kind, impact.position, impact.name, version, describe(impact, _now()))
+    await _screen(update, context, text, keyboards.confirm_save())
+
+
+async def _save(update: Update, context: Context, kind: BlockKind) -> Saved | None:
+    """Save the draft; None if refused, the block shown again with every problem."""
+    state = _state(context)
     chain_id, position = _where(state)
     try:
         saved = await save_block(
             context.deps.db, chain_id, position, kind, state["draft"], actor=context.actor
         )
     except InvalidBlock as refused:
-        await show_block(update, context, problems=refused.problems)
-        return False, []
+        await _refused(update, context, refused)
+        return None
     _close_block(state)
-    return True, saved.warnings
-
-
-async def _save_and_show_step(update: Update, context: Context) -> None:
-    state = _state(context)
-    saved, warnings = await _save(update, context)
-    if saved:
-        await _show_step_after(update, context, state, texts.saved_toast(warnings))
+    return saved
 
 
 async def _show_step_after(update: Update, context: Context, state: State, toast: str) -> None:
@@ -417,17 +501,69 @@ async def _show_step_after(update: Update, context: Context, state: State, toast
 async def on_leave(update: Update, context: Context, args: list[str]) -> None:
     state = _state(context)
     choice = args[0] if args else "keep"
-    pending = state.pop("pending", None)
-    if choice == "keep" or pending is None:
+    if choice == "keep" or state.get("pending") is None:
+        state.pop("pending", None)
         await show_block(update, context)
         return
     if choice == "save":
-        saved, _ = await _save(update, context)
-        if not saved:
-            return
-    else:
-        _close_block(state)
+        # A live step's save is shown in numbers first; the answer leads on (on_save).
+        await on_save(update, context, impact_seen=False)
+        return
+    pending = state.pop("pending")
+    _close_block(state)
     await _go(update, context, pending)
+
+
+# --- Stopping and removing a step ------------------------------------------------------
+
+
+async def _stop_step(
+    update: Update, context: Context, chain_id: int, position: int, *, sure: bool
+) -> None:
+    """Asked first with the numbers of `preview_stop`; once sure, stopped and the step
+    shown with what the stop did."""
+    db = context.deps.db
+    if not sure:
+        impact = await preview_stop(db, chain_id, position)
+        _state(context).pop("input", None)
+        await _screen(
+            update,
+            context,
+            texts.stop_question(impact.position, impact.name, impact.to_go, impact.kept),
+            keyboards.confirm_step_change(Action.STOP_STEP, chain_id, impact.position),
+        )
+        return
+    impact = await stop_step(db, chain_id, position, actor=context.actor)
+    await show_step(
+        update,
+        context,
+        chain_id,
+        impact.position,
+        toast=texts.STOPPED_TOAST,
+        note=describe(impact, _now()),
+    )
+
+
+async def _remove_step(
+    update: Update, context: Context, chain_id: int, position: int, *, sure: bool
+) -> None:
+    db = context.deps.db
+    if not sure:
+        impact = await preview_remove(db, chain_id, position)
+        chain = await get_chain(db, chain_id)
+        _state(context).pop("input", None)
+        await _screen(
+            update,
+            context,
+            texts.remove_question(chain, _step_of(chain, impact.position)),
+            keyboards.confirm_step_change(Action.REMOVE_STEP, chain_id, impact.position),
+        )
+        return
+    impact = await remove_step(db, chain_id, position, actor=context.actor)
+    state = _state(context)
+    _close_block(state)
+    state.update(chain=chain_id, step=max(impact.position - 1, 1))
+    await show_overview(update, context, chain_id, toast=texts.REMOVED_TOAST)
 
 
 # --- Commands and buttons -----------------------------------------------------------
@@ -481,7 +617,7 @@ async def on_button(update: Update, context: Context) -> None:
         case Action.LEAVE:
             await on_leave(update, context, args)
         case Action.SAVE_BLOCK:
-            await _save_and_show_step(update, context)
+            await on_save(update, context, impact_seen=_sure(args, 0))
         case Action.DISCARD_BLOCK:
             if not state.get("block"):
                 await show(update, texts.STALE_BUTTON)

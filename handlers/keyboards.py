@@ -14,6 +14,7 @@ from handlers.callbacks import Action, encode
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
+from services.editing import StepOptions
 from services.forecast import Forecast
 
 T = TypeVar("T")
@@ -197,8 +198,11 @@ def editor_overview(
     return keyboard(*columns(steps, 1), pager(page, Action.EDIT_CHAIN, chain.id), *actions)
 
 
-def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:
-    """The four blocks, Add step right under the conversion block, then the way around."""
+def editor_step(
+    chain: ChainView, step: StepView, options: StepOptions | None = None
+) -> InlineKeyboardMarkup:
+    """The four blocks, Add step right under the conversion block, Stop or Remove step as
+    `options` allow (a running chain's), then the way around."""
     blocks = [
         button(
             texts.block_button(kind, getattr(step, kind) is not None),
@@ -217,9 +221,15 @@ def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:
     around.append(button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain.id))
     if step.position < len(chain.steps):
         around.append(button(texts.BUTTON_NEXT_STEP, Action.EDIT_STEP, chain.id, step.position + 1))
+    whole: Row = []
+    if options is not None and options.stop is not None:
+        whole.append(button(texts.BUTTON_STOP_STEP, Action.STOP_STEP, chain.id, step.position))
+    if options is not None and options.remove is not None:
+        whole.append(button(texts.BUTTON_REMOVE_STEP, Action.REMOVE_STEP, chain.id, step.position))
     return keyboard(
         *([block] for block in blocks),
         [button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)],
+        whole,
         preview_row(chain.id, step.position) if step.action is not None else [],
         [button(texts.BUTTON_RENAME_STEP, Action.RENAME, chain.id, step.position)],
         around,
@@ -229,6 +239,18 @@ def editor_step(chain: ChainView, step: StepView) -> InlineKeyboardMarkup:
 def editor_block(
     view: texts.BlockScreen, state: dict[str, Any], today: date
 ) -> InlineKeyboardMarkup:
+    """The draft's buttons, Save and Discard; a stopped step's block is only shown."""
+    back = [
+        button(
+            texts.back_to_step(view.step.position),
+            Action.EDIT_STEP,
+            view.chain.id,
+            view.step.position,
+        )
+    ]
+    if view.step.stopped:
+        preview = view.kind.value == "action"
+        return keyboard(preview_row(view.chain.id, view.step.position) if preview else [], back)
     match view.kind.value:
         case "audience":
             rows = _audience_rows(view, state)
@@ -238,21 +260,11 @@ def editor_block(
             rows = _schedule_rows(view, state, today)
         case _:
             rows = _conversion_rows(view)
-    footer = [
-        [
-            button(texts.BUTTON_SAVE, Action.SAVE_BLOCK),
-            button(texts.BUTTON_DISCARD, Action.DISCARD_BLOCK),
-        ],
-        [
-            button(
-                texts.back_to_step(view.step.position),
-                Action.EDIT_STEP,
-                view.chain.id,
-                view.step.position,
-            )
-        ],
+    save = [
+        button(texts.BUTTON_SAVE, Action.SAVE_BLOCK),
+        button(texts.BUTTON_DISCARD, Action.DISCARD_BLOCK),
     ]
-    return keyboard(*rows, *footer)
+    return keyboard(*rows, save, back)
 
 
 def preview_row(chain_id: int, position: int) -> Row:
@@ -391,6 +403,27 @@ def leave_question() -> InlineKeyboardMarkup:
             button(texts.BUTTON_DISCARD, Action.LEAVE, "drop"),
         ],
         [button(texts.BUTTON_KEEP_EDITING, Action.LEAVE, "keep")],
+    )
+
+
+def confirm_save() -> InlineKeyboardMarkup:
+    """Under what a live step's save would do: Save it, or back to the draft as it is."""
+    return keyboard(
+        [
+            button(texts.BUTTON_CONFIRM_SAVE, Action.SAVE_BLOCK, "ok"),
+            button(texts.BUTTON_KEEP_EDITING, Action.LEAVE, "keep"),
+        ]
+    )
+
+
+def confirm_step_change(action: Action, chain_id: int, position: int) -> InlineKeyboardMarkup:
+    """Under Stop step's or Remove step's question: do it, or back to the step."""
+    label = texts.BUTTON_STOP_STEP if action is Action.STOP_STEP else texts.BUTTON_REMOVE_STEP
+    return keyboard(
+        [
+            button(label, action, chain_id, position, "ok"),
+            button(texts.BUTTON_BACK, Action.EDIT_STEP, chain_id, position),
+        ]
     )
 
 

@@ -551,6 +551,9 @@ BUTTON_NEXT_STEP = "Step ▶"
 BUTTON_SAVE = "💾 Save"
 BUTTON_DISCARD = "🗑 Discard"
 BUTTON_KEEP_EDITING = "✏️ Keep editing"
+BUTTON_CONFIRM_SAVE = "✅ Save"
+BUTTON_STOP_STEP = "⏹ Stop step"
+BUTTON_REMOVE_STEP = "🗑 Remove step"
 BUTTON_EMAIL = "✉️ Email"
 BUTTON_SMS = "📱 SMS"
 BUTTON_TYPE_SUBJECT = "✏️ Subject"
@@ -619,6 +622,10 @@ STEP_ADDED_TOAST = "Step added"
 RENAMED_TOAST = "Renamed"
 COPIED_TOAST = "Copied: this is the new chain"
 ACTIVATED_TOAST = "Activated"
+STOPPED_TOAST = "Step stopped"
+REMOVED_TOAST = "Step removed"
+STOPPED_MARK = "⏹"
+STOPPED_STEP = "⏹ stopped: its blocks are shown as they were and can no longer change."
 PICK_A_DAY = "Pick a day first."
 NOT_HTML = "Please send the HTML as a .html file (up to 20 MB), or type it."
 HTML_NOT_UTF8 = "That file is not UTF-8 text; please save it as UTF-8 and send it again."
@@ -703,7 +710,8 @@ def _channel(step: StepView) -> str:
 
 
 def minimap_label(step: StepView, unsaved: bool) -> str:
-    """`2 · Reminder · ✉️ · if not opened ●`: ● unsaved changes, ⚠ blocks still missing."""
+    """`2 · Reminder · ✉️ · if not opened ●`: ● unsaved changes, ⚠ blocks still missing,
+    ⏹ stopped."""
     if isinstance(step.audience, TermsAudience):
         who = terms_short(step.audience)
     elif isinstance(step.audience, PreviousStepAudience):
@@ -712,7 +720,11 @@ def minimap_label(step: StepView, unsaved: bool) -> str:
         who = ", ".join(step.audience.segments)
     else:
         who = "…"
-    marks = ("●" if unsaved else "") + ("⚠" if step.missing else "")
+    marks = (
+        ("●" if unsaved else "")
+        + ("⚠" if step.missing else "")
+        + (STOPPED_MARK if step.stopped else "")
+    )
     label = f"{step.position} · {short(step.name, 20)} · {_channel(step)} · {short(who, 22)}"
     return f"{label} {marks}".rstrip()
 
@@ -761,21 +773,29 @@ def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
     return "\n".join(lines)
 
 
-def editor_step(chain: ChainView, step: StepView, unsaved_kind: BlockKind | None) -> str:
+def editor_step(
+    chain: ChainView, step: StepView, unsaved_kind: BlockKind | None, note: str | None = None
+) -> str:
+    """`note`: what the change just made did, in the services' words (describe)."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
         (BlockKind.ACTION, _action_short(step.action)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
         (BlockKind.CONVERSION, _conversion_short(step.conversion)),
     ]
+    version = f" · version {step.version}" if step.version > 1 else ""
     lines = [
         f"<b>Step {step.position} of {len(chain.steps)} · {esc(short(step.name, 60))}</b>",
-        f"in {esc(short(chain.name, 60))} ({STATUS[chain.status]})",
-        "",
+        f"in {esc(short(chain.name, 60))} ({STATUS[chain.status]}){version}",
     ]
+    if step.stopped:
+        lines.append(STOPPED_STEP)
+    lines.append("")
     for kind, summary in rows:
         mark = " ●" if kind is unsaved_kind else ""
         lines.append(f"{BLOCK_TITLES[kind]}: {summary}{mark}")
+    if note:
+        lines += ["", f"✅ {esc(note)}"]
     return "\n".join(lines)
 
 
@@ -855,6 +875,7 @@ def editor_block(view: BlockScreen) -> str:
     lines = [
         f"<b>{BLOCK_TITLES[view.kind]}</b> · step {view.step.position} · "
         f"{esc(short(view.step.name, 60))}{status}",
+        *([STOPPED_STEP] if view.step.stopped else []),
         "",
         *_draft_lines(view),
     ]
@@ -884,10 +905,43 @@ def carry_on(command: str) -> str:
     return f"Done. Now send {esc(command)} again."
 
 
-def saved_toast(warnings: Sequence[Problem]) -> str:
+def saved_toast(warnings: Sequence[Problem], version: int | None = None) -> str:
+    """`version`: the one a live step's save made (None: the step changed in place)."""
+    saved = "Saved" if version is None else f"Saved as version {version}"
     if not warnings:
-        return "Saved"
-    return "Saved. Note: " + "; ".join(problem_text(w) for w in warnings)[:180]
+        return saved
+    return f"{saved}. Note: " + "; ".join(problem_text(w) for w in warnings)[:160]
+
+
+def save_impact(kind: BlockKind, position: int, name: str, version: int, impact: str) -> str:
+    """Save on a live step, asked first: `impact` is what it does, in the services' words."""
+    return (
+        f"💾 <b>Save {BLOCK_TITLES[kind]} of step {position} ({esc(short(name, 40))})?</b>\n"
+        f"This step has messages already, so saving makes version {version}:\n\n"
+        f"{esc(impact)}"
+    )
+
+
+def stop_question(position: int, name: str, waiting: int, sent: int) -> str:
+    """Stop step, asked first: `waiting` planned messages are skipped, `sent` stay sent."""
+    lines = [
+        f"⏹ <b>Stop step {position} ({esc(short(name, 40))})?</b>",
+        f"{waiting:,} waiting {'message' if waiting == 1 else 'messages'} will be skipped"
+        ' ("step stopped"), and nobody moves on to the steps after it.',
+        f"The {sent:,} already sent stay sent." if sent else "Nothing was sent yet.",
+        "A stopped step stays stopped: to send again, add a step or copy the chain.",
+    ]
+    return "\n".join(lines)
+
+
+def remove_question(chain: ChainView, step: StepView) -> str:
+    lines = [
+        f"🗑 <b>Remove step {step.position} ({esc(short(step.name, 40))})?</b>",
+        "No message has come of it yet.",
+    ]
+    if step.position < len(chain.steps):
+        lines.append("The steps after it move up one.")
+    return "\n".join(lines)
 
 
 def ask_step_name(chain: ChainView, position: int) -> str:

@@ -19,8 +19,11 @@ version before it goes on the wire):
 - channel: refused once the step has handed anything to a channel.
 
 A step that has deliveries is stopped, not removed: its planned rows are skipped
-("step stopped") and nobody is planned into it or past it. A step without any is
-removed, the steps after it move up. A step is added at the end at any time.
+("step stopped") and nobody is planned into it or past it; its blocks stay as they
+were (saving one is refused). A step without any is removed, the steps after it move
+up. A step is added at the end at any time. `preview_block`, `preview_stop`,
+`preview_remove` and `step_options` weigh the same rules without writing, for a door
+to show first.
 """
 
 from __future__ import annotations
@@ -163,6 +166,14 @@ def _channel(action: Mapping[str, Any] | None) -> str | None:
 def _refusals(
     step: Step, blocks: Mapping[BlockKind, dict[str, Any]], counts: _Counts
 ) -> list[Problem]:
+    if step.stopped_at is not None:
+        return [
+            Problem(
+                "",
+                f"step {step.position} ({step.name}) is stopped: its blocks stay as they were."
+                " Add a step after it, or copy the chain and change the copy",
+            )
+        ]
     refused = []
     new_action = blocks.get(BlockKind.ACTION)
     old_channel, new_channel = _channel(step.action), _channel(new_action)
@@ -355,16 +366,38 @@ async def save_block(
 # --- Stopping and removing a step -----------------------------------------------------
 
 
+def _stop_refusal(step: Step, counts: _Counts) -> str | None:
+    """Why the step cannot be stopped, or None: only a step with messages can be, once."""
+    if step.stopped_at is not None:
+        return f"step {step.position} ({step.name}) is already stopped"
+    if not counts.total:
+        return f"step {step.position} ({step.name}) has no messages yet: remove it instead"
+    return None
+
+
+def _remove_refusal(step: Step, counts: _Counts, last: int) -> str | None:
+    """Why the step cannot be removed, or None. `last`: the chain's last position."""
+    if counts.total:
+        return (
+            f"step {step.position} ({step.name}) has {counts.total:,} messages: it cannot be"
+            " removed, only stopped"
+        )
+    if step.position == 1 and last > 1:
+        return "the main step cannot be removed while other steps follow it"
+    return None
+
+
+def _stopped(step: Step, counts: _Counts, skipped: int) -> Impact:
+    return Impact(step.position, step.name, "stopped", kept=counts.composed, to_go=skipped)
+
+
 async def _stop(
     session: AsyncSession, chain: Chain, step: Step, now: datetime, *, apply: bool
 ) -> Impact:
     counts = await _counts(session, step.id)
-    if step.stopped_at is not None:
-        raise ChainmailError(f"step {step.position} ({step.name}) is already stopped")
-    if not counts.total:
-        raise ChainmailError(
-            f"step {step.position} ({step.name}) has no messages yet: remove it instead"
-        )
+    refused = _stop_refusal(step, counts)
+    if refused:
+        raise ChainmailError(refused)
     skipped = counts.planned
     if apply:
         result = await session.execute(
@@ -381,7 +414,15 @@ async def _stop(
         skipped = max(result.rowcount or 0, 0)
         step.stopped_at = now
         step.updated_at = chain.updated_at = utcnow()
-    return Impact(step.position, step.name, "stopped", kept=counts.composed, to_go=skipped)
+    return _stopped(step, counts, skipped)
+
+
+async def preview_stop(db: Database, chain_id: int, position: int) -> Impact:
+    """What `stop_step` would do, nothing written: `to_go` planned rows would be skipped,
+    `kept` messages stay sent. ChainmailError as `stop_step`."""
+    async with db.session() as session:
+        chain = await _chain(session, chain_id)
+        return await _stop(session, chain, _step(chain, position), _now(), apply=False)
 
 
 async def stop_step(
@@ -398,14 +439,10 @@ async def stop_step(
 
 async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: bool) -> Impact:
     counts = await _counts(session, step.id)
-    if counts.total:
-        raise ChainmailError(
-            f"step {step.position} ({step.name}) has {counts.total:,} messages: it cannot be"
-            " removed, only stopped"
-        )
     last = await session.scalar(select(func.max(Step.position)).where(Step.chain_id == chain.id))
-    if step.position == 1 and (last or 1) > 1:
-        raise ChainmailError("the main step cannot be removed while other steps follow it")
+    refused = _remove_refusal(step, counts, last or 1)
+    if refused:
+        raise ChainmailError(refused)
     if apply:
         await session.delete(step)
         await session.flush()
@@ -427,6 +464,13 @@ async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: boo
     return Impact(step.position, step.name, "removed")
 
 
+async def preview_remove(db: Database, chain_id: int, position: int) -> Impact:
+    """What `remove_step` would do, nothing written; ChainmailError as `remove_step`."""
+    async with db.session() as session:
+        chain = await _chain(session, chain_id)
+        return await _remove(session, chain, _step(chain, position), apply=False)
+
+
 async def remove_step(db: Database, chain_id: int, position: int, *, actor: str) -> Impact:
     """Remove a step no message has come of; the steps after it move up one."""
     async with db.writer() as session:
@@ -434,6 +478,30 @@ async def remove_step(db: Database, chain_id: int, position: int, *, actor: str)
         impact = await _remove(session, chain, step, apply=True)
         audit.record(session, actor, "step.remove", chain_id=chain_id, **impact.as_audit())
     return impact
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What may be done to a whole step now, weighed by the rules above: what stopping it
+    would do (None: it cannot be stopped) and removing it (None: it cannot be removed)."""
+
+    stop: Impact | None
+    remove: Impact | None
+
+
+async def step_options(db: Database, chain_id: int, position: int) -> StepOptions:
+    """Whether the step can be stopped or removed, nothing written (a screen's buttons)."""
+    async with db.session() as session:
+        chain = await _chain(session, chain_id)
+        step = _step(chain, position)
+        counts = await _counts(session, step.id)
+    last = max(other.position for other in chain.steps)
+    return StepOptions(
+        stop=None if _stop_refusal(step, counts) else _stopped(step, counts, counts.planned),
+        remove=None
+        if _remove_refusal(step, counts, last)
+        else Impact(step.position, step.name, "removed"),
+    )
 
 
 # --- A whole chain file (`chainmail chains update`) -------------------------------
@@ -502,7 +570,7 @@ async def _weigh_or_apply(
                 session, chain, step, _step_blocks(step_spec), now, apply=apply, estimate=estimate
             )
         except InvalidBlock as refused:
-            plan.problems += [_at(f"{path}.action", problem) for problem in refused.problems]
+            plan.problems += [_in_file(path, problem) for problem in refused.problems]
         else:
             if impact is not None:
                 plan.impacts.append(impact)
@@ -537,6 +605,12 @@ async def _weigh_or_apply(
 
 def _at(prefix: str, problem: Problem) -> Problem:
     return Problem(prefix if not problem.path else f"{prefix}.{problem.path}", problem.message)
+
+
+def _in_file(path: str, problem: Problem) -> Problem:
+    """A refused change of a step's blocks, placed in the chain file: a channel switch
+    under the step's action, a stopped step's change on the step itself."""
+    return _at(f"{path}.action" if problem.path else path, problem)
 
 
 async def update_chain(
