@@ -462,7 +462,8 @@ async def test_a_batch_failing_midway_hands_back_what_this_worker_still_holds(
     await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
     engine = Engine(
         harness.db,
-        engine_config(email_concurrency=1, batch_size=60),
+        # A long tick: no deadline cuts the batch, whatever the clock does.
+        engine_config(email_concurrency=1, batch_size=60, tick_seconds=600),
         email=OutboxEmailTransport(harness.outbox),
         sms=OutboxSmsTransport(harness.outbox, "Shop"),
         clock=harness.clock,
