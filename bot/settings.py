@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A host name (RFC 5321 Domain) or an address literal such as [192.0.2.1].
+_HELO_NAME = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[(?:IPv6:)?[0-9A-Fa-f:.]+\])$")
 
 
 class SmtpSecurity(StrEnum):
@@ -57,6 +60,8 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_security: SmtpSecurity = SmtpSecurity.NONE
     mail_from: str = "Chainmail <chainmail@localhost>"
+    # The EHLO name. Empty: the machine's FQDN when it has a dot, else MAIL_FROM's domain.
+    smtp_helo_name: str = ""
 
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
@@ -149,6 +154,14 @@ class Settings(BaseSettings):
         domain_ok = "." in domain or domain == "localhost"
         if not (local and at and domain_ok and address.isascii()):
             raise ValueError(f"{value!r} is not an address like Shop <news@shop.example>")
+        return value
+
+    @field_validator("smtp_helo_name")
+    @classmethod
+    def _helo_name(cls, value: str) -> str:
+        value = value.strip()
+        if value and (len(value) > 253 or not _HELO_NAME.match(value)):
+            raise ValueError(f"{value!r} is not a host name like mail.shop.example")
         return value
 
     @field_validator("public_base_url")

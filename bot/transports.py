@@ -20,6 +20,8 @@ def email_transport(settings: Settings) -> EmailTransport:
         security=settings.smtp_security.value,
         concurrency=settings.email_concurrency,
         outbox_dir=settings.outbox_dir,
+        helo_name=settings.smtp_helo_name,
+        mail_from=settings.mail_from,
     )
 
 
