@@ -192,6 +192,8 @@ async def variant_b(port: int, messages: int, connections: int) -> None:
 
 def bench_step() -> EmailStep:
     return EmailStep(
+        chain_id=1,
+        chain_name="Весенняя распродажа",
         step_id=1,
         position=1,
         campaign="spring_sale",
@@ -205,7 +207,10 @@ def bench_step() -> EmailStep:
 
 async def variant_c(port: int, messages: int, connections: int) -> None:
     composer = EmailComposer(
-        bench_step(), public_base_url="https://t.shop.example", secret_key="bench-secret"
+        bench_step(),
+        public_base_url="https://t.shop.example",
+        secret_key="bench-secret",
+        installation_id="bench",
     )
     pool = SmtpPool("127.0.0.1", port, concurrency=connections, local_hostname="bench")
     numbers = iter(range(messages))
@@ -352,7 +357,9 @@ def main() -> None:
     )
     options = parser.parse_args()
 
-    composer = EmailComposer(bench_step(), public_base_url="https://t.shop.example", secret_key="k")
+    composer = EmailComposer(
+        bench_step(), public_base_url="https://t.shop.example", secret_key="k", installation_id="b"
+    )
     sample = Recipient(1, 1, recipient_address(1), {"first_name": "Имя", "external_id": "1"})
     size_c = len(composer.compose(sample).data)
     size_a = len(build_email_message(1).as_bytes())

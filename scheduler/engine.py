@@ -36,7 +36,7 @@ from channels.smtp import EmailTransport
 from models import audit
 from models.chainfile import EmailAction, SmsAction
 from models.chains import missing_blocks
-from models.db import Database
+from models.db import Database, installation_id
 from models.facts import messages_triggered
 from models.tables import (
     Chain,
@@ -173,6 +173,8 @@ class Engine:
         self._earliest: dict[int, datetime | None] = {}
         self._step_chain: dict[int, int] = {}
         self._messages: dict[int, StepMessages] = {}
+        # models.db.installation_id, read at the first tick: part of every Message-ID.
+        self._installation_id = ""
         self._sender = Sender(
             db,
             email=email,
@@ -217,6 +219,8 @@ class Engine:
 
     async def tick(self) -> TickReport:
         report = TickReport()
+        if not self._installation_id:
+            self._installation_id = await installation_id(self.db)
         await self._housekeeping(report)
         housekept = monotonic.monotonic()
         while not self.stopping:
@@ -348,6 +352,8 @@ class Engine:
         if isinstance(action, EmailAction):
             composer = EmailComposer(
                 EmailStep(
+                    chain_id=chain.chain_id,
+                    chain_name=chain.name,
                     step_id=step.step_id,
                     position=step.position,
                     campaign=chain.campaign,
@@ -359,6 +365,7 @@ class Engine:
                 ),
                 public_base_url=self.config.public_base_url,
                 secret_key=self.config.secret_key,
+                installation_id=self._installation_id,
             )
         return StepMessages(
             step.step_id,

@@ -257,6 +257,8 @@ async def test_unusable_recipient_is_permanent_without_contacting_the_server(
 
 async def test_composed_emails_travel_intact(smtp_server: SmtpTestServer) -> None:
     step = EmailStep(
+        chain_id=1,
+        chain_name="Цепочка",
         step_id=1,
         position=1,
         campaign="c",
@@ -266,7 +268,9 @@ async def test_composed_emails_travel_intact(smtp_server: SmtpTestServer) -> Non
         html="<p><a href='https://shop.example/'>Магазин</a></p>",
         mail_from=SENDER,
     )
-    composer = EmailComposer(step, public_base_url="https://t.example", secret_key="k")
+    composer = EmailComposer(
+        step, public_base_url="https://t.example", secret_key="k", installation_id="i1"
+    )
     composed = composer.compose(Recipient(5, 6, "ivan@example.com", {"first_name": "Иван"}))
     pool = pool_for(smtp_server)
 
