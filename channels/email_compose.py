@@ -18,6 +18,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from channels import mime, texts
+from channels.dkim import DkimKey, StepSigner
 from channels.links import (
     add_query_params,
     is_web_link,
@@ -36,6 +37,8 @@ __all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderEr
 _MAX_REMEMBERED_TARGETS = 10_000
 # What a Feedback-ID field may hold (its parts are separated by colons).
 _FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# The headers written for each customer, in the order `compose` writes them.
+_PER_MESSAGE_HEADERS = ("To", "Subject", "Date", "Message-ID", "List-Unsubscribe")
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,18 @@ class EmailComposer:
 
     RenderError if a template does not compile; ValueError if `mail_from` is
     not a usable address. `installation_id` (models.db.installation_id) makes the
-    Message-IDs of this installation differ from every other's.
+    Message-IDs of this installation differ from every other's. With `dkim`, every
+    message is signed.
     """
 
     def __init__(
-        self, step: EmailStep, *, public_base_url: str, secret_key: str, installation_id: str
+        self,
+        step: EmailStep,
+        *,
+        public_base_url: str,
+        secret_key: str,
+        installation_id: str,
+        dkim: DkimKey | None = None,
     ) -> None:
         display_name, address = parseaddr(step.mail_from)
         try:
@@ -116,6 +126,11 @@ class EmailComposer:
         self._from = mime.address_header("From", display_name, self.envelope_sender)
         self._fixed_headers = self._step_headers(step, installation_id, domain)
         self._prepare_body_frame()
+        self._signer: StepSigner | None = None
+        if dkim is not None:
+            self._signer = StepSigner(
+                dkim, [self._from, *self._fixed_headers], _PER_MESSAGE_HEADERS
+            )
 
     def _step_headers(self, step: EmailStep, installation_id: str, domain: str) -> list[bytes]:
         """The headers the same for every message of the step, encoded once, in order."""
@@ -191,21 +206,21 @@ class EmailComposer:
 
         if message_id is None:
             message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
-        parts = [
-            self._from,
+        headers = [
             mime.address_header("To", _display_name(context), address),
             mime.unstructured_header("Subject", subject),
             self._date.now(),
             f"Message-ID: {message_id}\r\n".encode(),
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
             f" <{self._mailto}{unsubscribe_token}>\r\n".encode(),
-            self._fixed_block,
-            self._before_text,
-            mime.base64_body(text),
         ]
+        body = [self._before_text, mime.base64_body(text)]
         if markup is not None:
-            parts += [self._before_html, mime.base64_body(markup), self._after_body]
-        return ComposedEmail(message_id, b"".join(parts), links)
+            body += [self._before_html, mime.base64_body(markup), self._after_body]
+        body_bytes = b"".join(body)
+        signature = b"" if self._signer is None else self._signer.signature(headers, body_bytes)
+        data = b"".join([signature, self._from, *headers, self._fixed_block, body_bytes])
+        return ComposedEmail(message_id, data, links)
 
     def _finish_html(
         self, markup: str, delivery_id: int, unsubscribe_url: str, links: list[str]

@@ -30,6 +30,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from channels.dkim import DkimKey
 from channels.email_compose import EmailComposer, EmailStep
 from channels.sms import SmsTransport
 from channels.smtp import EmailTransport
@@ -74,6 +75,8 @@ class EngineConfig:
     retry_base: timedelta = timedelta(minutes=1)
     # How often a long sending loop stops for housekeeping and a heartbeat.
     tick_seconds: float = 5.0
+    # Signs every email when set (DKIM_PRIVATE_KEY_FILE).
+    dkim: DkimKey | None = None
 
 
 @dataclass
@@ -366,6 +369,7 @@ class Engine:
                 public_base_url=self.config.public_base_url,
                 secret_key=self.config.secret_key,
                 installation_id=self._installation_id,
+                dkim=self.config.dkim,
             )
         return StepMessages(
             step.step_id,

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, cast
 
 from channels import mime
+from channels.dkim import DkimKey
 from channels.email_compose import ComposedEmail, EmailComposer, EmailStep, Recipient, RenderError
 from channels.results import SendStatus
 from channels.sms import OutboxSmsTransport, SmsTransport, render_sms
@@ -67,6 +68,8 @@ class MessageSetup:
     # the channels ("email", "sms") that go there.
     outbox_dir: str = ""
     to_outbox: frozenset[str] = frozenset()
+    # Test sends are signed as the engine's messages are (DKIM_PRIVATE_KEY_FILE).
+    dkim: DkimKey | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def _composer(message: StepMessage, setup: MessageSetup, keys: _Keys, prefix: st
         public_base_url=setup.public_base_url,
         secret_key=keys.secret,
         installation_id=keys.installation,
+        dkim=setup.dkim,
     )
 
 

@@ -79,6 +79,8 @@ def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
         ("MAIL_FROM", "Shop", "setting MAIL_FROM: 'Shop' is not an address"),
         ("SMTP_HELO_NAME", "mail shop", "setting SMTP_HELO_NAME: 'mail shop' is not a host"),
         ("SMTP_HELO_NAME", "-x.example", "setting SMTP_HELO_NAME: '-x.example' is not a host"),
+        ("DKIM_SELECTOR", "cm 2026", "setting DKIM_SELECTOR: 'cm 2026' is not a host name"),
+        ("DKIM_DOMAIN", "[10.0.0.1]", "setting DKIM_DOMAIN: '[10.0.0.1]' is not a host name"),
     ],
 )
 def test_malformed_setting_is_named(
