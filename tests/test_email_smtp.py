@@ -12,6 +12,7 @@ import pytest
 
 from channels.email_compose import EmailComposer, EmailStep, Recipient
 from channels.smtp import (
+    EmailTransport,
     OutboxEmailTransport,
     SendResult,
     SendStatus,
@@ -340,9 +341,9 @@ def test_unknown_security_mode_is_refused() -> None:
         SmtpPool("mx.example", 25, security="ssl")
 
 
-async def helo_seen(server: SmtpTestServer, outbox: Path, helo_name: str) -> list[str]:
-    """The EHLO names the server saw for one message sent as the settings say."""
-    pool = email_transport_from_settings(
+def configured_transport(server: SmtpTestServer, outbox: Path, helo_name: str) -> EmailTransport:
+    """The transport the settings make for this server, with SMTP_HELO_NAME `helo_name`."""
+    return email_transport_from_settings(
         host=server.host,
         port=server.port,
         username="",
@@ -353,6 +354,11 @@ async def helo_seen(server: SmtpTestServer, outbox: Path, helo_name: str) -> lis
         helo_name=helo_name,
         mail_from="Shop <news@shop.example>",
     )
+
+
+async def helo_seen(server: SmtpTestServer, outbox: Path, helo_name: str) -> list[str]:
+    """The EHLO names the server saw for one message sent as the settings say."""
+    pool = configured_transport(server, outbox, helo_name)
     try:
         result = await pool.send(SENDER, *message(1))
     finally:
