@@ -13,6 +13,8 @@ client's event loop or CPU core), with a handler that only counts. Variants:
      the ceiling of aiosmtplib + aiosmtpd on this machine;
   c  the channel layer: `EmailComposer.compose` per message (Jinja rendering,
      tracking links, tokens, MIME) and `SmtpPool.send` with concurrency N;
+  s  the same with DKIM signing (a 2048-bit RSA key, `cryptography`): compare
+     with c in the same run (`--only c,s`);
   d  the whole engine: N customers and an activated chain in a fresh database
      (SQLite file by default, --engine-db postgresql for a scratch PostgreSQL
      database), then `Engine.run_until_idle()` with `SmtpPool` of concurrency N:
@@ -45,7 +47,10 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from bench.common import MAIL_FROM, add_chain, add_customers, migrate, scratch_postgres
+from channels.dkim import DkimKey
 from channels.email_compose import EmailComposer, EmailStep, Recipient
 from channels.sms import OutboxSmsTransport
 from channels.smtp import SendStatus, SmtpPool
@@ -192,6 +197,8 @@ async def variant_b(port: int, messages: int, connections: int) -> None:
 
 def bench_step() -> EmailStep:
     return EmailStep(
+        chain_id=1,
+        chain_name="Весенняя распродажа",
         step_id=1,
         position=1,
         campaign="spring_sale",
@@ -204,8 +211,28 @@ def bench_step() -> EmailStep:
 
 
 async def variant_c(port: int, messages: int, connections: int) -> None:
+    await _compose_and_send(port, messages, connections, None)
+
+
+async def variant_s(port: int, messages: int, connections: int) -> None:
+    await _compose_and_send(port, messages, connections, _bench_dkim_key())
+
+
+def _bench_dkim_key() -> DkimKey:
+    """A fresh 2048-bit key: the signature costs the same whatever the key."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return DkimKey("shop.example", "bench", private_key)
+
+
+async def _compose_and_send(
+    port: int, messages: int, connections: int, dkim: DkimKey | None
+) -> None:
     composer = EmailComposer(
-        bench_step(), public_base_url="https://t.shop.example", secret_key="bench-secret"
+        bench_step(),
+        public_base_url="https://t.shop.example",
+        secret_key="bench-secret",
+        installation_id="bench",
+        dkim=dkim,
     )
     pool = SmtpPool("127.0.0.1", port, concurrency=connections, local_hostname="bench")
     numbers = iter(range(messages))
@@ -231,6 +258,7 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
     "a": ("aiosmtplib + EmailMessage built per message", variant_a),
     "b": ("aiosmtplib, one pre-serialised message (ceiling)", variant_b),
     "c": ("EmailComposer + SmtpPool", variant_c),
+    "s": ("EmailComposer with DKIM signing + SmtpPool", variant_s),
 }
 
 
@@ -352,7 +380,9 @@ def main() -> None:
     )
     options = parser.parse_args()
 
-    composer = EmailComposer(bench_step(), public_base_url="https://t.shop.example", secret_key="k")
+    composer = EmailComposer(
+        bench_step(), public_base_url="https://t.shop.example", secret_key="k", installation_id="b"
+    )
     sample = Recipient(1, 1, recipient_address(1), {"first_name": "Имя", "external_id": "1"})
     size_c = len(composer.compose(sample).data)
     size_a = len(build_email_message(1).as_bytes())
@@ -377,6 +407,8 @@ def main() -> None:
             for baseline in ("a", "b"):
                 if baseline in rates:
                     print(f"{variant}/{baseline} = {rates[variant] / rates[baseline]:.2f}")
+    if "s" in rates and "c" in rates:
+        print(f"s/c (signed / unsigned) = {rates['s'] / rates['c']:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.settings import Settings
 from bot.summaries import summary_sender
-from bot.transports import email_transport, sms_transport
+from bot.transports import dkim_key, email_transport, sms_transport
 from models.db import Database, secret_key
 from scheduler.engine import Engine, EngineConfig
 from scheduler.workers import HEARTBEAT
@@ -31,6 +31,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         mail_from=settings.mail_from,
         public_base_url=settings.public_base_url,
         secret_key=await secret_key(db, settings.secret_key),
+        dkim=dkim_key(settings),
         quiet_hours_sms=settings.quiet_hours_sms,
         email_concurrency=settings.email_concurrency,
         tick_seconds=settings.engine_tick_seconds,

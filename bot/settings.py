@@ -11,11 +11,17 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from channels.dkim import read_private_key
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A host name (RFC 5321 Domain) or an address literal such as [192.0.2.1].
+_DNS_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_HELO_NAME = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[(?:IPv6:)?[0-9A-Fa-f:.]+\])$")
 
 
 class SmtpSecurity(StrEnum):
@@ -57,6 +63,15 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_security: SmtpSecurity = SmtpSecurity.NONE
     mail_from: str = "Chainmail <chainmail@localhost>"
+    # The EHLO name. Empty: the machine's FQDN when it has a dot, else MAIL_FROM's domain.
+    smtp_helo_name: str = ""
+    # DKIM: the public key is published at {DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.
+    dkim_selector: str = ""
+    # Empty: the domain of MAIL_FROM (DMARC wants the two aligned).
+    dkim_domain: str = ""
+    # A PEM RSA private key of at least 2048 bits, readable by this process only (0600 or
+    # 0640). Unset: messages are not signed.
+    dkim_private_key_file: Path | None = None
 
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
@@ -149,6 +164,28 @@ class Settings(BaseSettings):
         domain_ok = "." in domain or domain == "localhost"
         if not (local and at and domain_ok and address.isascii()):
             raise ValueError(f"{value!r} is not an address like Shop <news@shop.example>")
+        return value
+
+    @field_validator("smtp_helo_name", "dkim_selector", "dkim_domain")
+    @classmethod
+    def _host_name(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        # EHLO also takes an address literal; DKIM names are DNS names only.
+        pattern = _HELO_NAME if info.field_name == "smtp_helo_name" else _DNS_NAME
+        if value and (len(value) > 253 or not pattern.match(value)):
+            raise ValueError(f"{value!r} is not a host name like mail.shop.example")
+        return value
+
+    @field_validator("dkim_private_key_file", mode="before")
+    @classmethod
+    def _dkim_key(cls, value: object, info: ValidationInfo) -> Path | None:
+        if value is None or not str(value).strip():
+            return None
+        value = Path(str(value).strip())
+        if not info.data.get("dkim_selector"):
+            raise ValueError("needs DKIM_SELECTOR too (the key is found at <selector>._domainkey)")
+        # Read now so that a key that cannot sign stops the process at start-up.
+        read_private_key(value)
         return value
 
     @field_validator("public_base_url")

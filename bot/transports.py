@@ -3,9 +3,12 @@ the SMS gateway or the outbox file."""
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from functools import partial
 
 from bot.settings import Settings
+from channels import mime
+from channels.dkim import DkimKey, read_private_key
 from channels.sms import SmsTransport, sms_transport_from_settings
 from channels.smtp import EmailTransport, email_transport_from_settings
 from services.preview import MessageSetup
@@ -20,6 +23,20 @@ def email_transport(settings: Settings) -> EmailTransport:
         security=settings.smtp_security.value,
         concurrency=settings.email_concurrency,
         outbox_dir=settings.outbox_dir,
+        helo_name=settings.smtp_helo_name,
+        mail_from=settings.mail_from,
+    )
+
+
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The key that signs every email, as DKIM_* say; None: unsigned."""
+    if settings.dkim_private_key_file is None:
+        return None
+    domain = settings.dkim_domain or mime.plain_address(parseaddr(settings.mail_from)[1])
+    return DkimKey(
+        domain.rpartition("@")[2].lower(),
+        settings.dkim_selector,
+        read_private_key(settings.dkim_private_key_file),
     )
 
 
@@ -40,6 +57,7 @@ def message_setup(settings: Settings) -> MessageSetup:
         mail_from=settings.mail_from,
         public_base_url=settings.public_base_url,
         secret_key=settings.secret_key,
+        dkim=dkim_key(settings),
         open_email=partial(email_transport, settings),
         open_sms=partial(sms_transport, settings),
         outbox_dir=str(settings.outbox_dir),

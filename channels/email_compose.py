@@ -10,6 +10,7 @@ against about 1.2 ms for an `EmailMessage` (docs/benchmarks.md).
 from __future__ import annotations
 
 import html
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from channels import mime, texts
+from channels.dkim import DkimKey, StepSigner
 from channels.links import (
     add_query_params,
     is_web_link,
@@ -33,10 +35,17 @@ __all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderEr
 # Distinct targets remembered per step with their UTM tags; a template that
 # builds hrefs from customer data could otherwise grow the memo without end.
 _MAX_REMEMBERED_TARGETS = 10_000
+# What a Feedback-ID field may hold (its parts are separated by colons).
+_FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# The headers written for each customer, in the order `compose` writes them.
+_PER_MESSAGE_HEADERS = ("To", "Subject", "Date", "Message-ID", "List-Unsubscribe")
 
 
 @dataclass(frozen=True)
 class EmailStep:
+    # The chain's id and name: its `List-Id`.
+    chain_id: int
+    chain_name: str
     step_id: int
     # 1-based: `utm_content=step<position>`.
     position: int
@@ -74,10 +83,20 @@ class EmailComposer:
     """Composes the emails of one step.
 
     RenderError if a template does not compile; ValueError if `mail_from` is
-    not a usable address.
+    not a usable address. `installation_id` (models.db.installation_id) makes the
+    Message-IDs of this installation differ from every other's. With `dkim`, every
+    message is signed.
     """
 
-    def __init__(self, step: EmailStep, *, public_base_url: str, secret_key: str) -> None:
+    def __init__(
+        self,
+        step: EmailStep,
+        *,
+        public_base_url: str,
+        secret_key: str,
+        installation_id: str,
+        dkim: DkimKey | None = None,
+    ) -> None:
         display_name, address = parseaddr(step.mail_from)
         try:
             self.envelope_sender = mime.plain_address(address)
@@ -100,45 +119,69 @@ class EmailComposer:
         self._tagged: dict[str, str] = {}
         # Links into Chainmail itself are never tracked or tagged.
         self._own_links = (f"{self._base}/u/", f"{self._base}/t/")
-        self._message_id_start = f"<cm.{step.step_id}."
+        self._message_id_start = f"<cm.{installation_id}.{step.step_id}."
         self._message_id_end = f"@{domain}>"
         self._mailto = f"mailto:{self.envelope_sender}?subject=unsubscribe%20"
         self._date = mime.DateHeader()
         self._from = mime.address_header("From", display_name, self.envelope_sender)
+        self._fixed_headers = self._step_headers(step, installation_id, domain)
         self._prepare_body_frame()
+        self._signer: StepSigner | None = None
+        if dkim is not None:
+            self._signer = StepSigner(
+                dkim, [self._from, *self._fixed_headers], _PER_MESSAGE_HEADERS
+            )
+
+    def _step_headers(self, step: EmailStep, installation_id: str, domain: str) -> list[bytes]:
+        """The headers the same for every message of the step, encoded once, in order."""
+        # RFC 2919: a phrase (the chain's name, RFC 2047-encoded when not ASCII) and an id
+        # in a namespace this installation owns.
+        list_id = mime.address_header(
+            "List-Id", step.chain_name, f"chain-{step.chain_id}.{installation_id}.{domain}"
+        )
+        # Gmail's feedback loop reports complaint rates per field: step, chain, campaign.
+        campaign = _FEEDBACK_UNSAFE.sub("_", step.campaign) or "none"
+        feedback_id = f"Feedback-ID: {step.step_id}:{step.chain_id}:{campaign}:chainmail\r\n"
+        return [
+            list_id,
+            feedback_id.encode(),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            b"MIME-Version: 1.0\r\n",
+        ]
 
     def _prepare_body_frame(self) -> None:
         # Base64 never contains "=_", so the boundary cannot occur in a part.
         boundary = f"=_cm{secrets.token_hex(12)}"
-        constant = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version: 1.0\r\n"
         text_type = b'Content-Type: text/plain; charset="utf-8"\r\n'
         html_type = b'Content-Type: text/html; charset="utf-8"\r\n'
         encoding = b"Content-Transfer-Encoding: base64\r\n"
         if self._html is None:
-            self._before_text = constant + text_type + encoding + b"\r\n"
+            self._fixed_headers += [text_type, encoding]
+            self._before_text = b""
             self._before_html = b""
             self._after_body = b""
-            return
-        self._before_text = (
-            constant
-            + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
-            + f"--{boundary}\r\n".encode()
-            + text_type
-            + encoding
-            + b"\r\n"
-        )
-        self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
-        self._after_body = f"--{boundary}--\r\n".encode()
+        else:
+            self._fixed_headers.append(
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode()
+            )
+            self._before_text = f"--{boundary}\r\n".encode() + text_type + encoding + b"\r\n"
+            self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
+            self._after_body = f"--{boundary}--\r\n".encode()
+        # The blank line that ends the header section.
+        self._fixed_block = b"".join(self._fixed_headers) + b"\r\n"
 
     @property
     def message_id_parts(self) -> tuple[str, str]:
-        """A message's Message-ID is these two around its customer's id (`<cm.7.` `1234`
-        `@shop.example>`): deterministic, so a duplicate would show, and so the engine can
-        record a group's ids in one statement."""
+        """A message's Message-ID is these two around its customer's id (`<cm.{installation}.7.`
+        `1234` `@shop.example>`): deterministic, so a duplicate would show, and so the engine
+        can record a group's ids in one statement."""
         return self._message_id_start, self._message_id_end
 
-    def compose(self, recipient: Recipient) -> ComposedEmail:
-        """The message for one customer; RenderError if it cannot be built for them."""
+    def compose(self, recipient: Recipient, message_id: str | None = None) -> ComposedEmail:
+        """The message for one customer; RenderError if it cannot be built for them.
+
+        `message_id` replaces the deterministic one (a test send must not look like the
+        customer's real message)."""
         try:
             address = mime.plain_address(recipient.email)
         except ValueError as exc:
@@ -161,21 +204,23 @@ class EmailComposer:
         if markup is not None:
             markup = self._finish_html(markup, delivery_id, unsubscribe_url, links)
 
-        message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
-        parts = [
-            self._from,
+        if message_id is None:
+            message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
+        headers = [
             mime.address_header("To", _display_name(context), address),
             mime.unstructured_header("Subject", subject),
             self._date.now(),
             f"Message-ID: {message_id}\r\n".encode(),
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
             f" <{self._mailto}{unsubscribe_token}>\r\n".encode(),
-            self._before_text,
-            mime.base64_body(text),
         ]
+        body = [self._before_text, mime.base64_body(text)]
         if markup is not None:
-            parts += [self._before_html, mime.base64_body(markup), self._after_body]
-        return ComposedEmail(message_id, b"".join(parts), links)
+            body += [self._before_html, mime.base64_body(markup), self._after_body]
+        body_bytes = b"".join(body)
+        signature = b"" if self._signer is None else self._signer.signature(headers, body_bytes)
+        data = b"".join([signature, self._from, *headers, self._fixed_block, body_bytes])
+        return ComposedEmail(message_id, data, links)
 
     def _finish_html(
         self, markup: str, delivery_id: int, unsubscribe_url: str, links: list[str]

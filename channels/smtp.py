@@ -47,6 +47,7 @@ __all__ = [
     "SendResult",
     "SendStatus",
     "SmtpPool",
+    "default_helo_name",
     "email_transport_from_settings",
 ]
 
@@ -86,6 +87,19 @@ def _envelope_sender(sender: str) -> str:
     return mime.plain_address(parseaddr(sender)[1] or sender)
 
 
+def default_helo_name(mail_from_domain: str) -> str:
+    """The name to greet servers with when SMTP_HELO_NAME is empty: the machine's FQDN when
+    it has a dot (and is not a `localhost…`), else the domain of MAIL_FROM.
+
+    Receivers score a bare or `localhost` EHLO as spam (SpamAssassin HELO_LOCALHOST,
+    FSL_HELO_NON_FQDN_1). May block on a DNS lookup: call it off the event loop.
+    """
+    fqdn = socket.getfqdn()
+    if "." in fqdn and not fqdn.lower().startswith("localhost"):
+        return fqdn
+    return mail_from_domain
+
+
 def _reply_result(code: int, text: str, *, recipient_phase: bool) -> SendResult:
     detail = texts.SMTP_REPLY.format(code=code, text=" ".join(text.split()))
     if 500 <= code < 600:
@@ -106,7 +120,8 @@ class SmtpPool(EmailTransport):
     Connections are opened when first needed and kept for the next message
     (a new transaction on the same connection); one that died is dropped and
     replaced on the next checkout. `backoff` is the first retry's delay in
-    seconds, doubled for each further attempt.
+    seconds, doubled for each further attempt. `local_hostname` is the EHLO name;
+    None: `default_helo_name(helo_domain)`, looked up at the first connection.
     """
 
     def __init__(
@@ -123,6 +138,7 @@ class SmtpPool(EmailTransport):
         timeout: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
+        helo_domain: str = "localhost",
     ) -> None:
         if security not in SECURITY_MODES:
             raise ValueError(f"security must be one of {', '.join(SECURITY_MODES)}")
@@ -139,6 +155,7 @@ class SmtpPool(EmailTransport):
         self._timeout = timeout
         self._tls_context = tls_context
         self._local_hostname = local_hostname
+        self._helo_domain = helo_domain
         self._slots = asyncio.Semaphore(concurrency)
         self._idle: list[SMTP] = []
         self._closed = False
@@ -248,7 +265,7 @@ class SmtpPool(EmailTransport):
                 return client
             client.close()
         if self._local_hostname is None:
-            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+            self._local_hostname = await asyncio.to_thread(default_helo_name, self._helo_domain)
         client = SMTP(
             hostname=self._host,
             port=self._port,
@@ -328,8 +345,13 @@ def email_transport_from_settings(
     security: str,
     concurrency: int,
     outbox_dir: Path | str,
+    helo_name: str,
+    mail_from: str,
 ) -> EmailTransport:
-    """SMTP when a host is set (SPEC §6), else the outbox directory."""
+    """SMTP when a host is set (SPEC §6), else the outbox directory.
+
+    `helo_name` is SMTP_HELO_NAME; empty: `default_helo_name` with MAIL_FROM's domain.
+    """
     if not host:
         return OutboxEmailTransport(outbox_dir)
     return SmtpPool(
@@ -339,4 +361,6 @@ def email_transport_from_settings(
         password=password,
         security=security,
         concurrency=concurrency,
+        local_hostname=helo_name or None,
+        helo_domain=_envelope_sender(mail_from).rpartition("@")[2],
     )

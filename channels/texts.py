@@ -37,3 +37,9 @@ OUTBOX_EMAIL = "outbox files in {path}"
 OUTBOX_SMS = "outbox file {path}"
 SMTP_SERVER = "SMTP {host}:{port} ({security})"
 SMS_GATEWAY = "SMS gateway {url}"
+
+# A DKIM key file that cannot sign (start-up refuses it; the file is never quoted).
+DKIM_UNREADABLE = "cannot read {path}: {error}"
+DKIM_NOT_PEM = "{path} is not a PEM private key without a passphrase"
+DKIM_NOT_RSA = "{path} is not an RSA key (DKIM's rsa-sha256 needs one)"
+DKIM_TOO_SHORT = "{path} holds a {bits}-bit RSA key; at least {minimum} bits are needed"

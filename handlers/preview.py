@@ -104,6 +104,8 @@ async def _prepared(
         await tell(update, texts.NOTHING_TO_PREVIEW)
         return None
     message = StepMessage(
+        chain_id=chain.id,
+        chain_name=chain.name,
         step_id=step.id,
         position=step.position,
         campaign=chain.campaign_tag,

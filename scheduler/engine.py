@@ -30,13 +30,14 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from channels.dkim import DkimKey
 from channels.email_compose import EmailComposer, EmailStep
 from channels.sms import SmsTransport
 from channels.smtp import EmailTransport
 from models import audit
 from models.chainfile import EmailAction, SmsAction
 from models.chains import missing_blocks
-from models.db import Database
+from models.db import Database, installation_id
 from models.facts import messages_triggered
 from models.tables import (
     Chain,
@@ -74,6 +75,8 @@ class EngineConfig:
     retry_base: timedelta = timedelta(minutes=1)
     # How often a long sending loop stops for housekeeping and a heartbeat.
     tick_seconds: float = 5.0
+    # Signs every email when set (DKIM_PRIVATE_KEY_FILE).
+    dkim: DkimKey | None = None
 
 
 @dataclass
@@ -173,6 +176,8 @@ class Engine:
         self._earliest: dict[int, datetime | None] = {}
         self._step_chain: dict[int, int] = {}
         self._messages: dict[int, StepMessages] = {}
+        # models.db.installation_id, read at the first tick: part of every Message-ID.
+        self._installation_id = ""
         self._sender = Sender(
             db,
             email=email,
@@ -217,6 +222,8 @@ class Engine:
 
     async def tick(self) -> TickReport:
         report = TickReport()
+        if not self._installation_id:
+            self._installation_id = await installation_id(self.db)
         await self._housekeeping(report)
         housekept = monotonic.monotonic()
         while not self.stopping:
@@ -348,6 +355,8 @@ class Engine:
         if isinstance(action, EmailAction):
             composer = EmailComposer(
                 EmailStep(
+                    chain_id=chain.chain_id,
+                    chain_name=chain.name,
                     step_id=step.step_id,
                     position=step.position,
                     campaign=chain.campaign,
@@ -359,6 +368,8 @@ class Engine:
                 ),
                 public_base_url=self.config.public_base_url,
                 secret_key=self.config.secret_key,
+                installation_id=self._installation_id,
+                dkim=self.config.dkim,
             )
         return StepMessages(
             step.step_id,

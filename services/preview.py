@@ -19,14 +19,18 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
+from functools import partial
 from typing import Any, cast
 
+from channels import mime
+from channels.dkim import DkimKey
 from channels.email_compose import ComposedEmail, EmailComposer, EmailStep, Recipient, RenderError
 from channels.results import SendStatus
 from channels.sms import OutboxSmsTransport, SmsTransport, render_sms
 from channels.smtp import EmailTransport, OutboxEmailTransport
 from models import audit
-from models.db import Database, secret_key
+from models.db import Database, installation_id, secret_key
 from models.preview import PreviewCustomer
 from models.sms_parts import SmsCount, sms_parts
 from models.tables import Channel
@@ -64,10 +68,15 @@ class MessageSetup:
     # the channels ("email", "sms") that go there.
     outbox_dir: str = ""
     to_outbox: frozenset[str] = frozenset()
+    # Test sends are signed as the engine's messages are (DKIM_PRIVATE_KEY_FILE).
+    dkim: DkimKey | None = None
 
 
 @dataclass(frozen=True)
 class StepMessage:
+    # The chain's id and name: its `List-Id`.
+    chain_id: int
+    chain_name: str
     step_id: int
     position: int
     # The chain's campaign tag and UTM switch.
@@ -107,10 +116,23 @@ class TestSendResult:
     outbox: str | None
 
 
-def _composer(message: StepMessage, setup: MessageSetup, key: str, prefix: str) -> EmailComposer:
+@dataclass(frozen=True)
+class _Keys:
+    # SECRET_KEY and the installation id, as kept in the database.
+    secret: str
+    installation: str
+
+
+async def _keys(db: Database, setup: MessageSetup) -> _Keys:
+    return _Keys(await secret_key(db, setup.secret_key), await installation_id(db))
+
+
+def _composer(message: StepMessage, setup: MessageSetup, keys: _Keys, prefix: str) -> EmailComposer:
     action = message.action
     return EmailComposer(
         EmailStep(
+            chain_id=message.chain_id,
+            chain_name=message.chain_name,
             step_id=message.step_id,
             position=message.position,
             campaign=message.campaign,
@@ -121,7 +143,9 @@ def _composer(message: StepMessage, setup: MessageSetup, key: str, prefix: str) 
             mail_from=setup.mail_from,
         ),
         public_base_url=setup.public_base_url,
-        secret_key=key,
+        secret_key=keys.secret,
+        installation_id=keys.installation,
+        dkim=setup.dkim,
     )
 
 
@@ -129,14 +153,16 @@ def _compose(
     message: StepMessage,
     customer: PreviewCustomer,
     setup: MessageSetup,
-    key: str,
+    keys: _Keys,
     *,
     to: str,
     prefix: str = "",
+    message_id: str | None = None,
 ) -> ComposedEmail:
     """RenderError when a template fails, in the engine's words."""
-    composer = _composer(message, setup, key, prefix)
-    return composer.compose(Recipient(TEST_DELIVERY_ID, customer.id, to, customer.context))
+    composer = _composer(message, setup, keys, prefix)
+    recipient = Recipient(TEST_DELIVERY_ID, customer.id, to, customer.context)
+    return composer.compose(recipient, message_id)
 
 
 def _part(parsed: EmailMessage, subtype: str) -> str | None:
@@ -156,8 +182,8 @@ async def render_preview(
     """
     if message.channel == Channel.SMS:
         return await asyncio.to_thread(_sms_preview, message, customer)
-    key = await secret_key(db, setup.secret_key)
-    return await asyncio.to_thread(_email_preview, setup, message, customer, key)
+    keys = await _keys(db, setup)
+    return await asyncio.to_thread(_email_preview, setup, message, customer, keys)
 
 
 def _sms_preview(message: StepMessage, customer: PreviewCustomer) -> PreviewSms:
@@ -166,9 +192,9 @@ def _sms_preview(message: StepMessage, customer: PreviewCustomer) -> PreviewSms:
 
 
 def _email_preview(
-    setup: MessageSetup, message: StepMessage, customer: PreviewCustomer, key: str
+    setup: MessageSetup, message: StepMessage, customer: PreviewCustomer, keys: _Keys
 ) -> PreviewEmail:
-    composed = _compose(message, customer, setup, key, to=customer.email or NO_ADDRESS)
+    composed = _compose(message, customer, setup, keys, to=customer.email or NO_ADDRESS)
     # Read back from the bytes the engine would hand to SMTP: what the customer's mail
     # program shows, not a second rendering that could differ.
     parsed = cast(
@@ -178,22 +204,17 @@ def _email_preview(
     if markup is not None:
         base = setup.public_base_url.rstrip("/")
         for index, target in enumerate(composed.links):
-            token = make_token(key, TokenKind.CLICK, TEST_DELIVERY_ID, index)
+            token = make_token(keys.secret, TokenKind.CLICK, TEST_DELIVERY_ID, index)
             markup = markup.replace(f"{base}/t/c/{token}", html.escape(target))
     return PreviewEmail(str(parsed["Subject"] or ""), _part(parsed, "plain") or "", markup)
 
 
-def _test_message_id(composed: ComposedEmail, step_id: int) -> tuple[str, bytes]:
-    """The message with a Message-ID of its own: the engine's `<cm.step.customer@…>` would
-    make a mail program drop a second test as a duplicate, and the outbox overwrite the
-    customer's real message file."""
-    domain = composed.message_id.rpartition("@")[2].rstrip(">")
-    message_id = f"<cm.test.{step_id}.{secrets.token_hex(8)}@{domain}>"
-    header = b"\r\nMessage-ID: %s\r\n"
-    data = composed.data.replace(
-        header % composed.message_id.encode(), header % message_id.encode(), 1
-    )
-    return message_id, data
+def _test_message_id(setup: MessageSetup, step_id: int) -> str:
+    """A Message-ID of its own: the engine's `<cm.….step.customer@…>` would make a mail
+    program drop a second test as a duplicate, and the outbox overwrite the customer's
+    real message file."""
+    domain = mime.plain_address(parseaddr(setup.mail_from)[1]).rpartition("@")[2]
+    return f"<cm.test.{step_id}.{secrets.token_hex(8)}@{domain}>"
 
 
 async def send_test(
@@ -223,14 +244,23 @@ async def send_test(
         if isinstance(sms, OutboxSmsTransport):
             outbox = str(sms.path)
     else:
-        key = await secret_key(db, setup.secret_key)
+        keys = await _keys(db, setup)
         composed = await asyncio.to_thread(
-            _compose, message, customer, setup, key, to=to, prefix=TEST_SUBJECT_PREFIX
+            partial(
+                _compose,
+                message,
+                customer,
+                setup,
+                keys,
+                to=to,
+                prefix=TEST_SUBJECT_PREFIX,
+                message_id=_test_message_id(setup, message.step_id),
+            )
         )
-        message_id, data = _test_message_id(composed, message.step_id)
+        message_id = composed.message_id
         transport = setup.open_email()
         try:
-            result = await transport.send(setup.mail_from, to, message_id, data)
+            result = await transport.send(setup.mail_from, to, message_id, composed.data)
         finally:
             await transport.aclose()
         if isinstance(transport, OutboxEmailTransport):

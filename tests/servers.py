@@ -121,6 +121,8 @@ class ReceivedMessage:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    # The name the client gave in EHLO (or HELO).
+    helo: str
 
     def parsed(self) -> EmailMessage:
         return cast(EmailMessage, email.message_from_bytes(self.data, policy=email.policy.default))
@@ -301,9 +303,12 @@ class SmtpTestServer:
             return "451 4.3.0 try again later", drop, False
         return None, drop, tempfail
 
-    def _record(self, envelope: Envelope) -> None:
+    def _record(self, envelope: Envelope, helo: str) -> None:
         message = ReceivedMessage(
-            str(envelope.mail_from), tuple(envelope.rcpt_tos), bytes(envelope.original_content)
+            str(envelope.mail_from),
+            tuple(envelope.rcpt_tos),
+            bytes(envelope.original_content),
+            helo,
         )
         with self._lock:
             self._messages.append(message)
@@ -332,7 +337,7 @@ class _Handler:
     async def handle_DATA(self, server: _FaultySmtp, session: Session, envelope: Envelope) -> str:
         if server.tempfail_data:
             return "451 4.3.0 try again later"
-        self._owner._record(envelope)
+        self._owner._record(envelope, session.host_name or "")
         if server.drop_at is DropPhase.AFTER_DATA:
             await server.drop()
         if self._owner.faults.slow_reply:

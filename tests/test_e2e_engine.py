@@ -36,6 +36,8 @@ from tests.servers import (
     SmtpFaults,
     SmtpTestServer,
 )
+from tests.test_email_dkim import KEY as DKIM_KEY
+from tests.test_email_dkim import verifies as dkim_verifies
 from web.app import WebConfig, create_app
 
 API_TOKEN = "shop-token"
@@ -120,6 +122,7 @@ async def world(db: Database) -> AsyncIterator[World]:
                 secret_key=SECRET,
                 quiet_hours_sms=None,
                 batch_size=50,
+                dkim=DKIM_KEY,
             ),
             email=email,
             sms=sms,
@@ -179,6 +182,8 @@ async def test_seed_chain_sms_follows_one_click_unsubscribe_on_next_tick(world: 
     received = world.smtp.messages
     assert len(received) == 190
     assert len({m.message_id for m in received}) == 190
+    # Signed by the engine, intact after the SMTP server.
+    assert all(dkim_verifies(m.data) for m in received)
     assert world.gateway.requests == []
 
     leaving = received[:25]

@@ -29,6 +29,7 @@ from models.tokens import TokenKind, read_token
 
 BASE = "https://t.shop.example"
 SECRET = "test-secret"
+INSTALLATION = "0a1b2c3d4e5f"
 HTML = """<!doctype html>
 <html><body>
 <p>Здравствуйте, <b>{{ first_name }}</b>!</p>
@@ -43,6 +44,8 @@ HTML = """<!doctype html>
 
 def make_step(**changes: Any) -> EmailStep:
     values: dict[str, Any] = {
+        "chain_id": 3,
+        "chain_name": "Осенняя распродажа",
         "step_id": 7,
         "position": 2,
         "campaign": "welcome_series",
@@ -57,7 +60,9 @@ def make_step(**changes: Any) -> EmailStep:
 
 
 def composer(**changes: Any) -> EmailComposer:
-    return EmailComposer(make_step(**changes), public_base_url=BASE, secret_key=SECRET)
+    return EmailComposer(
+        make_step(**changes), public_base_url=BASE, secret_key=SECRET, installation_id=INSTALLATION
+    )
 
 
 def recipient(**context: Any) -> Recipient:
@@ -121,8 +126,10 @@ def test_message_id_is_deterministic_per_step_and_customer() -> None:
     first = composer().compose(recipient())
     again = composer().compose(recipient(first_name="Пётр"))
 
-    assert first.message_id == again.message_id == "<cm.7.45@shop.example>"
-    assert parse(first)["Message-ID"] == "<cm.7.45@shop.example>"
+    assert first.message_id == again.message_id == "<cm.0a1b2c3d4e5f.7.45@shop.example>"
+    assert parse(first)["Message-ID"] == "<cm.0a1b2c3d4e5f.7.45@shop.example>"
+    start, end = composer().message_id_parts
+    assert f"{start}45{end}" == first.message_id
 
 
 def test_multipart_alternative_has_text_first_and_html_last() -> None:
@@ -402,3 +409,49 @@ def test_query_values_in_links_come_back_decoded() -> None:
 def test_unusable_sender_address_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="'Shop <shop>' cannot be used"):
         composer(mail_from="Shop <shop>")
+
+
+def raw_header(composed: ComposedEmail, name: str) -> str:
+    """A header's value as written, unfolded, encoded words left as they are."""
+    value = email.message_from_bytes(composed.data)[name]
+    return re.sub(r"\r?\n[ \t]", " ", str(value))
+
+
+def test_list_id_names_the_chain_in_this_installations_namespace() -> None:
+    raw = raw_header(composer().compose(recipient()), "List-Id")
+
+    phrase, _, list_id = raw.rpartition(" <")
+    assert phrase.startswith("=?utf-8?b?")
+    assert str(make_header(decode_header(phrase))) == "Осенняя распродажа"
+    assert list_id == "chain-3.0a1b2c3d4e5f.shop.example>"
+
+
+def test_an_ascii_chain_name_stays_readable_in_list_id() -> None:
+    raw = raw_header(composer(chain_name='Spring "sale"').compose(recipient()), "List-Id")
+
+    assert raw == '"Spring \\"sale\\"" <chain-3.0a1b2c3d4e5f.shop.example>'
+
+
+def test_feedback_id_names_step_chain_and_campaign() -> None:
+    message = parse(composer(campaign="autumn:sale").compose(recipient()))
+
+    assert message["Feedback-ID"] == "7:3:autumn_sale:chainmail"
+
+
+def test_headers_fixed_per_step_are_encoded_once_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[str] = []
+    address_header = mime.address_header
+
+    def counting(name: str, display_name: str, address: str) -> bytes:
+        encoded.append(name)
+        return address_header(name, display_name, address)
+
+    monkeypatch.setattr(mime, "address_header", counting)
+    step_composer = composer()
+    messages = [parse(step_composer.compose(recipient())) for _ in range(3)]
+
+    assert encoded.count("List-Id") == 1
+    assert encoded.count("To") == 3
+    assert len({m["List-Id"] for m in messages}) == 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import socket
 from pathlib import Path
 
 import pytest
 
 from channels.email_compose import EmailComposer, EmailStep, Recipient
 from channels.smtp import (
+    EmailTransport,
     OutboxEmailTransport,
     SendResult,
     SendStatus,
@@ -256,6 +258,8 @@ async def test_unusable_recipient_is_permanent_without_contacting_the_server(
 
 async def test_composed_emails_travel_intact(smtp_server: SmtpTestServer) -> None:
     step = EmailStep(
+        chain_id=1,
+        chain_name="Цепочка",
         step_id=1,
         position=1,
         campaign="c",
@@ -265,7 +269,9 @@ async def test_composed_emails_travel_intact(smtp_server: SmtpTestServer) -> Non
         html="<p><a href='https://shop.example/'>Магазин</a></p>",
         mail_from=SENDER,
     )
-    composer = EmailComposer(step, public_base_url="https://t.example", secret_key="k")
+    composer = EmailComposer(
+        step, public_base_url="https://t.example", secret_key="k", installation_id="i1"
+    )
     composed = composer.compose(Recipient(5, 6, "ivan@example.com", {"first_name": "Иван"}))
     pool = pool_for(smtp_server)
 
@@ -318,6 +324,8 @@ def test_settings_choose_smtp_only_when_a_host_is_set(tmp_path: Path) -> None:
             security="starttls",
             concurrency=4,
             outbox_dir=tmp_path,
+            helo_name="",
+            mail_from="Shop <news@shop.example>",
         )
 
     outbox, smtp = transport(""), transport("mx.example")
@@ -331,3 +339,55 @@ def test_settings_choose_smtp_only_when_a_host_is_set(tmp_path: Path) -> None:
 def test_unknown_security_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="security"):
         SmtpPool("mx.example", 25, security="ssl")
+
+
+def configured_transport(server: SmtpTestServer, outbox: Path, helo_name: str) -> EmailTransport:
+    """The transport the settings make for this server, with SMTP_HELO_NAME `helo_name`."""
+    return email_transport_from_settings(
+        host=server.host,
+        port=server.port,
+        username="",
+        password="",
+        security="none",
+        concurrency=1,
+        outbox_dir=outbox,
+        helo_name=helo_name,
+        mail_from="Shop <news@shop.example>",
+    )
+
+
+async def helo_seen(server: SmtpTestServer, outbox: Path, helo_name: str) -> list[str]:
+    """The EHLO names the server saw for one message sent as the settings say."""
+    pool = configured_transport(server, outbox, helo_name)
+    try:
+        result = await pool.send(SENDER, *message(1))
+    finally:
+        await pool.aclose()
+    assert result.status is SendStatus.SENT
+    return [m.helo for m in server.messages]
+
+
+async def test_the_server_sees_the_configured_helo_name(
+    smtp_server: SmtpTestServer, tmp_path: Path
+) -> None:
+    assert await helo_seen(smtp_server, tmp_path, "mailer.shop.example") == ["mailer.shop.example"]
+
+
+@pytest.mark.parametrize(
+    ("fqdn", "expected"),
+    [
+        ("worker-3.dc.shop.example", "worker-3.dc.shop.example"),
+        ("worker-3", "shop.example"),
+        ("localhost.localdomain", "shop.example"),
+    ],
+)
+async def test_without_a_helo_name_the_fqdn_with_a_dot_else_the_mail_from_domain(
+    smtp_server: SmtpTestServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fqdn: str,
+    expected: str,
+) -> None:
+    monkeypatch.setattr(socket, "getfqdn", lambda: fqdn)
+
+    assert await helo_seen(smtp_server, tmp_path, "") == [expected]

@@ -23,7 +23,7 @@ from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from models import reasons
 from models.chains import add_step, import_chain
-from models.db import Database
+from models.db import Database, installation_id
 from models.segments import add_segment
 from models.tables import (
     Chain,
@@ -495,9 +495,12 @@ async def test_a_groups_sent_rows_carry_each_messages_own_id_and_links(harness: 
     assert sorted(by_customer) == sorted(ids)
     headers = {str(m["Message-ID"]) for m in harness.emails()}
     assert {d.message_id for d in by_customer.values()} == headers
+    installation = await installation_id(harness.db)
     for customer_id, delivery in by_customer.items():
         assert delivery.status == "sent"
-        assert delivery.message_id == f"<cm.{delivery.step_id}.{customer_id}@shop.example>"
+        assert delivery.message_id == (
+            f"<cm.{installation}.{delivery.step_id}.{customer_id}@shop.example>"
+        )
         assert delivery.links == [
             "https://shop.example/sale?utm_source=chainmail"
             "&utm_medium=email&utm_campaign=seed&utm_content=step1"

@@ -130,6 +130,8 @@ def test_a_template_beyond_a_limit_is_stopped_quickly_in_words(
 
 def email_step(**parts: str) -> EmailStep:
     return EmailStep(
+        chain_id=1,
+        chain_name="c",
         step_id=1,
         position=1,
         campaign="c",
@@ -150,6 +152,7 @@ def test_each_email_part_has_its_own_cap_once_rendered(part: str, name: str) -> 
         email_step(**{part: "{{ 'x' * size }}{{ 'y' * size }}"}),
         public_base_url="https://t",
         secret_key="k",
+        installation_id="i1",
     )
     recipient = Recipient(1, 1, "a@example.com", {"size": limit // 2})
     assert composer.compose(recipient).data
@@ -160,10 +163,13 @@ def test_each_email_part_has_its_own_cap_once_rendered(part: str, name: str) -> 
 
 def test_first_name_templates_render_as_before() -> None:
     composer = EmailComposer(
-        email_step(html="<p>{{ first_name }}</p>"), public_base_url="https://t", secret_key="k"
+        email_step(html="<p>{{ first_name }}</p>"),
+        public_base_url="https://t",
+        secret_key="k",
+        installation_id="i1",
     )
     composed = composer.compose(Recipient(1, 1, "a@example.com", {"first_name": "<Анна>"}))
-    assert b"Message-ID: <cm.1.1@shop.example>" in composed.data
+    assert b"Message-ID: <cm.i1.1.1@shop.example>" in composed.data
     assert render_sms("  {{ first_name }}, hi  ", {"first_name": None}) == ", hi"
     assert render_sms("{% for c in 'abc' %}{{ c }}.{% endfor %}", {}) == "a.b.c."
     assert render_sms("{{ range(3)|list }} {{ range(5)|length }} {{ range(9)[2] }}", {}) == (
@@ -179,7 +185,9 @@ async def test_a_preview_that_cannot_finish_holds_up_nothing_else(tmp_path: Path
         open_email=lambda: OutboxEmailTransport(tmp_path),
         open_sms=lambda: OutboxSmsTransport(tmp_path / "sms.jsonl"),
     )
-    message = StepMessage(1, 1, "c", True, {"channel": "sms", "text": NESTED_LOOPS_FROM_DATA})
+    message = StepMessage(
+        1, "c", 1, 1, "c", True, {"channel": "sms", "text": NESTED_LOOPS_FROM_DATA}
+    )
     customer = PreviewCustomer(0, "x", "Анна", None, None, CONTEXT, made_up=True)
     gaps: list[float] = []
 

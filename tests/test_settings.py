@@ -39,6 +39,7 @@ def test_defaults_are_the_embedded_setup() -> None:
     assert settings.quiet_hours_sms == (time(21, 0), time(9, 0))
     assert settings.engine_tick_seconds == 5
     assert settings.smtp_host == ""
+    assert settings.smtp_helo_name == ""
     assert settings.admin_ids == []
 
 
@@ -47,11 +48,13 @@ def test_values_are_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("QUIET_HOURS_SMS", "")
     monkeypatch.setenv("SUMMARY_TIME", "18:30")
     monkeypatch.setenv("SMTP_SECURITY", "starttls")
+    monkeypatch.setenv("SMTP_HELO_NAME", "mailer.shop.example")
     settings = load_settings()
     assert settings.admin_ids == [111, 222, 333]
     assert settings.quiet_hours_sms is None
     assert settings.summary_time == time(18, 30)
     assert settings.smtp_security == "starttls"
+    assert settings.smtp_helo_name == "mailer.shop.example"
 
 
 def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
@@ -74,6 +77,10 @@ def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
         ("DATABASE_URL", "mysql://x", "setting DATABASE_URL: must start with"),
         ("DEFAULT_PHONE_REGION", "XX", "setting DEFAULT_PHONE_REGION:"),
         ("MAIL_FROM", "Shop", "setting MAIL_FROM: 'Shop' is not an address"),
+        ("SMTP_HELO_NAME", "mail shop", "setting SMTP_HELO_NAME: 'mail shop' is not a host"),
+        ("SMTP_HELO_NAME", "-x.example", "setting SMTP_HELO_NAME: '-x.example' is not a host"),
+        ("DKIM_SELECTOR", "cm 2026", "setting DKIM_SELECTOR: 'cm 2026' is not a host name"),
+        ("DKIM_DOMAIN", "[10.0.0.1]", "setting DKIM_DOMAIN: '[10.0.0.1]' is not a host name"),
     ],
 )
 def test_malformed_setting_is_named(
