@@ -14,6 +14,8 @@ import phonenumbers
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
     sms_sender: str = "Chainmail"
+    # Inbound SMS texts that unsubscribe their phone: comma-separated, any case.
+    sms_stop_words: Annotated[frozenset[str], NoDecode] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
     outbox_dir: Path = Path("./outbox")
     # Tracking facts (unsubscribes, opens, clicks) wait here while the database is busy.
@@ -102,6 +106,13 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a two-letter phone region such as RU")
         return region
+
+    @field_validator("sms_stop_words", mode="before")
+    @classmethod
+    def _split_stop_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            return stop_words(part for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("summary_time", mode="before")
     @classmethod
