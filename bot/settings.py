@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
+# An opt-out line longer than a third of a GSM-7 SMS leaves little room for the message.
+OPT_OUT_MAX = 50
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
     sms_sender: str = "Chainmail"
+    # A line appended to every SMS ("STOP: 0000"), counted in its parts; empty: none.
+    sms_opt_out_text: str = Field(default="", max_length=OPT_OUT_MAX)
     # Inbound SMS texts that unsubscribe their phone: comma-separated, any case.
     sms_stop_words: Annotated[frozenset[str], NoDecode] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
@@ -106,6 +110,13 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a two-letter phone region such as RU")
         return region
+
+    @field_validator("sms_opt_out_text")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("must be one line, such as STOP: 0000")
+        return value.strip()
 
     @field_validator("sms_stop_words", mode="before")
     @classmethod

@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 import yaml
 
 from models.errors import ChainmailError
-from models.sms_parts import sms_parts
+from models.sms_parts import sms_as_sent, sms_parts
 from models.tables import Channel, Enrollment
 from models.templates import (
     CUSTOMER_FIELDS,
@@ -75,8 +75,9 @@ UNKNOWN_TERM = "{value} is not a term; terms are: {terms}"
 ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
 TEMPLATE_ERROR = "not a valid template: {error}"
 TOO_MANY_SMS_PARTS = (
-    "{parts} SMS parts ({characters} {encoding} characters as written): at most {limit}"
+    "{parts} SMS parts ({characters} {encoding} characters as written{opt_out}): at most {limit}"
 )
+WITH_OPT_OUT = ", with the opt-out line {line!r}"
 ONLY_WITH_SEND = "only goes with send: {send}"
 NOT_A_DURATION = "{value} is not a duration"
 DURATION_TOO_LONG = "{value} is longer than {max} days"
@@ -696,7 +697,7 @@ def _templates(
 
 
 def _action(
-    data: Any, report: _Report, *, known_attributes: Collection[str] | None
+    data: Any, report: _Report, *, known_attributes: Collection[str] | None, sms_opt_out: str
 ) -> Action | None:
     fields = _mapping(data, report, _ACTION_KEYS)
     if fields is None:
@@ -718,13 +719,14 @@ def _action(
     text = _text(fields, "text", report, required=True, limit=text_limit)
     _templates({"subject": subject, "text": text, "html": html}, report, known_attributes)
     if is_sms and text is not None:
-        count = sms_parts(text)
+        count = sms_parts(sms_as_sent(text, sms_opt_out))
         if count.parts > MAX_SMS_PARTS:
             report.at("text").problem(
                 TOO_MANY_SMS_PARTS.format(
                     parts=count.parts,
                     characters=count.characters,
                     encoding=count.encoding,
+                    opt_out=WITH_OPT_OUT.format(line=sms_opt_out) if sms_opt_out else "",
                     limit=MAX_SMS_PARTS,
                 )
             )
@@ -816,11 +818,22 @@ def validate_audience(
 
 
 def validate_action(
-    data: Any, *, known_attributes: Collection[str] | None, stored: bool = False
+    data: Any,
+    *,
+    known_attributes: Collection[str] | None,
+    sms_opt_out: str = "",
+    stored: bool = False,
 ) -> Checked[Action]:
-    """`known_attributes` None skips the warnings about unknown template names."""
+    """`known_attributes` None skips the warnings about unknown template names.
+
+    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in an SMS's parts; a stored block is
+    read back without it, held to the rules it was saved under.
+    """
     return _checked(
-        lambda report: _action(data, report, known_attributes=known_attributes), stored=stored
+        lambda report: _action(
+            data, report, known_attributes=known_attributes, sms_opt_out=sms_opt_out
+        ),
+        stored=stored,
     )
 
 
@@ -843,6 +856,7 @@ def validate_block(
     known_segments: Collection[str] | None = None,
     known_attributes: Collection[str] | None = None,
     audience: Audience | None = None,
+    sms_opt_out: str = "",
     stored: bool = False,
 ) -> Checked[Block]:
     """One block of the step at `position`, with paths relative to the block.
@@ -857,7 +871,9 @@ def validate_block(
                 data, position=position, known_segments=known_segments, stored=stored
             )
         case BlockKind.ACTION:
-            checked = validate_action(data, known_attributes=known_attributes, stored=stored)
+            checked = validate_action(
+                data, known_attributes=known_attributes, sms_opt_out=sms_opt_out, stored=stored
+            )
         case BlockKind.SCHEDULE:
             checked = validate_schedule(data, audience=audience, stored=stored)
         case BlockKind.CONVERSION:
@@ -884,6 +900,7 @@ def _step(
     position: int,
     known_segments: Collection[str],
     known_attributes: Collection[str],
+    sms_opt_out: str,
 ) -> StepSpec | None:
     fields = _mapping(data, report, _STEP_KEYS)
     if fields is None:
@@ -905,6 +922,7 @@ def _step(
             fields[BlockKind.ACTION],
             report.at(BlockKind.ACTION),
             known_attributes=known_attributes,
+            sms_opt_out=sms_opt_out,
         )
     if BlockKind.SCHEDULE in fields:
         schedule_data = fields[BlockKind.SCHEDULE]
@@ -933,6 +951,7 @@ def _chain(
     *,
     known_segments: Collection[str],
     known_attributes: Collection[str],
+    sms_opt_out: str,
 ) -> ChainSpec | None:
     fields = _mapping(doc, report, _CHAIN_KEYS, not_mapping=NOT_A_CHAIN_DOCUMENT)
     if fields is None:
@@ -968,6 +987,7 @@ def _chain(
                 position=index + 1,
                 known_segments=known_segments,
                 known_attributes=known_attributes,
+                sms_opt_out=sms_opt_out,
             )
             for index, data in enumerate(fields["steps"])
         ]
@@ -983,12 +1003,23 @@ def _chain(
 
 
 def validate_chain(
-    doc: Any, *, known_segments: Collection[str], known_attributes: Collection[str]
+    doc: Any,
+    *,
+    known_segments: Collection[str],
+    known_attributes: Collection[str],
+    sms_opt_out: str = "",
 ) -> Checked[ChainSpec]:
-    """A whole chain document (as loaded from YAML), with paths from its root."""
+    """A whole chain document (as loaded from YAML), with paths from its root.
+
+    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in each SMS's parts.
+    """
     return _checked(
         lambda report: _chain(
-            doc, report, known_segments=known_segments, known_attributes=known_attributes
+            doc,
+            report,
+            known_segments=known_segments,
+            known_attributes=known_attributes,
+            sms_opt_out=sms_opt_out,
         )
     )
 

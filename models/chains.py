@@ -186,22 +186,32 @@ async def list_chains(db: Database) -> list[ChainSummary]:
 # --- Files ----------------------------------------------------------------------------
 
 
-async def read_chain_file(db: Database, yaml_text: str) -> tuple[ChainSpec, list[Problem]]:
+async def read_chain_file(
+    db: Database, yaml_text: str, *, sms_opt_out: str = ""
+) -> tuple[ChainSpec, list[Problem]]:
     """A chain file checked against this shop's segments and attributes, and its
-    warnings; InvalidChainFile lists every problem."""
+    warnings; InvalidChainFile lists every problem. `sms_opt_out`: SMS_OPT_OUT_TEXT,
+    counted in each SMS's parts."""
     doc = load_yaml(yaml_text)
     async with db.session() as session:
         known_segments = await segment_names(session)
         known_attributes = await known_attribute_keys(session)
-    checked = validate_chain(doc, known_segments=known_segments, known_attributes=known_attributes)
+    checked = validate_chain(
+        doc,
+        known_segments=known_segments,
+        known_attributes=known_attributes,
+        sms_opt_out=sms_opt_out,
+    )
     if checked.value is None:
         raise InvalidChainFile(checked.problems)
     return checked.value, checked.warnings
 
 
-async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportResult:
+async def import_chain(
+    db: Database, yaml_text: str, *, actor: str, sms_opt_out: str = ""
+) -> ImportResult:
     """A new draft chain from a chain file; InvalidChainFile lists every problem."""
-    spec, warnings = await read_chain_file(db, yaml_text)
+    spec, warnings = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
     async with db.writer() as session:
         chain = Chain(
             name=spec.name,
@@ -396,9 +406,11 @@ def checked_block(
     *,
     known_segments: Collection[str] | None,
     known_attributes: Collection[str] | None,
+    sms_opt_out: str = "",
 ) -> tuple[dict[str, Any], list[Problem]]:
     """One block for `step` as it would be stored, and its warnings; InvalidBlock lists
-    every problem, with paths relative to the block.
+    every problem, with paths relative to the block. `sms_opt_out`: SMS_OPT_OUT_TEXT,
+    counted in an SMS's parts.
 
     Audience and schedule are checked together: `send: now` cannot go with terms
     known only later, whichever of the two is saved second.
@@ -412,6 +424,7 @@ def checked_block(
         known_segments=known_segments,
         known_attributes=known_attributes,
         audience=saved_audience,
+        sms_opt_out=sms_opt_out,
     )
     problems = list(checked.problems)
     block: Block | None = checked.value

@@ -74,6 +74,8 @@ class EngineConfig:
     retry_base: timedelta = timedelta(minutes=1)
     # How often a long sending loop stops for housekeeping and a heartbeat.
     tick_seconds: float = 5.0
+    # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`).
+    sms_opt_out_text: str = ""
 
 
 @dataclass
@@ -366,6 +368,7 @@ class Engine:
             composer,
             action.text if isinstance(action, SmsAction) else None,
             step.version,
+            self.config.sms_opt_out_text,
         )
 
     # --- Planning as things happen --------------------------------------------------

@@ -28,7 +28,7 @@ to show first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,6 +303,25 @@ async def _change_blocks(
 # --- One block (the bot's Save) ---------------------------------------------------
 
 
+async def _checked_block(
+    session: AsyncSession,
+    step: Step,
+    kind: BlockKind,
+    data: Any,
+    names: tuple[Collection[str] | None, Collection[str] | None],
+    sms_opt_out: str,
+) -> tuple[dict[str, Any], list[Problem]]:
+    """`checked_block` with the shop's names (`known_names`: segments, attributes)."""
+    return checked_block(
+        step,
+        kind,
+        data,
+        known_segments=names[0],
+        known_attributes=names[1],
+        sms_opt_out=sms_opt_out,
+    )
+
+
 async def preview_block(
     db: Database,
     chain_id: int,
@@ -311,16 +330,15 @@ async def preview_block(
     data: Any,
     *,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> Impact:
     """What saving the block would do, nothing written; InvalidBlock as `save_block`."""
     kind = BlockKind(kind)
-    known_segments, known_attributes = await known_names(db, kind)
+    names = await known_names(db, kind)
     async with db.session() as session:
         chain = await _chain(session, chain_id)
         step = _step(chain, position)
-        stored, _ = checked_block(
-            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
-        )
+        stored, _ = await _checked_block(session, step, kind, data, names, sms_opt_out)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=False
         )
@@ -336,16 +354,16 @@ async def save_block(
     *,
     actor: str,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> Saved:
     """Validate and save one block of a step, running or not; its warnings and impact,
-    or InvalidBlock with every problem (paths relative to the block)."""
+    or InvalidBlock with every problem (paths relative to the block). `sms_opt_out`:
+    SMS_OPT_OUT_TEXT, counted in an SMS's parts."""
     kind = BlockKind(kind)
-    known_segments, known_attributes = await known_names(db, kind)
+    names = await known_names(db, kind)
     async with db.writer() as session:
         chain, step = await locked_step(session, chain_id, position)
-        stored, warnings = checked_block(
-            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
-        )
+        stored, warnings = await _checked_block(session, step, kind, data, names, sms_opt_out)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=True
         )
@@ -621,12 +639,13 @@ async def update_chain(
     actor: str,
     dry_run: bool = False,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> list[Impact]:
     """Apply a chain file to an existing chain, running or not, step by step as the
     rules above say: all or nothing. InvalidChainFile lists every problem of the file
     and every refused change, and nothing is applied. `dry_run`: the impact only."""
     now = now or _now()
-    spec, _ = await read_chain_file(db, yaml_text)
+    spec, _ = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
     if dry_run:
         async with db.session() as session:
             plan = await _weigh_or_apply(
