@@ -79,6 +79,14 @@ TOO_MANY_SMS_PARTS = (
 )
 WITH_OPT_OUT = ", with the opt-out line {line!r}"
 ONLY_WITH_SEND = "only goes with send: {send}"
+OPENED_AFTER_SMS = (
+    "{terms}: step {previous} sends an SMS, and whether an SMS was opened is never known; "
+    "use delivered or clicked (and their not_ forms)"
+)
+SMS_BEFORE_OPENED = (
+    "step {next} goes by whether this message was opened ({terms}), which an SMS never "
+    "tells: change step {next}'s terms first"
+)
 NOT_A_DURATION = "{value} is not a duration"
 DURATION_TOO_LONG = "{value} is longer than {max} days"
 NOT_A_MOMENT = "{value} is not a date and time like 2026-12-01 10:00"
@@ -204,6 +212,9 @@ class Term(StrEnum):
 LATER_ONLY_TERMS = frozenset(
     {Term.NOT_OPENED, Term.NOT_CLICKED, Term.NOT_DELIVERED, Term.NOT_ORDERED}
 )
+# Known of an email only: an SMS is delivered and its links clicked, but nothing
+# tells whether it was read.
+EMAIL_ONLY_TERMS = frozenset({Term.OPENED, Term.NOT_OPENED})
 
 
 class Send(StrEnum):
@@ -476,6 +487,30 @@ def default_campaign(name: str) -> str:
     ascii_only = unicodedata.normalize("NFKD", latin).encode("ascii", "ignore").decode()
     tag = re.sub(r"[^a-z0-9]+", "_", ascii_only)[:CAMPAIGN_LIMIT].strip("_")
     return tag or "chain"
+
+
+def _email_only_terms(audience: Audience | None, previous: Action | None) -> str:
+    if not isinstance(audience, TermsAudience) or not isinstance(previous, SmsAction):
+        return ""
+    return ", ".join(term.value for term in audience.terms if term in EMAIL_ONLY_TERMS)
+
+
+def terms_after_sms_refusal(
+    audience: Audience | None, previous: Action | None, position: int
+) -> str | None:
+    """Why the terms of the step at `position` cannot follow its previous step's
+    action, if they cannot: `opened` / `not_opened` after an SMS."""
+    terms = _email_only_terms(audience, previous)
+    return OPENED_AFTER_SMS.format(terms=terms, previous=position - 1) if terms else None
+
+
+def sms_before_terms_refusal(
+    action: Action | None, next_audience: Audience | None, position: int
+) -> str | None:
+    """Why the step at `position` cannot send this action, if it cannot: the next
+    step's terms ask whether it was opened, and it is an SMS."""
+    terms = _email_only_terms(next_audience, action)
+    return SMS_BEFORE_OPENED.format(terms=terms, next=position + 1) if terms else None
 
 
 def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None:
@@ -991,6 +1026,12 @@ def _chain(
             )
             for index, data in enumerate(fields["steps"])
         ]
+    for index in range(1, len(steps)):
+        previous, step = steps[index - 1], steps[index]
+        if previous is not None and step is not None:
+            refusal = terms_after_sms_refusal(step.audience, previous.action, index + 1)
+            if refusal:
+                report.at("steps").at(index).at(BlockKind.AUDIENCE).at("terms").problem(refusal)
     if report.problems or name is None or enrollment is None:
         return None
     return ChainSpec(

@@ -45,6 +45,7 @@ from models.chainfile import (
     InvalidChainFile,
     Problem,
     StepSpec,
+    terms_after_sms_refusal,
 )
 from models.chains import (
     blocks_of,
@@ -52,7 +53,9 @@ from models.chains import (
     known_names,
     locked_step,
     missing_blocks,
+    neighbour_blocks,
     read_chain_file,
+    stored_block,
 )
 from models.db import Database
 from models.errors import ChainmailError, NotFound
@@ -311,7 +314,9 @@ async def _checked_block(
     names: tuple[Collection[str] | None, Collection[str] | None],
     sms_opt_out: str,
 ) -> tuple[dict[str, Any], list[Problem]]:
-    """`checked_block` with the shop's names (`known_names`: segments, attributes)."""
+    """`checked_block` with the neighbours' saved blocks and the shop's names
+    (`known_names`: segments, attributes)."""
+    previous_action, next_audience = await neighbour_blocks(session, step.chain_id, step.position)
     return checked_block(
         step,
         kind,
@@ -319,6 +324,8 @@ async def _checked_block(
         known_segments=names[0],
         known_attributes=names[1],
         sms_opt_out=sms_opt_out,
+        previous_action=previous_action,
+        next_audience=next_audience,
     )
 
 
@@ -461,6 +468,17 @@ async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: boo
     refused = _remove_refusal(step, counts, last or 1)
     if refused:
         raise ChainmailError(refused)
+    # The step after it would follow the step before it: its terms must fit that one.
+    previous_action, next_audience = await neighbour_blocks(session, chain.id, step.position)
+    refused = terms_after_sms_refusal(
+        stored_block(BlockKind.AUDIENCE, next_audience, step.position + 1),
+        stored_block(BlockKind.ACTION, previous_action, step.position - 1),
+        step.position,
+    )
+    if refused:
+        raise ChainmailError(
+            f"step {step.position + 1} would follow step {step.position - 1}: {refused}"
+        )
     if apply:
         await session.delete(step)
         await session.flush()

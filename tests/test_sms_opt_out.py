@@ -5,6 +5,7 @@ what the engine hands to the gateway (models/sms_parts.py `sms_as_sent`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -121,18 +122,19 @@ async def test_the_preview_shows_and_counts_the_sms_as_sent(db: Database, tmp_pa
     assert preview.count.parts == 2
 
 
-@pytest.fixture
-async def bot_with_opt_out(db: Database, double: TelegramDouble) -> AsyncIterator[BotUnderTest]:
+@asynccontextmanager
+async def admin_bot(
+    db: Database, double: TelegramDouble, **settings: str
+) -> AsyncIterator[BotUnderTest]:
+    """The bot under test, running; an admin and the `new-customers` segment exist."""
     await add_admin(db, ADMIN, Role.ADMIN, name="Anton", actor="test")
     await add_segment(db, "new-customers", ["new"], actor="test")
-    async with running_bot(db, double, bot_settings(sms_opt_out_text=OPT_OUT)) as running:
+    async with running_bot(db, double, bot_settings(**settings)) as running:
         yield running
 
 
-async def test_the_bot_composer_counts_the_line_and_save_refuses_eleven_parts(
-    bot_with_opt_out: BotUnderTest,
-) -> None:
-    phone = Phone(bot_with_opt_out, ADMIN)
+async def new_sms_chain(phone: Phone, text: str) -> None:
+    """A new chain "Sale" whose main step's message is an SMS with `text`, not saved."""
     await phone.send("/start")
     await phone.tap("➕ New chain")
     await phone.send("Sale")
@@ -140,7 +142,20 @@ async def test_the_bot_composer_counts_the_line_and_save_refuses_eleven_parts(
     await phone.tap("✉️ Message")
     await phone.tap("📱 SMS")
     await phone.tap("✏️ Text")
-    await phone.send("a" * 150)
+    await phone.send(text)
+
+
+@pytest.fixture
+async def bot_with_opt_out(db: Database, double: TelegramDouble) -> AsyncIterator[BotUnderTest]:
+    async with admin_bot(db, double, sms_opt_out_text=OPT_OUT) as running:
+        yield running
+
+
+async def test_the_bot_composer_counts_the_line_and_save_refuses_eleven_parts(
+    bot_with_opt_out: BotUnderTest,
+) -> None:
+    phone = Phone(bot_with_opt_out, ADMIN)
+    await new_sms_chain(phone, "a" * 150)
     assert "«STOP: 0000»" in phone.text
     assert "161 characters · 2 SMS (GSM-7)" in phone.text
 
