@@ -131,7 +131,10 @@ def _refused(exc: InvalidChainFile) -> int:
 async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
     text = _chain_file(args.file)
     try:
-        result = await _with_database(settings, lambda db: import_chain(db, text, actor=ACTOR))
+        result = await _with_database(
+            settings,
+            lambda db: import_chain(db, text, actor=ACTOR, sms_opt_out=settings.sms_opt_out_text),
+        )
     except InvalidChainFile as exc:
         return _refused(exc)
     for warning in result.warnings:
@@ -153,7 +156,13 @@ async def _chains_update(settings: Settings, args: argparse.Namespace) -> int:
         impacts = await _with_database(
             settings,
             lambda db: update_chain(
-                db, args.chain_id, text, actor=ACTOR, dry_run=args.dry_run, now=now
+                db,
+                args.chain_id,
+                text,
+                actor=ACTOR,
+                dry_run=args.dry_run,
+                now=now,
+                sms_opt_out=settings.sms_opt_out_text,
             ),
         )
     except InvalidChainFile as exc:

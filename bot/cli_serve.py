@@ -39,6 +39,7 @@ async def web_config(settings: Settings, db: Database) -> WebConfig:
         default_timezone=settings.default_timezone,
         default_phone_region=settings.default_phone_region,
         spool_dir=settings.spool_dir,
+        sms_stop_words=settings.sms_stop_words,
     )
 
 

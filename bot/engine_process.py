@@ -35,6 +35,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         quiet_hours_sms=settings.quiet_hours_sms,
         email_concurrency=settings.email_concurrency,
         tick_seconds=settings.engine_tick_seconds,
+        sms_opt_out_text=settings.sms_opt_out_text,
     )
     engine = Engine(db, config, email=email, sms=sms)
     try:

@@ -15,8 +15,11 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from channels.dkim import read_private_key
+from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
+# An opt-out line longer than a third of a GSM-7 SMS leaves little room for the message.
+OPT_OUT_MAX = 50
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A host name (RFC 5321 Domain) or an address literal such as [192.0.2.1].
@@ -76,6 +79,10 @@ class Settings(BaseSettings):
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
     sms_sender: str = "Chainmail"
+    # A line appended to every SMS ("STOP: 0000"), counted in its parts; empty: none.
+    sms_opt_out_text: str = Field(default="", max_length=OPT_OUT_MAX)
+    # Inbound SMS texts that unsubscribe their phone: comma-separated, any case.
+    sms_stop_words: Annotated[frozenset[str], NoDecode] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
     outbox_dir: Path = Path("./outbox")
     # Tracking facts (unsubscribes, opens, clicks) wait here while the database is busy.
@@ -117,6 +124,20 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a two-letter phone region such as RU")
         return region
+
+    @field_validator("sms_opt_out_text")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("must be one line, such as STOP: 0000")
+        return value.strip()
+
+    @field_validator("sms_stop_words", mode="before")
+    @classmethod
+    def _split_stop_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            return stop_words(part for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("summary_time", mode="before")
     @classmethod

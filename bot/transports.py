@@ -69,4 +69,5 @@ def message_setup(settings: Settings) -> MessageSetup:
             )
             if not server
         ),
+        sms_opt_out_text=settings.sms_opt_out_text,
     )

@@ -25,6 +25,7 @@ import httpx
 from channels import texts
 from channels.rendering import CompiledTemplate, RenderError
 from channels.results import SendResult, SendStatus
+from models.sms_parts import sms_as_sent
 from models.templates import RENDERED_LIMITS, TEXT_ENV
 
 __all__ = [
@@ -47,9 +48,10 @@ class SmsTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
-def render_sms(template: str, context: Mapping[str, Any]) -> str:
-    """The SMS text for one customer, without surrounding blank space (parts cost money)."""
-    return _sms_template(template).render(context).strip()
+def render_sms(template: str, context: Mapping[str, Any], *, opt_out: str) -> str:
+    """The SMS for one customer as sent, `opt_out` (SMS_OPT_OUT_TEXT) appended; the text
+    without surrounding blank space (parts cost money)."""
+    return sms_as_sent(_sms_template(template).render(context).strip(), opt_out)
 
 
 @lru_cache(maxsize=64)

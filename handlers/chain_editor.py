@@ -203,7 +203,13 @@ async def show_step(
     await _screen(
         update,
         context,
-        texts.editor_step(chain, step, _block(state) if unsaved(state) else None, note),
+        texts.editor_step(
+            chain,
+            step,
+            _block(state) if unsaved(state) else None,
+            note,
+            sms_opt_out=context.deps.messages.sms_opt_out_text,
+        ),
         keyboards.editor_step(chain, step, options),
         toast=toast,
     )
@@ -283,6 +289,7 @@ async def show_block(
         waiting_for=state.get("input"),
         problems=problems or [],
         note=note,
+        sms_opt_out=context.deps.messages.sms_opt_out_text,
     )
     await _screen(
         update,
@@ -444,7 +451,14 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
     chain_id, position = _where(state)
     if not impact_seen:
         try:
-            impact = await preview_block(context.deps.db, chain_id, position, kind, state["draft"])
+            impact = await preview_block(
+                context.deps.db,
+                chain_id,
+                position,
+                kind,
+                state["draft"],
+                sms_opt_out=context.deps.messages.sms_opt_out_text,
+            )
         except InvalidBlock as refused:
             await _refused(update, context, refused)
             return
@@ -485,7 +499,13 @@ async def _save(update: Update, context: Context, kind: BlockKind) -> Saved | No
     chain_id, position = _where(state)
     try:
         saved = await save_block(
-            context.deps.db, chain_id, position, kind, state["draft"], actor=context.actor
+            context.deps.db,
+            chain_id,
+            position,
+            kind,
+            state["draft"],
+            actor=context.actor,
+            sms_opt_out=context.deps.messages.sms_opt_out_text,
         )
     except InvalidBlock as refused:
         await _refused(update, context, refused)

@@ -35,7 +35,7 @@ from models.chainfile import (
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
-from models.sms_parts import sms_parts
+from models.sms_parts import sms_as_sent, sms_parts
 from models.stats import ChainStats, DailyStats, StepStats
 from models.tables import ChainStatus, Enrollment, Role
 from services.forecast import Forecast, WaveProgress
@@ -626,6 +626,8 @@ STOPPED_TOAST = "Step stopped"
 REMOVED_TOAST = "Step removed"
 STOPPED_MARK = "⏹"
 STOPPED_STEP = "⏹ stopped: its blocks are shown as they were and can no longer change."
+# Under the SMS text in the composer: the line every SMS ends with, counted in its parts.
+SMS_OPT_OUT_LINE = "➕ then «{line}» (SMS_OPT_OUT_TEXT), counted below"
 PICK_A_DAY = "Pick a day first."
 NOT_HTML = "Please send the HTML as a .html file (up to 20 MB), or type it."
 HTML_NOT_UTF8 = "That file is not UTF-8 text; please save it as UTF-8 and send it again."
@@ -651,6 +653,8 @@ class BlockScreen:
     waiting_for: str | None
     problems: list[Problem]
     note: str | None
+    # SMS_OPT_OUT_TEXT: appended to every SMS, counted in its parts.
+    sms_opt_out: str = ""
 
     @property
     def terms_audience(self) -> bool:
@@ -739,13 +743,13 @@ def _schedule_short(schedule: Schedule | None) -> str:
     return "now"
 
 
-def _action_short(action: Action | None) -> str:
+def _action_short(action: Action | None, sms_opt_out: str) -> str:
     if action is None:
         return "not set"
     if isinstance(action, EmailAction):
         html = " + HTML" if action.html else ""
         return f"email «{esc(short(action.subject, 40))}»{html}"
-    count = sms_parts(action.text)
+    count = sms_parts(sms_as_sent(action.text, sms_opt_out))
     return f"SMS, {plural(count.parts, 'part')}: «{esc(short(action.text, 40))}»"
 
 
@@ -774,12 +778,18 @@ def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
 
 
 def editor_step(
-    chain: ChainView, step: StepView, unsaved_kind: BlockKind | None, note: str | None = None
+    chain: ChainView,
+    step: StepView,
+    unsaved_kind: BlockKind | None,
+    note: str | None = None,
+    *,
+    sms_opt_out: str = "",
 ) -> str:
-    """`note`: what the change just made did, in the services' words (describe)."""
+    """`note`: what the change just made did, in the services' words (describe);
+    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in an SMS's parts."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
-        (BlockKind.ACTION, _action_short(step.action)),
+        (BlockKind.ACTION, _action_short(step.action, sms_opt_out)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
         (BlockKind.CONVERSION, _conversion_short(step.conversion)),
     ]
@@ -821,9 +831,15 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                 text = draft.get("text")
                 if not text:
                     return ["📱 SMS text: not written yet"]
-                count = sms_parts(text)
+                count = sms_parts(sms_as_sent(text, view.sms_opt_out))
+                opt_out = (
+                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_opt_out))]
+                    if view.sms_opt_out
+                    else []
+                )
                 return [
                     f"📱 SMS: «{esc(short(text, 600))}»",
+                    *opt_out,
                     f"📏 {count.characters} characters · {count.parts} SMS ({count.encoding})",
                 ]
             html = draft.get("html")

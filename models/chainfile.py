@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 import yaml
 
 from models.errors import ChainmailError
-from models.sms_parts import sms_parts
+from models.sms_parts import sms_as_sent, sms_parts
 from models.tables import Channel, Enrollment
 from models.templates import (
     CUSTOMER_FIELDS,
@@ -75,9 +75,18 @@ UNKNOWN_TERM = "{value} is not a term; terms are: {terms}"
 ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
 TEMPLATE_ERROR = "not a valid template: {error}"
 TOO_MANY_SMS_PARTS = (
-    "{parts} SMS parts ({characters} {encoding} characters as written): at most {limit}"
+    "{parts} SMS parts ({characters} {encoding} characters as written{opt_out}): at most {limit}"
 )
+WITH_OPT_OUT = ", with the opt-out line {line!r}"
 ONLY_WITH_SEND = "only goes with send: {send}"
+OPENED_AFTER_SMS = (
+    "{terms}: step {previous} sends an SMS, and whether an SMS was opened is never known; "
+    "use delivered or clicked (and their not_ forms)"
+)
+SMS_BEFORE_OPENED = (
+    "step {next} goes by whether this message was opened ({terms}), which an SMS never "
+    "tells: change step {next}'s terms first"
+)
 NOT_A_DURATION = "{value} is not a duration"
 DURATION_TOO_LONG = "{value} is longer than {max} days"
 NOT_A_MOMENT = "{value} is not a date and time like 2026-12-01 10:00"
@@ -203,6 +212,9 @@ class Term(StrEnum):
 LATER_ONLY_TERMS = frozenset(
     {Term.NOT_OPENED, Term.NOT_CLICKED, Term.NOT_DELIVERED, Term.NOT_ORDERED}
 )
+# Known of an email only: an SMS is delivered and its links clicked, but nothing
+# tells whether it was read.
+EMAIL_ONLY_TERMS = frozenset({Term.OPENED, Term.NOT_OPENED})
 
 
 class Send(StrEnum):
@@ -477,6 +489,30 @@ def default_campaign(name: str) -> str:
     return tag or "chain"
 
 
+def _email_only_terms(audience: Audience | None, previous: Action | None) -> str:
+    if not isinstance(audience, TermsAudience) or not isinstance(previous, SmsAction):
+        return ""
+    return ", ".join(term.value for term in audience.terms if term in EMAIL_ONLY_TERMS)
+
+
+def terms_after_sms_refusal(
+    audience: Audience | None, previous: Action | None, position: int
+) -> str | None:
+    """Why the terms of the step at `position` cannot follow its previous step's
+    action, if they cannot: `opened` / `not_opened` after an SMS."""
+    terms = _email_only_terms(audience, previous)
+    return OPENED_AFTER_SMS.format(terms=terms, previous=position - 1) if terms else None
+
+
+def sms_before_terms_refusal(
+    action: Action | None, next_audience: Audience | None, position: int
+) -> str | None:
+    """Why the step at `position` cannot send this action, if it cannot: the next
+    step's terms ask whether it was opened, and it is an SMS."""
+    terms = _email_only_terms(next_audience, action)
+    return SMS_BEFORE_OPENED.format(terms=terms, next=position + 1) if terms else None
+
+
 def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None:
     """Why this schedule cannot go with this audience, if it cannot."""
     if send is not Send.NOW or not isinstance(audience, TermsAudience):
@@ -696,7 +732,7 @@ def _templates(
 
 
 def _action(
-    data: Any, report: _Report, *, known_attributes: Collection[str] | None
+    data: Any, report: _Report, *, known_attributes: Collection[str] | None, sms_opt_out: str
 ) -> Action | None:
     fields = _mapping(data, report, _ACTION_KEYS)
     if fields is None:
@@ -718,13 +754,14 @@ def _action(
     text = _text(fields, "text", report, required=True, limit=text_limit)
     _templates({"subject": subject, "text": text, "html": html}, report, known_attributes)
     if is_sms and text is not None:
-        count = sms_parts(text)
+        count = sms_parts(sms_as_sent(text, sms_opt_out))
         if count.parts > MAX_SMS_PARTS:
             report.at("text").problem(
                 TOO_MANY_SMS_PARTS.format(
                     parts=count.parts,
                     characters=count.characters,
                     encoding=count.encoding,
+                    opt_out=WITH_OPT_OUT.format(line=sms_opt_out) if sms_opt_out else "",
                     limit=MAX_SMS_PARTS,
                 )
             )
@@ -816,11 +853,22 @@ def validate_audience(
 
 
 def validate_action(
-    data: Any, *, known_attributes: Collection[str] | None, stored: bool = False
+    data: Any,
+    *,
+    known_attributes: Collection[str] | None,
+    sms_opt_out: str = "",
+    stored: bool = False,
 ) -> Checked[Action]:
-    """`known_attributes` None skips the warnings about unknown template names."""
+    """`known_attributes` None skips the warnings about unknown template names.
+
+    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in an SMS's parts; a stored block is
+    read back without it, held to the rules it was saved under.
+    """
     return _checked(
-        lambda report: _action(data, report, known_attributes=known_attributes), stored=stored
+        lambda report: _action(
+            data, report, known_attributes=known_attributes, sms_opt_out=sms_opt_out
+        ),
+        stored=stored,
     )
 
 
@@ -843,6 +891,7 @@ def validate_block(
     known_segments: Collection[str] | None = None,
     known_attributes: Collection[str] | None = None,
     audience: Audience | None = None,
+    sms_opt_out: str = "",
     stored: bool = False,
 ) -> Checked[Block]:
     """One block of the step at `position`, with paths relative to the block.
@@ -857,7 +906,9 @@ def validate_block(
                 data, position=position, known_segments=known_segments, stored=stored
             )
         case BlockKind.ACTION:
-            checked = validate_action(data, known_attributes=known_attributes, stored=stored)
+            checked = validate_action(
+                data, known_attributes=known_attributes, sms_opt_out=sms_opt_out, stored=stored
+            )
         case BlockKind.SCHEDULE:
             checked = validate_schedule(data, audience=audience, stored=stored)
         case BlockKind.CONVERSION:
@@ -884,6 +935,7 @@ def _step(
     position: int,
     known_segments: Collection[str],
     known_attributes: Collection[str],
+    sms_opt_out: str,
 ) -> StepSpec | None:
     fields = _mapping(data, report, _STEP_KEYS)
     if fields is None:
@@ -905,6 +957,7 @@ def _step(
             fields[BlockKind.ACTION],
             report.at(BlockKind.ACTION),
             known_attributes=known_attributes,
+            sms_opt_out=sms_opt_out,
         )
     if BlockKind.SCHEDULE in fields:
         schedule_data = fields[BlockKind.SCHEDULE]
@@ -933,6 +986,7 @@ def _chain(
     *,
     known_segments: Collection[str],
     known_attributes: Collection[str],
+    sms_opt_out: str,
 ) -> ChainSpec | None:
     fields = _mapping(doc, report, _CHAIN_KEYS, not_mapping=NOT_A_CHAIN_DOCUMENT)
     if fields is None:
@@ -968,9 +1022,16 @@ def _chain(
                 position=index + 1,
                 known_segments=known_segments,
                 known_attributes=known_attributes,
+                sms_opt_out=sms_opt_out,
             )
             for index, data in enumerate(fields["steps"])
         ]
+    for index in range(1, len(steps)):
+        previous, step = steps[index - 1], steps[index]
+        if previous is not None and step is not None:
+            refusal = terms_after_sms_refusal(step.audience, previous.action, index + 1)
+            if refusal:
+                report.at("steps").at(index).at(BlockKind.AUDIENCE).at("terms").problem(refusal)
     if report.problems or name is None or enrollment is None:
         return None
     return ChainSpec(
@@ -983,12 +1044,23 @@ def _chain(
 
 
 def validate_chain(
-    doc: Any, *, known_segments: Collection[str], known_attributes: Collection[str]
+    doc: Any,
+    *,
+    known_segments: Collection[str],
+    known_attributes: Collection[str],
+    sms_opt_out: str = "",
 ) -> Checked[ChainSpec]:
-    """A whole chain document (as loaded from YAML), with paths from its root."""
+    """A whole chain document (as loaded from YAML), with paths from its root.
+
+    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in each SMS's parts.
+    """
     return _checked(
         lambda report: _chain(
-            doc, report, known_segments=known_segments, known_attributes=known_attributes
+            doc,
+            report,
+            known_segments=known_segments,
+            known_attributes=known_attributes,
+            sms_opt_out=sms_opt_out,
         )
     )
 

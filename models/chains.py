@@ -28,12 +28,15 @@ from models.chainfile import (
     InvalidChainFile,
     Problem,
     Schedule,
+    SmsAction,
     StepSpec,
     TermsAudience,
     default_campaign,
     dump_yaml,
     load_yaml,
     send_now_refusal,
+    sms_before_terms_refusal,
+    terms_after_sms_refusal,
     validate_block,
     validate_chain,
     validate_name,
@@ -186,22 +189,32 @@ async def list_chains(db: Database) -> list[ChainSummary]:
 # --- Files ----------------------------------------------------------------------------
 
 
-async def read_chain_file(db: Database, yaml_text: str) -> tuple[ChainSpec, list[Problem]]:
+async def read_chain_file(
+    db: Database, yaml_text: str, *, sms_opt_out: str = ""
+) -> tuple[ChainSpec, list[Problem]]:
     """A chain file checked against this shop's segments and attributes, and its
-    warnings; InvalidChainFile lists every problem."""
+    warnings; InvalidChainFile lists every problem. `sms_opt_out`: SMS_OPT_OUT_TEXT,
+    counted in each SMS's parts."""
     doc = load_yaml(yaml_text)
     async with db.session() as session:
         known_segments = await segment_names(session)
         known_attributes = await known_attribute_keys(session)
-    checked = validate_chain(doc, known_segments=known_segments, known_attributes=known_attributes)
+    checked = validate_chain(
+        doc,
+        known_segments=known_segments,
+        known_attributes=known_attributes,
+        sms_opt_out=sms_opt_out,
+    )
     if checked.value is None:
         raise InvalidChainFile(checked.problems)
     return checked.value, checked.warnings
 
 
-async def import_chain(db: Database, yaml_text: str, *, actor: str) -> ImportResult:
+async def import_chain(
+    db: Database, yaml_text: str, *, actor: str, sms_opt_out: str = ""
+) -> ImportResult:
     """A new draft chain from a chain file; InvalidChainFile lists every problem."""
-    spec, warnings = await read_chain_file(db, yaml_text)
+    spec, warnings = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
     async with db.writer() as session:
         chain = Chain(
             name=spec.name,
@@ -396,12 +409,18 @@ def checked_block(
     *,
     known_segments: Collection[str] | None,
     known_attributes: Collection[str] | None,
+    sms_opt_out: str = "",
+    previous_action: dict[str, Any] | None = None,
+    next_audience: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[Problem]]:
     """One block for `step` as it would be stored, and its warnings; InvalidBlock lists
-    every problem, with paths relative to the block.
+    every problem, with paths relative to the block. `sms_opt_out`: SMS_OPT_OUT_TEXT,
+    counted in an SMS's parts.
 
     Audience and schedule are checked together: `send: now` cannot go with terms
-    known only later, whichever of the two is saved second.
+    known only later, whichever of the two is saved second. So are terms and the
+    previous step's action (`previous_action`, `next_audience`: the neighbours' saved
+    blocks, `neighbour_blocks`): no `opened` after an SMS, whichever is saved second.
     """
     position = step.position
     saved_audience = stored_block(BlockKind.AUDIENCE, step.audience, position)
@@ -412,6 +431,7 @@ def checked_block(
         known_segments=known_segments,
         known_attributes=known_attributes,
         audience=saved_audience,
+        sms_opt_out=sms_opt_out,
     )
     problems = list(checked.problems)
     block: Block | None = checked.value
@@ -420,9 +440,38 @@ def checked_block(
         refusal = send_now_refusal(block, saved_schedule.send)
         if refusal:
             problems.append(Problem("terms", refusal))
+    if isinstance(block, TermsAudience):
+        previous = stored_block(BlockKind.ACTION, previous_action, position - 1)
+        refusal = terms_after_sms_refusal(block, previous, position)
+        if refusal:
+            problems.append(Problem("terms", refusal))
+    if isinstance(block, SmsAction):
+        following = stored_block(BlockKind.AUDIENCE, next_audience, position + 1)
+        refusal = sms_before_terms_refusal(block, following, position)
+        if refusal:
+            problems.append(Problem("channel", refusal))
     if problems or block is None:
         raise InvalidBlock(problems)
     return block.to_block(), checked.warnings
+
+
+async def neighbour_blocks(
+    session: AsyncSession, chain_id: int, position: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The saved action of the step before `position` and the saved audience of the one
+    after it, as `checked_block` takes them (None where there is none)."""
+    rows = await session.execute(
+        select(Step.position, Step.action, Step.audience).where(
+            Step.chain_id == chain_id, Step.position.in_([position - 1, position + 1])
+        )
+    )
+    previous_action = next_audience = None
+    for at, action, audience in rows:
+        if at == position - 1:
+            previous_action = action
+        else:
+            next_audience = audience
+    return previous_action, next_audience
 
 
 async def locked_step(session: AsyncSession, chain_id: int, position: int) -> tuple[Chain, Step]:

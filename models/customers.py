@@ -329,6 +329,17 @@ def _phone(value: object, region: str) -> str | None:
         raise _Refused(BAD_PHONE.format(value=_shown(raw))) from None
 
 
+def normalized_phone(raw: str, region: str) -> str:
+    """`raw` in E.164, read as customers' phones are; ValueError with the reason otherwise."""
+    try:
+        phone = _phone(raw, region)
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    if phone is None:
+        raise ValueError(BAD_PHONE.format(value=_shown(raw)))
+    return phone
+
+
 def _timezone(value: object) -> str | None:
     name = _text("timezone", value, NAME_MAX)
     if name is not None and not is_valid_timezone(name):

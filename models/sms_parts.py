@@ -66,3 +66,10 @@ def _count(encoding: Encoding, widths: list[int], single: int, per_part: int) ->
             parts, used = parts + 1, 0
         used += width
     return SmsCount(encoding, total, parts)
+
+
+def sms_as_sent(text: str, opt_out: str) -> str:
+    """The SMS as it goes to the gateway: the text, then the opt-out line
+    (`SMS_OPT_OUT_TEXT`, e.g. "STOP: 0000") when one is set. What is counted in parts
+    wherever parts are counted, and what the engine sends."""
+    return f"{text}\n{opt_out}" if opt_out else text

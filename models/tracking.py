@@ -1,4 +1,5 @@
-"""What happens to a message after it left: opens, clicks, unsubscribes, SMS reports.
+"""What happens to a message after it left: opens, clicks, unsubscribes, SMS reports
+and SMS replies asking to stop.
 
 Each fact is an `events` row, written once per delivery (a click: once per link),
 however often a pixel is fetched or a report re-sent. "Once" holds under
@@ -16,13 +17,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import audit
 from models.db import Database
 from models.facts import customer_facts_changed, message_facts_changed
-from models.tables import Channel, Customer, Delivery, EmailStatus, Event, EventType, SmsStatus
+from models.sms_stop import is_stop_word
+from models.tables import (
+    LEFT_STATUSES,
+    Channel,
+    Customer,
+    Delivery,
+    EmailStatus,
+    Event,
+    EventType,
+    SmsStatus,
+)
 
 SmsReport = Literal["delivered", "failed"]
 
@@ -174,3 +185,49 @@ async def record_sms_status(
         await _add_event_once(session, delivery, event_type, at)
         await message_facts_changed(session, [delivery.id], at)
         return True
+
+
+async def sms_stop(db: Database, phone: str, text: str, words: frozenset[str], at: datetime) -> int:
+    """An SMS `text` came from `phone` (E.164, as customers' phones are stored): when it
+    is a stop word, every subscribed customer with that phone is unsubscribed from SMS.
+
+    Answers how many customers it unsubscribed: 0 for another text, a phone nobody
+    has, or customers unsubscribed already. Each one is audited, wakes the follow-ups
+    waiting on `unsubscribed_sms`, and gets an `unsubscribed` event on the last SMS
+    sent to them, the message the reply answers, so that step's stats count it.
+    """
+    if not is_stop_word(text, words):
+        return 0
+    async with db.writer() as session:
+        changed = list(
+            await session.scalars(
+                update(Customer)
+                .where(Customer.phone == phone, Customer.sms_status == SmsStatus.SUBSCRIBED.value)
+                .values(sms_status=SmsStatus.UNSUBSCRIBED.value, sms_status_at=at, updated_at=at)
+                .returning(Customer.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        for customer_id in sorted(changed):
+            audit.record(
+                session,
+                "sms",
+                "customer.unsubscribe",
+                customer_id=customer_id,
+                channel=Channel.SMS.value,
+                via="sms stop",
+            )
+            last_sms = await session.scalar(
+                select(func.max(Delivery.id)).where(
+                    Delivery.customer_id == customer_id,
+                    Delivery.channel == Channel.SMS.value,
+                    Delivery.status.in_(LEFT_STATUSES),
+                )
+            )
+            delivery = await _locked_delivery(session, last_sms) if last_sms else None
+            if delivery is not None:
+                await _add_event_once(
+                    session, delivery, EventType.UNSUBSCRIBED, at, {"channel": Channel.SMS.value}
+                )
+        await customer_facts_changed(session, changed, at)
+        return len(changed)

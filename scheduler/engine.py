@@ -77,6 +77,8 @@ class EngineConfig:
     tick_seconds: float = 5.0
     # Signs every email when set (DKIM_PRIVATE_KEY_FILE).
     dkim: DkimKey | None = None
+    # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`).
+    sms_opt_out_text: str = ""
 
 
 @dataclass
@@ -377,6 +379,7 @@ class Engine:
             composer,
             action.text if isinstance(action, SmsAction) else None,
             step.version,
+            self.config.sms_opt_out_text,
         )
 
     # --- Planning as things happen --------------------------------------------------

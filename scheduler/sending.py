@@ -109,6 +109,8 @@ class StepMessages:
     sms_template: str | None
     # The step version these messages are composed with.
     version: int = 1
+    # SMS_OPT_OUT_TEXT, appended to every SMS.
+    sms_opt_out: str = ""
 
     def render(self, item: Claimed) -> ComposedEmail | str:
         if self.channel == Channel.EMAIL:
@@ -116,7 +118,7 @@ class StepMessages:
             return self.composer.compose(
                 Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
             )
-        return render_sms(self.sms_template or "", item.context)
+        return render_sms(self.sms_template or "", item.context, opt_out=self.sms_opt_out)
 
 
 @dataclass

@@ -28,7 +28,7 @@ to show first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from models.chainfile import (
     InvalidChainFile,
     Problem,
     StepSpec,
+    terms_after_sms_refusal,
 )
 from models.chains import (
     blocks_of,
@@ -52,7 +53,9 @@ from models.chains import (
     known_names,
     locked_step,
     missing_blocks,
+    neighbour_blocks,
     read_chain_file,
+    stored_block,
 )
 from models.db import Database
 from models.errors import ChainmailError, NotFound
@@ -303,6 +306,29 @@ async def _change_blocks(
 # --- One block (the bot's Save) ---------------------------------------------------
 
 
+async def _checked_block(
+    session: AsyncSession,
+    step: Step,
+    kind: BlockKind,
+    data: Any,
+    names: tuple[Collection[str] | None, Collection[str] | None],
+    sms_opt_out: str,
+) -> tuple[dict[str, Any], list[Problem]]:
+    """`checked_block` with the neighbours' saved blocks and the shop's names
+    (`known_names`: segments, attributes)."""
+    previous_action, next_audience = await neighbour_blocks(session, step.chain_id, step.position)
+    return checked_block(
+        step,
+        kind,
+        data,
+        known_segments=names[0],
+        known_attributes=names[1],
+        sms_opt_out=sms_opt_out,
+        previous_action=previous_action,
+        next_audience=next_audience,
+    )
+
+
 async def preview_block(
     db: Database,
     chain_id: int,
@@ -311,16 +337,15 @@ async def preview_block(
     data: Any,
     *,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> Impact:
     """What saving the block would do, nothing written; InvalidBlock as `save_block`."""
     kind = BlockKind(kind)
-    known_segments, known_attributes = await known_names(db, kind)
+    names = await known_names(db, kind)
     async with db.session() as session:
         chain = await _chain(session, chain_id)
         step = _step(chain, position)
-        stored, _ = checked_block(
-            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
-        )
+        stored, _ = await _checked_block(session, step, kind, data, names, sms_opt_out)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=False
         )
@@ -336,16 +361,16 @@ async def save_block(
     *,
     actor: str,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> Saved:
     """Validate and save one block of a step, running or not; its warnings and impact,
-    or InvalidBlock with every problem (paths relative to the block)."""
+    or InvalidBlock with every problem (paths relative to the block). `sms_opt_out`:
+    SMS_OPT_OUT_TEXT, counted in an SMS's parts."""
     kind = BlockKind(kind)
-    known_segments, known_attributes = await known_names(db, kind)
+    names = await known_names(db, kind)
     async with db.writer() as session:
         chain, step = await locked_step(session, chain_id, position)
-        stored, warnings = checked_block(
-            step, kind, data, known_segments=known_segments, known_attributes=known_attributes
-        )
+        stored, warnings = await _checked_block(session, step, kind, data, names, sms_opt_out)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=True
         )
@@ -443,6 +468,17 @@ async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: boo
     refused = _remove_refusal(step, counts, last or 1)
     if refused:
         raise ChainmailError(refused)
+    # The step after it would follow the step before it: its terms must fit that one.
+    previous_action, next_audience = await neighbour_blocks(session, chain.id, step.position)
+    refused = terms_after_sms_refusal(
+        stored_block(BlockKind.AUDIENCE, next_audience, step.position + 1),
+        stored_block(BlockKind.ACTION, previous_action, step.position - 1),
+        step.position,
+    )
+    if refused:
+        raise ChainmailError(
+            f"step {step.position + 1} would follow step {step.position - 1}: {refused}"
+        )
     if apply:
         await session.delete(step)
         await session.flush()
@@ -621,12 +657,13 @@ async def update_chain(
     actor: str,
     dry_run: bool = False,
     now: datetime | None = None,
+    sms_opt_out: str = "",
 ) -> list[Impact]:
     """Apply a chain file to an existing chain, running or not, step by step as the
     rules above say: all or nothing. InvalidChainFile lists every problem of the file
     and every refused change, and nothing is applied. `dry_run`: the impact only."""
     now = now or _now()
-    spec, _ = await read_chain_file(db, yaml_text)
+    spec, _ = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
     if dry_run:
         async with db.session() as session:
             plan = await _weigh_or_apply(

@@ -70,6 +70,8 @@ class MessageSetup:
     to_outbox: frozenset[str] = frozenset()
     # Test sends are signed as the engine's messages are (DKIM_PRIVATE_KEY_FILE).
     dkim: DkimKey | None = None
+    # SMS_OPT_OUT_TEXT: appended to every SMS, counted in its parts.
+    sms_opt_out_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,13 +183,13 @@ async def render_preview(
     never holds up the bot's other conversations.
     """
     if message.channel == Channel.SMS:
-        return await asyncio.to_thread(_sms_preview, message, customer)
+        return await asyncio.to_thread(_sms_preview, message, customer, setup.sms_opt_out_text)
     keys = await _keys(db, setup)
     return await asyncio.to_thread(_email_preview, setup, message, customer, keys)
 
 
-def _sms_preview(message: StepMessage, customer: PreviewCustomer) -> PreviewSms:
-    text = render_sms(str(message.action.get("text") or ""), customer.context)
+def _sms_preview(message: StepMessage, customer: PreviewCustomer, opt_out: str) -> PreviewSms:
+    text = render_sms(str(message.action.get("text") or ""), customer.context, opt_out=opt_out)
     return PreviewSms(text, sms_parts(text))
 
 
@@ -233,9 +235,8 @@ async def send_test(
     """
     outbox: str | None = None
     if message.channel == Channel.SMS:
-        text = await asyncio.to_thread(
-            render_sms, str(message.action.get("text") or ""), customer.context
-        )
+        rendered = await asyncio.to_thread(_sms_preview, message, customer, setup.sms_opt_out_text)
+        text = rendered.text
         sms = setup.open_sms()
         try:
             result = await sms.send(TEST_DELIVERY_ID, to, text)

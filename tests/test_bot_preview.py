@@ -282,6 +282,26 @@ async def test_send_test_sms_through_the_gateway(
     assert await deliveries(db) == 0
 
 
+async def test_a_test_sms_ends_with_the_opt_out_line_as_every_sms_does(
+    db: Database, double: TelegramDouble, tmp_path: Path, sms_gateway: SmsGatewayTestServer
+) -> None:
+    settings = {
+        "sms_gateway_url": sms_gateway.url,
+        "sms_gateway_token": sms_gateway.token,
+        "sms_opt_out_text": "STOP: 0000",
+    }
+    async with editor(db, double, tmp_path, **settings) as phone:
+        await phone.tap("Step ▶")
+        await phone.tap("👁 Preview")
+        assert "STOP: 0000" in phone.text
+        assert "📏 38 characters · 1 SMS (GSM-7)" in phone.text
+        await phone.tap("◀ Step 2")
+        await phone.tap("🧪 Send test to me")
+        await phone.send("8 (916) 000-11-22")
+        [request] = sms_gateway.requests
+        assert request.body["text"] == "Maria, your cart is waiting\nSTOP: 0000"
+
+
 async def test_test_sends_go_to_the_outbox_when_nothing_is_configured(
     db: Database, double: TelegramDouble, tmp_path: Path
 ) -> None:

@@ -244,7 +244,7 @@ async def build_in_the_bot(db: Database) -> int:
 async def test_a_chain_built_block_by_block_exports_like_an_imported_one(db: Database) -> None:
     await welcome_segment(db)
     chain_id = await build_in_the_bot(db)
-    await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["opened"]})
+    await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["clicked"]})
     await save(db, chain_id, 2, BlockKind.ACTION, {"channel": "sms", "text": "Thanks"})
     await save(db, chain_id, 2, BlockKind.SCHEDULE, {"send": "now"})
     await save(db, chain_id, 2, BlockKind.CONVERSION, {"window_days": 2})
@@ -274,13 +274,14 @@ async def test_send_now_and_later_only_terms_are_refused_whichever_is_saved_seco
     chain_id = await build_in_the_bot(db)
     await save(db, chain_id, 2, BlockKind.SCHEDULE, {"send": "now"})
     with pytest.raises(InvalidBlock) as refused:
-        await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["not_opened"]})
+        await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["not_clicked"]})
     assert [str(p) for p in refused.value.problems] == [
-        "terms: send: now cannot wait for not_opened: known only later; use send: after or send: at"
+        "terms: send: now cannot wait for not_clicked: known only later;"
+        " use send: after or send: at"
     ]
     await save(db, chain_id, 2, BlockKind.SCHEDULE, {"send": "after", "after": "1d"})
-    await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["not_opened"]})
-    with pytest.raises(InvalidBlock, match=r"^send: send: now cannot wait for not_opened"):
+    await save(db, chain_id, 2, BlockKind.AUDIENCE, {"who": "terms", "terms": ["not_clicked"]})
+    with pytest.raises(InvalidBlock, match=r"^send: send: now cannot wait for not_clicked"):
         await save(db, chain_id, 2, BlockKind.SCHEDULE, {"send": "now"})
 
 

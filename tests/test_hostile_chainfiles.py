@@ -257,7 +257,7 @@ async def test_ten_thousand_steps_import_in_seconds(db: Database) -> None:
         "    schedule: {send: now}\n"
     ]
     steps += [
-        f"  - name: Step {n}\n    audience: {{who: terms, match: any, terms: [opened]}}\n"
+        f"  - name: Step {n}\n    audience: {{who: terms, match: any, terms: [clicked]}}\n"
         f'    action: {{channel: sms, text: "{{{{ first_name }}}}, offer {n}"}}\n'
         "    schedule: {send: after, after: 2d}\n"
         for n in range(1, 10_000)

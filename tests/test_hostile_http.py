@@ -66,6 +66,7 @@ ENDPOINTS = {
     "customers": Endpoint("/api/v1/customers", AUTH, 401, api_customers.MAX_BODY_BYTES),
     "orders": Endpoint("/api/v1/orders", AUTH, 401, api_orders.MAX_BODY_BYTES),
     "sms-status": Endpoint("/api/v1/sms/status", AUTH, 401, api_orders.MAX_SMS_STATUS_BYTES),
+    "sms-inbound": Endpoint("/api/v1/sms/inbound", AUTH, 401, api_orders.MAX_SMS_INBOUND_BYTES),
     "telegram-webhook": Endpoint(
         telegram_webhook.PATH, WEBHOOK_AUTH, 403, telegram_webhook.MAX_BODY
     ),

@@ -115,7 +115,7 @@ def test_a_template_beyond_a_limit_is_stopped_quickly_in_words(
 ) -> None:
     started = time.perf_counter()
     with pytest.raises(RenderError) as failed:
-        render_sms(source, CONTEXT)
+        render_sms(source, CONTEXT, opt_out="")
     assert time.perf_counter() - started < 0.5
     message = str(failed.value)
     assert message.startswith("SMS text: ")
@@ -170,11 +170,11 @@ def test_first_name_templates_render_as_before() -> None:
     )
     composed = composer.compose(Recipient(1, 1, "a@example.com", {"first_name": "<Анна>"}))
     assert b"Message-ID: <cm.i1.1.1@shop.example>" in composed.data
-    assert render_sms("  {{ first_name }}, hi  ", {"first_name": None}) == ", hi"
-    assert render_sms("{% for c in 'abc' %}{{ c }}.{% endfor %}", {}) == "a.b.c."
-    assert render_sms("{{ range(3)|list }} {{ range(5)|length }} {{ range(9)[2] }}", {}) == (
-        "[0, 1, 2] 5 2"
-    )
+    assert render_sms("  {{ first_name }}, hi  ", {"first_name": None}, opt_out="") == ", hi"
+    assert render_sms("{% for c in 'abc' %}{{ c }}.{% endfor %}", {}, opt_out="") == "a.b.c."
+    assert render_sms(
+        "{{ range(3)|list }} {{ range(5)|length }} {{ range(9)[2] }}", {}, opt_out=""
+    ) == ("[0, 1, 2] 5 2")
 
 
 async def test_a_preview_that_cannot_finish_holds_up_nothing_else(tmp_path: Path) -> None:

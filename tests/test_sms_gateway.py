@@ -273,16 +273,18 @@ def test_settings_choose_the_gateway_only_when_a_url_is_set(tmp_path: Path) -> N
 
 
 def test_sms_text_is_rendered_and_trimmed() -> None:
-    text = render_sms("  Привет, {{ first_name }}! Код {{ code }}\n", {"first_name": "Иван"})
+    text = render_sms(
+        "  Привет, {{ first_name }}! Код {{ code }}\n", {"first_name": "Иван"}, opt_out=""
+    )
 
     assert text == "Привет, Иван! Код"
 
 
 def test_sms_template_that_does_not_compile_raises_render_error() -> None:
     with pytest.raises(RenderError, match=r"^SMS text: line 1: "):
-        render_sms("Hi {{ name ", {})
+        render_sms("Hi {{ name ", {}, opt_out="")
 
 
 def test_sms_template_failing_for_a_customer_raises_render_error() -> None:
     with pytest.raises(RenderError, match=r"^SMS text: "):
-        render_sms("{{ 1 / zero }}", {"zero": 0})
+        render_sms("{{ 1 / zero }}", {"zero": 0}, opt_out="")

@@ -1,4 +1,5 @@
-"""`POST /api/v1/orders` and `POST /api/v1/sms/status` (SPEC §5), for the shop's systems."""
+"""`POST /api/v1/orders`, `POST /api/v1/sms/status` and `POST /api/v1/sms/inbound` (SPEC §5),
+for the shop's systems and its SMS gateway."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models import tracking
+from models.customers import normalized_phone
 from models.orders import OrderItem, record_orders
 from web import texts
 from web.auth import require_api_token
@@ -20,6 +22,8 @@ MAX_ORDERS_PER_REQUEST = 1000
 MAX_BODY_BYTES = 1024 * 1024
 # A report is two short fields.
 MAX_SMS_STATUS_BYTES = 4 * 1024
+# An SMS of 10 UCS-2 parts is 670 characters, 4 KB when a gateway escapes each as \uXXXX.
+MAX_SMS_INBOUND_BYTES = 16 * 1024
 # Delivery ids are BIGINT: a longer number cannot be one, and would overflow the query.
 _DELIVERY_ID = re.compile(r"[0-9]{1,18}")
 
@@ -54,6 +58,18 @@ class SmsStatusReport(BaseModel):
 
 class SmsStatusAnswer(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class SmsInbound(BaseModel):
+    sender: str = Field(alias="from", description="The phone the SMS came from: +E164 or domestic.")
+    text: str = Field(description="What the customer wrote.")
+
+
+class SmsInboundAnswer(BaseModel):
+    unsubscribed: int = Field(
+        description="Customers with that phone this SMS unsubscribed from SMS: 0 for a text "
+        "that is not a stop word, a phone nobody has, or customers unsubscribed already."
+    )
 
 
 @router.post(
@@ -127,3 +143,47 @@ async def post_sms_status(request: Request) -> SmsStatusAnswer:
     if not recorded:
         raise HTTPException(status.HTTP_404_NOT_FOUND, texts.UNKNOWN_SMS.format(id=report.id))
     return SmsStatusAnswer()
+
+
+def _reasons(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
+
+
+@router.post(
+    "/sms/inbound",
+    summary="An SMS a customer sent to the shop's number, from the gateway",
+    description=(
+        "A text that is a stop word (`SMS_STOP_WORDS`, by default STOP, СТОП, ОТПИСКА, "
+        "UNSUBSCRIBE; case, blank space and punctuation around it do not matter) "
+        "unsubscribes every customer with that phone from SMS. Any other text changes nothing."
+    ),
+    responses={
+        status.HTTP_400_BAD_REQUEST: {"description": "Not such an object, or a bad phone"},
+        status.HTTP_413_CONTENT_TOO_LARGE: {"description": "Too large a body"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SmsInbound.model_json_schema(by_alias=True)}
+            },
+        }
+    },
+)
+async def post_sms_inbound(request: Request) -> SmsInboundAnswer:
+    # Read by hand, as the status reports are: the bearer check comes first.
+    config = request.app.state.config
+    try:
+        inbound = SmsInbound.model_validate(await read_json(request, MAX_SMS_INBOUND_BYTES))
+        phone = normalized_phone(inbound.sender, config.default_phone_region)
+    except ValidationError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, _reasons(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"from: {exc}") from None
+    unsubscribed = await tracking.sms_stop(
+        request.app.state.db, phone, inbound.text, config.sms_stop_words, datetime.now(UTC)
+    )
+    return SmsInboundAnswer(unsubscribed=unsubscribed)

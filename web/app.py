@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from models.db import Database, bounded_writes
 from models.errors import DatabaseBusy
+from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 from web import api_customers, api_orders, telegram_webhook, texts, tracking
 from web.spool import Spool, replaying
 
@@ -35,6 +36,8 @@ class WebConfig:
     spool_dir: Path = Path("spool")
     # A request's writes wait this long for the database, then answer 503.
     write_wait_seconds: float = 5.0
+    # Inbound SMS texts that unsubscribe their phone (models/sms_stop.py).
+    sms_stop_words: frozenset[str] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
 
 class _BoundedWrites:
