@@ -1,5 +1,5 @@
-"""A step's numbers per step version (issue 12): `chain_stats` and `chainmail stats ID
---json`, on SQLite and PostgreSQL.
+"""A step's numbers per step version (issue 12): `chain_stats`, `chainmail stats ID --json`
+and `/stats`, on SQLite and PostgreSQL.
 
 A step edited while it runs gets a new version (services/editing.py); every message
 records the version it was composed with, and stats split the step's numbers by it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,18 @@ from typing import Any
 import pytest
 from sqlalchemy import case, select, update
 
+from handlers import texts
 from models import reasons
 from models.attribution_table import rebuild
 from models.chainfile import BlockKind
 from models.db import Database
-from models.stats import chain_stats, stats_document
+from models.stats import ChainStats, StepStats, VersionStats, chain_stats, stats_document
 from models.tables import Chain, Delivery, Step, StepVersion
 from services.editing import save_block
 from tests.cli import chainmail
+from tests.test_bot_commands import bot_over_http as bot_over_http  # the fixture
+from tests.test_bot_support import VIEWER, BotUnderTest, screen
+from tests.test_bot_texts import LONG_NAME, busy_step
 from tests.test_stats import CONVERSIONS, Shop, day, expected_numbers, load_facts, seed_random_shop
 
 # The numbers a version carries: the step's own but `coverage` and `planned`.
@@ -254,3 +259,75 @@ async def test_chainmail_stats_json_lists_each_steps_versions(
     document = json.loads(done.stdout)
     assert document["steps"][0]["versions"] == [VERSION_1, VERSION_2]
     assert document == stats_document(await chain_stats(db, chain))
+
+
+# --- /stats in the bot ---------------------------------------------------------------
+
+
+async def test_stats_show_versions_only_for_a_step_that_has_several(
+    bot_over_http: BotUnderTest, db: Database
+) -> None:
+    bot = bot_over_http  # `/stats` sends its chart as a photo: over HTTP to the double
+    shop = Shop(db)
+    edited = await edited_chain(shop)
+    (customer,) = await shop.customers(1)
+    unedited, (step,) = await shop.chain("Welcome", [("email", None)])
+    await shop.delivery(step, customer, sent_at=day(0), events=("opened",), version=1)
+
+    page = screen(await bot.send(VIEWER, f"/stats {edited}"))
+    assert page.text.splitlines()[2:] == [
+        "1. Spring sale 1 · email",
+        "sent 5/8 · to go 1 · failed 1 · skipped 1 · uncertain 1",
+        "opened 4 (80%) · clicked 1 (20%) · unsub 1",
+        "🛒 5 orders · 185.00 · conv. 80.0%",
+        "v1: 3 sent · 2 opened (67%) · 2 orders · conv. 66.7%",
+        "v2: 2 sent · 2 opened (100%) · 3 orders · conv. 100.0%",
+    ]
+
+    page = screen(await bot.send(VIEWER, f"/stats {unedited}"))
+    assert page.text.splitlines()[2:] == [
+        "1. Welcome 1 · email",
+        "sent 1/1",
+        "opened 1 (100%) · clicked 0 (0%)",
+        "🛒 0 orders · 0.00 · conv. 0.0%",
+    ]
+
+
+def with_versions(step: StepStats, count: int) -> StepStats:
+    """The step with `count` versions, each of the step's numbers (a text test: they
+    need not add up)."""
+    numbers = {key: getattr(step, key) for key in CARRIED}
+    versions = tuple(VersionStats(version=n, **numbers) for n in range(1, count + 1))
+    return replace(step, versions=versions)
+
+
+def test_an_sms_step_shows_delivered_per_version() -> None:
+    # Version 2 was just saved: its first messages are on their way.
+    zero = {key: 0 for key in SUMMED}
+    just_saved = VersionStats(version=2, **zero, revenue=Decimal("0.00"), conversion_rate=0.0)
+    sms_step = busy_step(2)
+    step = replace(sms_step, versions=(*with_versions(sms_step, 1).versions, just_saved))
+    (page,) = texts.stats_pages(ChainStats(1, "Winter", "active", [step]))
+    assert page.splitlines()[-2:] == [
+        "v1: 8765432 sent · 8000000 delivered (91%) · 98765 orders · conv. 1.1%",
+        "v2: 0 sent · 0 delivered (–) · 0 orders · conv. 0.0%",
+    ]
+
+
+@pytest.mark.parametrize("steps", [1, 20, 100])
+def test_many_versions_show_the_latest_and_pages_stay_within_the_limit(steps: int) -> None:
+    steps_shown = [with_versions(busy_step(n), 40) for n in range(1, steps + 1)]
+    pages = texts.stats_pages(ChainStats(1, LONG_NAME, "active", steps_shown))
+    assert all(len(page) <= texts.LIMIT for page in pages)
+    shown = "\n".join(pages)
+    for position in range(1, steps + 1):
+        assert f"<b>{position}. " in shown
+    lines = texts.stats_pages(ChainStats(1, "Winter", "active", steps_shown[:1]))[0]
+    assert [line.split(":")[0] for line in lines.splitlines()[6:]] == [
+        "… 35 earlier versions",
+        "v36",
+        "v37",
+        "v38",
+        "v39",
+        "v40",
+    ]
