@@ -7,7 +7,9 @@ keeping attribution costs per fact, on SQLite and PostgreSQL.
 The shop, made in the database by set-based statements (recursive CTE /
 generate_series), for C customers: the measured chain, four steps (email, SMS,
 email, SMS) to every fourth customer (C deliveries), and nine one-step chains
-to every customer (9 C), so 10 C deliveries; their events (emails: 30 % opened,
+to every customer (9 C), so 10 C deliveries, each of version 1 once it left
+`planned` (as migration 0006 leaves them) but the measured chain's first step,
+edited once while it ran: half its messages are of version 2; their events (emails: 30 % opened,
 a third of those clicked, 2 % bounced; SMS: 85 % reported delivered, 3 %
 bounced); the orders, of random customers over 35 days. Then `attributions`
 is built from scratch (`rebuild`: every order of the shop attributed, the work
@@ -72,6 +74,8 @@ STEPS = [
     (10, 1, "email", 12, 7, 500),
 ]
 GROUP = 32
+# The measured chain's first step: saved anew while it ran, so of two versions.
+EDITED_STEP = 1
 
 
 def _bits(value: str, salt: int) -> str:
@@ -143,12 +147,21 @@ def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
         left = f"CASE WHEN {roll} < 900 OR ({roll} >= 980 AND {roll} < 990) THEN {moment} END"
         triggered = f"CASE WHEN {roll} < 930 OR ({roll} >= 980 AND {roll} < 990) THEN {moment} END"
         audience = "WHERE n % 4 = 0" if chain == MEASURED_CHAIN else ""
+        second = " WHEN n % 8 = 4 THEN 2" if step_id == EDITED_STEP else ""
+        version = f"CASE WHEN {roll} >= 990 THEN NULL{second} ELSE 1 END"
         statements.append(
             f"{with_numbers} INSERT INTO deliveries (chain_id, step_id, customer_id, channel,"
-            " status, reason, eligible_at, due_at, attempts, created_at, sent_at, triggered_at)"
-            f" SELECT {chain}, {step_id}, n, '{channel}', {status}, {reason}, {now}, {moment},"
-            f" 1, {now}, {left}, {triggered} FROM {numbers} {audience}"
+            " status, reason, eligible_at, due_at, attempts, created_at, sent_at, triggered_at,"
+            f" version) SELECT {chain}, {step_id}, n, '{channel}', {status}, {reason}, {now},"
+            f" {moment}, 1, {now}, {left}, {triggered}, {version} FROM {numbers} {audience}"
         )
+    # The blocks of both versions of the edited step, as services/editing.py keeps them.
+    statements.append(
+        "INSERT INTO step_versions (step_id, version, action, conversion, created_at)"
+        f" SELECT id, v.version, action, conversion, {now} FROM steps"
+        " CROSS JOIN (SELECT 1 AS version UNION ALL SELECT 2) v"
+        f" WHERE id = {EDITED_STEP}"
+    )
     statements += _event_statements(db)
     with_orders, order_numbers = _numbers(db, orders)
     customer = f"1 + {_bits('n', 5)} % {customers}"

@@ -36,7 +36,7 @@ from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
 from models.sms_parts import sms_as_sent, sms_parts
-from models.stats import ChainStats, DailyStats, StepStats
+from models.stats import ChainStats, DailyStats, StepStats, VersionStats
 from models.tables import ChainStatus, Enrollment, Role
 from services.forecast import Forecast, WaveProgress
 
@@ -273,8 +273,36 @@ def _percent(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "–"
 
 
+# The latest versions of a step shown under it; older ones are only counted.
+VERSIONS_SHOWN = 5
+
+
+def _version_line(version: VersionStats, channel: str | None) -> str:
+    if channel == "email":
+        reach = f"{version.opened} opened ({_percent(version.opened, version.sent)})"
+    else:
+        reach = f"{version.delivered} delivered ({_percent(version.delivered, version.sent)})"
+    return (
+        f"v{version.version}: {version.sent} sent · {reach} · "
+        f"{plural(version.orders, 'order')} · conv. {version.conversion_rate:.1%}"
+    )
+
+
+def _version_lines(step: StepStats) -> list[str]:
+    """A line per version, only for a step edited while it ran (several versions)."""
+    if len(step.versions) < 2:
+        return []
+    shown = step.versions[-VERSIONS_SHOWN:]
+    lines = [_version_line(version, step.channel) for version in shown]
+    earlier = len(step.versions) - len(shown)
+    if earlier:
+        lines.insert(0, f"… {plural(earlier, 'earlier version')}")
+    return lines
+
+
 def _step_stats(step: StepStats) -> str:
-    """Four short lines a phone shows without scrolling sideways; zeros of trouble left out."""
+    """Four short lines a phone shows without scrolling sideways, then one per version
+    if the step has several; zeros of trouble left out."""
     channel = {"email": "email", "sms": "SMS"}.get(step.channel or "", "message not set")
     progress = [f"sent {step.sent}/{step.coverage}" if step.coverage else "nothing sent yet"]
     for count, label in (
@@ -301,6 +329,7 @@ def _step_stats(step: StepStats) -> str:
             reach,
             f"🛒 {plural(step.orders, 'order')} · {step.revenue:.2f} · "
             f"conv. {step.conversion_rate:.1%}",
+            *_version_lines(step),
         ]
     )
 

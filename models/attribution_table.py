@@ -53,10 +53,11 @@ _LOCK_CLASS = 0x61747472
 # message came first (ties: lower delivery id), and in it the latest qualifying
 # message (ties: higher delivery id), as `models.attribution.attribute` decides.
 _INSERT = f"""
-INSERT INTO attributions (order_id, customer_id, delivery_id, chain_id, step_id, amount, ordered_at)
+INSERT INTO attributions ({{columns}})
 WITH in_window AS MATERIALIZED (
     SELECT o.id AS order_id, o.customer_id, o.amount, o.created_at AS ordered_at,
            d.id AS delivery_id, d.chain_id, d.step_id, d.channel, d.status, d.sent_at
+           {{message_version}}
     FROM orders o
     CROSS JOIN deliveries d
     CROSS JOIN steps s
@@ -75,8 +76,7 @@ flags AS (
     GROUP BY e.delivery_id
 ),
 qualifying AS (
-    SELECT w.order_id, w.customer_id, w.delivery_id, w.chain_id, w.step_id, w.amount,
-           w.ordered_at,
+    SELECT {{qualifying_columns}},
            FIRST_VALUE(w.chain_id) OVER (
                PARTITION BY w.order_id ORDER BY w.sent_at, w.delivery_id
            ) AS first_chain_id,
@@ -91,7 +91,7 @@ qualifying AS (
                ELSE f.arrived = 1 OR (w.status IN ({LEFT_SQL}) AND COALESCE(f.bounced, 0) = 0)
           END
 )
-SELECT order_id, customer_id, delivery_id, chain_id, step_id, amount, ordered_at
+SELECT {{columns}}
 FROM qualifying
 WHERE chain_id = first_chain_id AND latest = 1
 """
@@ -126,12 +126,20 @@ _SPELLING = {
 # A message's conversion block is that of the step version it was composed with
 # (services/editing.py); a version with no row in step_versions is the step's own.
 _VERSIONS_JOIN = "LEFT JOIN step_versions v ON v.step_id = d.step_id AND v.version = d.version"
+_COLUMNS = ("order_id", "customer_id", "delivery_id", "chain_id", "step_id", "amount", "ordered_at")
+# The message's version is copied too, for stats per version (none recorded: 1, as
+# models.stats counts it).
+_VERSION_COLUMNS = (*_COLUMNS[:5], "version", *_COLUMNS[5:])
 
 
 def _insert(dialect: str, customers: str, *, versions: bool = True) -> str:
     spelling = _SPELLING[dialect]
     conversion = "COALESCE(v.conversion, s.conversion)" if versions else "s.conversion"
+    columns = _VERSION_COLUMNS if versions else _COLUMNS
     return _INSERT.format(
+        columns=", ".join(columns),
+        qualifying_columns=", ".join(f"w.{column}" for column in columns),
+        message_version=", COALESCE(d.version, 1) AS version" if versions else "",
         customers=customers,
         versions=_VERSIONS_JOIN if versions else "",
         window_end=spelling["window_end"].replace("s.conversion", conversion),
@@ -141,7 +149,8 @@ def _insert(dialect: str, customers: str, *, versions: bool = True) -> str:
 
 def rebuild_statements(dialect: str, *, versions: bool = True) -> list[str]:
     """Every order attributed again from scratch. `versions` False: as before step
-    versions existed (the migration that made the table runs before theirs)."""
+    versions existed, into the table as it was then (the migration that made the
+    table runs before theirs)."""
     return ["DELETE FROM attributions", _insert(dialect, "TRUE", versions=versions)]
 
 

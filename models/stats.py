@@ -3,7 +3,9 @@
 Aggregate queries only, never a delivery loaded into Python: the chain's
 deliveries counted by step and status, its skips by reason, what the events of
 its messages say, and the orders attributed to its steps, grouped from the
-`attributions` table that `models.attribution_table` keeps. docs/attribution.md
+`attributions` table that `models.attribution_table` keeps. The same queries
+group by the step version of each message too, so a step's numbers come split
+by version (services/editing.py makes versions) at no extra read. docs/attribution.md
 defines every number.
 """
 
@@ -27,14 +29,11 @@ from models.tables import LEFT_STATUSES, Chain, DeliveryStatus, Step, UtcDateTim
 CENT = Decimal("0.01")
 
 
-@dataclass(frozen=True)
-class StepStats:
-    position: int
-    name: str
-    # None until the step's action block is saved.
-    channel: str | None
-    coverage: int
-    planned: int
+@dataclass(frozen=True, kw_only=True)
+class MessageNumbers:
+    """What some messages of a step came to: all of them (`StepStats`) or those of one
+    step version (`VersionStats`); docs/attribution.md defines each."""
+
     sent: int
     failed: int
     skipped: int
@@ -46,7 +45,28 @@ class StepStats:
     orders: int
     revenue: Decimal
     conversion_rate: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionStats(MessageNumbers):
+    """A step's messages of one step version: composed with it, or skipped by it. Over
+    a step's versions the numbers add up to the step's own."""
+
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepStats(MessageNumbers):
+    position: int
+    name: str
+    # None until the step's action block is saved.
+    channel: str | None
+    coverage: int
+    planned: int
     skipped_by_reason: dict[str, int]
+    # In version order: every version some message of the step was composed with or
+    # skipped by; none while everything is still planned.
+    versions: tuple[VersionStats, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,22 +77,28 @@ class ChainStats:
     steps: list[StepStats]
 
 
+# The counting queries group by the step version of the message too
+# (`deliveries.version`, NULL while planned; copied into `attributions`), as a column,
+# not an expression: SQLite then reads the statuses in the order it groups them, from
+# the index alone (models/tables.py).
+
 # Orders read from the kept `attributions` table (models.attribution_table).
 _ATTRIBUTED_BY_STEP = """
 SELECT a.step_id,
+       a.version,
        COUNT(*) AS orders,
        SUM(ROUND(a.amount * 100)) AS revenue_cents,
        COUNT(DISTINCT a.customer_id) AS customers
 FROM attributions a
 WHERE a.chain_id = :chain_id {orders_in_period}
-GROUP BY a.step_id
+GROUP BY a.step_id, a.version
 """
 
 _DELIVERIES_BY_STATUS = """
-SELECT d.step_id, d.status, COUNT(*) AS deliveries
+SELECT d.step_id, d.version, d.status, COUNT(*) AS deliveries
 FROM deliveries d
 WHERE d.chain_id = :chain_id {deliveries_in_period}
-GROUP BY d.step_id, d.status
+GROUP BY d.step_id, d.status, d.version
 """
 
 _SKIPPED_BY_REASON = """
@@ -88,6 +114,7 @@ GROUP BY d.step_id, d.reason
 # `delivered_change` corrects the number that left by the exceptions either way.
 _DELIVERIES_BY_EVENTS = f"""
 SELECT f.step_id,
+       f.version,
        SUM(CASE WHEN f.status IN ({LEFT_SQL}) AND f.arrived = 0 AND f.bounced = 1 THEN -1
                 WHEN f.status NOT IN ({LEFT_SQL}) AND f.arrived = 1 THEN 1
                 ELSE 0 END) AS delivered_change,
@@ -95,15 +122,15 @@ SELECT f.step_id,
        SUM(f.clicked) AS clicked,
        SUM(f.unsubscribed) AS unsubscribed
 FROM (
-    SELECT d.id, d.step_id, d.status, {EVENT_FLAGS}
+    SELECT d.id, d.step_id, d.status, d.version, {EVENT_FLAGS}
     FROM deliveries d
     JOIN events e ON e.delivery_id = d.id
     WHERE d.chain_id = :chain_id {{deliveries_in_period}}
       AND e.delivery_id BETWEEN (SELECT MIN(id) FROM deliveries WHERE chain_id = :chain_id)
                             AND (SELECT MAX(id) FROM deliveries WHERE chain_id = :chain_id)
-    GROUP BY d.step_id, d.status, d.id
+    GROUP BY d.step_id, d.status, d.version, d.id
 ) f
-GROUP BY f.step_id
+GROUP BY f.step_id, f.version
 """
 
 # A delivery belongs to a period by when it went out, or else by when it was planned.
@@ -200,14 +227,14 @@ async def chain_stats(
     )
     # A step added meanwhile may have rows here; it shows from the next call on.
     tallies: defaultdict[int, _Tally] = defaultdict(_Tally)
-    for step_id, status, count in by_status:
-        tallies[step_id].by_status[status] = count
+    for step_id, version, status, count in by_status:
+        tallies[step_id].add_status(version, status, count)
     for step_id, reason, count in skipped:
         tallies[step_id].add_skipped(reason, count)
-    for step_id, *counts in by_events:
-        tallies[step_id].set_events(*counts)
-    for step_id, orders, revenue_cents, customers in conversions:
-        tallies[step_id].set_orders(orders, revenue_cents, customers)
+    for step_id, version, *counts in by_events:
+        tallies[step_id].add_events(version, *counts)
+    for step_id, version, *counts in conversions:
+        tallies[step_id].add_orders(version, *counts)
     return ChainStats(
         chain_id=chain.id,
         name=chain.name,
@@ -275,39 +302,90 @@ GROUP BY s.position, {day_of_order}
 
 
 @dataclass
-class _Tally:
-    """A step's numbers, summed from the rows of the counting queries."""
+class _Counts:
+    """The numbers a step and each of its versions carry, summed from the rows of the
+    counting queries."""
 
     by_status: dict[str, int] = field(default_factory=dict)
-    skipped_by_reason: dict[str, int] = field(default_factory=dict)
     delivered_change: int = 0
     opened: int = 0
     clicked: int = 0
     unsubscribed: int = 0
     orders: int = 0
-    revenue: Decimal = Decimal("0.00")
+    revenue_cents: int = 0
     converted_customers: int = 0
+
+    def add_status(self, status: str, count: int) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + count
+
+    def add_events(
+        self, delivered_change: int, opened: int, clicked: int, unsubscribed: int
+    ) -> None:
+        self.delivered_change += int(delivered_change)
+        self.opened += int(opened)
+        self.clicked += int(clicked)
+        self.unsubscribed += int(unsubscribed)
+
+    def add_orders(self, orders: int, revenue_cents: Decimal | float, customers: int) -> None:
+        self.orders += orders
+        self.revenue_cents += int(revenue_cents)
+        # A customer has one message per step, so one version: the sum stays distinct.
+        self.converted_customers += customers
+
+    def numbers(self) -> dict[str, Any]:
+        """The fields of `MessageNumbers`."""
+        count = self.by_status.get
+        sent = count(DeliveryStatus.SENT, 0)
+        return {
+            "sent": sent,
+            "failed": count(DeliveryStatus.FAILED, 0),
+            "skipped": count(DeliveryStatus.SKIPPED, 0),
+            "uncertain": count(DeliveryStatus.UNCERTAIN, 0),
+            "delivered": sum(count(status, 0) for status in LEFT_STATUSES) + self.delivered_change,
+            "opened": self.opened,
+            "clicked": self.clicked,
+            "unsubscribed": self.unsubscribed,
+            "orders": self.orders,
+            "revenue": (Decimal(self.revenue_cents) / 100).quantize(CENT),
+            "conversion_rate": round(self.converted_customers / sent, 4) if sent else 0.0,
+        }
+
+
+@dataclass
+class _Tally:
+    """A step's numbers, and those of each of its versions, from the counting queries."""
+
+    step: _Counts = field(default_factory=_Counts)
+    versions: defaultdict[int, _Counts] = field(default_factory=lambda: defaultdict(_Counts))
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def _version(self, version: int | None) -> _Counts:
+        # A message that left with no version recorded (none should, after migration
+        # 0006) was composed before versions existed: version 1.
+        return self.versions[1 if version is None else version]
+
+    def add_status(self, version: int | None, status: str, count: int) -> None:
+        self.step.add_status(status, count)
+        # A planned row has no version yet; any other was composed with or skipped by one.
+        if status != DeliveryStatus.PLANNED:
+            self._version(version).add_status(status, count)
+
+    def add_events(self, version: int | None, *counts: int) -> None:
+        self.step.add_events(*counts)
+        self._version(version).add_events(*counts)
+
+    def add_orders(
+        self, version: int | None, orders: int, revenue_cents: Decimal | float, customers: int
+    ) -> None:
+        self.step.add_orders(orders, revenue_cents, customers)
+        self._version(version).add_orders(orders, revenue_cents, customers)
 
     def add_skipped(self, reason: str | None, count: int) -> None:
         key = reason or "unknown"
         self.skipped_by_reason[key] = self.skipped_by_reason.get(key, 0) + count
 
-    def set_events(
-        self, delivered_change: int, opened: int, clicked: int, unsubscribed: int
-    ) -> None:
-        self.delivered_change = int(delivered_change)
-        self.opened = int(opened)
-        self.clicked = int(clicked)
-        self.unsubscribed = int(unsubscribed)
-
-    def set_orders(self, orders: int, revenue_cents: Decimal | float, customers: int) -> None:
-        self.orders = orders
-        self.revenue = (Decimal(int(revenue_cents)) / 100).quantize(CENT)
-        self.converted_customers = customers
-
     def step_stats(self, step: Step) -> StepStats:
-        count = self.by_status.get
-        sent = count(DeliveryStatus.SENT, 0)
+        count = self.step.by_status.get
         out_of_reach = sum(
             n for reason, n in self.skipped_by_reason.items() if reason in reasons.OUT_OF_REACH
         )
@@ -315,21 +393,15 @@ class _Tally:
             position=step.position,
             name=step.name,
             channel=(step.action or {}).get("channel"),
-            coverage=sum(self.by_status.values()) - out_of_reach,
+            coverage=sum(self.step.by_status.values()) - out_of_reach,
             # `sending` is a message on its way: still to go, like `planned`.
             planned=count(DeliveryStatus.PLANNED, 0) + count(DeliveryStatus.SENDING, 0),
-            sent=sent,
-            failed=count(DeliveryStatus.FAILED, 0),
-            skipped=count(DeliveryStatus.SKIPPED, 0),
-            uncertain=count(DeliveryStatus.UNCERTAIN, 0),
-            delivered=sum(count(status, 0) for status in LEFT_STATUSES) + self.delivered_change,
-            opened=self.opened,
-            clicked=self.clicked,
-            unsubscribed=self.unsubscribed,
-            orders=self.orders,
-            revenue=self.revenue,
-            conversion_rate=round(self.converted_customers / sent, 4) if sent else 0.0,
+            **self.step.numbers(),
             skipped_by_reason=dict(sorted(self.skipped_by_reason.items())),
+            versions=tuple(
+                VersionStats(version=version, **counts.numbers())
+                for version, counts in sorted(self.versions.items())
+            ),
         )
 
 
@@ -344,18 +416,29 @@ def stats_document(stats: ChainStats) -> dict[str, Any]:
                 "channel": step.channel,
                 "coverage": step.coverage,
                 "planned": step.planned,
-                "sent": step.sent,
-                "failed": step.failed,
-                "skipped": step.skipped,
-                "uncertain": step.uncertain,
-                "delivered": step.delivered,
-                "opened": step.opened,
-                "clicked": step.clicked,
-                "unsubscribed": step.unsubscribed,
-                "orders": step.orders,
-                "revenue": f"{step.revenue:.2f}",
-                "conversion_rate": step.conversion_rate,
+                **_numbers_document(step),
+                "versions": [
+                    {"version": version.version, **_numbers_document(version)}
+                    for version in step.versions
+                ],
             }
             for step in stats.steps
         ],
+    }
+
+
+def _numbers_document(numbers: MessageNumbers) -> dict[str, Any]:
+    """The numbers a step and its versions both carry, in the document's order."""
+    return {
+        "sent": numbers.sent,
+        "failed": numbers.failed,
+        "skipped": numbers.skipped,
+        "uncertain": numbers.uncertain,
+        "delivered": numbers.delivered,
+        "opened": numbers.opened,
+        "clicked": numbers.clicked,
+        "unsubscribed": numbers.unsubscribed,
+        "orders": numbers.orders,
+        "revenue": f"{numbers.revenue:.2f}",
+        "conversion_rate": numbers.conversion_rate,
     }

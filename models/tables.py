@@ -293,11 +293,18 @@ class Delivery(Base):
             postgresql_where=text("claimed_by IS NOT NULL"),
         ),
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
-        # Lets the per-step status counts of stats read the index alone.
-        Index("ix_deliveries_chain_id_step_id_status", "chain_id", "step_id", "status"),
+        # Lets the per-step (and per-version) status counts of stats read the index
+        # alone, in the order they group by.
+        Index(
+            "ix_deliveries_chain_id_step_id_status_version",
+            "chain_id",
+            "step_id",
+            "status",
+            "version",
+        ),
         # A chain's deliveries in id order, with what stats read of them: its range of
         # ids bounds the events read, and both are walked in the same order.
-        Index("ix_deliveries_chain_id_id", "chain_id", "id", "step_id", "status"),
+        Index("ix_deliveries_chain_id_id", "chain_id", "id", "step_id", "status", "version"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -393,8 +400,8 @@ class Attribution(Base):
 
     One row per attributed order; an order that counts for nothing has none.
     `models.attribution_table` rewrites a customer's rows whenever one of their
-    facts changes; the order's amount and moment are copied so that stats group
-    this table alone.
+    facts changes; the order's amount and moment, and the message's step version,
+    are copied so that stats group this table alone.
     """
 
     __tablename__ = "attributions"
@@ -411,6 +418,8 @@ class Attribution(Base):
     delivery_id: Mapped[int] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="CASCADE"))
     chain_id: Mapped[int] = mapped_column(Id)
     step_id: Mapped[int] = mapped_column(Id)
+    # The step version of the message (`deliveries.version`; none recorded: 1).
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

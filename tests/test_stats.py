@@ -100,7 +100,10 @@ class Shop:
         reason: str | None = None,
         events: tuple[str, ...] = (),
         event_at: datetime | None = None,
+        version: int | None = None,
     ) -> int:
+        """`version`: the step version it was composed with; None as rows from before
+        versions, which stats count as version 1 (planned rows have none)."""
         async with self.db.writer() as session:
             step = await session.get(Step, step_id)
             assert step is not None
@@ -117,6 +120,7 @@ class Shop:
                 created_at=T0,
                 sent_at=sent_at,
                 triggered_at=sent_at,
+                version=version,
             )
             session.add(row)
             await session.flush()
@@ -288,12 +292,7 @@ async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop
 
     stats = await chain_stats(db, chain)
 
-    assert step_numbers(stats, 1) == {
-        "position": 1,
-        "name": "Counts 1",
-        "channel": "email",
-        "coverage": 9,
-        "planned": 2,
+    numbers = {
         "sent": 5,
         "failed": 1,
         "skipped": 3,
@@ -305,6 +304,16 @@ async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop
         "orders": 3,
         "revenue": "35.75",
         "conversion_rate": 0.4,
+    }
+    assert step_numbers(stats, 1) == {
+        "position": 1,
+        "name": "Counts 1",
+        "channel": "email",
+        "coverage": 9,
+        "planned": 2,
+        **numbers,
+        # Rows with no version recorded are version 1's; the planned one is nobody's.
+        "versions": [{"version": 1, **numbers}],
     }
     assert stats.steps[0].skipped_by_reason == {
         reasons.EMAIL_UNSUBSCRIBED: 1,
@@ -337,6 +346,7 @@ async def test_steps_without_deliveries_show_zeros(db: Database, shop: Shop) -> 
                     "orders": 0,
                     "revenue": "0.00",
                     "conversion_rate": 0.0,
+                    "versions": [],
                 }
             ],
         }
@@ -509,7 +519,8 @@ async def load_facts(
 ) -> tuple[list[OrderFact], list[MessageFact], dict[int, Delivery]]:
     async with db.session() as session:
         steps = {step.id: step for step in await session.scalars(select(Step))}
-        # A message's conversion is that of its step version (services/editing.py).
+        # A message's conversion is that of its step version (services/editing.py), a
+        # version's block never saved included (the defaults); no row: the step's own.
         versions = {
             (v.step_id, v.version): v.conversion for v in await session.scalars(select(StepVersion))
         }
@@ -525,7 +536,8 @@ async def load_facts(
         ]
     messages = []
     for d in deliveries:
-        conversion = versions.get((d.step_id, d.version)) or steps[d.step_id].conversion
+        key = (d.step_id, d.version)
+        conversion = versions[key] if key in versions else steps[d.step_id].conversion
         window_days, min_amount = conversion_settings(conversion)
         messages.append(
             MessageFact(
@@ -550,8 +562,10 @@ def expected_numbers(
     deliveries: dict[int, Delivery],
     since: datetime | None,
     until: datetime | None,
+    version: int | None = None,
 ) -> dict[str, Any]:
-    """docs/attribution.md's definitions, spelled out in Python."""
+    """docs/attribution.md's definitions, spelled out in Python; with `version`, for the
+    step's messages of that version only (no longer planned; none recorded: version 1)."""
 
     def in_period(moment: datetime) -> bool:
         return (since is None or moment >= since) and (until is None or moment < until)
@@ -559,10 +573,15 @@ def expected_numbers(
     def delivery_moment(d: Delivery) -> datetime:
         return d.sent_at or d.triggered_at or d.created_at
 
+    def counted(d: Delivery) -> bool:
+        return d.step_id == step_id and (
+            version is None or (d.status != "planned" and (d.version or 1) == version)
+        )
+
     mine = [
         m
         for m in messages
-        if deliveries[m.delivery_id].step_id == step_id
+        if counted(deliveries[m.delivery_id])
         and in_period(delivery_moment(deliveries[m.delivery_id]))
     ]
     by_status: dict[str, int] = defaultdict(int)
@@ -571,8 +590,11 @@ def expected_numbers(
     skipped = [deliveries[m.delivery_id].reason for m in mine if m.status == "skipped"]
     orders_in_period = [o for o in orders if in_period(o.created_at)]
     attributed = attribute(orders_in_period, messages)
-    step_of = {m.delivery_id: deliveries[m.delivery_id].step_id for m in messages}
-    won = [o for o in orders_in_period if step_of.get(attributed.get(o.order_id, -1)) == step_id]
+    won = [
+        o
+        for o in orders_in_period
+        if o.order_id in attributed and counted(deliveries[attributed[o.order_id]])
+    ]
     sent = by_status["sent"]
     return {
         "coverage": len(mine) - sum(reason in reasons.OUT_OF_REACH for reason in skipped),
