@@ -96,7 +96,7 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        pass
+        pass  # not a number of seconds: an HTTP date, read next
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):

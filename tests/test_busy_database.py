@@ -255,8 +255,8 @@ async def test_a_bounded_writer_waits_behind_this_processes_writers_only_within_
         await asyncio.sleep(0.05)
         started = time.monotonic()
         with bounded_writes(0.2), pytest.raises(DatabaseBusy):
-            async with db.writer():
-                pass
+            async with db.writer() as session:
+                session.add(AppState(key="never", value="written"))
         assert time.monotonic() - started < 0.8
         await holder
     finally:
