@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import random
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -89,14 +90,16 @@ class Pacer:
         self._next = max(self._next, asyncio.get_running_loop().time() + seconds)
 
 
+# Retry-After is a number of seconds or an HTTP date (RFC 9110 §10.2.3).
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    try:
+    if _SECONDS.fullmatch(value):
         return max(float(value), 0.0)
-    except ValueError:
-        pass  # not a number of seconds: an HTTP date, read next
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -45,10 +45,17 @@ def test_engine_tests_pass_with_the_clock_five_years_ahead(tmp_path: Path) -> No
             "tests/test_queue.py",
             "tests/test_stats.py",
             "tests/test_attribution_table.py",
+            "tests/test_live_edits.py",
+            "tests/test_editing_stop.py",
+            "tests/test_stats_versions.py",
+            "tests/test_busy_database.py",
+            "tests/test_sms_inbound.py",
             # One database is enough for the clock; PostgreSQL's own clock is not faked.
-            # Threaded loopback servers (the slow SMTP one) do not run under libfaketime.
+            # Threaded loopback servers (the slow SMTP one, the SMS gateway and Telegram
+            # doubles) do not run under libfaketime: their tests are left out by name.
             "-k",
-            "sqlite and not small_chain",
+            "sqlite and not small_chain and not fixed_mid_wave and not appended_mid_wave"
+            " and not stop_arriving_mid_wave and not show_versions_only",
             f"--basetemp={tmp_path / 'inner'}",
         ],
         cwd=ROOT,

@@ -22,7 +22,8 @@ MAX_ORDERS_PER_REQUEST = 1000
 MAX_BODY_BYTES = 1024 * 1024
 # A report is two short fields.
 MAX_SMS_STATUS_BYTES = 4 * 1024
-# An SMS of 10 UCS-2 parts is 670 characters, 4 KB when a gateway escapes each as \uXXXX.
+# An SMS of 10 UCS-2 parts is 670 characters: 4 KB when a gateway writes each
+# character as a six-character JSON escape.
 MAX_SMS_INBOUND_BYTES = 16 * 1024
 # Delivery ids are BIGINT: a longer number cannot be one, and would overflow the query.
 _DELIVERY_ID = re.compile(r"[0-9]{1,18}")
