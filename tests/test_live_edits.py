@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -32,10 +34,12 @@ from services.editing import (
 )
 from services.lifecycle import activate_chain
 from tests.cli import chainmail
-from tests.servers import SmtpFaults, SmtpTestServer
+from tests.servers import ReceivedMessage, SmtpFaults, SmtpTestServer
 from tests.test_engine import START, Harness, add_customers
 from tests.test_engine import harness as harness  # the fixture
 from tests.test_queue import engine_config
+
+T = TypeVar("T")
 
 TWO_STEPS = """
 format: chainmail/1
@@ -82,13 +86,18 @@ async def versions_sent(db: Database, chain_id: int, position: int) -> Counter[i
 
 
 # --- Mid-wave, against a slow SMTP server ------------------------------------------
-
-
-async def test_a_subject_fixed_mid_wave_reaches_everyone_not_already_on_the_wire(
-    db: Database, tmp_path: Path
-) -> None:
-    total = 400
-    chain_id = await running_chain(db, customers=total)
+async def wave_with_an_edit(
+    db: Database,
+    tmp_path: Path,
+    chain_id: int,
+    *,
+    edit_after: int,
+    until: int,
+    edit: Callable[[], Awaitable[T]],
+) -> tuple[list[ReceivedMessage], int, T]:
+    """Activate the chain against a slow real SMTP server, `edit` once `edit_after`
+    messages were received, and go on until `until` were: the messages, how many had
+    arrived when the edit returned, and what it returned."""
     with SmtpTestServer() as smtp:
         smtp.faults = SmtpFaults(slow_reply=0.02)
         email = SmtpPool("127.0.0.1", smtp.port, concurrency=4)
@@ -100,21 +109,37 @@ async def test_a_subject_fixed_mid_wave_reaches_everyone_not_already_on_the_wire
         )
         await activate_chain(db, chain_id, actor="test")
         running = asyncio.create_task(engine.run_until_idle())
-        while len(smtp.messages) < 40:  # noqa: ASYNC110 - the server offers no event
+        while len(smtp.messages) < edit_after:  # noqa: ASYNC110 - the server offers no event
             await asyncio.sleep(0.005)
-        fixed = {"channel": "email", "subject": "New subject", "text": "Hello"}
-        saved = await save_block(db, chain_id, 1, BlockKind.ACTION, fixed, actor="test")
-        received_when_saved = len(smtp.messages)
-        while len(smtp.messages) < total:
-            assert not running.done(), "the engine stopped before everyone was emailed"
+        edited = await edit()
+        received_when_edited = len(smtp.messages)
+        while len(smtp.messages) < until:
+            assert not running.done(), "the engine stopped before every message went out"
             await asyncio.sleep(0.01)
         engine.stop()
         await running
         await engine.close()
         await email.aclose()
+        return list(smtp.messages), received_when_edited, edited
 
-    subjects = [str(m.parsed()["Subject"]) for m in smtp.messages]
-    recipients = Counter(m.rcpt_tos[0] for m in smtp.messages)
+
+async def test_a_subject_fixed_mid_wave_reaches_everyone_not_already_on_the_wire(
+    db: Database, tmp_path: Path
+) -> None:
+    total = 400
+    chain_id = await running_chain(db, customers=total)
+    fixed = {"channel": "email", "subject": "New subject", "text": "Hello"}
+    messages, received_when_saved, saved = await wave_with_an_edit(
+        db,
+        tmp_path,
+        chain_id,
+        edit_after=40,
+        until=total,
+        edit=lambda: save_block(db, chain_id, 1, BlockKind.ACTION, fixed, actor="test"),
+    )
+
+    subjects = [str(m.parsed()["Subject"]) for m in messages]
+    recipients = Counter(m.rcpt_tos[0] for m in messages)
     assert len(recipients) == total
     assert max(recipients.values()) == 1
     # What was on the wire when the save committed went out as it was: at most one
@@ -138,19 +163,8 @@ async def test_a_step_appended_mid_wave_reaches_everyone_past_the_previous_one(
     total = 200
     one_step = TWO_STEPS.split("  - name: Reminder")[0]
     chain_id = await running_chain(db, one_step, customers=total)
-    with SmtpTestServer() as smtp:
-        smtp.faults = SmtpFaults(slow_reply=0.02)
-        email = SmtpPool("127.0.0.1", smtp.port, concurrency=4)
-        engine = Engine(
-            db,
-            engine_config(tick_seconds=1.0, email_concurrency=4),
-            email=email,
-            sms=OutboxSmsTransport(tmp_path, "Shop"),
-        )
-        await activate_chain(db, chain_id, actor="test")
-        running = asyncio.create_task(engine.run_until_idle())
-        while len(smtp.messages) < 50:  # noqa: ASYNC110 - the server offers no event
-            await asyncio.sleep(0.005)
+
+    async def append() -> None:
         step = await add_step(db, chain_id, "Thanks", actor="test")
         for kind, block in (
             (BlockKind.AUDIENCE, {"who": "all"}),
@@ -158,14 +172,11 @@ async def test_a_step_appended_mid_wave_reaches_everyone_past_the_previous_one(
             (BlockKind.SCHEDULE, {"send": "now"}),
         ):
             await save_block(db, chain_id, step.position, kind, block, actor="test")
-        while len(smtp.messages) < 2 * total:
-            assert not running.done(), "the engine stopped before the new step went out"
-            await asyncio.sleep(0.01)
-        engine.stop()
-        await running
-        await engine.close()
-        await email.aclose()
-    by_subject = Counter(str(m.parsed()["Subject"]) for m in smtp.messages)
+
+    messages, _, _ = await wave_with_an_edit(
+        db, tmp_path, chain_id, edit_after=50, until=2 * total, edit=append
+    )
+    by_subject = Counter(str(m.parsed()["Subject"]) for m in messages)
     assert by_subject == {"Old subject": total, "Thanks": total}
     assert await by_status(db, chain_id, 2) == {("sent", None): total}
 
