@@ -116,6 +116,8 @@ class EventType(StrEnum):
     CLICKED = "clicked"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    # A spam complaint (a feedback-loop report, RFC 5965) about the message.
+    COMPLAINED = "complained"
 
 
 class Role(StrEnum):
