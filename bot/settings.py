@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import time
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -75,6 +77,15 @@ class Settings(BaseSettings):
     # A PEM RSA private key of at least 2048 bits, readable by this process only (0600 or
     # 0640). Unset: messages are not signed.
     dkim_private_key_file: Path | None = None
+    # Where bounces come back: each email's envelope sender is b+<token>@BOUNCE_DOMAIN,
+    # its List-Unsubscribe mailto u+<token>@BOUNCE_DOMAIN (docs/email.md). Empty: MAIL_FROM.
+    bounce_domain: str = ""
+    # `chainmail inbound` (and `run`, when the port is set) receives mail for BOUNCE_DOMAIN.
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    # imaps://user:password@imap.example.com[:993][/mailbox]: a hosted bounce mailbox,
+    # polled by `chainmail inbound` instead of (or beside) the SMTP receiver.
+    inbound_imap_url: str = ""
 
     sms_gateway_url: str = ""
     sms_gateway_token: str = ""
@@ -187,7 +198,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an address like Shop <news@shop.example>")
         return value
 
-    @field_validator("smtp_helo_name", "dkim_selector", "dkim_domain")
+    @field_validator("smtp_helo_name", "dkim_selector", "dkim_domain", "bounce_domain")
     @classmethod
     def _host_name(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
@@ -209,10 +220,59 @@ class Settings(BaseSettings):
         read_private_key(value)
         return value
 
+    @field_validator("inbound_smtp_port", mode="before")
+    @classmethod
+    def _optional_port(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("inbound_smtp_port")
+    @classmethod
+    def _port_needs_domain(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("bounce_domain"):
+            raise ValueError("needs BOUNCE_DOMAIN too: the receiver takes mail only for it")
+        return value
+
+    @field_validator("inbound_imap_url")
+    @classmethod
+    def _imap_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            imap_mailbox(value)
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class ImapMailbox:
+    host: str
+    port: int
+    user: str
+    password: str
+    mailbox: str
+
+
+def imap_mailbox(url: str) -> ImapMailbox:
+    """INBOUND_IMAP_URL read, or ValueError saying what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme != "imaps":
+        raise ValueError("must be an imaps:// URL: the mailbox is read over TLS only")
+    if not parts.hostname or not parts.username or parts.password is None:
+        raise ValueError("must name a user, a password and a host: imaps://user:pw@host")
+    try:
+        port = parts.port or 993
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    return ImapMailbox(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=unquote(parts.password),
+        mailbox=unquote(parts.path.strip("/")) or "INBOX",
+    )
 
 
 class SettingsError(Exception):

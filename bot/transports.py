@@ -70,4 +70,5 @@ def message_setup(settings: Settings) -> MessageSetup:
             if not server
         ),
         sms_opt_out_text=settings.sms_opt_out_text,
+        bounce_domain=settings.bounce_domain or None,
     )

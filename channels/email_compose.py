@@ -28,7 +28,7 @@ from channels.links import (
 )
 from channels.rendering import CompiledTemplate, RenderError
 from models.templates import HTML_ENV, RENDERED_LIMITS, TEXT_ENV
-from models.tokens import TokenKind, make_token
+from models.tokens import ReturnKind, TokenKind, make_token, return_local_part
 
 __all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderError"]
 
@@ -74,6 +74,8 @@ class Recipient:
 class ComposedEmail:
     message_id: str
     data: bytes
+    # The SMTP envelope sender (MAIL FROM), where bounces go.
+    envelope_sender: str
     # The original targets (UTM-tagged) of the tracked HTML links; a click
     # token's link index points into this list.
     links: list[str]
@@ -85,7 +87,9 @@ class EmailComposer:
     RenderError if a template does not compile; ValueError if `mail_from` is
     not a usable address. `installation_id` (models.db.installation_id) makes the
     Message-IDs of this installation differ from every other's. With `dkim`, every
-    message is signed.
+    message is signed. With `bounce_domain` (BOUNCE_DOMAIN), each message's envelope
+    sender and List-Unsubscribe mailto are addresses of its own there (VERP,
+    models/tokens.py `return_local_part`), so that what comes back names the delivery.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class EmailComposer:
         secret_key: str,
         installation_id: str,
         dkim: DkimKey | None = None,
+        bounce_domain: str | None = None,
     ) -> None:
         display_name, address = parseaddr(step.mail_from)
         try:
@@ -121,7 +126,7 @@ class EmailComposer:
         self._own_links = (f"{self._base}/u/", f"{self._base}/t/")
         self._message_id_start = f"<cm.{installation_id}.{step.step_id}."
         self._message_id_end = f"@{domain}>"
-        self._mailto = f"mailto:{self.envelope_sender}?subject=unsubscribe%20"
+        self._bounce_domain = bounce_domain
         self._date = mime.DateHeader()
         self._from = mime.address_header("From", display_name, self.envelope_sender)
         self._fixed_headers = self._step_headers(step, installation_id, domain)
@@ -196,6 +201,7 @@ class EmailComposer:
         delivery_id = recipient.delivery_id
         unsubscribe_token = make_token(self._secret, TokenKind.UNSUBSCRIBE, delivery_id)
         unsubscribe_url = f"{self._base}/u/{unsubscribe_token}"
+        envelope_sender, mailto = self._return_addresses(delivery_id, unsubscribe_token)
         if self._utm:
             text = rewrite_text_links(text, self._tagged_target)
         footer = texts.UNSUBSCRIBE_TEXT_FOOTER.format(url=unsubscribe_url)
@@ -211,8 +217,7 @@ class EmailComposer:
             mime.unstructured_header("Subject", subject),
             self._date.now(),
             f"Message-ID: {message_id}\r\n".encode(),
-            f"List-Unsubscribe: <{unsubscribe_url}>,\r\n"
-            f" <{self._mailto}{unsubscribe_token}>\r\n".encode(),
+            f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{mailto}>\r\n".encode(),
         ]
         body = [self._before_text, mime.base64_body(text)]
         if markup is not None:
@@ -220,7 +225,19 @@ class EmailComposer:
         body_bytes = b"".join(body)
         signature = b"" if self._signer is None else self._signer.signature(headers, body_bytes)
         data = b"".join([signature, self._from, *headers, self._fixed_block, body_bytes])
-        return ComposedEmail(message_id, data, links)
+        return ComposedEmail(message_id, data, envelope_sender, links)
+
+    def _return_addresses(self, delivery_id: int, unsubscribe_token: str) -> tuple[str, str]:
+        """The envelope sender and the List-Unsubscribe mailto of one message."""
+        if self._bounce_domain is None:
+            mailto = f"mailto:{self.envelope_sender}?subject=unsubscribe%20{unsubscribe_token}"
+            return self.envelope_sender, mailto
+        bounce = return_local_part(self._secret, ReturnKind.BOUNCE, delivery_id)
+        unsubscribe = return_local_part(self._secret, ReturnKind.UNSUBSCRIBE, delivery_id)
+        return (
+            f"{bounce}@{self._bounce_domain}",
+            f"mailto:{unsubscribe}@{self._bounce_domain}?subject=unsubscribe",
+        )
 
     def _finish_html(
         self, markup: str, delivery_id: int, unsubscribe_url: str, links: list[str]

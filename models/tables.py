@@ -118,6 +118,8 @@ class EventType(StrEnum):
     BOUNCED = "bounced"
     # A spam complaint (a feedback-loop report, RFC 5965) about the message.
     COMPLAINED = "complained"
+    # A mail server reported the message delayed; it goes on trying.
+    DELAYED = "delayed"
 
 
 class Role(StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -58,3 +59,55 @@ def read_token(secret: str, token: str, kind: TokenKind) -> TokenData | None:
     except ValueError:
         return None
     return data if data.kind is kind else None
+
+
+class ReturnKind(StrEnum):
+    """What mail to a per-delivery address at BOUNCE_DOMAIN is: the envelope sender
+    (`b+…`, where bounces go) or the List-Unsubscribe mailto (`u+…`)."""
+
+    BOUNCE = "b"
+    UNSUBSCRIBE = "u"
+
+
+@dataclass(frozen=True)
+class ReturnAddress:
+    kind: ReturnKind
+    delivery_id: int
+
+
+# Mail systems may change the case of a local part: the id in base 36 and the signature
+# in base 32, both read in any case. 80 bits of signature: 16 characters.
+_RETURN_SIGNATURE_CHARS = 16
+_RETURN_LOCAL = re.compile(r"^([bu])\+([0-9a-z]{1,13})-([a-z2-7]{16})$")
+
+
+def _return_signature(secret: str, kind: ReturnKind, delivery_id: int) -> str:
+    payload = f"return:{kind.value}:{delivery_id}".encode("ascii")
+    digest = hmac.new(secret.encode(), payload, hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode("ascii").lower()[:_RETURN_SIGNATURE_CHARS]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
+
+
+def return_local_part(secret: str, kind: ReturnKind, delivery_id: int) -> str:
+    """`b+2n9c-k3j4h5k6j7h8k9l0`: the local part of a per-delivery return address."""
+    return f"{kind.value}+{_base36(delivery_id)}-{_return_signature(secret, kind, delivery_id)}"
+
+
+def read_return_local_part(secret: str, local_part: str) -> ReturnAddress | None:
+    """The delivery a return address's local part names, if genuine; None otherwise."""
+    match = _RETURN_LOCAL.match(local_part.lower())
+    if match is None:
+        return None
+    kind, delivery_id = ReturnKind(match.group(1)), int(match.group(2), 36)
+    if not hmac.compare_digest(match.group(3), _return_signature(secret, kind, delivery_id)):
+        return None
+    return ReturnAddress(kind, delivery_id)

@@ -50,13 +50,13 @@ class UnsubscribeResult:
     changed: bool
 
 
-async def _locked_delivery(session: AsyncSession, delivery_id: int) -> Delivery | None:
+async def locked_delivery(session: AsyncSession, delivery_id: int) -> Delivery | None:
     return await session.scalar(
         select(Delivery).where(Delivery.id == delivery_id).with_for_update(key_share=True)
     )
 
 
-async def _add_event_once(
+async def add_event_once(
     session: AsyncSession,
     delivery: Delivery,
     event_type: EventType,
@@ -102,10 +102,10 @@ async def link_target(db: Database, delivery_id: int, link_index: int) -> str | 
 async def record_open(db: Database, delivery_id: int, at: datetime) -> bool:
     """Note that the email was opened; False if there is no such delivery."""
     async with db.writer() as session:
-        delivery = await _locked_delivery(session, delivery_id)
+        delivery = await locked_delivery(session, delivery_id)
         if delivery is None:
             return False
-        await _add_event_once(session, delivery, EventType.OPENED, at)
+        await add_event_once(session, delivery, EventType.OPENED, at)
         await message_facts_changed(session, [delivery.id], at)
         return True
 
@@ -116,11 +116,11 @@ async def record_click(db: Database, delivery_id: int, link_index: int, at: date
     None (and nothing recorded) for an unknown delivery or link.
     """
     async with db.writer() as session:
-        delivery = await _locked_delivery(session, delivery_id)
+        delivery = await locked_delivery(session, delivery_id)
         links = delivery.links if delivery is not None else None
         if delivery is None or not links or not 0 <= link_index < len(links):
             return None
-        await _add_event_once(
+        await add_event_once(
             session,
             delivery,
             EventType.CLICKED,
@@ -129,7 +129,7 @@ async def record_click(db: Database, delivery_id: int, link_index: int, at: date
             same=Event.data["link"].as_integer() == link_index,
         )
         # Whoever clicked had the email open, even with its images (the pixel) blocked.
-        await _add_event_once(session, delivery, EventType.OPENED, at)
+        await add_event_once(session, delivery, EventType.OPENED, at)
         await message_facts_changed(session, [delivery.id], at)
         return links[link_index]
 
@@ -142,32 +142,38 @@ async def unsubscribe(db: Database, delivery_id: int, at: datetime) -> Unsubscri
     so asking again changes nothing. None for an unknown delivery.
     """
     async with db.writer() as session:
-        delivery = await _locked_delivery(session, delivery_id)
+        delivery = await locked_delivery(session, delivery_id)
         if delivery is None:
             return None
-        channel = Channel(delivery.channel)
-        status, status_at, values = _STATUS_COLUMNS[channel]
-        result = await session.execute(
-            update(Customer)
-            .where(Customer.id == delivery.customer_id, status == values.SUBSCRIBED.value)
-            .values({status: values.UNSUBSCRIBED.value, status_at: at, Customer.updated_at: at})
-            .execution_options(synchronize_session=False)
+        return await unsubscribe_delivery(session, delivery, at, via="web")
+
+
+async def unsubscribe_delivery(
+    session: AsyncSession, delivery: Delivery, at: datetime, *, via: str
+) -> UnsubscribeResult:
+    """`unsubscribe` in the caller's transaction, which holds the delivery's row lock;
+    `via` says who asked, for the audit log ("web", "mailto", "complaint")."""
+    channel = Channel(delivery.channel)
+    status, status_at, values = _STATUS_COLUMNS[channel]
+    result = await session.execute(
+        update(Customer)
+        .where(Customer.id == delivery.customer_id, status == values.SUBSCRIBED.value)
+        .values({status: values.UNSUBSCRIBED.value, status_at: at, Customer.updated_at: at})
+        .execution_options(synchronize_session=False)
+    )
+    changed = result.rowcount == 1
+    if changed:
+        audit.record(
+            session,
+            via,
+            "customer.unsubscribe",
+            customer_id=delivery.customer_id,
+            delivery_id=delivery.id,
+            channel=channel.value,
         )
-        changed = result.rowcount == 1
-        if changed:
-            audit.record(
-                session,
-                "web",
-                "customer.unsubscribe",
-                customer_id=delivery.customer_id,
-                delivery_id=delivery.id,
-                channel=channel.value,
-            )
-            await customer_facts_changed(session, [delivery.customer_id], at)
-        await _add_event_once(
-            session, delivery, EventType.UNSUBSCRIBED, at, {"channel": channel.value}
-        )
-        return UnsubscribeResult(channel, changed)
+        await customer_facts_changed(session, [delivery.customer_id], at)
+    await add_event_once(session, delivery, EventType.UNSUBSCRIBED, at, {"channel": channel.value})
+    return UnsubscribeResult(channel, changed)
 
 
 async def record_sms_status(
@@ -178,11 +184,11 @@ async def record_sms_status(
     `failed` becomes a `bounced` event: the message never reached the phone.
     """
     async with db.writer() as session:
-        delivery = await _locked_delivery(session, delivery_id)
+        delivery = await locked_delivery(session, delivery_id)
         if delivery is None or delivery.channel != Channel.SMS.value:
             return False
         event_type = EventType.DELIVERED if status == "delivered" else EventType.BOUNCED
-        await _add_event_once(session, delivery, event_type, at)
+        await add_event_once(session, delivery, event_type, at)
         await message_facts_changed(session, [delivery.id], at)
         return True
 
@@ -224,9 +230,9 @@ async def sms_stop(db: Database, phone: str, text: str, words: frozenset[str], a
                     Delivery.status.in_(LEFT_STATUSES),
                 )
             )
-            delivery = await _locked_delivery(session, last_sms) if last_sms else None
+            delivery = await locked_delivery(session, last_sms) if last_sms else None
             if delivery is not None:
-                await _add_event_once(
+                await add_event_once(
                     session, delivery, EventType.UNSUBSCRIBED, at, {"channel": Channel.SMS.value}
                 )
         await customer_facts_changed(session, changed, at)

@@ -79,6 +79,8 @@ class EngineConfig:
     dkim: DkimKey | None = None
     # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`).
     sms_opt_out_text: str = ""
+    # BOUNCE_DOMAIN: each email's return addresses are its own there (VERP).
+    bounce_domain: str | None = None
 
 
 @dataclass
@@ -184,7 +186,6 @@ class Engine:
             db,
             email=email,
             sms=sms,
-            mail_from=config.mail_from,
             policy=self.policy,
             clock=clock,
             # Two groups are in flight at once (sending.py): 8 × EMAIL_CONCURRENCY
@@ -372,6 +373,7 @@ class Engine:
                 secret_key=self.config.secret_key,
                 installation_id=self._installation_id,
                 dkim=self.config.dkim,
+                bounce_domain=self.config.bounce_domain,
             )
         return StepMessages(
             step.step_id,

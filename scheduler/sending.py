@@ -138,7 +138,6 @@ class Sender:
         *,
         email: EmailTransport,
         sms: SmsTransport,
-        mail_from: str,
         policy: SendPolicy,
         clock: Callable[[], datetime],
         group_size: int,
@@ -150,7 +149,6 @@ class Sender:
         self._worker = 0
         self._email = email
         self._sms = sms
-        self._mail_from = mail_from
         self._policy = policy
         self._clock = clock
         self.group_size = group_size
@@ -382,7 +380,7 @@ class Sender:
         attempts = item.attempts + 1
         if isinstance(body, ComposedEmail):
             result = await self._email.send(
-                self._mail_from, item.email or "", body.message_id, body.data
+                body.envelope_sender, item.email or "", body.message_id, body.data
             )
             return Outcome(
                 item.delivery_id, item.customer_id, attempts, result, body.message_id, body.links

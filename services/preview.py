@@ -72,6 +72,8 @@ class MessageSetup:
     dkim: DkimKey | None = None
     # SMS_OPT_OUT_TEXT: appended to every SMS, counted in its parts.
     sms_opt_out_text: str = ""
+    # BOUNCE_DOMAIN: return addresses as the engine's messages have them.
+    bounce_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def _composer(message: StepMessage, setup: MessageSetup, keys: _Keys, prefix: st
         secret_key=keys.secret,
         installation_id=keys.installation,
         dkim=setup.dkim,
+        bounce_domain=setup.bounce_domain,
     )
 
 
@@ -261,7 +264,7 @@ async def send_test(
         message_id = composed.message_id
         transport = setup.open_email()
         try:
-            result = await transport.send(setup.mail_from, to, message_id, composed.data)
+            result = await transport.send(composed.envelope_sender, to, message_id, composed.data)
         finally:
             await transport.aclose()
         if isinstance(transport, OutboxEmailTransport):
