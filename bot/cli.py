@@ -18,6 +18,7 @@ from bot import (
     cli_bot,
     cli_chains,
     cli_customers,
+    cli_inbound,
     cli_playground,
     cli_serve,
     cli_stats,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_chains,
         cli_stats,
         cli_admin,
+        cli_inbound,
     ):
         module.register(commands)
     return parser

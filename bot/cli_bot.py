@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli_serve import _until_stopped
+from bot.cli_serve import until_stopped
 from bot.settings import Settings
 from models.errors import ChainmailError
 
@@ -17,4 +17,4 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 async def _bot(settings: Settings, _args: argparse.Namespace) -> int:
     if not settings.telegram_bot_token:
         raise ChainmailError("TELEGRAM_BOT_TOKEN is not set: the bot cannot start")
-    return await _until_stopped(settings, "bot")
+    return await until_stopped(settings, "bot")

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 import uvicorn
 
 from bot.engine_process import run_engine
+from bot.inbound_process import inbound_configured, serve_inbound
 from bot.runtime import open_database
 from bot.settings import Settings
 from bot.telegram_app import WebhookInbox, run_bot
@@ -52,7 +53,7 @@ async def serve_web(
             app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
         )
     )
-    # Signals are ours (see `_until_stopped`), not uvicorn's.
+    # Signals are ours (see `until_stopped`), not uvicorn's.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     log.info("web listening on http://%s:%s", settings.web_host, settings.web_port)
     serving = asyncio.create_task(server.serve())
@@ -61,7 +62,7 @@ async def serve_web(
     await serving
 
 
-async def _until_stopped(settings: Settings, *parts: str) -> int:
+async def until_stopped(settings: Settings, *parts: str) -> int:
     db = await open_database(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,6 +80,8 @@ async def _until_stopped(settings: Settings, *parts: str) -> int:
         tasks.append(run_engine(settings, db, stop))
     if "bot" in parts:
         tasks.append(run_bot(settings, db, stop, inbox))
+    if "inbound" in parts:
+        tasks.append(serve_inbound(settings, db, stop))
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -87,17 +90,21 @@ async def _until_stopped(settings: Settings, *parts: str) -> int:
 
 
 async def _web(settings: Settings, _args: argparse.Namespace) -> int:
-    return await _until_stopped(settings, "web")
+    return await until_stopped(settings, "web")
 
 
 async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
-    return await _until_stopped(settings, "engine")
+    return await until_stopped(settings, "engine")
 
 
 async def _run(settings: Settings, _args: argparse.Namespace) -> int:
     if not settings.api_token:
         log.warning("API_TOKEN is not set: the HTTP API refuses every request")
-    if not settings.telegram_bot_token:
+    parts = ["web", "engine"]
+    if settings.telegram_bot_token:
+        parts.append("bot")
+    else:
         log.info("TELEGRAM_BOT_TOKEN is not set: the bot is off")
-        return await _until_stopped(settings, "web", "engine")
-    return await _until_stopped(settings, "web", "engine", "bot")
+    if inbound_configured(settings):
+        parts.append("inbound")
+    return await until_stopped(settings, *parts)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import time
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -17,6 +15,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from channels.dkim import read_private_key
+from inbound.imap import imap_mailbox
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
@@ -244,35 +243,6 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
-
-
-@dataclass(frozen=True)
-class ImapMailbox:
-    host: str
-    port: int
-    user: str
-    password: str
-    mailbox: str
-
-
-def imap_mailbox(url: str) -> ImapMailbox:
-    """INBOUND_IMAP_URL read, or ValueError saying what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme != "imaps":
-        raise ValueError("must be an imaps:// URL: the mailbox is read over TLS only")
-    if not parts.hostname or not parts.username or parts.password is None:
-        raise ValueError("must name a user, a password and a host: imaps://user:pw@host")
-    try:
-        port = parts.port or 993
-    except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
-    return ImapMailbox(
-        host=parts.hostname,
-        port=port,
-        user=unquote(parts.username),
-        password=unquote(parts.password),
-        mailbox=unquote(parts.path.strip("/")) or "INBOX",
-    )
 
 
 class SettingsError(Exception):

@@ -80,7 +80,7 @@ async def test_run_includes_the_bot_only_with_a_token(
         started.append(parts)
         return 0
 
-    monkeypatch.setattr(cli_serve, "_until_stopped", until_stopped)
+    monkeypatch.setattr(cli_serve, "until_stopped", until_stopped)
     with caplog.at_level(logging.INFO, logger="bot.cli_serve"):
         await cli_serve._run(bot_settings(telegram_bot_token=""), argparse.Namespace())
     await cli_serve._run(bot_settings(), argparse.Namespace())
@@ -182,7 +182,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def test_an_unreachable_telegram_is_retried_until_stopped(
+async def test_an_unreachable_telegram_is_retrieduntil_stopped(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     stop = asyncio.Event()
