@@ -35,7 +35,6 @@ from models.tokens import (
     read_short_token,
     read_token,
 )
-from scheduler.engine import Engine
 from services.lifecycle import activate_chain
 from services.preview import MessageSetup, StepMessage, render_preview
 from tests.test_busy_database import config as busy_config
@@ -44,7 +43,7 @@ from tests.test_e2e_engine import World, customers
 from tests.test_e2e_engine import world as world  # the fixture
 from tests.test_engine import Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture
-from tests.test_queue import engine_config
+from tests.test_sms_opt_out import outbox_engine
 from tests.test_tracking import CONFIG, SECRET, seed_delivery
 from web.app import create_app
 from web.spool import Spool
@@ -298,13 +297,7 @@ async def test_the_outbox_file_holds_the_sms_with_its_short_link(harness: Harnes
     await add_customers(harness.db, {})
     chain_id = await import_seed(harness.db, SMS_THEN_CLICKED)
     await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
-    engine = Engine(
-        harness.db,
-        engine_config(public_base_url=BASE),
-        email=OutboxEmailTransport(harness.outbox),
-        sms=OutboxSmsTransport(harness.outbox, "Shop"),
-        clock=harness.clock,
-    )
+    engine = outbox_engine(harness, public_base_url=BASE)
 
     await engine.tick()
 

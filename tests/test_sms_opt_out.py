@@ -80,17 +80,22 @@ async def test_importing_such_a_file_with_the_setting_is_refused(db: Database) -
         await import_chain(db, sms_chain("a" * 1525), actor="test", sms_frame=WITH_LINE)
 
 
-async def test_the_engine_sends_every_sms_with_the_line(harness: Harness) -> None:
-    await add_customers(harness.db, {}, {})
-    chain_id = await import_seed(harness.db, sms_chain("Скидка, {{ first_name }}"))
-    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
-    engine = Engine(
+def outbox_engine(harness: Harness, **config: object) -> Engine:
+    """An engine with these settings writing to the harness's outbox, on its clock."""
+    return Engine(
         harness.db,
-        engine_config(sms_opt_out_text=OPT_OUT),
+        engine_config(**config),
         email=OutboxEmailTransport(harness.outbox),
         sms=OutboxSmsTransport(harness.outbox, "Shop"),
         clock=harness.clock,
     )
+
+
+async def test_the_engine_sends_every_sms_with_the_line(harness: Harness) -> None:
+    await add_customers(harness.db, {}, {})
+    chain_id = await import_seed(harness.db, sms_chain("Скидка, {{ first_name }}"))
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    engine = outbox_engine(harness, sms_opt_out_text=OPT_OUT)
 
     await engine.tick()
 
