@@ -37,13 +37,16 @@ from models.tokens import (
 )
 from services.lifecycle import activate_chain
 from services.preview import MessageSetup, StepMessage, render_preview
+from telegram_double import TelegramDouble
+from tests.editor_driver import Phone
+from tests.test_bot_support import ADMIN
 from tests.test_busy_database import config as busy_config
 from tests.test_busy_database import locked
 from tests.test_e2e_engine import World, customers
 from tests.test_e2e_engine import world as world  # the fixture
 from tests.test_engine import Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture
-from tests.test_sms_opt_out import outbox_engine
+from tests.test_sms_opt_out import admin_bot, new_sms_chain, outbox_engine
 from tests.test_tracking import CONFIG, SECRET, seed_delivery
 from web.app import create_app
 from web.spool import Spool
@@ -393,3 +396,21 @@ async def test_a_short_link_meeting_a_busy_database_still_redirects_and_is_kept(
     assert response.headers["location"] == TAGGED
     assert await Spool(spool_dir).replay(db) == 1
     assert await event_rows(db) == [("clicked", {"link": 1})]
+
+
+async def test_the_bot_counts_and_previews_the_sms_with_its_short_link(
+    db: Database, double: TelegramDouble
+) -> None:
+    long_link = "https://shop.example/" + "x" * 200
+    async with admin_bot(db, double, public_base_url=BASE) as bot:
+        phone = Phone(bot, ADMIN)
+        await new_sms_chain(phone, f"Sale {long_link}")
+        # "Sale " and a 43-character short link, not the 221 characters as written.
+        assert "48 characters · 1 SMS (GSM-7)" in phone.text
+
+        await phone.tap("👁 Preview")
+
+        assert f"Sale {BASE}/s/" in phone.text
+        assert "48 characters · 1 SMS (GSM-7)" in phone.text
+        assert "Its short links lead to" in phone.text
+        assert f"1. {long_link[:100]}" in phone.text
