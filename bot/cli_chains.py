@@ -133,7 +133,7 @@ async def _chains_import(settings: Settings, args: argparse.Namespace) -> int:
     try:
         result = await _with_database(
             settings,
-            lambda db: import_chain(db, text, actor=ACTOR, sms_opt_out=settings.sms_opt_out_text),
+            lambda db: import_chain(db, text, actor=ACTOR, sms_frame=settings.sms_frame),
         )
     except InvalidChainFile as exc:
         return _refused(exc)
@@ -162,7 +162,7 @@ async def _chains_update(settings: Settings, args: argparse.Namespace) -> int:
                 actor=ACTOR,
                 dry_run=args.dry_run,
                 now=now,
-                sms_opt_out=settings.sms_opt_out_text,
+                sms_frame=settings.sms_frame,
             ),
         )
     except InvalidChainFile as exc:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from channels.dkim import read_private_key
 from inbound.imap import imap_mailbox
+from models.sms_parts import SmsFrame
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chainmail.db"
@@ -243,6 +244,10 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def sms_frame(self) -> SmsFrame:
+        return SmsFrame(self.sms_opt_out_text, self.public_base_url)
 
 
 class SettingsError(Exception):

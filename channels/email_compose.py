@@ -19,15 +19,10 @@ from typing import Any
 
 from channels import mime, texts
 from channels.dkim import DkimKey, StepSigner
-from channels.links import (
-    add_query_params,
-    is_web_link,
-    rewrite_html_links,
-    rewrite_text_links,
-    utm_params,
-)
+from channels.links import add_query_params, is_web_link, rewrite_html_links, utm_params
 from channels.rendering import CompiledTemplate, RenderError
 from models.templates import HTML_ENV, RENDERED_LIMITS, TEXT_ENV
+from models.text_links import own_link_prefixes, rewrite_text_links
 from models.tokens import ReturnKind, TokenKind, make_token, return_local_part
 
 __all__ = ["ComposedEmail", "EmailComposer", "EmailStep", "Recipient", "RenderError"]
@@ -120,10 +115,10 @@ class EmailComposer:
         self._html: CompiledTemplate | None = None
         if step.html and step.html.strip():
             self._html = CompiledTemplate(HTML_ENV, step.html, texts.PART_HTML, limits["html"])
-        self._utm = utm_params(step.campaign, step.position) if step.utm else ()
+        self._utm = utm_params(step.campaign, step.position, "email") if step.utm else ()
         self._tagged: dict[str, str] = {}
         # Links into Chainmail itself are never tracked or tagged.
-        self._own_links = (f"{self._base}/u/", f"{self._base}/t/")
+        self._own_links = own_link_prefixes(self._base)
         self._message_id_start = f"<cm.{installation_id}.{step.step_id}."
         self._message_id_end = f"@{domain}>"
         self._bounce_domain = bounce_domain

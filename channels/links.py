@@ -1,16 +1,12 @@
-"""Links in email bodies: UTM tags and the click-tracking rewrite of HTML anchors.
+"""Links in messages: UTM tags and the click-tracking rewrite of HTML anchors.
 
-Both work on the rendered text with regular expressions rather than a parser:
-they run once per message, and a parser costs more than the rest of the
-message together. What that leaves out, on purpose:
-
-- HTML: only `href` of `<a ...>` tags is rewritten (not `<area>`, not CSS or
-  scripts); a tag whose attribute values hold `>` is read correctly only when
-  those values are quoted; an anchor inside an HTML comment is rewritten too
-  (harmless: nobody can click it).
-- Text: a URL is `http(s)://` up to the first space, quote or angle bracket;
-  trailing sentence punctuation is left out, and a closing parenthesis too
-  unless the URL opened one (`https://en.wikipedia.org/wiki/Foo_(bar)`).
+The rewrite works on the rendered HTML with a regular expression rather than a
+parser: it runs once per message, and a parser costs more than the rest of the
+message together. What that leaves out, on purpose: only `href` of `<a ...>` tags
+is rewritten (not `<area>`, not CSS or scripts); a tag whose attribute values hold
+`>` is read correctly only when those values are quoted; an anchor inside an HTML
+comment is rewritten too (harmless: nobody can click it). URLs in plain text are
+found by `models.text_links`.
 """
 
 from __future__ import annotations
@@ -21,13 +17,13 @@ from collections.abc import Callable, Sequence
 from urllib.parse import quote, unquote_plus
 
 UTM_SOURCE = "chainmail"
-UTM_MEDIUM = "email"
 
 
-def utm_params(campaign: str, position: int) -> tuple[tuple[str, str], ...]:
+def utm_params(campaign: str, position: int, medium: str) -> tuple[tuple[str, str], ...]:
+    """The tags of a step's links; `medium` is the channel, `email` or `sms`."""
     return (
         ("utm_source", UTM_SOURCE),
-        ("utm_medium", UTM_MEDIUM),
+        ("utm_medium", medium),
         ("utm_campaign", campaign),
         ("utm_content", f"step{position}"),
     )
@@ -55,35 +51,6 @@ def add_query_params(url: str, params: Sequence[tuple[str, str]]) -> str:
 
 def is_web_link(target: str) -> bool:
     return target[:8].lower().startswith(("http://", "https://"))
-
-
-_TEXT_URL = re.compile(r"""https?://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
-_TRAILING_PUNCTUATION = ".,;:!?*"
-
-
-def _url_end(url: str) -> int:
-    end = len(url)
-    while end and _dangling(url, end):
-        end -= 1
-    return end
-
-
-def _dangling(url: str, end: int) -> bool:
-    last = url[end - 1]
-    if last == ")":
-        return url.count("(", 0, end) < url.count(")", 0, end)
-    return last in _TRAILING_PUNCTUATION
-
-
-def rewrite_text_links(text: str, rewrite: Callable[[str], str]) -> str:
-    """Every http(s) URL in plain text replaced by `rewrite(url)`."""
-
-    def replace(match: re.Match[str]) -> str:
-        found = match.group()
-        end = _url_end(found)
-        return rewrite(found[:end]) + found[end:]
-
-    return _TEXT_URL.sub(replace, text)
 
 
 # `<a`, then attributes (quoted values consumed whole, so an `href=` inside a

@@ -15,6 +15,7 @@ import os
 import random
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -24,18 +25,21 @@ from typing import Any, Protocol
 import httpx
 
 from channels import texts
+from channels.links import add_query_params, utm_params
 from channels.rendering import CompiledTemplate, RenderError
 from channels.results import SendResult, SendStatus
-from models.sms_parts import sms_as_sent
+from models.sms_parts import SmsFrame, sms_as_sent
 from models.templates import RENDERED_LIMITS, TEXT_ENV
+from models.tokens import make_short_token
 
 __all__ = [
+    "ComposedSms",
     "HttpSmsGateway",
     "OutboxSmsTransport",
     "Pacer",
     "RenderError",
+    "SmsComposer",
     "SmsTransport",
-    "render_sms",
     "sms_transport_from_settings",
 ]
 
@@ -49,10 +53,46 @@ class SmsTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
-def render_sms(template: str, context: Mapping[str, Any], *, opt_out: str) -> str:
-    """The SMS for one customer as sent, `opt_out` (SMS_OPT_OUT_TEXT) appended; the text
-    without surrounding blank space (parts cost money)."""
-    return sms_as_sent(_sms_template(template).render(context).strip(), opt_out)
+@dataclass(frozen=True)
+class ComposedSms:
+    # As handed to the gateway: links shortened, the opt-out line appended.
+    text: str
+    # The targets (UTM-tagged) of the short links; a short token's link index points
+    # into this list, stored on the delivery.
+    links: list[str]
+
+
+class SmsComposer:
+    """The SMS of one step. Its links become `/s/{token}` links (models/tokens.py),
+    their targets UTM-tagged (`utm_medium=sms`) when `utm` is on; `campaign` is the
+    chain's campaign tag, `position` the step's, 1-based."""
+
+    def __init__(
+        self,
+        template: str,
+        frame: SmsFrame,
+        *,
+        secret_key: str,
+        campaign: str,
+        position: int,
+        utm: bool,
+    ) -> None:
+        self.template = template
+        self.frame = frame
+        self._secret = secret_key
+        self._utm = utm_params(campaign, position, "sms") if utm else ()
+
+    def compose(self, delivery_id: int, context: Mapping[str, Any]) -> ComposedSms:
+        """The SMS for one customer, its text without surrounding blank space (parts cost
+        money); RenderError if the template fails for them."""
+        links: list[str] = []
+
+        def token(url: str, index: int) -> str:
+            links.append(add_query_params(url, self._utm) if self._utm else url)
+            return make_short_token(self._secret, delivery_id, index)
+
+        rendered = _sms_template(self.template).render(context).strip()
+        return ComposedSms(sms_as_sent(rendered, self.frame, token), links)
 
 
 @lru_cache(maxsize=64)

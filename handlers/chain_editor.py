@@ -208,7 +208,7 @@ async def show_step(
             step,
             _block(state) if unsaved(state) else None,
             note,
-            sms_opt_out=context.deps.messages.sms_opt_out_text,
+            sms_frame=context.deps.messages.sms_frame,
         ),
         keyboards.editor_step(chain, step, options),
         toast=toast,
@@ -289,7 +289,7 @@ async def show_block(
         waiting_for=state.get("input"),
         problems=problems or [],
         note=note,
-        sms_opt_out=context.deps.messages.sms_opt_out_text,
+        sms_frame=context.deps.messages.sms_frame,
     )
     await _screen(
         update,
@@ -457,7 +457,7 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
                 position,
                 kind,
                 state["draft"],
-                sms_opt_out=context.deps.messages.sms_opt_out_text,
+                sms_frame=context.deps.messages.sms_frame,
             )
         except InvalidBlock as refused:
             await _refused(update, context, refused)
@@ -505,7 +505,7 @@ async def _save(update: Update, context: Context, kind: BlockKind) -> Saved | No
             kind,
             state["draft"],
             actor=context.actor,
-            sms_opt_out=context.deps.messages.sms_opt_out_text,
+            sms_frame=context.deps.messages.sms_frame,
         )
     except InvalidBlock as refused:
         await _refused(update, context, refused)

@@ -215,7 +215,9 @@ async def show_preview(update: Update, context: Context, chain_id: int, position
         return
     if not isinstance(rendered, PreviewEmail):
         count = rendered.count
-        text = texts.sms_preview(head, rendered.text, count.characters, count.parts, count.encoding)
+        text = texts.sms_preview(
+            head, rendered.text, count.characters, count.parts, count.encoding, rendered.links
+        )
         await screen(update, context, state, text, markup)
         return
     text = texts.email_preview(head, rendered.subject, rendered.text, rendered.html is not None)

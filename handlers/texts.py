@@ -35,7 +35,7 @@ from models.chainfile import (
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
-from models.sms_parts import sms_as_sent, sms_parts
+from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
 from models.stats import ChainStats, DailyStats, StepStats, VersionStats
 from models.tables import ChainStatus, Enrollment, Role
 from services.forecast import Forecast, WaveProgress
@@ -319,7 +319,11 @@ def _step_stats(step: StepStats) -> str:
             f"clicked {step.clicked} ({_percent(step.clicked, step.sent)})"
         )
     else:
-        reach = f"delivered {step.delivered} ({_percent(step.delivered, step.sent)})"
+        # An SMS tells whether it was delivered and whether its short links were followed.
+        reach = (
+            f"delivered {step.delivered} ({_percent(step.delivered, step.sent)}) · "
+            f"clicked {step.clicked} ({_percent(step.clicked, step.sent)})"
+        )
     if step.unsubscribed:
         reach += f" · unsub {step.unsubscribed}"
     return "\n".join(
@@ -459,7 +463,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
     if total.channel == "email":
         reach = [("opened", "opened"), ("clicked", "clicked")]
     else:
-        reach = [("delivered", "delivered")]
+        reach = [("delivered", "delivered"), ("clicked", "clicked")]
     yesterday = [f"sent {day.sent}{_change(day.sent, before.sent)}"]
     yesterday += [
         f"{label} {getattr(day, name)}{_change(getattr(day, name), getattr(before, name))}"
@@ -682,8 +686,8 @@ class BlockScreen:
     waiting_for: str | None
     problems: list[Problem]
     note: str | None
-    # SMS_OPT_OUT_TEXT: appended to every SMS, counted in its parts.
-    sms_opt_out: str = ""
+    # The opt-out line and short links of every SMS, counted in its parts.
+    sms_frame: SmsFrame = BARE_SMS
 
     @property
     def terms_audience(self) -> bool:
@@ -772,13 +776,13 @@ def _schedule_short(schedule: Schedule | None) -> str:
     return "now"
 
 
-def _action_short(action: Action | None, sms_opt_out: str) -> str:
+def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
     if action is None:
         return "not set"
     if isinstance(action, EmailAction):
         html = " + HTML" if action.html else ""
         return f"email «{esc(short(action.subject, 40))}»{html}"
-    count = sms_parts(sms_as_sent(action.text, sms_opt_out))
+    count = sms_parts(sms_as_sent(action.text, sms_frame))
     return f"SMS, {plural(count.parts, 'part')}: «{esc(short(action.text, 40))}»"
 
 
@@ -812,13 +816,13 @@ def editor_step(
     unsaved_kind: BlockKind | None,
     note: str | None = None,
     *,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
 ) -> str:
     """`note`: what the change just made did, in the services' words (describe);
-    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in an SMS's parts."""
+    `sms_frame`: the opt-out line and short links, counted in an SMS's parts."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
-        (BlockKind.ACTION, _action_short(step.action, sms_opt_out)),
+        (BlockKind.ACTION, _action_short(step.action, sms_frame)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
         (BlockKind.CONVERSION, _conversion_short(step.conversion)),
     ]
@@ -860,10 +864,10 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                 text = draft.get("text")
                 if not text:
                     return ["📱 SMS text: not written yet"]
-                count = sms_parts(sms_as_sent(text, view.sms_opt_out))
+                count = sms_parts(sms_as_sent(text, view.sms_frame))
                 opt_out = (
-                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_opt_out))]
-                    if view.sms_opt_out
+                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_frame.opt_out))]
+                    if view.sms_frame.opt_out
                     else []
                 )
                 return [
@@ -1173,16 +1177,35 @@ def email_preview(head: PreviewHead, subject: str, text: str, has_html: bool) ->
     return "\n".join(lines)
 
 
-def sms_preview(head: PreviewHead, text: str, characters: int, parts: int, encoding: str) -> str:
-    return "\n".join(
-        [
-            *_preview_head(head, "SMS"),
-            "",
-            _cut_body(text) if text else "(empty)",
-            "",
-            f"📏 {characters} characters · {plural(parts, 'SMS')} ({encoding})",
+# Short links of an SMS preview listed with their targets; the rest counted.
+PREVIEW_LINKS_SHOWN = 5
+
+
+def sms_preview(
+    head: PreviewHead,
+    text: str,
+    characters: int,
+    parts: int,
+    encoding: str,
+    links: Sequence[str] = (),
+) -> str:
+    """`text` as sent, its links short (`/s/…`); `links`: where they lead, in order."""
+    lines = [
+        *_preview_head(head, "SMS"),
+        "",
+        _cut_body(text) if text else "(empty)",
+        "",
+        f"📏 {characters} characters · {plural(parts, 'SMS')} ({encoding})",
+    ]
+    if links:
+        lines.append("🔗 Its short links lead to (a click counts as clicked):")
+        lines += [
+            f"{number}. {esc(short(target, 120))}"
+            for number, target in enumerate(links[:PREVIEW_LINKS_SHOWN], 1)
         ]
-    )
+        if len(links) > PREVIEW_LINKS_SHOWN:
+            lines.append(f"… and {plural(len(links) - PREVIEW_LINKS_SHOWN, 'more link')}")
+    return "\n".join(lines)
 
 
 def render_failed(head: PreviewHead, channel: str, error: str) -> str:

@@ -21,7 +21,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 import yaml
 
 from models.errors import ChainmailError
-from models.sms_parts import sms_as_sent, sms_parts
+from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
 from models.tables import Channel, Enrollment
 from models.templates import (
     CUSTOMER_FIELDS,
@@ -75,8 +75,10 @@ UNKNOWN_TERM = "{value} is not a term; terms are: {terms}"
 ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
 TEMPLATE_ERROR = "not a valid template: {error}"
 TOO_MANY_SMS_PARTS = (
-    "{parts} SMS parts ({characters} {encoding} characters as written{opt_out}): at most {limit}"
+    "{parts} SMS parts ({characters} {encoding} characters as written{links}{opt_out}): "
+    "at most {limit}"
 )
+WITH_SHORT_LINKS = ", each link as a {length}-character short link"
 WITH_OPT_OUT = ", with the opt-out line {line!r}"
 ONLY_WITH_SEND = "only goes with send: {send}"
 OPENED_AFTER_SMS = (
@@ -732,7 +734,7 @@ def _templates(
 
 
 def _action(
-    data: Any, report: _Report, *, known_attributes: Collection[str] | None, sms_opt_out: str
+    data: Any, report: _Report, *, known_attributes: Collection[str] | None, sms_frame: SmsFrame
 ) -> Action | None:
     fields = _mapping(data, report, _ACTION_KEYS)
     if fields is None:
@@ -754,14 +756,20 @@ def _action(
     text = _text(fields, "text", report, required=True, limit=text_limit)
     _templates({"subject": subject, "text": text, "html": html}, report, known_attributes)
     if is_sms and text is not None:
-        count = sms_parts(sms_as_sent(text, sms_opt_out))
+        as_sent = sms_as_sent(text, sms_frame)
+        count = sms_parts(as_sent)
         if count.parts > MAX_SMS_PARTS:
+            shortened = as_sent != sms_as_sent(text, replace(sms_frame, public_base_url=""))
+            opt_out = sms_frame.opt_out
             report.at("text").problem(
                 TOO_MANY_SMS_PARTS.format(
                     parts=count.parts,
                     characters=count.characters,
                     encoding=count.encoding,
-                    opt_out=WITH_OPT_OUT.format(line=sms_opt_out) if sms_opt_out else "",
+                    links=WITH_SHORT_LINKS.format(length=sms_frame.short_link_length)
+                    if shortened
+                    else "",
+                    opt_out=WITH_OPT_OUT.format(line=opt_out) if opt_out else "",
                     limit=MAX_SMS_PARTS,
                 )
             )
@@ -856,17 +864,18 @@ def validate_action(
     data: Any,
     *,
     known_attributes: Collection[str] | None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
     stored: bool = False,
 ) -> Checked[Action]:
     """`known_attributes` None skips the warnings about unknown template names.
 
-    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in an SMS's parts; a stored block is
-    read back without it, held to the rules it was saved under.
+    `sms_frame`: SMS_OPT_OUT_TEXT and PUBLIC_BASE_URL, the opt-out line and short links
+    counted in an SMS's parts; a stored block is read back without them, held to the
+    rules it was saved under.
     """
     return _checked(
         lambda report: _action(
-            data, report, known_attributes=known_attributes, sms_opt_out=sms_opt_out
+            data, report, known_attributes=known_attributes, sms_frame=sms_frame
         ),
         stored=stored,
     )
@@ -891,7 +900,7 @@ def validate_block(
     known_segments: Collection[str] | None = None,
     known_attributes: Collection[str] | None = None,
     audience: Audience | None = None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
     stored: bool = False,
 ) -> Checked[Block]:
     """One block of the step at `position`, with paths relative to the block.
@@ -907,7 +916,7 @@ def validate_block(
             )
         case BlockKind.ACTION:
             checked = validate_action(
-                data, known_attributes=known_attributes, sms_opt_out=sms_opt_out, stored=stored
+                data, known_attributes=known_attributes, sms_frame=sms_frame, stored=stored
             )
         case BlockKind.SCHEDULE:
             checked = validate_schedule(data, audience=audience, stored=stored)
@@ -935,7 +944,7 @@ def _step(
     position: int,
     known_segments: Collection[str],
     known_attributes: Collection[str],
-    sms_opt_out: str,
+    sms_frame: SmsFrame,
 ) -> StepSpec | None:
     fields = _mapping(data, report, _STEP_KEYS)
     if fields is None:
@@ -957,7 +966,7 @@ def _step(
             fields[BlockKind.ACTION],
             report.at(BlockKind.ACTION),
             known_attributes=known_attributes,
-            sms_opt_out=sms_opt_out,
+            sms_frame=sms_frame,
         )
     if BlockKind.SCHEDULE in fields:
         schedule_data = fields[BlockKind.SCHEDULE]
@@ -986,7 +995,7 @@ def _chain(
     *,
     known_segments: Collection[str],
     known_attributes: Collection[str],
-    sms_opt_out: str,
+    sms_frame: SmsFrame,
 ) -> ChainSpec | None:
     fields = _mapping(doc, report, _CHAIN_KEYS, not_mapping=NOT_A_CHAIN_DOCUMENT)
     if fields is None:
@@ -1022,7 +1031,7 @@ def _chain(
                 position=index + 1,
                 known_segments=known_segments,
                 known_attributes=known_attributes,
-                sms_opt_out=sms_opt_out,
+                sms_frame=sms_frame,
             )
             for index, data in enumerate(fields["steps"])
         ]
@@ -1048,11 +1057,12 @@ def validate_chain(
     *,
     known_segments: Collection[str],
     known_attributes: Collection[str],
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
 ) -> Checked[ChainSpec]:
     """A whole chain document (as loaded from YAML), with paths from its root.
 
-    `sms_opt_out`: SMS_OPT_OUT_TEXT, counted in each SMS's parts.
+    `sms_frame`: SMS_OPT_OUT_TEXT and PUBLIC_BASE_URL, the opt-out line and short links
+    counted in each SMS's parts.
     """
     return _checked(
         lambda report: _chain(
@@ -1060,7 +1070,7 @@ def validate_chain(
             report,
             known_segments=known_segments,
             known_attributes=known_attributes,
-            sms_opt_out=sms_opt_out,
+            sms_frame=sms_frame,
         )
     )
 

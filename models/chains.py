@@ -44,6 +44,7 @@ from models.chainfile import (
 from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.segments import segment_names
+from models.sms_parts import BARE_SMS, SmsFrame
 from models.tables import Chain, ChainStatus, Enrollment, Step, utcnow
 
 
@@ -190,11 +191,11 @@ async def list_chains(db: Database) -> list[ChainSummary]:
 
 
 async def read_chain_file(
-    db: Database, yaml_text: str, *, sms_opt_out: str = ""
+    db: Database, yaml_text: str, *, sms_frame: SmsFrame = BARE_SMS
 ) -> tuple[ChainSpec, list[Problem]]:
     """A chain file checked against this shop's segments and attributes, and its
-    warnings; InvalidChainFile lists every problem. `sms_opt_out`: SMS_OPT_OUT_TEXT,
-    counted in each SMS's parts."""
+    warnings; InvalidChainFile lists every problem. `sms_frame`: the opt-out line
+    and short links, counted in each SMS's parts."""
     doc = load_yaml(yaml_text)
     async with db.session() as session:
         known_segments = await segment_names(session)
@@ -203,7 +204,7 @@ async def read_chain_file(
         doc,
         known_segments=known_segments,
         known_attributes=known_attributes,
-        sms_opt_out=sms_opt_out,
+        sms_frame=sms_frame,
     )
     if checked.value is None:
         raise InvalidChainFile(checked.problems)
@@ -211,10 +212,10 @@ async def read_chain_file(
 
 
 async def import_chain(
-    db: Database, yaml_text: str, *, actor: str, sms_opt_out: str = ""
+    db: Database, yaml_text: str, *, actor: str, sms_frame: SmsFrame = BARE_SMS
 ) -> ImportResult:
     """A new draft chain from a chain file; InvalidChainFile lists every problem."""
-    spec, warnings = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
+    spec, warnings = await read_chain_file(db, yaml_text, sms_frame=sms_frame)
     async with db.writer() as session:
         chain = Chain(
             name=spec.name,
@@ -409,13 +410,13 @@ def checked_block(
     *,
     known_segments: Collection[str] | None,
     known_attributes: Collection[str] | None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
     previous_action: dict[str, Any] | None = None,
     next_audience: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[Problem]]:
     """One block for `step` as it would be stored, and its warnings; InvalidBlock lists
-    every problem, with paths relative to the block. `sms_opt_out`: SMS_OPT_OUT_TEXT,
-    counted in an SMS's parts.
+    every problem, with paths relative to the block. `sms_frame`: the opt-out line and
+    short links, counted in an SMS's parts.
 
     Audience and schedule are checked together: `send: now` cannot go with terms
     known only later, whichever of the two is saved second. So are terms and the
@@ -431,7 +432,7 @@ def checked_block(
         known_segments=known_segments,
         known_attributes=known_attributes,
         audience=saved_audience,
-        sms_opt_out=sms_opt_out,
+        sms_frame=sms_frame,
     )
     problems = list(checked.problems)
     block: Block | None = checked.value

@@ -14,8 +14,12 @@ septets followed by `€` takes two parts, not one part and a half.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from models.text_links import own_link_prefixes, rewrite_text_links
+from models.tokens import BASE62, MAX_SHORT_LINK_INDEX, SHORT_TOKEN_LENGTH
 
 # The default alphabet, in table order (0x1B, the escape to the extension table,
 # is not a character of its own).
@@ -68,8 +72,55 @@ def _count(encoding: Encoding, widths: list[int], single: int, per_part: int) ->
     return SmsCount(encoding, total, parts)
 
 
-def sms_as_sent(text: str, opt_out: str) -> str:
-    """The SMS as it goes to the gateway: the text, then the opt-out line
-    (`SMS_OPT_OUT_TEXT`, e.g. "STOP: 0000") when one is set. What is counted in parts
-    wherever parts are counted, and what the engine sends."""
-    return f"{text}\n{opt_out}" if opt_out else text
+@dataclass(frozen=True)
+class SmsFrame:
+    """What every SMS gets on its way to the gateway, from the settings."""
+
+    # SMS_OPT_OUT_TEXT: a line of its own after the text; empty: none.
+    opt_out: str = ""
+    # PUBLIC_BASE_URL: each link in the text becomes `{base}/s/{token}`; empty: links
+    # stay as written.
+    public_base_url: str = ""
+
+    def short_link(self, token: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/s/{token}"
+
+    @property
+    def short_link_length(self) -> int:
+        return len(self.short_link("")) + SHORT_TOKEN_LENGTH
+
+
+# No opt-out line, links as written.
+BARE_SMS = SmsFrame()
+
+# Where a link's real token is not known (the composer counts a template, not a
+# delivery), one of the same length and alphabet counts the same.
+_STAND_IN_TOKEN = BASE62[0] * SHORT_TOKEN_LENGTH
+
+
+def _stand_in(url: str, index: int) -> str:
+    return _STAND_IN_TOKEN
+
+
+def sms_as_sent(text: str, frame: SmsFrame, token: Callable[[str, int], str] = _stand_in) -> str:
+    """The SMS as it goes to the gateway: the text, each link in it shortened, then the
+    opt-out line. What is counted in parts wherever parts are counted, and what the
+    engine sends.
+
+    `token(url, index)` makes the short token of the text's link number `index`
+    (`url` as written); links into Chainmail itself, and any past the last index a
+    short token holds, stay as written.
+    """
+    if frame.public_base_url:
+        own = own_link_prefixes(frame.public_base_url)
+        shortened = 0
+
+        def shorten(url: str) -> str:
+            nonlocal shortened
+            if url.startswith(own) or shortened > MAX_SHORT_LINK_INDEX:
+                return url
+            shortened += 1
+            return frame.short_link(token(url, shortened - 1))
+
+        text = rewrite_text_links(text, shorten)
+    return f"{text}\n{frame.opt_out}" if frame.opt_out else text

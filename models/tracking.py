@@ -111,7 +111,8 @@ async def record_open(db: Database, delivery_id: int, at: datetime) -> bool:
 
 
 async def record_click(db: Database, delivery_id: int, link_index: int, at: datetime) -> str | None:
-    """The original target of the message's link number `link_index`, the click recorded.
+    """The original target of the message's link number `link_index`, the click recorded:
+    an email's tracked link (`/t/c/`) or an SMS's short link (`/s/`).
 
     None (and nothing recorded) for an unknown delivery or link.
     """
@@ -128,8 +129,10 @@ async def record_click(db: Database, delivery_id: int, link_index: int, at: date
             {"link": link_index},
             same=Event.data["link"].as_integer() == link_index,
         )
-        # Whoever clicked had the email open, even with its images (the pixel) blocked.
-        await add_event_once(session, delivery, EventType.OPENED, at)
+        if delivery.channel == Channel.EMAIL.value:
+            # Whoever clicked had the email open, even with its images (the pixel)
+            # blocked. Nothing says an SMS was opened: its click is its own fact.
+            await add_event_once(session, delivery, EventType.OPENED, at)
         await message_facts_changed(session, [delivery.id], at)
         return links[link_index]
 

@@ -32,13 +32,14 @@ from sqlalchemy.orm import selectinload
 
 from channels.dkim import DkimKey
 from channels.email_compose import EmailComposer, EmailStep
-from channels.sms import SmsTransport
+from channels.sms import SmsComposer, SmsTransport
 from channels.smtp import EmailTransport
 from models import audit
-from models.chainfile import EmailAction, SmsAction
+from models.chainfile import EmailAction
 from models.chains import missing_blocks
 from models.db import Database, installation_id
 from models.facts import messages_triggered
+from models.sms_parts import SmsFrame
 from models.tables import (
     Chain,
     ChainStatus,
@@ -77,7 +78,8 @@ class EngineConfig:
     tick_seconds: float = 5.0
     # Signs every email when set (DKIM_PRIVATE_KEY_FILE).
     dkim: DkimKey | None = None
-    # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`).
+    # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`), whose
+    # links become short links on `public_base_url`.
     sms_opt_out_text: str = ""
     # BOUNCE_DOMAIN: each email's return addresses are its own there (VERP).
     bounce_domain: str | None = None
@@ -353,8 +355,8 @@ class Engine:
         }
 
     def _step_messages(self, chain: ChainPlan, step: StepPlan) -> StepMessages:
-        composer = None
         action = step.action
+        composer: EmailComposer | SmsComposer
         if isinstance(action, EmailAction):
             composer = EmailComposer(
                 EmailStep(
@@ -375,14 +377,16 @@ class Engine:
                 dkim=self.config.dkim,
                 bounce_domain=self.config.bounce_domain,
             )
-        return StepMessages(
-            step.step_id,
-            step.channel,
-            composer,
-            action.text if isinstance(action, SmsAction) else None,
-            step.version,
-            self.config.sms_opt_out_text,
-        )
+        else:
+            composer = SmsComposer(
+                action.text,
+                SmsFrame(self.config.sms_opt_out_text, self.config.public_base_url),
+                secret_key=self.config.secret_key,
+                campaign=chain.campaign,
+                position=step.position,
+                utm=chain.utm,
+            )
+        return StepMessages(step.step_id, step.channel, composer, step.version)
 
     # --- Planning as things happen --------------------------------------------------
 

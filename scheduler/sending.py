@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email_compose import ComposedEmail, EmailComposer, Recipient, RenderError
 from channels.results import SendResult, SendStatus
-from channels.sms import SmsTransport, render_sms
+from channels.sms import ComposedSms, SmsComposer, SmsTransport
 from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database
@@ -101,31 +101,27 @@ class SendPolicy:
 
 @dataclass(frozen=True)
 class StepMessages:
-    """How one step's messages are made: its channel and composer or SMS template."""
+    """How one step's messages are made: its channel and composer."""
 
     step_id: int
     channel: str
-    composer: EmailComposer | None
-    sms_template: str | None
+    composer: EmailComposer | SmsComposer
     # The step version these messages are composed with.
     version: int = 1
-    # SMS_OPT_OUT_TEXT, appended to every SMS.
-    sms_opt_out: str = ""
 
-    def render(self, item: Claimed) -> ComposedEmail | str:
-        if self.channel == Channel.EMAIL:
-            assert self.composer is not None
-            return self.composer.compose(
-                Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
-            )
-        return render_sms(self.sms_template or "", item.context, opt_out=self.sms_opt_out)
+    def render(self, item: Claimed) -> ComposedEmail | ComposedSms:
+        if isinstance(self.composer, SmsComposer):
+            return self.composer.compose(item.delivery_id, item.context)
+        return self.composer.compose(
+            Recipient(item.delivery_id, item.customer_id, item.email or "", item.context)
+        )
 
 
 @dataclass
 class _Group:
     messages: StepMessages
     items: Sequence[Claimed]
-    ready: list[tuple[Claimed, ComposedEmail | str]] = field(default_factory=list)
+    ready: list[tuple[Claimed, ComposedEmail | ComposedSms]] = field(default_factory=list)
     early: list[Outcome] = field(default_factory=list)
 
 
@@ -248,7 +244,7 @@ class Sender:
         Messages that cannot be rendered go to `failed`. Rendering yields to the
         event loop now and then, so a group on the wire keeps moving meanwhile.
         """
-        ready: list[tuple[Claimed, ComposedEmail | str]] = []
+        ready: list[tuple[Claimed, ComposedEmail | ComposedSms]] = []
         yielded = time.monotonic()
         for number, item in enumerate(group.items, 1):
             try:
@@ -346,7 +342,7 @@ class Sender:
             .execution_options(synchronize_session=False)
         )
 
-    async def _unmark(self, ready: Sequence[tuple[Claimed, ComposedEmail | str]]) -> None:
+    async def _unmark(self, ready: Sequence[tuple[Claimed, ComposedEmail | ComposedSms]]) -> None:
         """Back to the queue: marked `sending` but never handed to the channel."""
         if not ready:
             return
@@ -376,7 +372,7 @@ class Sender:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _hand_over(self, item: Claimed, body: ComposedEmail | str) -> Outcome:
+    async def _hand_over(self, item: Claimed, body: ComposedEmail | ComposedSms) -> Outcome:
         attempts = item.attempts + 1
         if isinstance(body, ComposedEmail):
             result = await self._email.send(
@@ -385,21 +381,21 @@ class Sender:
             return Outcome(
                 item.delivery_id, item.customer_id, attempts, result, body.message_id, body.links
             )
-        result = await self._sms.send(item.delivery_id, item.phone or "", body)
-        return Outcome(item.delivery_id, item.customer_id, attempts, result)
+        result = await self._sms.send(item.delivery_id, item.phone or "", body.text)
+        return Outcome(item.delivery_id, item.customer_id, attempts, result, links=body.links)
 
     def _sent_at_once(
         self, messages: StepMessages, sent: Sequence[Outcome], now: datetime
     ) -> Update | None:
         """One UPDATE for the whole group's `sent` rows, when it can say the same for all:
-        SMS (no Message-ID, no links), or emails whose links are the same for every
-        customer (the usual case) and whose Message-IDs follow the composer's pattern,
-        built in SQL from the customer id. None: each row needs its own values."""
+        messages whose links are the same for every customer (the usual case): SMS (no
+        Message-ID), emails whose Message-IDs follow the composer's pattern, built in SQL
+        from the customer id. None: each row needs its own values."""
         message_id: Any = None
         links = sent[0].links
         if any(o.links != links for o in sent):
             return None
-        if messages.composer is not None:
+        if isinstance(messages.composer, EmailComposer):
             start, end = messages.composer.message_id_parts
             if any(o.message_id != f"{start}{o.customer_id}{end}" for o in sent):
                 return None

@@ -60,6 +60,7 @@ from models.chains import (
 from models.db import Database
 from models.errors import ChainmailError, NotFound
 from models.facts import conversion_changed
+from models.sms_parts import BARE_SMS, SmsFrame
 from models.tables import (
     Chain,
     ChainStatus,
@@ -312,7 +313,7 @@ async def _checked_block(
     kind: BlockKind,
     data: Any,
     names: tuple[Collection[str] | None, Collection[str] | None],
-    sms_opt_out: str,
+    sms_frame: SmsFrame,
 ) -> tuple[dict[str, Any], list[Problem]]:
     """`checked_block` with the neighbours' saved blocks and the shop's names
     (`known_names`: segments, attributes)."""
@@ -323,7 +324,7 @@ async def _checked_block(
         data,
         known_segments=names[0],
         known_attributes=names[1],
-        sms_opt_out=sms_opt_out,
+        sms_frame=sms_frame,
         previous_action=previous_action,
         next_audience=next_audience,
     )
@@ -337,7 +338,7 @@ async def preview_block(
     data: Any,
     *,
     now: datetime | None = None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
 ) -> Impact:
     """What saving the block would do, nothing written; InvalidBlock as `save_block`."""
     kind = BlockKind(kind)
@@ -345,7 +346,7 @@ async def preview_block(
     async with db.session() as session:
         chain = await _chain(session, chain_id)
         step = _step(chain, position)
-        stored, _ = await _checked_block(session, step, kind, data, names, sms_opt_out)
+        stored, _ = await _checked_block(session, step, kind, data, names, sms_frame)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=False
         )
@@ -361,16 +362,16 @@ async def save_block(
     *,
     actor: str,
     now: datetime | None = None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
 ) -> Saved:
     """Validate and save one block of a step, running or not; its warnings and impact,
-    or InvalidBlock with every problem (paths relative to the block). `sms_opt_out`:
-    SMS_OPT_OUT_TEXT, counted in an SMS's parts."""
+    or InvalidBlock with every problem (paths relative to the block). `sms_frame`: the
+    opt-out line and short links, counted in an SMS's parts."""
     kind = BlockKind(kind)
     names = await known_names(db, kind)
     async with db.writer() as session:
         chain, step = await locked_step(session, chain_id, position)
-        stored, warnings = await _checked_block(session, step, kind, data, names, sms_opt_out)
+        stored, warnings = await _checked_block(session, step, kind, data, names, sms_frame)
         impact = await _change_blocks(
             session, chain, step, {kind: stored}, now or _now(), apply=True
         )
@@ -657,13 +658,13 @@ async def update_chain(
     actor: str,
     dry_run: bool = False,
     now: datetime | None = None,
-    sms_opt_out: str = "",
+    sms_frame: SmsFrame = BARE_SMS,
 ) -> list[Impact]:
     """Apply a chain file to an existing chain, running or not, step by step as the
     rules above say: all or nothing. InvalidChainFile lists every problem of the file
     and every refused change, and nothing is applied. `dry_run`: the impact only."""
     now = now or _now()
-    spec, _ = await read_chain_file(db, yaml_text, sms_opt_out=sms_opt_out)
+    spec, _ = await read_chain_file(db, yaml_text, sms_frame=sms_frame)
     if dry_run:
         async with db.session() as session:
             plan = await _weigh_or_apply(

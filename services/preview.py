@@ -27,12 +27,12 @@ from channels import mime
 from channels.dkim import DkimKey
 from channels.email_compose import ComposedEmail, EmailComposer, EmailStep, Recipient, RenderError
 from channels.results import SendStatus
-from channels.sms import OutboxSmsTransport, SmsTransport, render_sms
+from channels.sms import OutboxSmsTransport, SmsComposer, SmsTransport
 from channels.smtp import EmailTransport, OutboxEmailTransport
 from models import audit
 from models.db import Database, installation_id, secret_key
 from models.preview import PreviewCustomer
-from models.sms_parts import SmsCount, sms_parts
+from models.sms_parts import SmsCount, SmsFrame, sms_parts
 from models.tables import Channel
 from models.tokens import TokenKind, make_token
 
@@ -75,6 +75,10 @@ class MessageSetup:
     # BOUNCE_DOMAIN: return addresses as the engine's messages have them.
     bounce_domain: str | None = None
 
+    @property
+    def sms_frame(self) -> SmsFrame:
+        return SmsFrame(self.sms_opt_out_text, self.public_base_url)
+
 
 @dataclass(frozen=True)
 class StepMessage:
@@ -107,8 +111,11 @@ class PreviewEmail:
 
 @dataclass(frozen=True)
 class PreviewSms:
+    # As the gateway gets it: links shortened (`/s/…`), the opt-out line appended.
     text: str
     count: SmsCount
+    # Where its short links lead, in order, UTM-tagged.
+    links: list[str]
 
 
 @dataclass(frozen=True)
@@ -186,14 +193,25 @@ async def render_preview(
     never holds up the bot's other conversations.
     """
     if message.channel == Channel.SMS:
-        return await asyncio.to_thread(_sms_preview, message, customer, setup.sms_opt_out_text)
+        secret = await secret_key(db, setup.secret_key)
+        return await asyncio.to_thread(_sms_preview, setup, message, customer, secret)
     keys = await _keys(db, setup)
     return await asyncio.to_thread(_email_preview, setup, message, customer, keys)
 
 
-def _sms_preview(message: StepMessage, customer: PreviewCustomer, opt_out: str) -> PreviewSms:
-    text = render_sms(str(message.action.get("text") or ""), customer.context, opt_out=opt_out)
-    return PreviewSms(text, sms_parts(text))
+def _sms_preview(
+    setup: MessageSetup, message: StepMessage, customer: PreviewCustomer, secret: str
+) -> PreviewSms:
+    composer = SmsComposer(
+        str(message.action.get("text") or ""),
+        setup.sms_frame,
+        secret_key=secret,
+        campaign=message.campaign,
+        position=message.position,
+        utm=message.utm,
+    )
+    composed = composer.compose(TEST_DELIVERY_ID, customer.context)
+    return PreviewSms(composed.text, sms_parts(composed.text), composed.links)
 
 
 def _email_preview(
@@ -238,7 +256,8 @@ async def send_test(
     """
     outbox: str | None = None
     if message.channel == Channel.SMS:
-        rendered = await asyncio.to_thread(_sms_preview, message, customer, setup.sms_opt_out_text)
+        secret = await secret_key(db, setup.secret_key)
+        rendered = await asyncio.to_thread(_sms_preview, setup, message, customer, secret)
         text = rendered.text
         sms = setup.open_sms()
         try:

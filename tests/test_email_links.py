@@ -11,14 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import mime
-from channels.links import (
-    add_query_params,
-    rewrite_html_links,
-    rewrite_text_links,
-    utm_params,
-)
+from channels.links import add_query_params, rewrite_html_links, utm_params
+from models.text_links import rewrite_text_links
 
-UTM = utm_params("spring_sale", 3)
+UTM = utm_params("spring_sale", 3, "email")
 
 
 def test_utm_params_name_the_campaign_and_step() -> None:
@@ -66,7 +62,7 @@ def test_tagging_keeps_every_pair_and_adds_each_missing_utm_once(
     url = f"https://a.example/p?{query}" if query else "https://a.example/p"
     if fragment:
         url += "#" + quote(fragment)
-    params = utm_params(campaign, 1)
+    params = utm_params(campaign, 1, "email")
 
     tagged = urlsplit(add_query_params(url, params))
 

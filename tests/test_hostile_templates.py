@@ -12,7 +12,7 @@ import pytest
 
 from channels.email_compose import EmailComposer, EmailStep, Recipient
 from channels.rendering import RenderError
-from channels.sms import OutboxSmsTransport, render_sms
+from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from models.db import Database
 from models.preview import PreviewCustomer
@@ -20,6 +20,7 @@ from models.templates import RENDERED_LIMITS, compile_problems
 from services.preview import MessageSetup, StepMessage, render_preview
 from telegram_double import TelegramDouble
 from tests.test_bot_preview import editor
+from tests.test_sms_gateway import render_sms
 
 NESTED_LOOPS = "{% for x in range(100000) %}{% for y in range(100000) %}{% endfor %}{% endfor %}"
 # The same with the bounds from the customer's data: nothing to see when saving.
@@ -115,7 +116,7 @@ def test_a_template_beyond_a_limit_is_stopped_quickly_in_words(
 ) -> None:
     started = time.perf_counter()
     with pytest.raises(RenderError) as failed:
-        render_sms(source, CONTEXT, opt_out="")
+        render_sms(source, CONTEXT)
     assert time.perf_counter() - started < 0.5
     message = str(failed.value)
     assert message.startswith("SMS text: ")
@@ -170,11 +171,11 @@ def test_first_name_templates_render_as_before() -> None:
     )
     composed = composer.compose(Recipient(1, 1, "a@example.com", {"first_name": "<Анна>"}))
     assert b"Message-ID: <cm.i1.1.1@shop.example>" in composed.data
-    assert render_sms("  {{ first_name }}, hi  ", {"first_name": None}, opt_out="") == ", hi"
-    assert render_sms("{% for c in 'abc' %}{{ c }}.{% endfor %}", {}, opt_out="") == "a.b.c."
-    assert render_sms(
-        "{{ range(3)|list }} {{ range(5)|length }} {{ range(9)[2] }}", {}, opt_out=""
-    ) == ("[0, 1, 2] 5 2")
+    assert render_sms("  {{ first_name }}, hi  ", {"first_name": None}) == ", hi"
+    assert render_sms("{% for c in 'abc' %}{{ c }}.{% endfor %}", {}) == "a.b.c."
+    assert render_sms("{{ range(3)|list }} {{ range(5)|length }} {{ range(9)[2] }}", {}) == (
+        "[0, 1, 2] 5 2"
+    )
 
 
 async def test_a_preview_that_cannot_finish_holds_up_nothing_else(tmp_path: Path) -> None:

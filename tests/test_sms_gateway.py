@@ -18,9 +18,10 @@ from channels.sms import (
     OutboxSmsTransport,
     Pacer,
     RenderError,
-    render_sms,
+    SmsComposer,
     sms_transport_from_settings,
 )
+from models.sms_parts import BARE_SMS, SmsFrame
 from tests import servers
 from tests.servers import GatewayReply, SmsGatewayTestServer
 
@@ -272,19 +273,23 @@ def test_settings_choose_the_gateway_only_when_a_url_is_set(tmp_path: Path) -> N
     assert gateway.description == "SMS gateway https://sms.example/send"
 
 
+def render_sms(template: str, context: dict[str, object], frame: SmsFrame = BARE_SMS) -> str:
+    """The SMS text for delivery 1 of a step with UTM tags off."""
+    composer = SmsComposer(template, frame, secret_key="k", campaign="sale", position=1, utm=False)
+    return composer.compose(1, context).text
+
+
 def test_sms_text_is_rendered_and_trimmed() -> None:
-    text = render_sms(
-        "  Привет, {{ first_name }}! Код {{ code }}\n", {"first_name": "Иван"}, opt_out=""
-    )
+    text = render_sms("  Привет, {{ first_name }}! Код {{ code }}\n", {"first_name": "Иван"})
 
     assert text == "Привет, Иван! Код"
 
 
 def test_sms_template_that_does_not_compile_raises_render_error() -> None:
     with pytest.raises(RenderError, match=r"^SMS text: line 1: "):
-        render_sms("Hi {{ name ", {}, opt_out="")
+        render_sms("Hi {{ name ", {})
 
 
 def test_sms_template_failing_for_a_customer_raises_render_error() -> None:
     with pytest.raises(RenderError, match=r"^SMS text: "):
-        render_sms("{{ 1 / zero }}", {"zero": 0}, opt_out="")
+        render_sms("{{ 1 / zero }}", {"zero": 0})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.sms import OutboxSmsTransport, render_sms
+from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from models.admins import add_admin
 from models.chainfile import InvalidChainFile, load_yaml, validate_chain
@@ -18,7 +18,7 @@ from models.chains import import_chain
 from models.db import Database
 from models.preview import made_up_customer
 from models.segments import add_segment
-from models.sms_parts import sms_as_sent, sms_parts
+from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
 from models.tables import Role
 from scheduler.engine import Engine
 from services.lifecycle import activate_chain
@@ -29,8 +29,10 @@ from tests.test_bot_support import ADMIN, BotUnderTest, bot_settings, running_bo
 from tests.test_engine import Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture
 from tests.test_queue import engine_config
+from tests.test_sms_gateway import render_sms
 
 OPT_OUT = "STOP: 0000"
+WITH_LINE = SmsFrame(OPT_OUT)
 
 
 def sms_chain(text: str) -> str:
@@ -46,14 +48,14 @@ steps:
 
 
 def test_the_opt_out_line_follows_the_text_and_counts_in_its_parts() -> None:
-    assert sms_as_sent("Sale today", OPT_OUT) == "Sale today\nSTOP: 0000"
-    assert sms_as_sent("Sale today", "") == "Sale today"
+    assert sms_as_sent("Sale today", WITH_LINE) == "Sale today\nSTOP: 0000"
+    assert sms_as_sent("Sale today", BARE_SMS) == "Sale today"
     # 150 GSM-7 characters fit one SMS; with the line (11 more) they take two.
-    assert sms_parts(sms_as_sent("a" * 150, "")).parts == 1
-    assert sms_parts(sms_as_sent("a" * 150, OPT_OUT)).parts == 2
+    assert sms_parts(sms_as_sent("a" * 150, BARE_SMS)).parts == 1
+    assert sms_parts(sms_as_sent("a" * 150, WITH_LINE)).parts == 2
     # A Cyrillic text makes the whole SMS UCS-2, the opt-out line too.
-    assert sms_parts(sms_as_sent("б" * 59, OPT_OUT)) == sms_parts("б" * 59 + "\n" + OPT_OUT)
-    assert render_sms("  Скидка {{ n }}% ", {"n": 10}, opt_out=OPT_OUT) == "Скидка 10%\nSTOP: 0000"
+    assert sms_parts(sms_as_sent("б" * 59, WITH_LINE)) == sms_parts("б" * 59 + "\n" + OPT_OUT)
+    assert render_sms("  Скидка {{ n }}% ", {"n": 10}, WITH_LINE) == "Скидка 10%\nSTOP: 0000"
 
 
 def test_a_chain_file_sms_that_fits_ten_parts_only_without_the_line_is_refused_with_it() -> None:
@@ -62,7 +64,7 @@ def test_a_chain_file_sms_that_fits_ten_parts_only_without_the_line_is_refused_w
     known = {"known_segments": ["new-customers"], "known_attributes": []}
 
     assert validate_chain(doc, **known).value is not None
-    checked = validate_chain(doc, **known, sms_opt_out=OPT_OUT)
+    checked = validate_chain(doc, **known, sms_frame=WITH_LINE)
 
     assert checked.value is None
     [problem] = checked.problems
@@ -75,20 +77,25 @@ def test_a_chain_file_sms_that_fits_ten_parts_only_without_the_line_is_refused_w
 async def test_importing_such_a_file_with_the_setting_is_refused(db: Database) -> None:
     await add_segment(db, "new-customers", ["new"], actor="test")
     with pytest.raises(InvalidChainFile, match="with the opt-out line"):
-        await import_chain(db, sms_chain("a" * 1525), actor="test", sms_opt_out=OPT_OUT)
+        await import_chain(db, sms_chain("a" * 1525), actor="test", sms_frame=WITH_LINE)
+
+
+def outbox_engine(harness: Harness, **config: object) -> Engine:
+    """An engine with these settings writing to the harness's outbox, on its clock."""
+    return Engine(
+        harness.db,
+        engine_config(**config),
+        email=OutboxEmailTransport(harness.outbox),
+        sms=OutboxSmsTransport(harness.outbox, "Shop"),
+        clock=harness.clock,
+    )
 
 
 async def test_the_engine_sends_every_sms_with_the_line(harness: Harness) -> None:
     await add_customers(harness.db, {}, {})
     chain_id = await import_seed(harness.db, sms_chain("Скидка, {{ first_name }}"))
     await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
-    engine = Engine(
-        harness.db,
-        engine_config(sms_opt_out_text=OPT_OUT),
-        email=OutboxEmailTransport(harness.outbox),
-        sms=OutboxSmsTransport(harness.outbox, "Shop"),
-        clock=harness.clock,
-    )
+    engine = outbox_engine(harness, sms_opt_out_text=OPT_OUT)
 
     await engine.tick()
 

@@ -1,4 +1,5 @@
-"""Links in messages (SPEC §5): open pixel, click redirect, unsubscribe.
+"""Links in messages (SPEC §5): open pixel, click redirects (an email's `/t/c/`, an
+SMS's short `/s/`), unsubscribe.
 
 No login here: the HMAC-signed token is the authorisation, and a token that is
 forged, altered, of another kind or for a delivery that no longer exists
@@ -17,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from models import tracking
 from models.errors import DatabaseBusy
 from models.tables import Channel
-from models.tokens import TokenData, TokenKind, read_token
+from models.tokens import TokenData, TokenKind, read_short_token, read_token
 from web import pages
 from web.spool import Fact
 
@@ -71,7 +72,16 @@ async def open_pixel(request: Request, token: str) -> Response:
 
 @router.get("/t/c/{token}")
 async def click(request: Request, token: str) -> Response:
-    data = _token(request, token, TokenKind.CLICK)
+    return await _follow(request, _token(request, token, TokenKind.CLICK))
+
+
+@router.get("/s/{token}")
+async def sms_link(request: Request, token: str) -> Response:
+    return await _follow(request, read_short_token(request.app.state.config.secret_key, token))
+
+
+async def _follow(request: Request, data: TokenData | None) -> Response:
+    """The click recorded, answered with the link's stored target."""
     if data is None:
         return _link_not_found()
     db = request.app.state.db
