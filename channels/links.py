@@ -1,4 +1,4 @@
-"""Links in email bodies: UTM tags and the click-tracking rewrite of HTML anchors.
+"""Links in email bodies: UTM tags, the click-tracking rewrite of HTML anchors, text URLs.
 
 Both work on the rendered text with regular expressions rather than a parser:
 they run once per message, and a parser costs more than the rest of the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import quote, unquote_plus
 
 UTM_SOURCE = "chainmail"
@@ -73,6 +73,13 @@ def _dangling(url: str, end: int) -> bool:
     if last == ")":
         return url.count("(", 0, end) < url.count(")", 0, end)
     return last in _TRAILING_PUNCTUATION
+
+
+def text_link_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where the http(s) URLs of plain text start and end, as `rewrite_text_links` reads them."""
+    for match in _TEXT_URL.finditer(text):
+        start = match.start()
+        yield start, start + _url_end(match.group())
 
 
 def rewrite_text_links(text: str, rewrite: Callable[[str], str]) -> str:
