@@ -17,8 +17,9 @@ from channels.links import text_link_spans
 # A blank line: a line break, then lines of nothing but spaces and tabs.
 _BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
 # Small on purpose: SpamAssassin's HTML_IMAGE_ONLY_* score an HTML part with an image
-# (the open pixel) by its length, the least between 400 and 800 characters
-# (docs/email.md). Gmail drops the attributes of <body>, so the style is on a <div>.
+# (the open pixel) by its length, with the local score set the least between 400 and
+# 800 characters (docs/email.md). Gmail drops the attributes of <body>, so the style is
+# on a <div>.
 _DOCUMENT_START = (
     '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>\n'
     '<div style="font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5;'
