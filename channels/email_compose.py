@@ -5,6 +5,9 @@ structure, part headers, compiled templates, UTM-tagged link targets — is
 built in `EmailComposer.__init__`. `compose` only renders the templates,
 rewrites links, base64-encodes the two parts and joins bytes: 50–65 µs
 against about 1.2 ms for an `EmailMessage` (docs/benchmarks.md).
+
+Every message has an HTML part, so that its opens and clicks are counted: a step
+without HTML of its own gets one made from its rendered text (`channels/text_html.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from channels import mime, texts
 from channels.dkim import DkimKey, StepSigner
 from channels.links import add_query_params, is_web_link, rewrite_html_links, utm_params
 from channels.rendering import CompiledTemplate, RenderError
+from channels.text_html import text_to_html
 from models.templates import HTML_ENV, RENDERED_LIMITS, TEXT_ENV
 from models.text_links import own_link_prefixes, rewrite_text_links
 from models.tokens import ReturnKind, TokenKind, make_token, return_local_part
@@ -85,6 +89,8 @@ class EmailComposer:
     message is signed. With `bounce_domain` (BOUNCE_DOMAIN), each message's envelope
     sender and List-Unsubscribe mailto are addresses of its own there (VERP,
     models/tokens.py `return_local_part`), so that what comes back names the delivery.
+    `html_from_text`: the step has no HTML of its own (none, or blank), so its HTML
+    part is made from its text.
     """
 
     def __init__(
@@ -115,6 +121,7 @@ class EmailComposer:
         self._html: CompiledTemplate | None = None
         if step.html and step.html.strip():
             self._html = CompiledTemplate(HTML_ENV, step.html, texts.PART_HTML, limits["html"])
+        self.html_from_text = self._html is None
         self._utm = utm_params(step.campaign, step.position, "email") if step.utm else ()
         self._tagged: dict[str, str] = {}
         # Links into Chainmail itself are never tracked or tagged.
@@ -155,18 +162,12 @@ class EmailComposer:
         text_type = b'Content-Type: text/plain; charset="utf-8"\r\n'
         html_type = b'Content-Type: text/html; charset="utf-8"\r\n'
         encoding = b"Content-Transfer-Encoding: base64\r\n"
-        if self._html is None:
-            self._fixed_headers += [text_type, encoding]
-            self._before_text = b""
-            self._before_html = b""
-            self._after_body = b""
-        else:
-            self._fixed_headers.append(
-                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode()
-            )
-            self._before_text = f"--{boundary}\r\n".encode() + text_type + encoding + b"\r\n"
-            self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
-            self._after_body = f"--{boundary}--\r\n".encode()
+        self._fixed_headers.append(
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode()
+        )
+        self._before_text = f"--{boundary}\r\n".encode() + text_type + encoding + b"\r\n"
+        self._before_html = f"--{boundary}\r\n".encode() + html_type + encoding + b"\r\n"
+        self._after_body = f"--{boundary}--\r\n".encode()
         # The blank line that ends the header section.
         self._fixed_block = b"".join(self._fixed_headers) + b"\r\n"
 
@@ -191,7 +192,9 @@ class EmailComposer:
         context = recipient.context
         subject = self._subject.render(context)
         text = self._text.render(context)
-        markup = None if self._html is None else self._html.render(context)
+        # Made from the text as the customer reads it, before the text part's UTM tags:
+        # `_finish_html` tags the targets of the links it tracks.
+        markup = text_to_html(text) if self._html is None else self._html.render(context)
 
         delivery_id = recipient.delivery_id
         unsubscribe_token = make_token(self._secret, TokenKind.UNSUBSCRIBE, delivery_id)
@@ -202,8 +205,7 @@ class EmailComposer:
         footer = texts.UNSUBSCRIBE_TEXT_FOOTER.format(url=unsubscribe_url)
         text = f"{text.rstrip()}\n\n-- \n{footer}\n"
         links: list[str] = []
-        if markup is not None:
-            markup = self._finish_html(markup, delivery_id, unsubscribe_url, links)
+        markup = self._finish_html(markup, delivery_id, unsubscribe_url, links)
 
         if message_id is None:
             message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
@@ -214,10 +216,15 @@ class EmailComposer:
             f"Message-ID: {message_id}\r\n".encode(),
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{mailto}>\r\n".encode(),
         ]
-        body = [self._before_text, mime.base64_body(text)]
-        if markup is not None:
-            body += [self._before_html, mime.base64_body(markup), self._after_body]
-        body_bytes = b"".join(body)
+        body_bytes = b"".join(
+            [
+                self._before_text,
+                mime.base64_body(text),
+                self._before_html,
+                mime.base64_body(markup),
+                self._after_body,
+            ]
+        )
         signature = b"" if self._signer is None else self._signer.signature(headers, body_bytes)
         data = b"".join([signature, self._from, *headers, self._fixed_block, body_bytes])
         return ComposedEmail(message_id, data, envelope_sender, links)

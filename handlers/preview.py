@@ -220,11 +220,8 @@ async def show_preview(update: Update, context: Context, chain_id: int, position
         )
         await screen(update, context, state, text, markup)
         return
-    text = texts.email_preview(head, rendered.subject, rendered.text, rendered.html is not None)
+    text = texts.email_preview(head, rendered.subject, rendered.text, rendered.html_from_text)
     html = rendered.html
-    if html is None:
-        await screen(update, context, state, text, markup)
-        return
 
     async def send_html() -> None:
         await context.bot.send_document(

@@ -842,6 +842,12 @@ def editor_step(
     return "\n".join(lines)
 
 
+# Without HTML of its own, an email gets one made from its text (channels/text_html.py).
+HTML_FROM_TEXT = (
+    "HTML: none of your own; one is made from the text, so opens and clicks are counted."
+)
+
+
 def _draft_lines(view: BlockScreen) -> list[str]:
     draft = view.draft
     match view.kind:
@@ -879,7 +885,7 @@ def _draft_lines(view: BlockScreen) -> list[str]:
             return [
                 f"Subject: {esc(short(draft['subject'], 200)) if draft.get('subject') else '—'}",
                 f"Text: {esc(short(draft['text'], 800)) if draft.get('text') else '—'}",
-                f"HTML: {len(html)} characters" if html else "HTML: none (text only)",
+                f"HTML: {len(html)} characters" if html and html.strip() else HTML_FROM_TEXT,
                 "Placeholders like {{ first_name }} are filled in per customer.",
             ]
         case BlockKind.SCHEDULE:
@@ -1100,6 +1106,10 @@ ASK_PREVIEW_CUSTOMER = (
     "👤 <b>Whose data should the preview use?</b>\n"
     "Send a customer's external id, email or phone (or /cancel)."
 )
+HTML_PREVIEW_OWN = "🌐 The HTML version is in the file above."
+HTML_PREVIEW_FROM_TEXT = (
+    "🌐 The HTML version in the file above is made from the text, so opens and clicks are counted."
+)
 HTML_PREVIEW_CAPTION = (
     "🌐 The HTML version, as the customer's mail program shows it. Here its links go "
     "straight to their targets; in the email they pass through the click tracker."
@@ -1164,17 +1174,19 @@ def _preview_head(head: PreviewHead, channel: str) -> list[str]:
     return lines
 
 
-def email_preview(head: PreviewHead, subject: str, text: str, has_html: bool) -> str:
-    lines = [
-        *_preview_head(head, "email"),
-        "",
-        f"<b>Subject:</b> {esc(short(subject, 300))}",
-        "",
-        _cut_body(text.rstrip()),
-    ]
-    if has_html:
-        lines += ["", "🌐 The HTML version is in the file above."]
-    return "\n".join(lines)
+def email_preview(head: PreviewHead, subject: str, text: str, html_from_text: bool) -> str:
+    where = HTML_PREVIEW_FROM_TEXT if html_from_text else HTML_PREVIEW_OWN
+    return "\n".join(
+        [
+            *_preview_head(head, "email"),
+            "",
+            f"<b>Subject:</b> {esc(short(subject, 300))}",
+            "",
+            _cut_body(text.rstrip()),
+            "",
+            where,
+        ]
+    )
 
 
 # Short links of an SMS preview listed with their targets; the rest counted.

@@ -12,7 +12,7 @@ check, the bot's composer) count the text as sent, its links shortened.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _TEXT_URL = re.compile(r"""https?://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?*"
@@ -33,6 +33,13 @@ def _dangling(url: str, end: int) -> bool:
     if last == ")":
         return url.count("(", 0, end) < url.count(")", 0, end)
     return last in _TRAILING_PUNCTUATION
+
+
+def text_link_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where the http(s) URLs of plain text start and end, as `rewrite_text_links` reads them."""
+    for match in _TEXT_URL.finditer(text):
+        start = match.start()
+        yield start, start + _url_end(match.group())
 
 
 def rewrite_text_links(text: str, rewrite: Callable[[str], str]) -> str:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
-from functools import partial
 from typing import Any, cast
 
 from channels import mime
@@ -105,8 +104,10 @@ class PreviewEmail:
     # The text part as the customer reads it: links UTM-tagged, the unsubscribe footer.
     text: str
     # The HTML part, its tracked links pointing straight at their targets so that they
-    # work when the file is opened on a phone; None without HTML.
-    html: str | None
+    # work when the file is opened on a phone.
+    html: str
+    # The step has no HTML of its own: this one is made from its text.
+    html_from_text: bool
 
 
 @dataclass(frozen=True)
@@ -162,17 +163,13 @@ def _composer(message: StepMessage, setup: MessageSetup, keys: _Keys, prefix: st
 
 
 def _compose(
-    message: StepMessage,
+    composer: EmailComposer,
     customer: PreviewCustomer,
-    setup: MessageSetup,
-    keys: _Keys,
     *,
     to: str,
-    prefix: str = "",
     message_id: str | None = None,
 ) -> ComposedEmail:
     """RenderError when a template fails, in the engine's words."""
-    composer = _composer(message, setup, keys, prefix)
     recipient = Recipient(TEST_DELIVERY_ID, customer.id, to, customer.context)
     return composer.compose(recipient, message_id)
 
@@ -217,19 +214,21 @@ def _sms_preview(
 def _email_preview(
     setup: MessageSetup, message: StepMessage, customer: PreviewCustomer, keys: _Keys
 ) -> PreviewEmail:
-    composed = _compose(message, customer, setup, keys, to=customer.email or NO_ADDRESS)
+    composer = _composer(message, setup, keys, "")
+    composed = _compose(composer, customer, to=customer.email or NO_ADDRESS)
     # Read back from the bytes the engine would hand to SMTP: what the customer's mail
     # program shows, not a second rendering that could differ.
     parsed = cast(
         EmailMessage, email.message_from_bytes(composed.data, policy=email.policy.default)
     )
-    markup = _part(parsed, "html")
-    if markup is not None:
-        base = setup.public_base_url.rstrip("/")
-        for index, target in enumerate(composed.links):
-            token = make_token(keys.secret, TokenKind.CLICK, TEST_DELIVERY_ID, index)
-            markup = markup.replace(f"{base}/t/c/{token}", html.escape(target))
-    return PreviewEmail(str(parsed["Subject"] or ""), _part(parsed, "plain") or "", markup)
+    markup = _part(parsed, "html") or ""
+    base = setup.public_base_url.rstrip("/")
+    for index, target in enumerate(composed.links):
+        token = make_token(keys.secret, TokenKind.CLICK, TEST_DELIVERY_ID, index)
+        markup = markup.replace(f"{base}/t/c/{token}", html.escape(target))
+    return PreviewEmail(
+        str(parsed["Subject"] or ""), _part(parsed, "plain") or "", markup, composer.html_from_text
+    )
 
 
 def _test_message_id(setup: MessageSetup, step_id: int) -> str:
@@ -268,18 +267,13 @@ async def send_test(
             outbox = str(sms.path)
     else:
         keys = await _keys(db, setup)
-        composed = await asyncio.to_thread(
-            partial(
-                _compose,
-                message,
-                customer,
-                setup,
-                keys,
-                to=to,
-                prefix=TEST_SUBJECT_PREFIX,
-                message_id=_test_message_id(setup, message.step_id),
-            )
-        )
+
+        def compose_test() -> ComposedEmail:
+            composer = _composer(message, setup, keys, TEST_SUBJECT_PREFIX)
+            message_id = _test_message_id(setup, message.step_id)
+            return _compose(composer, customer, to=to, message_id=message_id)
+
+        composed = await asyncio.to_thread(compose_test)
         message_id = composed.message_id
         transport = setup.open_email()
         try:

@@ -87,6 +87,8 @@ async def test_build_the_three_step_chain_by_taps_and_text(bot: BotUnderTest, db
     await phone.send("Hi {{ first_name }}")
     await phone.tap("✏️ Text")
     await phone.send("Welcome to the shop.")
+    # No HTML yet: the manager learns that opens and clicks are counted all the same.
+    assert "HTML: none of your own; one is made from the text, so opens and clicks" in phone.text
     await phone.tap("✏️ HTML")
     await phone.send_file("welcome.html", b"<p>Welcome to the shop.</p>", "text/html")
     assert "HTML: 27 characters" in phone.text

@@ -108,6 +108,7 @@ async def test_preview_fills_in_a_sample_customer_of_the_main_steps_segments(
         )
         # The footer the engine adds, with its unsubscribe link.
         assert "http://127.0.0.1:8000/u/" in phone.text
+        assert "🌐 The HTML version is in the file above." in phone.text
         [document] = sent_documents(phone)
         assert document["file_name"] == "welcome-preview.html"
         page = double.file_content(document["file_id"]).decode()
@@ -157,10 +158,18 @@ async def test_an_unsaved_draft_is_previewed_and_back_returns_to_it(
         await phone.tap("✏️ Subject")
         await phone.send("Only today, {{ first_name }}")
         await phone.tap("🗑 No HTML")
+        assert "one is made from the text, so opens and clicks are counted" in phone.text
         await phone.tap("👁 Preview")
         assert "(draft, unsaved changes included)" in phone.text
         assert "Subject: Only today, Maria" in phone.text
-        assert sent_documents(phone) == []
+        assert "The HTML version in the file above is made from the text" in phone.text
+        # The HTML the engine would send: the text in paragraphs, its link tracked.
+        [document] = sent_documents(phone)
+        page = double.file_content(document["file_id"]).decode()
+        assert "<p>Welcome from Kazan! New things: <a href=" in page
+        assert 'href="https://shop.example/new?utm_source=chainmail&amp;utm_medium=email' in page
+        assert ">https://shop.example/new</a></p>" in page
+        assert "/t/c/" not in page
         await phone.tap("◀ Message")
         assert "unsaved" in phone.text
         assert "Only today" in phone.text

@@ -204,6 +204,49 @@ async def test_seed_chain_sms_follows_one_click_unsubscribe_on_next_tick(world: 
     assert (sorry["sent"], sorry["planned"]) == (25, 165)
 
 
+TEXT_ONLY = """
+format: chainmail/1
+name: Text only
+steps:
+  - name: Hello
+    audience: {segments: [new-customers]}
+    action:
+      channel: email
+      subject: Hello
+      text: "Hello {{ first_name }}!\\n\\nOur sale: https://shop.example/sale?from=mail."
+    schedule: {send: now}
+"""
+
+
+async def test_a_text_only_step_counts_opens_and_clicks_through_the_html_made_from_it(
+    world: World,
+) -> None:
+    await world.api("/api/v1/customers", customers(20))
+    await add_segment(world.db, "new-customers", ["new"], "any", actor="test")
+    chain_id = (await import_chain(world.db, TEXT_ONLY, actor="test")).chain_id
+    await activate_chain(world.db, chain_id, actor="test")
+    await world.engine.tick()
+
+    received = world.smtp.messages
+    assert len(received) == 20
+    assert all(dkim_verifies(m.data) for m in received)
+    for message in received[:8]:
+        await world.open_pixel(message)
+    target = (
+        "https://shop.example/sale?from=mail&utm_source=chainmail&utm_medium=email"
+        "&utm_campaign=text_only&utm_content=step1"
+    )
+    for message in received[:5]:
+        html = message.parsed().get_body(("html",)).get_content()
+        (link,) = re.findall(r'<a href="([^"]+/t/c/[^"]+)">https://shop\.example/sale', html)
+        response = await world.http.get(link)
+        assert response.status_code == 302
+        assert response.headers["location"] == target
+
+    [hello] = await world.stats(chain_id)
+    assert (hello["sent"], hello["opened"], hello["clicked"]) == (20, 8, 5)
+
+
 THREE_STEPS = """
 format: chainmail/1
 name: Three steps

@@ -109,6 +109,17 @@ def hrefs(markup: str) -> list[str]:
     return parser.hrefs
 
 
+def tracked_links(markup: str) -> list[tuple[int, int]]:
+    """The delivery and link index of each click-tracked anchor, in document order."""
+    found: list[tuple[int, int]] = []
+    for url in hrefs(markup):
+        if url.startswith(f"{BASE}/t/c/"):
+            data = read_token(SECRET, token_of(url, f"{BASE}/t/c/"), TokenKind.CLICK)
+            assert data is not None
+            found.append((data.delivery_id, data.link_index))
+    return found
+
+
 def test_headers_decode_to_the_cyrillic_subject_and_names() -> None:
     message = parse(composer().compose(recipient()))
 
@@ -141,12 +152,53 @@ def test_multipart_alternative_has_text_first_and_html_last() -> None:
     assert "<b>Иван</b>" in markup
 
 
-def test_without_html_the_message_is_text_plain_alone() -> None:
-    message = parse(composer(html=None).compose(recipient()))
+@pytest.mark.parametrize("html", [None, "  \n"])
+def test_without_html_the_text_is_made_into_the_html_part(html: str | None) -> None:
+    built = composer(html=html)
+    message = parse(built.compose(recipient()))
 
-    assert message.get_content_type() == "text/plain"
-    assert _content(message).startswith("Здравствуйте, Иван!")
+    assert built.html_from_text
+    assert message.get_content_type() == "multipart/alternative"
+    text, markup = parts(message)
+    assert text.startswith("Здравствуйте, Иван!\n")
+    assert markup.startswith('<!DOCTYPE html><html><head><meta charset="utf-8">')
+    assert "Здравствуйте, Иван!<br>" in markup
     assert message["List-Unsubscribe"]
+    assert not message.defects
+
+
+def test_text_links_in_the_made_html_are_tracked_to_their_utm_tagged_targets() -> None:
+    text = (
+        "Sale: https://shop.example/sale?ref=mail&x=1.\n\n"
+        "New (https://shop.example/p/{{ product }}), "
+        "help https://shop.example/help and mail help@shop.example"
+    )
+    composed = composer(html=None, text=text).compose(recipient())
+    plain, markup = parts(parse(composed))
+    utm = "utm_source=chainmail&utm_medium=email&utm_campaign=welcome_series&utm_content=step2"
+
+    targets = [
+        f"https://shop.example/sale?ref=mail&x=1&{utm}",
+        f"https://shop.example/p/42?{utm}",
+        f"https://shop.example/help?{utm}",
+    ]
+    assert composed.links == targets
+    assert tracked_links(markup) == [(123, 0), (123, 1), (123, 2)]
+    # The links read as the manager wrote them; the text part's carry UTM tags, as before.
+    assert ">https://shop.example/sale?ref=mail&amp;x=1</a>.</p>" in markup
+    assert ">https://shop.example/p/42</a>), help" in markup
+    assert plain.startswith(f"Sale: {targets[0]}.\n\nNew ({targets[1]}), help {targets[2]} and")
+
+
+def test_customer_markup_in_the_text_is_escaped_in_the_made_html() -> None:
+    evil = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    composed = composer(html=None).compose(recipient(first_name=evil))
+    text, markup = parts(parse(composed))
+
+    assert text.startswith(f"Здравствуйте, {evil}!")
+    assert "<script" not in markup
+    assert "<img src=x" not in markup
+    assert "Здравствуйте, &lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x" in markup
 
 
 def test_list_unsubscribe_offers_one_click_url_and_mailto() -> None:
@@ -164,8 +216,9 @@ def test_list_unsubscribe_offers_one_click_url_and_mailto() -> None:
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
-def test_both_parts_show_a_visible_unsubscribe_link() -> None:
-    message = parse(composer().compose(recipient()))
+@pytest.mark.parametrize("html", [HTML, None], ids=["html", "html-made-from-text"])
+def test_both_parts_show_a_visible_unsubscribe_link(html: str | None) -> None:
+    message = parse(composer(html=html).compose(recipient()))
     unsubscribe = str(message["List-Unsubscribe"]).split(">")[0].lstrip("<")
 
     text, markup = parts(message)
@@ -184,12 +237,7 @@ def test_html_links_are_tracked_in_order_with_utm_on_the_targets() -> None:
         "https://shop.example/already?utm_source=partner"
         "&utm_medium=email&utm_campaign=welcome_series&utm_content=step2",
     ]
-    tracked = [h for h in hrefs(markup) if h.startswith(f"{BASE}/t/c/")]
-    assert len(tracked) == 3
-    for index, url in enumerate(tracked):
-        data = read_token(SECRET, token_of(url, f"{BASE}/t/c/"), TokenKind.CLICK)
-        assert data is not None
-        assert (data.delivery_id, data.link_index) == (123, index)
+    assert tracked_links(markup) == [(123, 0), (123, 1), (123, 2)]
 
 
 def test_non_web_links_and_the_unsubscribe_link_are_left_alone() -> None:
@@ -201,8 +249,9 @@ def test_non_web_links_and_the_unsubscribe_link_are_left_alone() -> None:
     assert '<a name="x">' in markup
 
 
-def test_open_pixel_ends_the_html_body() -> None:
-    _, markup = parts(parse(composer().compose(recipient())))
+@pytest.mark.parametrize("html", [HTML, None], ids=["html", "html-made-from-text"])
+def test_open_pixel_ends_the_html_body(html: str | None) -> None:
+    _, markup = parts(parse(composer(html=html).compose(recipient())))
 
     pixel = re.search(
         rf'<img src="{re.escape(BASE)}/t/o/([^"]+)" width="1" height="1" alt="">\s*</body>', markup
@@ -293,7 +342,7 @@ def test_sandbox_hides_internals_and_refuses_changing_the_data() -> None:
 
 
 def parts_of_text(composed: ComposedEmail) -> str:
-    return _content(parse(composed))
+    return parts(parse(composed))[0]
 
 
 def test_missing_variables_render_empty() -> None:

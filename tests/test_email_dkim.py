@@ -8,6 +8,7 @@ import base64
 import email
 import re
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -53,9 +54,10 @@ def verifies(data: bytes) -> bool:
 
 def signed(
     html: str | None = "<html><body><p>Привет, {{ first_name }}!</p></body></html>",
+    **changes: Any,
 ) -> ComposedEmail:
     composer = EmailComposer(
-        make_step(html=html),
+        make_step(html=html, **changes),
         public_base_url="https://t.shop.example",
         secret_key="k",
         installation_id="0a1b2c3d4e5f",

@@ -25,6 +25,13 @@ HTML = (
     "<p>Весенняя распродажа: скидки до 50% на всё в "
     "<a href='https://shop.example/sale'>нашем магазине</a>.</p></body></html>"
 )
+# A text-only step (the bot's default): its HTML part is made from this text.
+TEXT = (
+    "Здравствуйте, {{ first_name }}!\n\n"
+    "Весенняя распродажа: скидки до 50% на всё в нашем магазине.\n"
+    "Смотрите подборку: https://shop.example/sale\n\n"
+    "До встречи,\nкоманда магазина"
+)
 MAX_SCORE = 1.0
 
 
@@ -46,11 +53,18 @@ def external_hop(helo: str) -> bytes:
     ).encode()
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param({"html": HTML}, id="html"),
+        pytest.param({"html": None, "text": TEXT}, id="html-made-from-text"),
+    ],
+)
 async def test_a_generated_message_scores_at_most_one_point(
-    smtp_server: SmtpTestServer, tmp_path: Path
+    smtp_server: SmtpTestServer, tmp_path: Path, step: dict[str, str | None]
 ) -> None:
     command = spamassassin()
-    composed = signed(HTML)
+    composed = signed(**step)
     pool = configured_transport(smtp_server, tmp_path, "mailer.shop.example")
     try:
         await pool.send("news@shop.example", "ivan@example.com", composed.message_id, composed.data)
