@@ -68,6 +68,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from i18n import LANGUAGES
 from models import audit
 from models.db import Database
 from models.errors import ChainmailError
@@ -86,6 +87,7 @@ NOT_TEXT = "{field} must be text"
 BAD_EMAIL = "bad email {value}"
 BAD_PHONE = "bad phone {value}"
 UNKNOWN_TIME_ZONE = "unknown time zone {value}"
+UNKNOWN_LANGUAGE = "language {value} is not one of {known}"
 BAD_TAGS = "tags must be a list of text"
 TAG_TOO_LONG = "tag {value} is longer than {limit} characters"
 BAD_ATTRIBUTES = "attributes must be an object"
@@ -125,9 +127,28 @@ NO_EXTERNAL_ID_COLUMN = "{name} has no external_id column in its first line (fou
 DUPLICATE_COLUMN = "{name} has the column {column} twice"
 
 FIELDS = frozenset(
-    {"external_id", "email", "phone", "first_name", "last_name", "timezone", "tags", "attributes"}
+    {
+        "external_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "timezone",
+        "language",
+        "tags",
+        "attributes",
+    }
 )
-CSV_COLUMNS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "tags")
+CSV_COLUMNS = (
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "language",
+    "tags",
+)
 
 # Column widths of models.tables.Customer / CustomerTag: PostgreSQL would refuse longer
 # values with an error that takes the whole batch down, so they are refused row by row.
@@ -179,6 +200,7 @@ class CleanCustomer(NamedTuple):
     last_name: str | None
     timezone: str
     timezone_source: TimezoneSource
+    language: str | None
     tags: tuple[str, ...] | None
     attributes: dict[str, Any] | None
     given: frozenset[str]
@@ -347,6 +369,16 @@ def _timezone(value: object) -> str | None:
     return name
 
 
+def _language(value: object) -> str | None:
+    language = _text("language", value, NAME_MAX)
+    if language is None:
+        return None
+    if language.lower() not in LANGUAGES:
+        known = ", ".join(LANGUAGES)
+        raise _Refused(UNKNOWN_LANGUAGE.format(value=_shown(language), known=known))
+    return language.lower()
+
+
 def _tags(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -398,7 +430,7 @@ def _attributes(value: object) -> dict[str, Any] | None:
     raise _Refused(ATTRIBUTES_TOO_DEEP.format(limit=ATTRIBUTES_MAX_DEPTH))
 
 
-# A record names a subset of FIELDS (checked first), so there are at most 2**8 of these:
+# A record names a subset of FIELDS (checked first), so there are at most 2**9 of these:
 # one shared object per subset instead of one per record keeps a batch small in memory and
 # lets pickle send the set once per batch (see _ChildReader).
 _FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
@@ -423,6 +455,7 @@ def validate_customer(
         first_name = _text("first_name", record.get("first_name"), NAME_MAX)
         last_name = _text("last_name", record.get("last_name"), NAME_MAX)
         explicit_zone = _timezone(record.get("timezone"))
+        language = _language(record.get("language"))
         tags = _tags(record.get("tags"))
         attributes = _attributes(record.get("attributes"))
     except _Refused as refusal:
@@ -437,6 +470,7 @@ def validate_customer(
         last_name=last_name,
         timezone=timezone,
         timezone_source=source,
+        language=language,
         tags=tags,
         attributes=attributes,
         given=_FIELD_SETS.setdefault(given, given),
@@ -483,6 +517,7 @@ _PER_ROW = (
     "last_name",
     "timezone",
     "timezone_source",
+    "language",
     "attributes",
 )
 # Columns with one value for a whole batch. The statuses and created_at only count for
@@ -608,6 +643,7 @@ def _row(
             record.last_name,
             record.timezone,
             record.timezone_source.value,
+            record.language,
             to_json(_merged_attributes({}, record.attributes)),
         )
     given = record.given
@@ -620,6 +656,7 @@ def _row(
         record.last_name if "last_name" in given else stored.last_name,
         timezone,
         str(source),
+        record.language if "language" in given else stored.language,
         to_json(_merged_attributes(stored.attributes, record.attributes)),
     )
 

@@ -161,6 +161,9 @@ class Customer(Base):
     last_name: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
     timezone_source: Mapped[str] = mapped_column(String(16))
+    # "ru", "en" (i18n.LANGUAGES), as the shop gave it; None: from the phone's country,
+    # else DEFAULT_LANGUAGE (i18n.customer_language).
+    language: Mapped[str | None] = mapped_column(String(8))
     email_status: Mapped[str] = mapped_column(String(16), default=EmailStatus.SUBSCRIBED)
     sms_status: Mapped[str] = mapped_column(String(16), default=SmsStatus.SUBSCRIBED)
     email_status_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -448,6 +451,8 @@ class SubscribedChat(Base):
     title: Mapped[str | None] = mapped_column(String(255))
     timezone: Mapped[str | None] = mapped_column(String(64))
     subscribed_by: Mapped[int | None] = mapped_column(BigInteger)
+    # The language of whoever subscribed the chat, for its summaries.
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -1,0 +1,30 @@
+"""Languages: a customer's own (customers.language) and a team chat's (subscribed_chats.language)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-04 19:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.add_column(sa.Column("language", sa.String(length=8), nullable=True))
+    with op.batch_alter_table("subscribed_chats") as batch:
+        batch.add_column(sa.Column("language", sa.String(length=8), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("subscribed_chats") as batch:
+        batch.drop_column("language")
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("language")
