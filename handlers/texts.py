@@ -36,7 +36,7 @@ from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.segments import SegmentInfo
 from models.sms_parts import sms_as_sent, sms_parts
-from models.stats import ChainStats, DailyStats, StepStats, VersionStats
+from models.stats import ChainStats, DailyStats, MessageNumbers, StepStats, VersionStats
 from models.tables import ChainStatus, Enrollment, Role
 from services.forecast import Forecast, WaveProgress
 
@@ -273,6 +273,23 @@ def _percent(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "–"
 
 
+def _small_percent(part: int, whole: int) -> str:
+    """Bounce and complaint rates, whose limits are fractions of a percent."""
+    if not whole:
+        return "–"
+    return f"{part / whole:.2%}" if part < whole / 100 else f"{part / whole:.1%}"
+
+
+def _deliverability(numbers: MessageNumbers) -> list[str]:
+    """Bounces and spam complaints, of what was handed to the channel (models/protection.py);
+    nothing when there are none."""
+    return [
+        f"{label} {count} ({_small_percent(count, numbers.handed)})"
+        for count, label in ((numbers.bounced, "bounced"), (numbers.complained, "spam"))
+        if count
+    ]
+
+
 # The latest versions of a step shown under it; older ones are only counted.
 VERSIONS_SHOWN = 5
 
@@ -322,11 +339,13 @@ def _step_stats(step: StepStats) -> str:
         reach = f"delivered {step.delivered} ({_percent(step.delivered, step.sent)})"
     if step.unsubscribed:
         reach += f" · unsub {step.unsubscribed}"
+    trouble = _deliverability(step)
     return "\n".join(
         [
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {channel}",
             " · ".join(progress),
             reach,
+            *(["⚠ " + " · ".join(trouble)] if trouble else []),
             f"🛒 {plural(step.orders, 'order')} · {step.revenue:.2f} · "
             f"conv. {step.conversion_rate:.1%}",
             *_version_lines(step),
@@ -465,6 +484,14 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         f"{label} {getattr(day, name)}{_change(getattr(day, name), getattr(before, name))}"
         for name, label in reach
     ]
+    yesterday += [
+        f"{label} {count}{_change(count, earlier)}"
+        for count, earlier, label in (
+            (day.bounced, before.bounced, "bounced"),
+            (day.complained, before.complained, "spam"),
+        )
+        if count
+    ]
     yesterday.append(f"🛒 {day.orders}{_change(day.orders, before.orders)} · {day.revenue:.2f}")
     overall = [f"sent {total.sent}"]
     overall += [
@@ -481,6 +508,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         )
         if count
     ]
+    trouble += _deliverability(total)
     if total.skipped:
         reasons = ", ".join(
             f"{esc(short(reason, 30))} {count}"
