@@ -36,6 +36,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         email_concurrency=settings.email_concurrency,
         tick_seconds=settings.engine_tick_seconds,
         sms_opt_out_text=settings.sms_opt_out_text,
+        hold_policy=settings.hold_policy(),
     )
     engine = Engine(db, config, email=email, sms=sms)
     try:

@@ -34,6 +34,7 @@ from models.chainfile import (
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
+from models.holds import Hold, HoldKind
 from models.segments import SegmentInfo
 from models.sms_parts import sms_as_sent, sms_parts
 from models.stats import ChainStats, DailyStats, MessageNumbers, StepStats, VersionStats
@@ -227,10 +228,22 @@ def chain_card(chain: ChainView) -> str:
     return "\n".join(lines + fit([_step_line(step) for step in chain.steps]))
 
 
-def chain_held(chain_id: int, name: str, reason: str) -> str:
+def chain_held(hold: Hold) -> str:
+    """The notice to owners and admins of a chain the system paused."""
+    title = f"⚠ <b>{esc(short(hold.chain_name, 100))}</b> (#{hold.chain_id}) is paused"
+    reason = esc(short(hold.reason, 400))
+    if hold.kind is HoldKind.DELIVERABILITY:
+        return (
+            f"{title} to protect your sender reputation: too many of its messages bounce or"
+            f" are reported as spam.\n{reason}\n\nNothing more of it is sent. Check whom the"
+            " step goes to (an old or bought list?) and what it says; the bounced addresses"
+            " and those who complained are not mailed again. Then /resume"
+            f" {hold.chain_id}: while the step stays over the limit, its next bounce or"
+            " complaint pauses it again."
+        )
     return (
-        f"⚠ <b>{esc(short(name, 100))}</b> (#{chain_id}) is paused: the engine could not go on"
-        f" with it.\n{esc(short(reason, 400))}\n\nFix the step, then /resume {chain_id}."
+        f"{title}: the engine could not go on with it.\n{reason}\n\n"
+        f"Fix the step, then /resume {hold.chain_id}."
     )
 
 
