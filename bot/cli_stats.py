@@ -34,6 +34,8 @@ COLUMNS: list[tuple[str, Callable[[StepStats], str]]] = [
     ("opened", lambda s: str(s.opened)),
     ("clicked", lambda s: str(s.clicked)),
     ("unsub", lambda s: str(s.unsubscribed)),
+    ("bounced", lambda s: str(s.bounced)),
+    ("spam", lambda s: str(s.complained)),
     ("orders", lambda s: str(s.orders)),
     ("revenue", lambda s: f"{s.revenue:.2f}"),
     ("conversion", lambda s: f"{s.conversion_rate:.2%}"),

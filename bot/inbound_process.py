@@ -36,6 +36,7 @@ async def serve_inbound(settings: Settings, db: Database, stop: asyncio.Event) -
             server = await start_receiver(
                 db,
                 paths,
+                settings.hold_policy(),
                 host=settings.inbound_smtp_host,
                 port=settings.inbound_smtp_port,
                 hostname=settings.smtp_helo_name or socket.getfqdn(),
@@ -49,7 +50,7 @@ async def serve_inbound(settings: Settings, db: Database, stop: asyncio.Event) -
     if settings.inbound_imap_url:
         mailbox = imap_mailbox(settings.inbound_imap_url)
         log.info("inbound IMAP mailbox %s on %s", mailbox.mailbox, mailbox.host)
-        tasks.append(MailboxPoller(db, paths, mailbox, utcnow).run(stop))
+        tasks.append(MailboxPoller(db, paths, mailbox, settings.hold_policy(), utcnow).run(stop))
     try:
         await asyncio.gather(stop.wait(), *tasks)
     finally:

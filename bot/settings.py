@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from decimal import Decimal, InvalidOperation
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from channels.dkim import read_private_key
 from inbound.imap import imap_mailbox
+from models.protection import HoldPolicy
 from models.sms_parts import SmsFrame
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
 
@@ -95,6 +97,12 @@ class Settings(BaseSettings):
     # Inbound SMS texts that unsubscribe their phone: comma-separated, any case.
     sms_stop_words: Annotated[frozenset[str], NoDecode] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
+    # Automatic hold (models/protection.py): a step's spam complaints or hard bounces
+    # reaching these fractions of what it sent, once it sent HOLD_MIN_SENT, pause its chain.
+    hold_complaint_rate: Decimal = Decimal("0.003")
+    hold_bounce_rate: Decimal = Decimal("0.05")
+    hold_min_sent: int = Field(default=200, ge=1)
+
     outbox_dir: Path = Path("./outbox")
     # Tracking facts (unsubscribes, opens, clicks) wait here while the database is busy.
     spool_dir: Path = Path("./spool")
@@ -149,6 +157,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return stop_words(part for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("hold_complaint_rate", "hold_bounce_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        try:
+            rate = Decimal(str(value).strip())
+        except InvalidOperation:
+            rate = None
+        if rate is None or not rate.is_finite() or not 0 < rate <= 1:
+            raise ValueError(f"{value!r} is not a rate above 0 and at most 1, such as 0.05 for 5 %")
+        return rate
 
     @field_validator("summary_time", mode="before")
     @classmethod
@@ -248,6 +267,14 @@ class Settings(BaseSettings):
     @property
     def sms_frame(self) -> SmsFrame:
         return SmsFrame(self.sms_opt_out_text, self.public_base_url)
+
+    def hold_policy(self) -> HoldPolicy:
+        """HOLD_*, for whoever records bounces or complaints (the engine, `inbound`)."""
+        return HoldPolicy(
+            complaint_rate=self.hold_complaint_rate,
+            bounce_rate=self.hold_bounce_rate,
+            min_sent=self.hold_min_sent,
+        )
 
 
 class SettingsError(Exception):

@@ -159,9 +159,7 @@ class SummarySender:
         for hold in holds:
             for chat_id in sorted(people):
                 try:
-                    await self.bot.send_message(
-                        chat_id, texts.chain_held(hold.chain_id, hold.chain_name, hold.reason)
-                    )
+                    await self.bot.send_message(chat_id, texts.chain_held(hold))
                 except (BadRequest, Forbidden) as exc:
                     log.warning(
                         "could not tell %d about held chain %d: %s", chat_id, hold.chain_id, exc

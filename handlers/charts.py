@@ -52,6 +52,8 @@ class FunnelStep:
     reached_label: str
     clicked: int
     ordered: int
+    bounced: int = 0
+    complained: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ async def chain_chart_png(
                 reached_label="opened" if step.channel == "email" else "delivered",
                 clicked=step.clicked,
                 ordered=step.orders,
+                bounced=step.bounced,
+                complained=step.complained,
             )
             for step in stats.steps
         ],
@@ -149,6 +153,13 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
             f"{step.position}. {_short(step.name, 18)}: {step.sent} → "
             f"{step.reached} {step.reached_label} → {step.clicked} → {step.ordered}"
         )
+        trouble = [
+            f"{count} {word}"
+            for count, word in ((step.bounced, "bounced"), (step.complained, "spam"))
+            if count
+        ]
+        if trouble:
+            label += f" ({', '.join(trouble)})"
         axes.text(widest * 0.01, row - 0.38, label, fontsize=FONT - 4, va="bottom")
     axes.set_ylim(len(shown) - 0.5, -0.9)
     axes.set_xlim(0, widest * 1.02)

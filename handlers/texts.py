@@ -34,9 +34,10 @@ from models.chainfile import (
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
+from models.holds import Hold, HoldKind
 from models.segments import SegmentInfo
 from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
-from models.stats import ChainStats, DailyStats, StepStats, VersionStats
+from models.stats import ChainStats, DailyStats, MessageNumbers, StepStats, VersionStats
 from models.tables import ChainStatus, Enrollment, Role
 from services.forecast import Forecast, WaveProgress
 
@@ -227,10 +228,22 @@ def chain_card(chain: ChainView) -> str:
     return "\n".join(lines + fit([_step_line(step) for step in chain.steps]))
 
 
-def chain_held(chain_id: int, name: str, reason: str) -> str:
+def chain_held(hold: Hold) -> str:
+    """The notice to owners and admins of a chain the system paused."""
+    title = f"⚠ <b>{esc(short(hold.chain_name, 100))}</b> (#{hold.chain_id}) is paused"
+    reason = esc(short(hold.reason, 400))
+    if hold.kind is HoldKind.DELIVERABILITY:
+        return (
+            f"{title} to protect your sender reputation: too many of its messages bounce or"
+            f" are reported as spam.\n{reason}\n\nNothing more of it is sent. Check whom the"
+            " step goes to (an old or bought list?) and what it says; the bounced addresses"
+            " and those who complained are not mailed again. Then /resume"
+            f" {hold.chain_id}: while the step stays over the limit, its next bounce or"
+            " complaint pauses it again."
+        )
     return (
-        f"⚠ <b>{esc(short(name, 100))}</b> (#{chain_id}) is paused: the engine could not go on"
-        f" with it.\n{esc(short(reason, 400))}\n\nFix the step, then /resume {chain_id}."
+        f"{title}: the engine could not go on with it.\n{reason}\n\n"
+        f"Fix the step, then /resume {hold.chain_id}."
     )
 
 
@@ -271,6 +284,23 @@ NOTHING_TO_RESUME = "No chain is paused, so there is nothing to resume."
 
 def _percent(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "–"
+
+
+def _small_percent(part: int, whole: int) -> str:
+    """Bounce and complaint rates, whose limits are fractions of a percent."""
+    if not whole:
+        return "–"
+    return f"{part / whole:.2%}" if part < whole / 100 else f"{part / whole:.1%}"
+
+
+def _deliverability(numbers: MessageNumbers) -> list[str]:
+    """Bounces and spam complaints, of what was handed to the channel (models/protection.py);
+    nothing when there are none."""
+    return [
+        f"{label} {count} ({_small_percent(count, numbers.handed)})"
+        for count, label in ((numbers.bounced, "bounced"), (numbers.complained, "spam"))
+        if count
+    ]
 
 
 # The latest versions of a step shown under it; older ones are only counted.
@@ -326,11 +356,13 @@ def _step_stats(step: StepStats) -> str:
         )
     if step.unsubscribed:
         reach += f" · unsub {step.unsubscribed}"
+    trouble = _deliverability(step)
     return "\n".join(
         [
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {channel}",
             " · ".join(progress),
             reach,
+            *(["⚠ " + " · ".join(trouble)] if trouble else []),
             f"🛒 {plural(step.orders, 'order')} · {step.revenue:.2f} · "
             f"conv. {step.conversion_rate:.1%}",
             *_version_lines(step),
@@ -469,6 +501,14 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         f"{label} {getattr(day, name)}{_change(getattr(day, name), getattr(before, name))}"
         for name, label in reach
     ]
+    yesterday += [
+        f"{label} {count}{_change(count, earlier)}"
+        for count, earlier, label in (
+            (day.bounced, before.bounced, "bounced"),
+            (day.complained, before.complained, "spam"),
+        )
+        if count
+    ]
     yesterday.append(f"🛒 {day.orders}{_change(day.orders, before.orders)} · {day.revenue:.2f}")
     overall = [f"sent {total.sent}"]
     overall += [
@@ -485,6 +525,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         )
         if count
     ]
+    trouble += _deliverability(total)
     if total.skipped:
         reasons = ", ".join(
             f"{esc(short(reason, 30))} {count}"

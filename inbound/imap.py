@@ -23,6 +23,7 @@ from inbound.parse import ReturnPaths, read_returned
 from models.db import Database, bounded_writes
 from models.errors import DatabaseBusy
 from models.inbound import record_findings
+from models.protection import HoldPolicy
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class MailboxPoller:
         db: Database,
         paths: ReturnPaths,
         mailbox: ImapMailbox,
+        policy: HoldPolicy,
         clock: Callable[[], datetime],
         *,
         tls: ssl.SSLContext | None = None,
@@ -76,6 +78,7 @@ class MailboxPoller:
         self._db = db
         self._paths = paths
         self._mailbox = mailbox
+        self._policy = policy
         self._clock = clock
         # The system's trusted CAs (SSL_CERT_FILE, if set, is among them).
         self._tls = tls or ssl.create_default_context()
@@ -109,7 +112,9 @@ class MailboxPoller:
         findings = await asyncio.to_thread(read_returned, data, None, self._paths)
         try:
             with bounded_writes(WRITE_WAIT_SECONDS):
-                await record_findings(self._db, findings, self._clock(), via="imap")
+                await record_findings(
+                    self._db, findings, self._clock(), via="imap", policy=self._policy
+                )
         except DatabaseBusy:
             return False
         for finding in findings:

@@ -21,6 +21,7 @@ from inbound.parse import ReturnPaths, read_returned
 from models.db import Database, bounded_writes
 from models.errors import DatabaseBusy
 from models.inbound import record_findings
+from models.protection import HoldPolicy
 from models.tokens import read_return_local_part
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,19 @@ SERVICE_MAILBOXES = frozenset({"postmaster", "abuse", "fbl"})
 class InboundHandler:
     """aiosmtpd's handler: RCPT decides what is taken, DATA applies it."""
 
-    def __init__(self, db: Database, paths: ReturnPaths, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        paths: ReturnPaths,
+        policy: HoldPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
         if paths.bounce_domain is None:
             raise ValueError("the inbound receiver needs BOUNCE_DOMAIN")
         self._db = db
         self._paths = paths
         self._domain = paths.bounce_domain
+        self._policy = policy
         self._clock = clock
 
     async def handle_RCPT(
@@ -74,7 +82,9 @@ class InboundHandler:
         )
         try:
             with bounded_writes(WRITE_WAIT_SECONDS):
-                recorded = await record_findings(self._db, findings, self._clock(), via="smtp")
+                recorded = await record_findings(
+                    self._db, findings, self._clock(), via="smtp", policy=self._policy
+                )
         except DatabaseBusy:
             return "451 4.3.0 Busy: please try again later"
         for item in recorded:
@@ -96,6 +106,7 @@ class InboundHandler:
 async def start_receiver(
     db: Database,
     paths: ReturnPaths,
+    policy: HoldPolicy,
     *,
     host: str,
     port: int,
@@ -103,7 +114,7 @@ async def start_receiver(
     clock: Callable[[], datetime],
 ) -> asyncio.Server:
     """Listening at once; close it with `server.close()` and `await server.wait_closed()`."""
-    handler = InboundHandler(db, paths, clock)
+    handler = InboundHandler(db, paths, policy, clock)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(

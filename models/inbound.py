@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import audit
 from models.db import Database
 from models.facts import customer_facts_changed, message_facts_changed
+from models.protection import HoldPolicy, hold_unhealthy_steps
 from models.tables import (
     LEFT_STATUSES,
     Channel,
@@ -57,16 +58,28 @@ class Recorded:
     finding: Finding
     # False: no such email delivery (its chain deleted, say), or nothing new.
     changed: bool
+    # The delivery's step; None when there is no such email delivery.
+    step_id: int | None = None
 
 
 async def record_findings(
-    db: Database, findings: Sequence[Finding], at: datetime, *, via: str
+    db: Database, findings: Sequence[Finding], at: datetime, *, via: str, policy: HoldPolicy
 ) -> list[Recorded]:
-    """Apply one message's findings; `via` ("smtp", "imap") goes to the audit log."""
+    """Apply one message's findings; `via` ("smtp", "imap") goes to the audit log. A step
+    whose bounces or complaints now reach `policy`'s limits has its chain held, in the
+    same transaction (models/protection.py)."""
     if not findings:
         return []
     async with db.writer() as session:
-        return [await _record(session, finding, at, via) for finding in findings]
+        recorded = [await _record(session, finding, at, via) for finding in findings]
+        counted = {
+            item.step_id
+            for item in recorded
+            if item.step_id is not None and item.finding.kind in (Kind.BOUNCE, Kind.COMPLAINT)
+        }
+        if counted:
+            await hold_unhealthy_steps(session, counted, policy, at, actor="inbound")
+        return recorded
 
 
 async def _record(session: AsyncSession, finding: Finding, at: datetime, via: str) -> Recorded:
@@ -75,14 +88,15 @@ async def _record(session: AsyncSession, finding: Finding, at: datetime, via: st
         return Recorded(finding, False)
     if finding.kind is Kind.UNSUBSCRIBE:
         result = await unsubscribe_delivery(session, delivery, at, via=f"{via} mailto")
-        return Recorded(finding, result.changed)
+        return Recorded(finding, result.changed, delivery.step_id)
     if finding.kind is Kind.COMPLAINT:
-        return Recorded(finding, await _complaint(session, delivery, at, via))
+        return Recorded(finding, await _complaint(session, delivery, at, via), delivery.step_id)
     details = {"status": finding.status, "diagnostic": finding.diagnostic, "via": via}
     if finding.kind is Kind.DELAY:
         await add_event_once(session, delivery, EventType.DELAYED, at, details)
-        return Recorded(finding, True)
-    return Recorded(finding, await _bounce(session, delivery, finding, at, details))
+        return Recorded(finding, True, delivery.step_id)
+    bounced = await _bounce(session, delivery, finding, at, details)
+    return Recorded(finding, bounced, delivery.step_id)
 
 
 async def _bounce(

@@ -42,9 +42,14 @@ class MessageNumbers:
     opened: int
     clicked: int
     unsubscribed: int
+    bounced: int
+    complained: int
     orders: int
     revenue: Decimal
     conversion_rate: float
+    # Handed to the channel: left, or refused at once with a bounce; what bounce and
+    # complaint rates are of (models/protection.py).
+    handed: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +117,8 @@ GROUP BY d.step_id, d.reason
 # into flags per delivery first. A message counts as delivered when it left (sent
 # or uncertain) and did not bounce, or when an arrival event says so:
 # `delivered_change` corrects the number that left by the exceptions either way.
+# `bounced_unsent`: refused at once (or turned `failed` by a DSN) with a bounce,
+# counted with those that left as handed to the channel.
 _DELIVERIES_BY_EVENTS = f"""
 SELECT f.step_id,
        f.version,
@@ -120,9 +127,13 @@ SELECT f.step_id,
                 ELSE 0 END) AS delivered_change,
        SUM(f.opened) AS opened,
        SUM(f.clicked) AS clicked,
-       SUM(f.unsubscribed) AS unsubscribed
+       SUM(f.unsubscribed) AS unsubscribed,
+       SUM(f.bounced) AS bounced,
+       SUM(f.complained) AS complained,
+       SUM(CASE WHEN f.status NOT IN ({LEFT_SQL}) THEN f.bounced ELSE 0 END) AS bounced_unsent
 FROM (
-    SELECT d.id, d.step_id, d.status, d.version, {EVENT_FLAGS}
+    SELECT d.id, d.step_id, d.status, d.version, {EVENT_FLAGS},
+           MAX(CASE WHEN e.type = 'complained' THEN 1 ELSE 0 END) AS complained
     FROM deliveries d
     JOIN events e ON e.delivery_id = d.id
     WHERE d.chain_id = :chain_id {{deliveries_in_period}}
@@ -311,6 +322,9 @@ class _Counts:
     opened: int = 0
     clicked: int = 0
     unsubscribed: int = 0
+    bounced: int = 0
+    complained: int = 0
+    bounced_unsent: int = 0
     orders: int = 0
     revenue_cents: int = 0
     converted_customers: int = 0
@@ -319,12 +333,22 @@ class _Counts:
         self.by_status[status] = self.by_status.get(status, 0) + count
 
     def add_events(
-        self, delivered_change: int, opened: int, clicked: int, unsubscribed: int
+        self,
+        delivered_change: int,
+        opened: int,
+        clicked: int,
+        unsubscribed: int,
+        bounced: int,
+        complained: int,
+        bounced_unsent: int,
     ) -> None:
         self.delivered_change += int(delivered_change)
         self.opened += int(opened)
         self.clicked += int(clicked)
         self.unsubscribed += int(unsubscribed)
+        self.bounced += int(bounced)
+        self.complained += int(complained)
+        self.bounced_unsent += int(bounced_unsent)
 
     def add_orders(self, orders: int, revenue_cents: Decimal | float, customers: int) -> None:
         self.orders += orders
@@ -336,18 +360,22 @@ class _Counts:
         """The fields of `MessageNumbers`."""
         count = self.by_status.get
         sent = count(DeliveryStatus.SENT, 0)
+        left = sum(count(status, 0) for status in LEFT_STATUSES)
         return {
             "sent": sent,
             "failed": count(DeliveryStatus.FAILED, 0),
             "skipped": count(DeliveryStatus.SKIPPED, 0),
             "uncertain": count(DeliveryStatus.UNCERTAIN, 0),
-            "delivered": sum(count(status, 0) for status in LEFT_STATUSES) + self.delivered_change,
+            "delivered": left + self.delivered_change,
             "opened": self.opened,
             "clicked": self.clicked,
             "unsubscribed": self.unsubscribed,
+            "bounced": self.bounced,
+            "complained": self.complained,
             "orders": self.orders,
             "revenue": (Decimal(self.revenue_cents) / 100).quantize(CENT),
             "conversion_rate": round(self.converted_customers / sent, 4) if sent else 0.0,
+            "handed": left + self.bounced_unsent,
         }
 
 
@@ -438,6 +466,8 @@ def _numbers_document(numbers: MessageNumbers) -> dict[str, Any]:
         "opened": numbers.opened,
         "clicked": numbers.clicked,
         "unsubscribed": numbers.unsubscribed,
+        "bounced": numbers.bounced,
+        "complained": numbers.complained,
         "orders": numbers.orders,
         "revenue": f"{numbers.revenue:.2f}",
         "conversion_rate": numbers.conversion_rate,

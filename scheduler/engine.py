@@ -34,11 +34,12 @@ from channels.dkim import DkimKey
 from channels.email_compose import EmailComposer, EmailStep
 from channels.sms import SmsComposer, SmsTransport
 from channels.smtp import EmailTransport
-from models import audit
 from models.chainfile import EmailAction
 from models.chains import missing_blocks
 from models.db import Database, installation_id
 from models.facts import messages_triggered
+from models.holds import HoldKind, hold_chain
+from models.protection import HoldPolicy
 from models.sms_parts import SmsFrame
 from models.tables import (
     Chain,
@@ -83,6 +84,8 @@ class EngineConfig:
     sms_opt_out_text: str = ""
     # BOUNCE_DOMAIN: each email's return addresses are its own there (VERP).
     bounce_domain: str | None = None
+    # HOLD_*: when a step's bounces refused at SMTP time hold its chain (models/protection.py).
+    hold_policy: HoldPolicy = field(default_factory=HoldPolicy)
 
 
 @dataclass
@@ -196,6 +199,7 @@ class Engine:
             group_size=max(config.email_concurrency * 4, 16),
             on_triggered=self._plan_next,
             stopping=lambda: self.stopping,
+            hold_policy=config.hold_policy,
         )
 
     def stop(self) -> None:
@@ -541,14 +545,9 @@ class Engine:
         fixes the step and resumes.
         """
         log.exception("chain %d held: %s step %d failed", chain_id, doing, step.position)
-        reason = (
-            f"step {step.position} ({step.name}): {doing} failed: {type(exc).__name__}: {exc}"
-        )[:500]
-        result = await session.execute(
-            update(Chain.__table__)
-            .where(Chain.id == chain_id, Chain.status == ChainStatus.ACTIVE.value)
-            .values(status=ChainStatus.PAUSED.value, hold_reason=reason, updated_at=self.clock())
-            .execution_options(synchronize_session=False)
+        reason = f"step {step.position} ({step.name}): {doing} failed: {type(exc).__name__}: {exc}"
+        await hold_chain(
+            session, chain_id, reason, self.clock(), actor="engine", kind=HoldKind.FAILURE
         )
         # Whoever the failed part would have planned is planned by a full pass once
         # the chain is resumed.
@@ -558,8 +557,6 @@ class Engine:
             .values(plan_requested=Step.plan_requested + 1)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount:
-            audit.record(session, "engine", "chain.hold", chain_id=chain_id, reason=reason)
         self._chains.pop(chain_id, None)
         self._step_chain = {
             step_id: owner for step_id, owner in self._step_chain.items() if owner != chain_id

@@ -35,6 +35,7 @@ from channels.smtp import EmailTransport
 from models import reasons
 from models.db import Database
 from models.facts import messages_triggered
+from models.protection import HoldPolicy, hold_unhealthy_steps
 from models.tables import (
     Channel,
     Customer,
@@ -139,6 +140,7 @@ class Sender:
         group_size: int,
         on_triggered: OnTriggered,
         stopping: Callable[[], bool],
+        hold_policy: HoldPolicy,
     ) -> None:
         self._db = db
         # The worker whose claim is being sent: the fence of every write.
@@ -146,6 +148,7 @@ class Sender:
         self._email = email
         self._sms = sms
         self._policy = policy
+        self._hold_policy = hold_policy
         self._clock = clock
         self.group_size = group_size
         self._on_triggered = on_triggered
@@ -496,6 +499,10 @@ class Sender:
             if triggered:
                 await self._on_triggered(session, messages.step_id, triggered, now)
                 await messages_triggered(session, triggered, now)
+            if bounced_customers:
+                # With the bounces that crossed a limit: the groups after the next are
+                # held back by their recheck (the next one is on the wire already).
+                await hold_unhealthy_steps(session, [messages.step_id], self._hold_policy, now)
         tally.sent += len(sent)
         tally.retried += len(retry)
         for outcome in final:

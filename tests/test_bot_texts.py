@@ -37,9 +37,12 @@ def busy_step(position: int) -> StepStats:
         opened=4_000_000,
         clicked=1_000_000,
         unsubscribed=54_321,
+        bounced=175_555,
+        complained=8_765,
         orders=98_765,
         revenue=Decimal("123456789.99"),
         conversion_rate=0.0113,
+        handed=8_777_777,
         skipped_by_reason={"no email": 400_000, "unsubscribed from email": 254_320, "x": 1},
     )
 
@@ -59,7 +62,7 @@ def test_stats_pages_stay_within_the_limit_and_show_every_step(steps: int) -> No
         assert f"page 1/{len(pages)}" in pages[0]
 
 
-def test_a_twenty_step_chain_after_its_waves_fits_one_message() -> None:
+def twenty_steps_after_their_waves(bounced: int, complained: int) -> ChainStats:
     # Sent to tens of thousands, some failed and skipped, names of a few words; nothing
     # left to send or uncertain (those come and go while a wave runs).
     steps = [
@@ -67,9 +70,11 @@ def test_a_twenty_step_chain_after_its_waves_fits_one_message() -> None:
             **{
                 **vars(busy_step(n)),
                 "name": f"Reminder number {n} for the winter sale",
-                **{key: 12_345 for key in ("coverage", "sent", "delivered")},
+                **{key: 12_345 for key in ("coverage", "sent", "delivered", "handed")},
                 **{key: 1_234 for key in ("failed", "skipped", "opened", "clicked")},
                 **{key: 123 for key in ("unsubscribed", "orders")},
+                "bounced": bounced,
+                "complained": complained,
                 "planned": 0,
                 "uncertain": 0,
                 "revenue": Decimal("1234567.89"),
@@ -77,9 +82,21 @@ def test_a_twenty_step_chain_after_its_waves_fits_one_message() -> None:
         )
         for n in range(1, 21)
     ]
-    pages = texts.stats_pages(ChainStats(1, "Winter sale, all customers", "active", steps))
+    return ChainStats(1, "Winter sale, all customers", "active", steps)
+
+
+def test_a_twenty_step_chain_after_its_waves_fits_one_message() -> None:
+    pages = texts.stats_pages(twenty_steps_after_their_waves(bounced=0, complained=0))
     assert len(pages) == 1
     assert len(pages[0]) <= LIMIT
+
+
+def test_bounces_and_complaints_take_a_line_of_their_own_and_pages_still_fit() -> None:
+    pages = texts.stats_pages(twenty_steps_after_their_waves(bounced=123, complained=12))
+    assert len(pages) == 2
+    assert all(len(page) <= LIMIT for page in pages)
+    shown = "\n".join(pages)
+    assert shown.count("⚠ bounced 123 (1.00%) · spam 12 (0.10%)") == 20
 
 
 def test_a_step_reads_on_a_phone() -> None:
@@ -88,6 +105,7 @@ def test_a_step_reads_on_a_phone() -> None:
         f"<b>1. {LONG_NAME[:39]}…</b> · email",
         "sent 8765432/9876543 · to go 1234567 · failed 123456 · skipped 654321 · uncertain 12345",
         "opened 4000000 (46%) · clicked 1000000 (11%) · unsub 54321",
+        "⚠ bounced 175555 (2.0%) · spam 8765 (0.10%)",
         "🛒 98765 orders · 123456789.99 · conv. 1.1%",
     ]
 

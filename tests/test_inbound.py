@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aiosmtplib
@@ -19,7 +20,8 @@ from channels.smtp import SmtpPool
 from inbound.parse import ReturnPaths
 from inbound.receiver import MAX_MESSAGE_BYTES, start_receiver
 from models.db import Database
-from models.tables import Customer, Delivery, Event
+from models.protection import HoldPolicy
+from models.tables import Chain, Customer, Delivery, Event
 from models.tokens import ReturnKind, read_return_local_part
 from scheduler.engine import Engine, EngineConfig
 from services.lifecycle import activate_chain
@@ -36,6 +38,7 @@ from tests.test_engine import Clock, add_customers, import_seed
 SECRET = "inbound-e2e"
 DOMAIN = "bounce.shop.example"
 BASE = "https://mail.shop.example"
+POLICY = HoldPolicy()
 
 
 @dataclass
@@ -86,7 +89,7 @@ async def returns(db: Database, tmp_path: Path) -> AsyncIterator[Returns]:
     clock = Clock(datetime.now(UTC))
     paths = ReturnPaths(SECRET, DOMAIN, BASE)
     server = await start_receiver(
-        db, paths, host="127.0.0.1", port=0, hostname="mx.bounce.shop.example", clock=clock
+        db, paths, POLICY, host="127.0.0.1", port=0, hostname="mx.bounce.shop.example", clock=clock
     )
     port = server.sockets[0].getsockname()[1]
     with SmtpTestServer() as smtp:
@@ -122,9 +125,19 @@ steps:
 """
 
 
-async def sent_chain(returns: Returns, customers: int) -> list[int]:
+WITH_A_REMINDER = (
+    EMAIL_ONLY
+    + """  - name: Reminder
+    audience: {who: all}
+    action: {channel: email, subject: "Still there?", text: "Hello", html: "<p>Hi</p>"}
+    schedule: {send: after, after: 1d}
+"""
+)
+
+
+async def sent_chain(returns: Returns, customers: int, chain: str = EMAIL_ONLY) -> list[int]:
     ids = await add_customers(returns.db, *({} for _ in range(customers)))
-    chain_id = await import_seed(returns.db, EMAIL_ONLY)
+    chain_id = await import_seed(returns.db, chain)
     await activate_chain(returns.db, chain_id, actor="test", now=returns.clock())
     await returns.engine.tick()
     assert len(returns.smtp.messages) == customers
@@ -262,3 +275,42 @@ async def test_a_busy_database_makes_the_sender_try_again_later(
 
     await returns.send_back(dsn, return_path)
     assert await returns.email_status(ids[0]) == "bounced"
+
+
+async def test_complaints_coming_back_hold_the_chain_with_the_reason(returns: Returns) -> None:
+    ids = await sent_chain(returns, 10, WITH_A_REMINDER)
+    strict = HoldPolicy(complaint_rate=Decimal("0.15"), bounce_rate=Decimal("0.5"), min_sent=10)
+    server = await start_receiver(
+        returns.db,
+        ReturnPaths(SECRET, DOMAIN, BASE),
+        strict,
+        host="127.0.0.1",
+        port=0,
+        hostname="mx.bounce.shop.example",
+        clock=returns.clock,
+    )
+    returns.port = server.sockets[0].getsockname()[1]
+    try:
+        await returns.send_back(
+            arf_report(returns.sent_to(0).data, to=f"fbl@{DOMAIN}"), f"fbl@{DOMAIN}"
+        )
+        async with returns.db.session() as session:
+            chain = await session.scalar(select(Chain))
+        assert (chain.status, chain.hold_reason) == ("active", None)  # 1 of 10: below 15 %
+
+        await returns.send_back(
+            arf_report(returns.sent_to(1).data, to=f"fbl@{DOMAIN}"), f"fbl@{DOMAIN}"
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    async with returns.db.session() as session:
+        chain = await session.scalar(select(Chain))
+    assert chain.status == "paused"
+    assert "spam complaints 20" in chain.hold_reason
+    assert [await returns.email_status(ids[n]) for n in range(3)] == [
+        "unsubscribed",
+        "unsubscribed",
+        "subscribed",
+    ]

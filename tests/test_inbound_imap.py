@@ -15,7 +15,7 @@ from inbound.parse import ReturnPaths
 from models.tables import Delivery
 from tests.dovecot import PASSWORD, USER, DovecotTestServer
 from tests.returned_mail import arf_report, out_of_office, postfix_dsn
-from tests.test_inbound import BASE, DOMAIN, SECRET, Returns, returns, sent_chain
+from tests.test_inbound import BASE, DOMAIN, POLICY, SECRET, Returns, returns, sent_chain
 
 __all__ = ["returns"]  # the fixture, shared with tests/test_inbound.py
 
@@ -59,6 +59,7 @@ def poller(returns: Returns, server: DovecotTestServer, password: str = PASSWORD
         returns.db,
         ReturnPaths(SECRET, DOMAIN, BASE),
         imap_mailbox(server.url("INBOX").replace(PASSWORD, password)),
+        POLICY,
         returns.clock,
         tls=server.tls.client_context(),
     )

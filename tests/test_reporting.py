@@ -26,7 +26,7 @@ from models.db import Database
 from models.orders import record_orders
 from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
 from models.summaries import claim_summary, day_start, part_sent
-from models.tables import Chain, SubscribedChat, SummarySend
+from models.tables import Chain, Customer, Step, SubscribedChat, SummarySend
 from models.team_chats import is_subscribed, subscribe_chat
 from telegram_double import TelegramDouble
 from tests.test_bot_texts import busy_step
@@ -98,6 +98,35 @@ async def test_summary_numbers_match_a_hand_count(db: Database) -> None:
     assert await conversions_by_day(db, chain, starts) == {1: [0, 0, 1, 1], 2: [0, 0, 0, 1]}
 
 
+async def test_a_summary_shows_yesterdays_bounces_and_complaints_and_their_rates(
+    db: Database,
+) -> None:
+    await seeded_chain(db)
+    async with db.writer() as session:
+        main = await session.scalar(select(Step.id).where(Step.position == 1))
+        latecomers = [
+            Customer(external_id=name, timezone=ZONE, timezone_source="default")
+            for name in ("d", "e")
+        ]
+        session.add_all(latecomers)
+        await session.flush()
+        d, e = (customer.id for customer in latecomers)
+    assert main is not None
+    shop = Shop(db)
+    await shop.delivery(main, d, sent_at=utc(9, 15), events=("bounced",))
+    await shop.delivery(main, e, sent_at=utc(9, 16), events=("opened", "complained"))
+    (_, text) = await compose_summary(db, SUMMARY_DAY, ZONE)
+    assert isinstance(text, str)
+    lines = text.splitlines()
+    assert lines[5:9] == [
+        "<b>1. Welcome 1</b> · email",
+        "yesterday: sent 4 (+3) · opened 2 (+1) · clicked 0 · bounced 1 (+1) · spam 1 (+1)"
+        " · 🛒 1 · 100.00",
+        "in total: sent 5 · opened 3 (60%) · clicked 0 (0%) · 🛒 2 · 150.00 · conv. 40.0%",
+        "bounced 1 (20.0%) · spam 1 (20.0%)",
+    ]
+
+
 async def test_reported_chains_are_those_that_ran_in_the_last_seven_days(db: Database) -> None:
     shop = Shop(db)
     (customer,) = await shop.customers(1)
@@ -130,7 +159,7 @@ async def test_reported_chains_are_those_that_ran_in_the_last_seven_days(db: Dat
 
 def funnel(steps: int) -> list[FunnelStep]:
     return [
-        FunnelStep(n, f"Шаг {n}", 12000 - n * 100, 5000, "opened", 800, 120)
+        FunnelStep(n, f"Шаг {n}", 12000 - n * 100, 5000, "opened", 800, 120, 240 * (n % 2), 3)
         for n in range(1, steps + 1)
     ]
 

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.settings import SettingsError, load_settings
+from models.protection import HoldPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +22,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # No .env of the developer's may leak in: run from an empty folder.
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("SMTP_", "SMS_", "TELEGRAM_")) or name in {
+        if name.startswith(("SMTP_", "SMS_", "TELEGRAM_", "HOLD_")) or name in {
             "ADMIN_IDS",
             "DATABASE_URL",
             "DEFAULT_TIMEZONE",
@@ -57,6 +59,20 @@ def test_values_are_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.smtp_helo_name == "mailer.shop.example"
 
 
+def test_the_hold_policy_defaults_and_reads_its_rates_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().hold_policy() == HoldPolicy(
+        complaint_rate=Decimal("0.003"), bounce_rate=Decimal("0.05"), min_sent=200
+    )
+    monkeypatch.setenv("HOLD_COMPLAINT_RATE", "0.001")
+    monkeypatch.setenv("HOLD_BOUNCE_RATE", "1")
+    monkeypatch.setenv("HOLD_MIN_SENT", "1")
+    assert load_settings().hold_policy() == HoldPolicy(
+        complaint_rate=Decimal("0.001"), bounce_rate=Decimal("1"), min_sent=1
+    )
+
+
 def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DEFAULT_TIMEZONE=Asia/Vladivostok\nWEB_PORT=9000\n")
     settings = load_settings()
@@ -81,6 +97,13 @@ def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
         ("SMTP_HELO_NAME", "-x.example", "setting SMTP_HELO_NAME: '-x.example' is not a host"),
         ("DKIM_SELECTOR", "cm 2026", "setting DKIM_SELECTOR: 'cm 2026' is not a host name"),
         ("DKIM_DOMAIN", "[10.0.0.1]", "setting DKIM_DOMAIN: '[10.0.0.1]' is not a host name"),
+        ("HOLD_BOUNCE_RATE", "5%", "setting HOLD_BOUNCE_RATE: '5%' is not a rate above 0 and"),
+        ("HOLD_BOUNCE_RATE", "0", "setting HOLD_BOUNCE_RATE: '0' is not a rate above 0 and"),
+        ("HOLD_COMPLAINT_RATE", "1.01", "setting HOLD_COMPLAINT_RATE: '1.01' is not a rate"),
+        ("HOLD_COMPLAINT_RATE", "-0.1", "setting HOLD_COMPLAINT_RATE: '-0.1' is not a rate"),
+        ("HOLD_COMPLAINT_RATE", "inf", "setting HOLD_COMPLAINT_RATE: 'inf' is not a rate"),
+        ("HOLD_MIN_SENT", "0", "setting HOLD_MIN_SENT: Input should be greater than or equal"),
+        ("HOLD_MIN_SENT", "many", "setting HOLD_MIN_SENT:"),
     ],
 )
 def test_malformed_setting_is_named(

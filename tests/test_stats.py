@@ -274,8 +274,9 @@ async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop
         {"events": ("opened", "unsubscribed")},
         {"events": ("clicked",)},
         {"events": ("bounced",)},
-        {"events": ()},
-        {"status": "failed", "sent_at": None, "reason": "550 no such user"},
+        {"events": ("complained",)},
+        # Refused at SMTP time: a bounce that never left, still handed to the channel.
+        {"status": "failed", "sent_at": None, "reason": "550 no such user", "events": ("bounced",)},
         {"status": "uncertain", "reason": reasons.OUTCOME_LOST, "events": ("opened",)},
         {"status": "skipped", "sent_at": None, "reason": reasons.NO_EMAIL},
         {"status": "skipped", "sent_at": None, "reason": reasons.EMAIL_UNSUBSCRIBED},
@@ -301,6 +302,8 @@ async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop
         "opened": 4,
         "clicked": 2,
         "unsubscribed": 1,
+        "bounced": 2,
+        "complained": 1,
         "orders": 3,
         "revenue": "35.75",
         "conversion_rate": 0.4,
@@ -315,6 +318,9 @@ async def test_counts_follow_the_documented_definitions(db: Database, shop: Shop
         # Rows with no version recorded are version 1's; the planned one is nobody's.
         "versions": [{"version": 1, **numbers}],
     }
+    # What bounce and complaint rates are of: the five sent, the uncertain one and the
+    # one refused with a bounce.
+    assert (stats.steps[0].handed, stats.steps[0].versions[0].handed) == (7, 7)
     assert stats.steps[0].skipped_by_reason == {
         reasons.EMAIL_UNSUBSCRIBED: 1,
         reasons.NO_EMAIL: 1,
@@ -343,6 +349,8 @@ async def test_steps_without_deliveries_show_zeros(db: Database, shop: Shop) -> 
                     "opened": 0,
                     "clicked": 0,
                     "unsubscribed": 0,
+                    "bounced": 0,
+                    "complained": 0,
                     "orders": 0,
                     "revenue": "0.00",
                     "conversion_rate": 0.0,
@@ -421,6 +429,9 @@ CONVERSIONS: list[dict[str, Any] | None] = [
 ]
 
 
+EVENT_TYPES = ("delivered", "opened", "clicked", "unsubscribed", "bounced", "complained")
+
+
 async def seed_random_shop(db: Database, seed: int) -> None:
     rng = random.Random(seed)
 
@@ -477,7 +488,7 @@ async def seed_random_shop(db: Database, seed: int) -> None:
         for delivery in deliveries:
             if delivery.sent_at is None:
                 continue
-            for event_type in ("delivered", "opened", "clicked", "unsubscribed", "bounced"):
+            for event_type in EVENT_TYPES:
                 for _ in range(rng.choice([0, 0, 1, 2])):
                     events.append(
                         Event(
@@ -607,6 +618,8 @@ def expected_numbers(
         "opened": sum(bool(m.events & OPEN_EVENTS) for m in mine),
         "clicked": sum("clicked" in m.events for m in mine),
         "unsubscribed": sum("unsubscribed" in m.events for m in mine),
+        "bounced": sum("bounced" in m.events for m in mine),
+        "complained": sum("complained" in m.events for m in mine),
         "orders": len(won),
         "revenue": f"{sum((o.amount for o in won), Decimal('0.00')):.2f}",
         "conversion_rate": round(len({o.customer_id for o in won}) / sent, 4) if sent else 0.0,

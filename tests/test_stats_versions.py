@@ -41,6 +41,8 @@ CARRIED = [
     "opened",
     "clicked",
     "unsubscribed",
+    "bounced",
+    "complained",
     "orders",
     "revenue",
     "conversion_rate",
@@ -58,6 +60,8 @@ VERSION_1 = {
     "opened": 2,
     "clicked": 1,
     "unsubscribed": 0,
+    "bounced": 1,
+    "complained": 0,
     "orders": 2,
     "revenue": "100.00",
     "conversion_rate": 0.6667,
@@ -72,6 +76,8 @@ VERSION_2 = {
     "opened": 2,
     "clicked": 0,
     "unsubscribed": 1,
+    "bounced": 0,
+    "complained": 1,
     "orders": 3,
     "revenue": "85.00",
     "conversion_rate": 1.0,
@@ -87,7 +93,9 @@ async def edited_chain(shop: Shop) -> int:
     await shop.delivery(step, a, sent_at=day(0), events=("opened",), version=1)
     await shop.delivery(step, b, sent_at=day(0), events=("opened", "clicked"), version=1)
     await shop.delivery(step, c, sent_at=day(0), version=1)
-    await shop.delivery(step, d, status="failed", sent_at=None, reason="550 no user", version=1)
+    await shop.delivery(
+        step, d, status="failed", sent_at=None, reason="550 no user", events=("bounced",), version=1
+    )
     await shop.delivery(step, e, status="skipped", sent_at=None, reason=reasons.NO_EMAIL, version=1)
     await shop.order(a, day(1), "60.00")
 
@@ -96,7 +104,9 @@ async def edited_chain(shop: Shop) -> int:
 
     version = saved.impact.version
     await shop.delivery(step, f, sent_at=day(2), events=("opened",), version=version)
-    await shop.delivery(step, g, sent_at=day(2), events=("opened", "unsubscribed"), version=version)
+    await shop.delivery(
+        step, g, sent_at=day(2), events=("opened", "unsubscribed", "complained"), version=version
+    )
     await shop.delivery(
         step, h, status="uncertain", sent_at=day(2), reason=reasons.OUTCOME_LOST, version=version
     )
@@ -133,6 +143,8 @@ async def test_a_step_edited_while_it_ran_counts_each_version_apart(db: Database
         "opened": 4,
         "clicked": 1,
         "unsubscribed": 1,
+        "bounced": 1,
+        "complained": 1,
         "orders": 5,
         "revenue": "185.00",
         "conversion_rate": 0.8,
@@ -179,6 +191,8 @@ async def test_a_step_never_edited_has_version_one_once_anything_left(db: Databa
             "opened": 0,
             "clicked": 0,
             "unsubscribed": 0,
+            "bounced": 1,
+            "complained": 0,
             "orders": 1,
             "revenue": "12.30",
             "conversion_rate": 0.5,
@@ -279,6 +293,8 @@ async def test_stats_show_versions_only_for_a_step_that_has_several(
         "1. Spring sale 1 · email",
         "sent 5/8 · to go 1 · failed 1 · skipped 1 · uncertain 1",
         "opened 4 (80%) · clicked 1 (20%) · unsub 1",
+        # Of the 7 handed to the channel: 5 sent, 1 uncertain, 1 refused with a bounce.
+        "⚠ bounced 1 (14.3%) · spam 1 (14.3%)",
         "🛒 5 orders · 185.00 · conv. 80.0%",
         "v1: 3 sent · 2 opened (67%) · 2 orders · conv. 66.7%",
         "v2: 2 sent · 2 opened (100%) · 3 orders · conv. 100.0%",
@@ -296,14 +312,14 @@ async def test_stats_show_versions_only_for_a_step_that_has_several(
 def with_versions(step: StepStats, count: int) -> StepStats:
     """The step with `count` versions, each of the step's numbers (a text test: they
     need not add up)."""
-    numbers = {key: getattr(step, key) for key in CARRIED}
+    numbers = {key: getattr(step, key) for key in (*CARRIED, "handed")}
     versions = tuple(VersionStats(version=n, **numbers) for n in range(1, count + 1))
     return replace(step, versions=versions)
 
 
 def test_an_sms_step_shows_delivered_per_version() -> None:
     # Version 2 was just saved: its first messages are on their way.
-    zero = {key: 0 for key in SUMMED}
+    zero = {key: 0 for key in (*SUMMED, "handed")}
     just_saved = VersionStats(version=2, **zero, revenue=Decimal("0.00"), conversion_rate=0.0)
     sms_step = busy_step(2)
     step = replace(sms_step, versions=(*with_versions(sms_step, 1).versions, just_saved))
@@ -323,7 +339,7 @@ def test_many_versions_show_the_latest_and_pages_stay_within_the_limit(steps: in
     for position in range(1, steps + 1):
         assert f"<b>{position}. " in shown
     lines = texts.stats_pages(ChainStats(1, "Winter", "active", steps_shown[:1]))[0]
-    assert [line.split(":")[0] for line in lines.splitlines()[6:]] == [
+    assert [line.split(":")[0] for line in lines.splitlines()[7:]] == [
         "… 35 earlier versions",
         "v36",
         "v37",
