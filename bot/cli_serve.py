@@ -41,6 +41,7 @@ async def web_config(settings: Settings, db: Database) -> WebConfig:
         default_phone_region=settings.default_phone_region,
         spool_dir=settings.spool_dir,
         sms_stop_words=settings.sms_stop_words,
+        default_language=settings.default_language,
     )
 
 

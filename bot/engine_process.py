@@ -37,6 +37,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         tick_seconds=settings.engine_tick_seconds,
         sms_opt_out_text=settings.sms_opt_out_text,
         bounce_domain=settings.bounce_domain or None,
+        default_language=settings.default_language,
         hold_policy=settings.hold_policy(),
     )
     engine = Engine(db, config, email=email, sms=sms)

@@ -12,10 +12,12 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from babel.numbers import list_currencies
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from channels.dkim import read_private_key
+from i18n import LANGUAGES
 from inbound.imap import imap_mailbox
 from models.protection import HoldPolicy
 from models.sms_parts import SmsFrame
@@ -58,6 +60,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     default_timezone: str = "Europe/Moscow"
     default_phone_region: str = "RU"
+    # The language of customers who have none of their own and whose phone does not say.
+    default_language: str = "ru"
+    # The shop's currency: amounts shown in the bot, summaries and charts.
+    shop_currency: str = "RUB"
     summary_time: Annotated[time, NoDecode] = time(9, 0)
     quiet_hours_sms: Annotated[tuple[time, time] | None, NoDecode] = (time(21, 0), time(9, 0))
     engine_tick_seconds: float = Field(default=5.0, gt=0)
@@ -135,6 +141,22 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a known IANA time zone") from None
         return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        language = value.strip().lower()
+        if language not in LANGUAGES:
+            raise ValueError(f"{value!r} is not one of {', '.join(LANGUAGES)}")
+        return language
+
+    @field_validator("shop_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        currency = value.strip().upper()
+        if currency not in list_currencies():
+            raise ValueError(f"{value!r} is not a currency code such as RUB")
+        return currency
 
     @field_validator("default_phone_region")
     @classmethod

@@ -71,4 +71,5 @@ def message_setup(settings: Settings) -> MessageSetup:
         ),
         sms_opt_out_text=settings.sms_opt_out_text,
         bounce_domain=settings.bounce_domain or None,
+        default_language=settings.default_language,
     )

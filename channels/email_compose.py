@@ -12,6 +12,7 @@ without HTML of its own gets one made from its rendered text (`channels/text_htm
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import secrets
@@ -25,6 +26,7 @@ from channels.dkim import DkimKey, StepSigner
 from channels.links import add_query_params, is_web_link, rewrite_html_links, utm_params
 from channels.rendering import CompiledTemplate, RenderError
 from channels.text_html import text_to_html
+from i18n import _, use_language
 from models.templates import HTML_ENV, RENDERED_LIMITS, TEXT_ENV
 from models.text_links import own_link_prefixes, rewrite_text_links
 from models.tokens import ReturnKind, TokenKind, make_token, return_local_part
@@ -202,10 +204,10 @@ class EmailComposer:
         envelope_sender, mailto = self._return_addresses(delivery_id, unsubscribe_token)
         if self._utm:
             text = rewrite_text_links(text, self._tagged_target)
-        footer = texts.UNSUBSCRIBE_TEXT_FOOTER.format(url=unsubscribe_url)
-        text = f"{text.rstrip()}\n\n-- \n{footer}\n"
+        footer, link_words = _unsubscribe_words(str(context.get("language") or ""))
+        text = f"{text.rstrip()}\n\n-- \n{footer.format(url=unsubscribe_url)}\n"
         links: list[str] = []
-        markup = self._finish_html(markup, delivery_id, unsubscribe_url, links)
+        markup = self._finish_html(markup, delivery_id, unsubscribe_url, link_words, links)
 
         if message_id is None:
             message_id = f"{self._message_id_start}{recipient.customer_id}{self._message_id_end}"
@@ -242,7 +244,12 @@ class EmailComposer:
         )
 
     def _finish_html(
-        self, markup: str, delivery_id: int, unsubscribe_url: str, links: list[str]
+        self,
+        markup: str,
+        delivery_id: int,
+        unsubscribe_url: str,
+        link_words: str,
+        links: list[str],
     ) -> str:
         def track(target: str) -> str | None:
             if not is_web_link(target) or target.startswith(self._own_links):
@@ -256,7 +263,7 @@ class EmailComposer:
         ending = (
             f'<p style="font-size:12px;color:#888888">'
             f'<a href="{html.escape(unsubscribe_url)}">'
-            f"{html.escape(texts.UNSUBSCRIBE_HTML_LINK)}</a></p>"
+            f"{html.escape(link_words)}</a></p>"
             f'<img src="{self._base}/t/o/{open_token}" width="1" height="1" alt="">'
         )
         body_end = markup.lower().rfind("</body")
@@ -271,6 +278,14 @@ class EmailComposer:
                 self._tagged.clear()
             tagged = self._tagged[url] = add_query_params(url, self._utm)
         return tagged
+
+
+@functools.cache
+def _unsubscribe_words(language: str) -> tuple[str, str]:
+    """The footer line (with `{url}`) and the HTML link's words, in the customer's
+    language (`language` of the template context; English when it is not one)."""
+    with use_language(language):
+        return _(texts.UNSUBSCRIBE_TEXT_FOOTER), _(texts.UNSUBSCRIBE_HTML_LINK)
 
 
 def _display_name(context: Mapping[str, Any]) -> str:

@@ -1,13 +1,15 @@
 """Every text the channel layer puts in front of people, in one place.
 
-Footer wording goes to the shop's customers (the shop is Russian-speaking, the
-product is not: both languages). Details go into `deliveries.reason` and the
-bot's reports, read by managers and operators.
+Footer wording goes to the shop's customers, in each one's language (translated by
+the catalogues, i18n/). Details go into `deliveries.reason` and the bot's reports,
+read by managers and operators.
 """
 
+from i18n import N_
+
 # The visible unsubscribe link every email carries (Gmail's bulk-sender rules).
-UNSUBSCRIBE_TEXT_FOOTER = "Отписаться от рассылки / Unsubscribe: {url}"
-UNSUBSCRIBE_HTML_LINK = "Отписаться от рассылки / Unsubscribe"
+UNSUBSCRIBE_TEXT_FOOTER = N_("To stop receiving these emails: {url}")
+UNSUBSCRIBE_HTML_LINK = N_("Unsubscribe from these emails")
 
 # Template problems, prefixed with the part of the message they are in.
 PART_SUBJECT = "subject"

@@ -128,7 +128,9 @@ async def _customer(
     customer: PreviewCustomer | None = None
     picked = _preview_state(state).get("customer")
     if picked:
-        customer = await customer_by_id(deps.db, picked)
+        customer = await customer_by_id(
+            deps.db, picked, default_language=deps.messages.default_language
+        )
         if customer is None:
             _preview_state(state).pop("customer", None)
     if customer is None:
@@ -136,7 +138,11 @@ async def _customer(
         main = chain.steps[0].audience if chain.steps else None
         segments = main.segments if isinstance(main, SegmentsAudience) else ()
         customer = await sample_customer(
-            deps.db, segments=segments, channel=channel, default_timezone=deps.default_timezone
+            deps.db,
+            segments=segments,
+            channel=channel,
+            default_timezone=deps.default_timezone,
+            default_language=deps.messages.default_language,
         )
     is_picked = not customer.made_up and customer.id == picked
     missing = None
@@ -338,7 +344,10 @@ async def _typed_customer(update: Update, context: Context, state: State, text: 
     waiting = _preview_state(state)
     chain_id, position = waiting.get("chain", 0), waiting.get("step", 1)
     customer = await find_customer(
-        context.deps.db, text, default_phone_region=context.deps.default_phone_region
+        context.deps.db,
+        text,
+        default_phone_region=context.deps.default_phone_region,
+        default_language=context.deps.messages.default_language,
     )
     if customer is None:
         await screen(

@@ -49,8 +49,8 @@ class BadAddress(ValueError):
     """An address an admin typed for test sends is not usable; the message says why."""
 
 
-def made_up_customer(default_timezone: str) -> PreviewCustomer:
-    fields = {**MADE_UP_FIELDS, "timezone": default_timezone}
+def made_up_customer(default_timezone: str, default_language: str) -> PreviewCustomer:
+    fields = {**MADE_UP_FIELDS, "timezone": default_timezone, "language": default_language}
     return PreviewCustomer(
         id=0,
         external_id=fields["external_id"],
@@ -62,30 +62,34 @@ def made_up_customer(default_timezone: str) -> PreviewCustomer:
     )
 
 
-def _preview_customer(customer: Customer) -> PreviewCustomer:
+def _preview_customer(customer: Customer, default_language: str) -> PreviewCustomer:
     return PreviewCustomer(
         id=customer.id,
         external_id=customer.external_id,
         first_name=customer.first_name,
         email=customer.email,
         phone=customer.phone,
-        context=customer_context(customer),
+        context=customer_context(customer, default_language),
     )
 
 
-async def _first(db: Database, query: Select[tuple[Customer]]) -> PreviewCustomer | None:
+async def _first(
+    db: Database, query: Select[tuple[Customer]], default_language: str
+) -> PreviewCustomer | None:
     async with db.session() as session:
         customer = await session.scalar(query.limit(1))
-    return None if customer is None else _preview_customer(customer)
+    return None if customer is None else _preview_customer(customer, default_language)
 
 
-async def customer_by_id(db: Database, customer_id: int) -> PreviewCustomer | None:
+async def customer_by_id(
+    db: Database, customer_id: int, *, default_language: str
+) -> PreviewCustomer | None:
     """None when the customer is gone (deleted since it was picked)."""
-    return await _first(db, select(Customer).where(Customer.id == customer_id))
+    return await _first(db, select(Customer).where(Customer.id == customer_id), default_language)
 
 
 async def find_customer(
-    db: Database, typed: str, *, default_phone_region: str
+    db: Database, typed: str, *, default_phone_region: str, default_language: str
 ) -> PreviewCustomer | None:
     """The customer with this external id, else this email (any case), else this phone."""
     typed = typed.strip()
@@ -112,11 +116,16 @@ async def find_customer(
         # An external id wins over a contact that happens to look the same.
         .order_by((Customer.external_id != typed), Customer.id)
     )
-    return await _first(db, query)
+    return await _first(db, query, default_language)
 
 
 async def sample_customer(
-    db: Database, *, segments: Sequence[str], channel: str, default_timezone: str
+    db: Database,
+    *,
+    segments: Sequence[str],
+    channel: str,
+    default_timezone: str,
+    default_language: str,
 ) -> PreviewCustomer:
     """The first customer of `segments` (any customer when there are none or they are
     empty), one with the channel's contact first; made up when there are no customers."""
@@ -128,11 +137,11 @@ async def sample_customer(
         if rules:
             members = segment_members_query(rules).scalar_subquery()
             query = select(Customer).where(Customer.id.in_(members)).order_by(*with_contact_first)
-            found = await _first(db, query)
+            found = await _first(db, query, default_language)
             if found is not None:
                 return found
-    found = await _first(db, select(Customer).order_by(*with_contact_first))
-    return found or made_up_customer(default_timezone)
+    found = await _first(db, select(Customer).order_by(*with_contact_first), default_language)
+    return found or made_up_customer(default_timezone, default_language)
 
 
 def checked_address(channel: str, typed: str, *, default_phone_region: str) -> str:

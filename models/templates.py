@@ -41,8 +41,10 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import generate_lorem_ipsum
 
+from i18n import customer_language
+
 CUSTOMER_FIELDS = frozenset(
-    {"external_id", "email", "phone", "first_name", "last_name", "timezone"}
+    {"external_id", "email", "phone", "first_name", "last_name", "timezone", "language"}
 )
 
 # --- Limits (docs/chain-file.md, "Limits") -------------------------------------------
@@ -499,8 +501,11 @@ def template_context(fields: Mapping[str, Any], attributes: Mapping[str, Any]) -
     return context
 
 
-def customer_context(customer: Any) -> dict[str, Any]:
+def customer_context(customer: Any, default_language: str) -> dict[str, Any]:
     """`template_context` of anything with the customer's fields and `attributes` as
-    attributes: a `Customer`, or a row selected with those columns."""
+    attributes: a `Customer`, or a row selected with those columns. `language` is the one
+    the customer reads (`i18n.customer_language`: theirs, their phone's, the default),
+    so a template can say `{% if language == "en" %}`, and the footer follows it."""
     fields = {name: getattr(customer, name) for name in CUSTOMER_FIELDS}
+    fields["language"] = customer_language(fields["language"], fields["phone"], default_language)
     return template_context(fields, customer.attributes or {})

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from i18n import customer_language
 from models import audit
 from models.db import Database
 from models.facts import customer_facts_changed, message_facts_changed
@@ -84,10 +85,28 @@ async def add_event_once(
         )
 
 
-async def delivery_channel(db: Database, delivery_id: int) -> Channel | None:
+@dataclass(frozen=True)
+class Reader:
+    """Who a delivery went to, as a page for them needs it."""
+
+    channel: Channel
+    # The language they read (`i18n.customer_language`).
+    language: str
+
+
+async def delivery_reader(db: Database, delivery_id: int, default_language: str) -> Reader | None:
     async with db.session() as session:
-        channel = await session.scalar(select(Delivery.channel).where(Delivery.id == delivery_id))
-    return Channel(channel) if channel else None
+        row = (
+            await session.execute(
+                select(Delivery.channel, Customer.language, Customer.phone)
+                .join(Customer, Customer.id == Delivery.customer_id)
+                .where(Delivery.id == delivery_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    language = customer_language(row.language, row.phone, default_language)
+    return Reader(Channel(row.channel), language)
 
 
 async def link_target(db: Database, delivery_id: int, link_index: int) -> str | None:

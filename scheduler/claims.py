@@ -256,6 +256,7 @@ def _details(step: StepPlan, ids: Sequence[int]) -> Any:
             _customer.c.first_name,
             _customer.c.last_name,
             _customer.c.timezone,
+            _customer.c.language,
             _customer.c.attributes,
         )
         .select_from(
@@ -277,6 +278,7 @@ async def claim(
     worker_id: int,
     limit: int,
     quiet_hours_sms: tuple[time, time] | None,
+    default_language: str,
     on_error: OnStepError,
 ) -> Claim:
     """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied.
@@ -296,7 +298,16 @@ async def claim(
         step = steps[step_id]
         try:
             async with session.begin_nested():
-                await _claim_step(session, step, ids, now, worker_id, quiet_hours_sms, result)
+                await _claim_step(
+                    session,
+                    step,
+                    ids,
+                    now,
+                    worker_id,
+                    quiet_hours_sms,
+                    result,
+                    default_language=default_language,
+                )
         except Exception as exc:
             result.rows = [row for row in result.rows if row.step_id != step_id]
             result.skipped.pop(step_id, None)
@@ -333,6 +344,8 @@ async def _claim_step(
     worker_id: int,
     quiet_hours_sms: tuple[time, time] | None,
     result: Claim,
+    *,
+    default_language: str,
 ) -> None:
     step_id = step.step_id
     skips: dict[str, list[int]] = {}
@@ -376,7 +389,7 @@ async def _claim_step(
                 row.attempts,
                 row.email,
                 row.phone,
-                customer_context(row),
+                customer_context(row, default_language),
             )
             for row in claimed
         ]

@@ -84,6 +84,8 @@ class EngineConfig:
     sms_opt_out_text: str = ""
     # BOUNCE_DOMAIN: each email's return addresses are its own there (VERP).
     bounce_domain: str | None = None
+    # DEFAULT_LANGUAGE: customers' footers when neither they nor their phone say.
+    default_language: str = "ru"
     # HOLD_*: when a step's bounces refused at SMTP time hold its chain (models/protection.py).
     hold_policy: HoldPolicy = field(default_factory=HoldPolicy)
 
@@ -283,6 +285,7 @@ class Engine:
                 worker_id=worker_id,
                 limit=self._batch_limit(),
                 quiet_hours_sms=self.config.quiet_hours_sms,
+                default_language=self.config.default_language,
                 on_error=lambda session, step, exc: self._hold(
                     session, step.chain_id, step, "claiming", exc
                 ),

@@ -73,6 +73,8 @@ class MessageSetup:
     sms_opt_out_text: str = ""
     # BOUNCE_DOMAIN: return addresses as the engine's messages have them.
     bounce_domain: str | None = None
+    # DEFAULT_LANGUAGE: of customers with no language of their own nor a phone that says.
+    default_language: str = "ru"
 
     @property
     def sms_frame(self) -> SmsFrame:

@@ -171,6 +171,17 @@ async def test_an_explicit_time_zone_column_wins_over_the_phone(
     }
 
 
+async def test_a_language_column_is_kept_and_a_wrong_one_refused_by_line(
+    db: Database, tmp_path: Path
+) -> None:
+    text = "external_id,language\n1,EN\n2,ru\n3,fr\n4,\n"
+    report = await run_import(db, write(tmp_path, text))
+    assert [str(e) for e in report.errors] == ["line 4: language 'fr' is not one of en, ru"]
+    await run_import(db, write(tmp_path, "external_id,first_name\n1,Ann\n"))
+    stored = await customers(db)
+    assert {k: c.language for k, c in stored.items()} == {"1": "en", "2": "ru", "4": None}
+
+
 async def test_extra_columns_become_attributes_and_headers_ignore_case(
     db: Database, tmp_path: Path
 ) -> None:

@@ -420,6 +420,17 @@ async def test_api_upserts_and_reports_refused_items_by_index(
     assert await tags_of(db, "1") == {"vip"}
 
 
+async def test_api_takes_a_customers_language_and_refuses_one_without_a_catalogue(
+    api: httpx.AsyncClient, db: Database
+) -> None:
+    body = [{"external_id": "1", "language": "en"}, {"external_id": "2", "language": "de"}]
+    response = await api.post("/api/v1/customers", json=body, headers=AUTH)
+    assert response.json()["errors"] == [
+        {"index": 1, "error": "language 'de' is not one of en, ru"}
+    ]
+    assert (await stored(db, "1")).language == "en"
+
+
 async def test_api_bounds_the_number_of_customers_per_request(api: httpx.AsyncClient) -> None:
     body = [{"external_id": str(i)} for i in range(MAX_CUSTOMERS_PER_REQUEST + 1)]
     response = await api.post("/api/v1/customers", json=body, headers=AUTH)

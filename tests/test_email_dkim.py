@@ -64,7 +64,12 @@ def signed(
         dkim=KEY,
     )
     return composer.compose(
-        Recipient(9, 45, "ivan@example.com", {"first_name": "Иван", "last_name": "Петров"})
+        Recipient(
+            9,
+            45,
+            "ivan@example.com",
+            {"first_name": "Иван", "last_name": "Петров", "language": "ru"},
+        )
     )
 
 

@@ -134,6 +134,7 @@ async def add_customers(db: Database, *rows: dict[str, object], tag: str = "new"
                 timezone=row.get("timezone", "Europe/Moscow"),
                 timezone_source="explicit",
                 email_status=row.get("email_status", EmailStatus.SUBSCRIBED),
+                language=row.get("language"),
             )
             session.add(customer)
             await session.flush()
@@ -518,3 +519,33 @@ async def test_links_built_from_customer_data_are_stored_per_message(harness: Ha
     await harness.engine.run_until_idle()
     links = sorted(d.links[0].split("?")[0] for d in await harness.deliveries(chain_id, 1))
     assert links == [f"https://shop.example/for/n{i}" for i in range(5)]
+
+
+async def test_each_customer_gets_the_footer_in_their_own_language(harness: Harness) -> None:
+    """Their own language, else their phone's country (+7: Russian), else the default."""
+    await add_customers(
+        harness.db,
+        {"language": "en"},
+        {"phone": "+79130001122"},
+        {"phone": "+995555123456"},  # Georgia: DEFAULT_LANGUAGE, ru by default
+        {"phone": "+995555123457", "language": "en"},
+    )
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+
+    await harness.engine.tick()
+
+    footers = {
+        str(message["To"]).split("<")[1].rstrip(">"): message.get_body(("plain",))
+        .get_content()
+        .rsplit("-- ", 1)[1]
+        .strip()
+        .split(":")[0]
+        for message in harness.emails()
+    }
+    assert footers == {
+        "c0@example.com": "To stop receiving these emails",
+        "c1@example.com": "Чтобы не получать эти письма",
+        "c2@example.com": "Чтобы не получать эти письма",
+        "c3@example.com": "To stop receiving these emails",
+    }

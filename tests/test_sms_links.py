@@ -327,7 +327,7 @@ async def test_the_preview_shows_the_sms_as_sent_and_where_its_links_lead(
     long_link = "https://shop.example/" + "x" * 200
     message = StepMessage(1, "Sale", 1, 2, "sale", True, {"channel": "sms", "text": long_link})
 
-    preview = await render_preview(db, setup, message, made_up_customer("Europe/Moscow"))
+    preview = await render_preview(db, setup, message, made_up_customer("Europe/Moscow", "ru"))
 
     # Delivery 0, as a test send: its link answers "not found".
     assert preview.text == f"{BASE}/s/{make_short_token(SECRET, 0, 0)}\nSTOP: 0000"

@@ -123,7 +123,7 @@ async def test_the_preview_shows_and_counts_the_sms_as_sent(db: Database, tmp_pa
         utm=True,
         action={"channel": "sms", "text": "a" * 150},
     )
-    customer = made_up_customer("Europe/Moscow")
+    customer = made_up_customer("Europe/Moscow", "ru")
 
     preview = await render_preview(db, setup, message, customer)
 

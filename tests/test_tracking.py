@@ -32,8 +32,14 @@ SENT_AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 async def seed_delivery(
-    db: Database, *, channel: str = "email", email_status: str = "subscribed"
+    db: Database,
+    *,
+    channel: str = "email",
+    email_status: str = "subscribed",
+    language: str | None = "en",
 ) -> Delivery:
+    """A delivery to Anna, who reads English unless `language` says otherwise (None: her
+    Russian phone says Russian)."""
     async with db.writer() as session:
         customer = Customer(
             external_id="c1",
@@ -42,6 +48,7 @@ async def seed_delivery(
             timezone="Europe/Moscow",
             timezone_source="default",
             email_status=email_status,
+            language=language,
         )
         chain = Chain(name="Welcome", campaign_tag="x")
         session.add_all([customer, chain])
@@ -437,3 +444,37 @@ async def test_sms_report_with_an_unknown_status_is_a_422(
 
     assert response.status_code == 422
     assert await events(db) == []
+
+
+async def test_a_customer_reads_the_pages_in_their_language(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    """No language of her own: her Russian phone says Russian; the page says so too."""
+    delivery = await seed_delivery(db, language=None)
+    url = f"/u/{token(TokenKind.UNSUBSCRIBE, delivery.id)}"
+
+    asked = await client.get(url)
+    done = await client.post(url, content="List-Unsubscribe=One-Click")
+
+    assert '<html lang="ru">' in asked.text
+    assert "Вы хотите больше не получать наши письма?" in asked.text
+    assert ">Отписаться</button>" in asked.text
+    assert "Вы больше не будете получать наши рассылки по электронной почте." in done.text
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "title"),
+    [
+        ("ru-RU,ru;q=0.9,en;q=0.8", "Ссылка не найдена"),
+        ("de-DE,en;q=0.5", "Link not found"),
+        ("de-DE", "Ссылка не найдена"),  # none of ours: DEFAULT_LANGUAGE
+        ("en;q=0.2, ru;q=0.1", "Link not found"),
+    ],
+)
+async def test_a_bad_link_answers_in_the_browsers_language_else_the_default(
+    client: httpx.AsyncClient, accept_language: str, title: str
+) -> None:
+    response = await client.get("/u/forged.token", headers={"Accept-Language": accept_language})
+
+    assert response.status_code == 404
+    assert f"<h1>{title}</h1>" in response.text

@@ -28,6 +28,11 @@ _CUSTOMER_SCHEMA: dict[str, Any] = {
         "first_name": _TEXT_OR_NULL,
         "last_name": _TEXT_OR_NULL,
         "timezone": {"type": ["string", "null"], "description": "IANA zone: Asia/Omsk"},
+        "language": {
+            "type": ["string", "null"],
+            "description": "ru or en: the footer and pages the customer reads; null: from"
+            " the phone's country, else DEFAULT_LANGUAGE",
+        },
         "tags": {"type": ["array", "null"], "items": {"type": "string"}},
         "attributes": {
             "type": ["object", "null"],

@@ -38,6 +38,8 @@ class WebConfig:
     write_wait_seconds: float = 5.0
     # Inbound SMS texts that unsubscribe their phone (models/sms_stop.py).
     sms_stop_words: frozenset[str] = stop_words(DEFAULT_SMS_STOP_WORDS)
+    # DEFAULT_LANGUAGE: the pages of customers with no language of their own.
+    default_language: str = "ru"
 
 
 class _BoundedWrites:

@@ -1,13 +1,14 @@
 """The few HTML pages people see: asking to unsubscribe, the confirmation, a bad link.
 
 Self-contained (inline CSS, no scripts, no outside resources), readable on a
-phone, every text escaped.
+phone, every text escaped, in the reader's language.
 """
 
 from __future__ import annotations
 
 from html import escape
 
+from i18n import _, current_language, use_language
 from web import texts
 
 _CSS = """
@@ -24,9 +25,10 @@ button:focus-visible{outline:3px solid #0b3d91;outline-offset:2px}
 
 
 def _page(title: str, *paragraphs: str, form: str = "") -> str:
-    body = "".join(f"<p>{escape(text)}</p>" for text in paragraphs)
+    title = _(title)
+    body = "".join(f"<p>{escape(_(text))}</p>" for text in paragraphs)
     return (
-        f'<!doctype html><html lang="{escape(texts.PAGE_LANGUAGE)}"><head>'
+        f'<!doctype html><html lang="{escape(current_language())}"><head>'
         '<meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex">'
@@ -35,20 +37,23 @@ def _page(title: str, *paragraphs: str, form: str = "") -> str:
     )
 
 
-def unsubscribe_page(channel: str) -> str:
+def unsubscribe_page(channel: str, language: str) -> str:
     # No action attribute: the form posts back to the page's own URL, token and
     # all, with the same body a mail client sends for RFC 8058 one-click.
-    form = (
-        '<form method="post">'
-        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        f'<button type="submit">{escape(texts.UNSUBSCRIBE_BUTTON)}</button></form>'
-    )
-    return _page(texts.UNSUBSCRIBE_TITLE, texts.UNSUBSCRIBE_QUESTION[channel], form=form)
+    with use_language(language):
+        form = (
+            '<form method="post">'
+            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            f'<button type="submit">{escape(_(texts.UNSUBSCRIBE_BUTTON))}</button></form>'
+        )
+        return _page(texts.UNSUBSCRIBE_TITLE, texts.UNSUBSCRIBE_QUESTION[channel], form=form)
 
 
-def unsubscribed_page(channel: str | None) -> str:
-    return _page(texts.UNSUBSCRIBED_TITLE, texts.UNSUBSCRIBED_DONE[channel])
+def unsubscribed_page(channel: str | None, language: str) -> str:
+    with use_language(language):
+        return _page(texts.UNSUBSCRIBED_TITLE, texts.UNSUBSCRIBED_DONE[channel])
 
 
-def link_not_found_page() -> str:
-    return _page(texts.LINK_NOT_FOUND_TITLE, texts.LINK_NOT_FOUND_BODY)
+def link_not_found_page(language: str) -> str:
+    with use_language(language):
+        return _page(texts.LINK_NOT_FOUND_TITLE, texts.LINK_NOT_FOUND_BODY)

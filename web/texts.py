@@ -1,4 +1,10 @@
-"""Every text the HTTP side shows to people or systems, in one place."""
+"""Every text the HTTP side shows to people or systems, in one place.
+
+The API's words are for the shop's developers: English. The pages are for the shop's
+customers: in each one's language (`N_` here, translated where shown, i18n/).
+"""
+
+from i18n import N_
 
 BAD_API_TOKEN = "missing or wrong bearer token"
 API_TOKEN_NOT_SET = "the API is disabled: set API_TOKEN to enable it"
@@ -20,20 +26,19 @@ UNKNOWN_SMS = "no SMS with id {id!r}"
 
 # Pages the shop's customers see after following a link in a message; shop-neutral,
 # as no setting names the shop.
-PAGE_LANGUAGE = "en"
-UNSUBSCRIBE_TITLE = "Unsubscribe"
+UNSUBSCRIBE_TITLE = N_("Unsubscribe")
 UNSUBSCRIBE_QUESTION = {
-    "email": "Do you want to stop receiving our emails?",
-    "sms": "Do you want to stop receiving our text messages?",
+    "email": N_("Do you want to stop receiving our emails?"),
+    "sms": N_("Do you want to stop receiving our text messages?"),
 }
-UNSUBSCRIBE_BUTTON = "Unsubscribe"
-UNSUBSCRIBED_TITLE = "You are unsubscribed"
+UNSUBSCRIBE_BUTTON = N_("Unsubscribe")
+UNSUBSCRIBED_TITLE = N_("You are unsubscribed")
 UNSUBSCRIBED_DONE = {
-    "email": "You will no longer receive our mailings by email.",
-    "sms": "You will no longer receive our mailings by text message.",
-    None: "You will no longer receive our mailings.",
+    "email": N_("You will no longer receive our mailings by email."),
+    "sms": N_("You will no longer receive our mailings by text message."),
+    None: N_("You will no longer receive our mailings."),
 }
-LINK_NOT_FOUND_TITLE = "Link not found"
-LINK_NOT_FOUND_BODY = (
+LINK_NOT_FOUND_TITLE = N_("Link not found")
+LINK_NOT_FOUND_BODY = N_(
     "This link is not valid. If you copied it from a message, please check that it is complete."
 )

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.exc import DBAPIError
 
+from i18n import LANGUAGES
 from models import tracking
 from models.errors import DatabaseBusy
-from models.tables import Channel
 from models.tokens import TokenData, TokenKind, read_short_token, read_token
 from web import pages
 from web.spool import Fact
@@ -46,8 +46,24 @@ def _html(page: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(page, status_code=status_code, headers=_PAGE_HEADERS)
 
 
-def _link_not_found() -> HTMLResponse:
-    return _html(pages.link_not_found_page(), status_code=404)
+def _link_not_found(request: Request) -> HTMLResponse:
+    return _html(pages.link_not_found_page(_browser_language(request)), status_code=404)
+
+
+def _browser_language(request: Request) -> str:
+    """For a page about no known customer: the browser's most wanted language that we
+    have (Accept-Language), else DEFAULT_LANGUAGE."""
+    wanted: list[tuple[float, int, str]] = []
+    for order, part in enumerate(request.headers.get("accept-language", "")[:200].split(",")):
+        tag, _, quality = part.strip().partition(";q=")
+        language = tag.split("-")[0].strip().lower()
+        try:
+            weight = float(quality) if quality else 1.0
+        except ValueError:
+            continue
+        if language in LANGUAGES and weight > 0:
+            wanted.append((-weight, order, language))
+    return min(wanted)[2] if wanted else request.app.state.config.default_language
 
 
 # A fact whose write finds the database busy is kept in the spool (web/spool.py)
@@ -83,7 +99,7 @@ async def sms_link(request: Request, token: str) -> Response:
 async def _follow(request: Request, data: TokenData | None) -> Response:
     """The click recorded, answered with the link's stored target."""
     if data is None:
-        return _link_not_found()
+        return _link_not_found(request)
     db = request.app.state.db
     at = datetime.now(UTC)
     try:
@@ -94,7 +110,7 @@ async def _follow(request: Request, data: TokenData | None) -> Response:
         if target is not None:
             await request.app.state.spool.keep(Fact("click", data.delivery_id, at, data.link_index))
     if target is None:
-        return _link_not_found()
+        return _link_not_found(request)
     return RedirectResponse(target, status_code=302, headers=_NO_STORE)
 
 
@@ -103,11 +119,14 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     # Only asks: mail scanners fetch every link with GET.
     data = _token(request, token, TokenKind.UNSUBSCRIBE)
     if data is None:
-        return _link_not_found()
-    channel = await tracking.delivery_channel(request.app.state.db, data.delivery_id)
-    if channel is None:
-        return _link_not_found()
-    return _html(pages.unsubscribe_page(channel.value))
+        return _link_not_found(request)
+    config = request.app.state.config
+    reader = await tracking.delivery_reader(
+        request.app.state.db, data.delivery_id, config.default_language
+    )
+    if reader is None:
+        return _link_not_found(request)
+    return _html(pages.unsubscribe_page(reader.channel.value, reader.language))
 
 
 @router.post("/u/{token}")
@@ -117,23 +136,27 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     # The answer is a page, not a redirect: mail clients do not follow one (RFC 8058).
     data = _token(request, token, TokenKind.UNSUBSCRIBE)
     if data is None:
-        return _link_not_found()
+        return _link_not_found(request)
     db = request.app.state.db
     at = datetime.now(UTC)
     try:
         result = await tracking.unsubscribe(db, data.delivery_id, at)
     except DatabaseBusy:
         await request.app.state.spool.keep(Fact("unsubscribe", data.delivery_id, at))
-        # Said in general when even reading the message's channel fails.
-        channel = await _channel_if_readable(request, data.delivery_id)
-        return _html(pages.unsubscribed_page(channel.value if channel else None))
-    if result is None:
-        return _link_not_found()
-    return _html(pages.unsubscribed_page(result.channel.value))
+    else:
+        if result is None:
+            return _link_not_found(request)
+    # Said in general, in the browser's language, when even reading who it was fails.
+    reader = await _reader_if_readable(request, data.delivery_id)
+    if reader is None:
+        return _html(pages.unsubscribed_page(None, _browser_language(request)))
+    return _html(pages.unsubscribed_page(reader.channel.value, reader.language))
 
 
-async def _channel_if_readable(request: Request, delivery_id: int) -> Channel | None:
+async def _reader_if_readable(request: Request, delivery_id: int) -> tracking.Reader | None:
     try:
-        return await tracking.delivery_channel(request.app.state.db, delivery_id)
+        return await tracking.delivery_reader(
+            request.app.state.db, delivery_id, request.app.state.config.default_language
+        )
     except (DBAPIError, OSError):
         return None
