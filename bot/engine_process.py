@@ -36,6 +36,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         email_concurrency=settings.email_concurrency,
         tick_seconds=settings.engine_tick_seconds,
         sms_opt_out_text=settings.sms_opt_out_text,
+        sms_opt_outs=settings.sms_opt_outs,
         bounce_domain=settings.bounce_domain or None,
         default_language=settings.default_language,
         hold_policy=settings.hold_policy(),

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     sms_sender: str = "Chainmail"
     # A line appended to every SMS ("STOP: 0000"), counted in its parts; empty: none.
     sms_opt_out_text: str = Field(default="", max_length=OPT_OUT_MAX)
+    # The line for customers reading Russian, English; empty: SMS_OPT_OUT_TEXT.
+    sms_opt_out_text_ru: str = Field(default="", max_length=OPT_OUT_MAX)
+    sms_opt_out_text_en: str = Field(default="", max_length=OPT_OUT_MAX)
     # Inbound SMS texts that unsubscribe their phone: comma-separated, any case.
     sms_stop_words: Annotated[frozenset[str], NoDecode] = stop_words(DEFAULT_SMS_STOP_WORDS)
 
@@ -166,7 +169,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a two-letter phone region such as RU")
         return region
 
-    @field_validator("sms_opt_out_text")
+    @field_validator("sms_opt_out_text", "sms_opt_out_text_ru", "sms_opt_out_text_en")
     @classmethod
     def _one_line(cls, value: str) -> str:
         if "\n" in value or "\r" in value:
@@ -288,7 +291,13 @@ class Settings(BaseSettings):
 
     @property
     def sms_frame(self) -> SmsFrame:
-        return SmsFrame(self.sms_opt_out_text, self.public_base_url)
+        return SmsFrame(self.sms_opt_out_text, self.public_base_url, self.sms_opt_outs)
+
+    @property
+    def sms_opt_outs(self) -> tuple[tuple[str, str], ...]:
+        """SMS_OPT_OUT_TEXT_<LANGUAGE> that are set, as SmsFrame.opt_outs."""
+        given = (("ru", self.sms_opt_out_text_ru), ("en", self.sms_opt_out_text_en))
+        return tuple((language, line) for language, line in given if line)
 
     def hold_policy(self) -> HoldPolicy:
         """HOLD_*, for whoever records bounces or complaints (the engine, `inbound`)."""

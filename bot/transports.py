@@ -70,6 +70,7 @@ def message_setup(settings: Settings) -> MessageSetup:
             if not server
         ),
         sms_opt_out_text=settings.sms_opt_out_text,
+        sms_opt_outs=settings.sms_opt_outs,
         bounce_domain=settings.bounce_domain or None,
         default_language=settings.default_language,
     )

@@ -92,7 +92,8 @@ class SmsComposer:
             return make_short_token(self._secret, delivery_id, index)
 
         rendered = _sms_template(self.template).render(context).strip()
-        return ComposedSms(sms_as_sent(rendered, self.frame, token), links)
+        frame = self.frame.for_language(context.get("language"))
+        return ComposedSms(sms_as_sent(rendered, frame, token), links)
 
 
 @lru_cache(maxsize=64)

@@ -913,8 +913,8 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                     return ["📱 SMS text: not written yet"]
                 count = sms_parts(sms_as_sent(text, view.sms_frame))
                 opt_out = (
-                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_frame.opt_out))]
-                    if view.sms_frame.opt_out
+                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_frame.shown_opt_out))]
+                    if view.sms_frame.shown_opt_out
                     else []
                 )
                 return [

@@ -760,7 +760,7 @@ def _action(
         count = sms_parts(as_sent)
         if count.parts > MAX_SMS_PARTS:
             shortened = as_sent != sms_as_sent(text, replace(sms_frame, public_base_url=""))
-            opt_out = sms_frame.opt_out
+            opt_out = sms_frame.shown_opt_out
             report.at("text").problem(
                 TOO_MANY_SMS_PARTS.format(
                     parts=count.parts,

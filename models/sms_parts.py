@@ -81,6 +81,27 @@ class SmsFrame:
     # PUBLIC_BASE_URL: each link in the text becomes `{base}/s/{token}`; empty: links
     # stay as written.
     public_base_url: str = ""
+    # SMS_OPT_OUT_TEXT_RU, _EN: the line for customers reading that language, instead of
+    # `opt_out` (language, line).
+    opt_outs: tuple[tuple[str, str], ...] = ()
+
+    def for_language(self, language: str | None) -> SmsFrame:
+        """The frame of one customer's SMS: their language's opt-out line."""
+        if not self.opt_outs:
+            return self
+        line = dict(self.opt_outs).get(language or "", self.opt_out)
+        return SmsFrame(line, self.public_base_url)
+
+    @property
+    def opt_out_lines(self) -> tuple[str, ...]:
+        """Every line a customer may get: where the customer is not known (a template's
+        parts, a chain file's check), the SMS is counted with the costliest."""
+        return tuple(dict.fromkeys([self.opt_out, *(line for _, line in self.opt_outs)]))
+
+    @property
+    def shown_opt_out(self) -> str:
+        """The lines, for people: `СТОП: 0000 / STOP: 0000`; empty when there are none."""
+        return " / ".join(line for line in self.opt_out_lines if line)
 
     def short_link(self, token: str) -> str:
         return f"{self.public_base_url.rstrip('/')}/s/{token}"
@@ -123,4 +144,5 @@ def sms_as_sent(text: str, frame: SmsFrame, token: Callable[[str, int], str] = _
             return frame.short_link(token(url, shortened - 1))
 
         text = rewrite_text_links(text, shorten)
-    return f"{text}\n{frame.opt_out}" if frame.opt_out else text
+    sent = [f"{text}\n{line}" if line else text for line in frame.opt_out_lines]
+    return max(sent, key=lambda candidate: (sms_parts(candidate).parts, len(candidate)))

@@ -82,6 +82,8 @@ class EngineConfig:
     # SMS_OPT_OUT_TEXT: appended to every SMS (models/sms_parts.py `sms_as_sent`), whose
     # links become short links on `public_base_url`.
     sms_opt_out_text: str = ""
+    # SMS_OPT_OUT_TEXT_<LANGUAGE>: (language, line), instead of it for those customers.
+    sms_opt_outs: tuple[tuple[str, str], ...] = ()
     # BOUNCE_DOMAIN: each email's return addresses are its own there (VERP).
     bounce_domain: str | None = None
     # DEFAULT_LANGUAGE: customers' footers when neither they nor their phone say.
@@ -387,7 +389,11 @@ class Engine:
         else:
             composer = SmsComposer(
                 action.text,
-                SmsFrame(self.config.sms_opt_out_text, self.config.public_base_url),
+                SmsFrame(
+                    self.config.sms_opt_out_text,
+                    self.config.public_base_url,
+                    self.config.sms_opt_outs,
+                ),
                 secret_key=self.config.secret_key,
                 campaign=chain.campaign,
                 position=step.position,

@@ -71,6 +71,8 @@ class MessageSetup:
     dkim: DkimKey | None = None
     # SMS_OPT_OUT_TEXT: appended to every SMS, counted in its parts.
     sms_opt_out_text: str = ""
+    # SMS_OPT_OUT_TEXT_<LANGUAGE>: (language, line), instead of it for those customers.
+    sms_opt_outs: tuple[tuple[str, str], ...] = ()
     # BOUNCE_DOMAIN: return addresses as the engine's messages have them.
     bounce_domain: str | None = None
     # DEFAULT_LANGUAGE: of customers with no language of their own nor a phone that says.
@@ -78,7 +80,7 @@ class MessageSetup:
 
     @property
     def sms_frame(self) -> SmsFrame:
-        return SmsFrame(self.sms_opt_out_text, self.public_base_url)
+        return SmsFrame(self.sms_opt_out_text, self.public_base_url, self.sms_opt_outs)
 
 
 @dataclass(frozen=True)

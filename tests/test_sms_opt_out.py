@@ -105,6 +105,36 @@ async def test_the_engine_sends_every_sms_with_the_line(harness: Harness) -> Non
     ]
 
 
+async def test_each_customer_gets_the_line_of_their_language(harness: Harness) -> None:
+    await add_customers(harness.db, {"language": "en"}, {}, {"phone": "+995555123456"})
+    chain_id = await import_seed(harness.db, sms_chain("Sale"))
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    engine = outbox_engine(
+        harness,
+        sms_opt_out_text="СТОП: 0000",
+        sms_opt_outs=(("en", "STOP to 0000"),),
+    )
+
+    await engine.tick()
+
+    assert sorted(sms["text"] for sms in harness.sms()) == [
+        "Sale\nSTOP to 0000",  # the customer's own language
+        "Sale\nСТОП: 0000",  # a +7 phone: Russian, no line of its own: SMS_OPT_OUT_TEXT
+        "Sale\nСТОП: 0000",  # Georgia: DEFAULT_LANGUAGE (ru)
+    ]
+
+
+def test_a_template_is_counted_with_the_longest_line_any_customer_gets() -> None:
+    frame = SmsFrame("СТОП 0000", "", (("en", "Reply STOP to 0000 to opt out"),))
+    assert sms_as_sent("Hi", frame) == "Hi\nReply STOP to 0000 to opt out"
+    assert sms_as_sent("Hi", frame.for_language("ru")) == "Hi\nСТОП 0000"
+    # A short line that switches a 100-character text to UCS-2 costs two parts, a long
+    # one in GSM-7 one part.
+    text = "Sale " * 20
+    cyrillic = SmsFrame("STOP 0000 to opt out of these messages", "", (("ru", "СТОП"),))
+    assert sms_as_sent(text, cyrillic) == f"{text}\nСТОП"
+
+
 async def test_the_preview_shows_and_counts_the_sms_as_sent(db: Database, tmp_path: Path) -> None:
     setup = MessageSetup(
         mail_from="news@shop.example",
