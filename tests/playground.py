@@ -327,3 +327,27 @@ class OutboxPage:
     def screenshot(self, name: str) -> None:
         if SCREENSHOTS:
             self.page.screenshot(path=str(Path(SCREENSHOTS) / name))
+
+
+class ShopPage:
+    """The demo shop's page, where an email's link leads and orders are placed."""
+
+    def __init__(self, page: object, url: str) -> None:
+        from playwright.sync_api import Page
+
+        assert isinstance(page, Page)
+        self.page = page
+        page.goto(url)
+
+    def place_order(self, customer: str, amount: str) -> str:
+        """Fill in the form and send it; returns the shop's answer."""
+        self.page.fill("#customer", customer)
+        self.page.fill("#amount", amount)
+        self.page.locator("#order button[type=submit]").tap()
+        answer = self.page.locator("#answer.ok, #answer.refused").filter(has_not_text="…")
+        answer.wait_for(timeout=WAIT_MS)
+        return answer.inner_text()
+
+    def screenshot(self, name: str) -> None:
+        if SCREENSHOTS:
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / name))

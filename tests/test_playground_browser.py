@@ -9,6 +9,9 @@ docs/playground.md.
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from tests.playground import (  # noqa: F401
     ChatPage,
     OutboxPage,
     Playground,
+    ShopPage,
     browser,
     on_screen,
     scrolls_sideways,
@@ -173,6 +177,16 @@ def test_a_two_step_chain_built_by_taps_sends_its_email(chat: ChatPage, tmp_path
     )
 
 
+def _opened(database: Path, customer: str) -> bool:
+    with sqlite3.connect(database) as connection:
+        [(count,)] = connection.execute(
+            "SELECT count(*) FROM events e JOIN customers c ON c.id = e.customer_id"
+            " WHERE c.external_id = ? AND e.type = 'opened'",
+            (customer,),
+        )
+    return bool(count)
+
+
 def test_on_a_phone_the_chat_fills_the_screen_and_the_chats_are_in_the_menu(
     phone: Any, playground: Playground
 ) -> None:
@@ -238,3 +252,64 @@ def test_on_a_phone_an_email_opens_full_screen_and_back_returns_to_the_list(
     page.go_back()
     page.locator("#preview").wait_for(state="hidden", timeout=WAIT_MS)
     assert page.evaluate("location.hash") == ""
+
+
+def test_on_a_phone_an_order_placed_in_the_shop_counts_for_the_email_read_before(
+    phone: Any, playground: Playground
+) -> None:
+    outbox = OutboxPage(phone.new_page(), f"{playground.url}/outbox")
+    outbox.emails()
+    # Showing the email loads its open pixel: the customer opened it.
+    address = re.search(r"<(.+)>", outbox.open_item(3, has_text=SPRING_SALE).split("To: ")[1])
+    assert address is not None
+    outbox.email_body().get_by_role("link", name="Open the sale").wait_for(timeout=WAIT_MS)
+    database = playground.data_dir / "chainmail.db"
+    with sqlite3.connect(database) as connection:
+        [(customer,)] = connection.execute(
+            "SELECT external_id FROM customers WHERE email = ?", (address[1],)
+        )
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not _opened(database, customer):
+        assert time.monotonic() < deadline, "the open pixel was not fetched"
+        time.sleep(0.1)
+
+    shop = ShopPage(phone.new_page(), f"{playground.url}/shop/sale")
+    assert not scrolls_sideways(shop.page)
+    answer = shop.place_order(customer, "4321")
+    placed = re.fullmatch(rf"Order (\S+) placed: 4321 RUB from {customer}\.", answer)
+    assert placed is not None, answer
+    assert not scrolls_sideways(shop.page)
+    shop.screenshot("playground-phone-shop.png")
+    assert "unknown customer 'nobody'" in shop.place_order("nobody", "100")
+
+    # Stored by the shop's API, as any order: and it counts for the email.
+    with sqlite3.connect(database) as connection:
+        [(amount, owner)] = connection.execute(
+            "SELECT o.amount, c.external_id FROM orders o JOIN customers c"
+            " ON c.id = o.customer_id WHERE o.external_id = ?",
+            (placed[1],),
+        )
+    assert (float(amount), owner) == (4321, customer)
+    chat = ChatPage(phone.new_page(), playground.url)
+    chat.switch_user("Olga")
+    chat.send("/stats Spring sale")
+    assert "Sale announcement" in chat.wait_for_text("🛒 1 order · 4321.00")
+
+
+def test_at_360_pixels_wide_no_page_scrolls_sideways(phone: Any, playground: Playground) -> None:
+    page = phone.new_page()
+    page.set_viewport_size({"width": 360, "height": 640})
+    chat = ChatPage(page, playground.url)
+    # The group's header is the widest: "Writing as" and its menu.
+    chat.switch_user("Marketing team")
+    assert "What would you like" in chat.send("/start@chainmail_playground_bot")
+    assert not scrolls_sideways(page)
+    assert on_screen(page.locator("#text"))
+    assert on_screen(page.locator("#send"))
+    outbox = OutboxPage(page, f"{playground.url}/outbox")
+    outbox.emails()
+    assert not scrolls_sideways(page)
+    outbox.open_item(0)
+    assert not scrolls_sideways(page)
+    ShopPage(page, f"{playground.url}/shop/sale?utm_source=chainmail&utm_medium=email")
+    assert not scrolls_sideways(page)
