@@ -1,5 +1,7 @@
-"""What the playground says outside the chat page (the page's own strings are in
-static/index.html and static/outbox.html, together at the top of each)."""
+"""What the playground says outside its static pages: the command's messages, the
+roles, the demo shop's page (the chat and outbox pages' own strings are in
+static/index.html and static/outbox.html, and the scripts' in TEXT at the top of each
+static/*.js)."""
 
 from __future__ import annotations
 
