@@ -4,7 +4,8 @@ Everything goes through the doors a real customer and a real shop use: the
 customers' "mail clients" read the outbox and fetch the open pixel, follow a
 tracking link or press one-click unsubscribe; the shop posts orders to
 `/api/v1/orders`. Nothing is written into the tables directly, so the stats and
-summaries show exactly what the product made of it.
+summaries show exactly what the product made of it. The shop's page (`/shop/…`,
+where the demo email's link leads) lets a person place an order the same way.
 
 What each customer does with an email is decided by its Message-ID, so a restart
 does not make anyone change their mind; what was done is kept in a small file.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import html
 import json
 import logging
 import random
@@ -29,6 +31,7 @@ from sqlalchemy import func, select
 
 from models.db import Database
 from models.tables import Customer
+from playground import texts
 from playground.outbox import Outbox, OutboxEmail
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ ORDER_SHARE_OF_CLICKERS = 0.4
 ORDER_SHARE_OF_OPENERS = 0.05
 # Orders that come from no email at all, now and then.
 WALK_IN_ORDER_SECONDS = 45.0
+# The customers the shop page suggests; any other id may be typed.
+SUGGESTED_CUSTOMERS = 1000
 
 
 @dataclass(frozen=True)
@@ -161,3 +166,30 @@ class DemoShop:
         temporary = self._state_path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"handled": sorted(self._handled)}))
         temporary.replace(self._state_path)
+
+
+async def shop_page(db: Database, path: str, *, api_token: str) -> str:
+    """The shop's page at `path`, with a form whose script (static/shop.js) places an
+    order through `POST /api/v1/orders` with the shop's API token, as the shop's own
+    systems would: the token is the playground's, on loopback only."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Customer.external_id, Customer.first_name, Customer.last_name, Customer.email)
+            .order_by(Customer.external_id)
+            .limit(SUGGESTED_CUSTOMERS)
+        )
+        customers = rows.all()
+    options = "".join(
+        f'<option value="{html.escape(external_id)}">'
+        f"{html.escape(_customer_label(first_name, last_name, email))}</option>"
+        for external_id, first_name, last_name, email in customers
+    )
+    followed = "" if path == "/shop/" else texts.SHOP_FOLLOWED.format(path=html.escape(path))
+    return texts.SHOP_PAGE.format(
+        api_token=html.escape(api_token), followed=followed, customers=options
+    )
+
+
+def _customer_label(first_name: str | None, last_name: str | None, email: str | None) -> str:
+    name = " ".join(part for part in (first_name, last_name) if part)
+    return " · ".join(part for part in (name, email) if part)

@@ -6,7 +6,7 @@
 | `/outbox` | the outbox page; `/outbox/email/{name}` one email's HTML, sandboxed |
 | `/api/chat/*` | the chat page's JSON API (playground/chat.py) |
 | `/api/outbox` | what the outbox holds |
-| `/shop/*` | the demo shop's page, where the demo email's link leads |
+| `/shop/*` | the demo shop's page, where the demo email's link leads; it places orders |
 | `/telegram/*` | the Telegram double: the bot's TELEGRAM_API_BASE_URL is `…/telegram/bot` |
 | everything else | the web app of `chainmail run`: `/t/…`, `/u/…`, `/api/v1/…`, `/healthz` |
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from bot.cli_serve import web_config
@@ -43,7 +43,7 @@ from models.errors import ChainmailError
 from playground import texts
 from playground.chat import chat_router, meet_the_people
 from playground.demo_data import OWNER, seed_demo_data
-from playground.demo_shop import DemoShop
+from playground.demo_shop import DemoShop, shop_page
 from playground.history import ChatHistory
 from playground.outbox import Outbox
 from telegram_double import TelegramDouble
@@ -131,7 +131,13 @@ def _listening_socket(port: int) -> socket.socket:
 
 
 def build_app(
-    web_app: FastAPI, double: TelegramDouble, outbox: Outbox, stop: asyncio.Event
+    web_app: FastAPI,
+    double: TelegramDouble,
+    outbox: Outbox,
+    stop: asyncio.Event,
+    *,
+    db: Database,
+    api_token: str,
 ) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(chat_router(double, stop))
@@ -162,9 +168,13 @@ def build_app(
         page = f'<!doctype html><meta charset="utf-8"><base target="_blank">{body}'
         return HTMLResponse(page, headers=_EMAIL_HEADERS)
 
+    @app.get("/shop", include_in_schema=False)
+    async def shop_front() -> RedirectResponse:
+        return RedirectResponse("/shop/")
+
     @app.get("/shop/{path:path}", include_in_schema=False)
     async def shop(path: str) -> HTMLResponse:
-        return HTMLResponse(texts.SHOP_PAGE.format(path=html.escape(f"/shop/{path}")))
+        return HTMLResponse(await shop_page(db, f"/shop/{path}", api_token=api_token))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/telegram", double.app)
@@ -220,7 +230,7 @@ async def _serve(
     outbox = Outbox(settings.outbox_dir)
     web_app = create_app(db, await web_config(settings, db))
     stop = asyncio.Event()
-    app = build_app(web_app, double, outbox, stop)
+    app = build_app(web_app, double, outbox, stop, db=db, api_token=settings.api_token)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

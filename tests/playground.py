@@ -23,6 +23,13 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Set to a directory (e.g. docs) to have the browser tests save screenshots there.
 SCREENSHOTS = os.environ.get("CHAINMAIL_SCREENSHOTS", "")
 WAIT_MS = 10_000
+# A phone as the browser tests hold one: 390 × 844 CSS pixels, touch.
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 1,
+    "is_mobile": True,
+    "has_touch": True,
+}
 
 
 def free_port() -> int:
@@ -133,7 +140,8 @@ class ChatPage:
         self.page = page
         self.url = url
         page.goto(url)
-        page.locator("#chats button.active").wait_for(timeout=WAIT_MS)
+        # On a phone the chat list is in the closed menu: there, not visible.
+        page.locator("#chats button.active").wait_for(state="attached", timeout=WAIT_MS)
 
     def _newest_bot_id(self) -> int:
         return int(
@@ -222,9 +230,18 @@ class ChatPage:
         return self.page.locator("#messages .message").count()
 
     def switch_user(self, name: str) -> None:
-        """Open the chat with this person's name (or the group's title)."""
+        """Open the chat with this person's name (or the group's title), from the menu
+        on a phone."""
+        menu = self.page.locator("#menu")
+        in_menu = menu.is_visible()
+        if in_menu:
+            menu.click()
         self.page.locator(f'#chats button[data-name="{name}"]').click()
-        self.page.locator(f'#chats button.active[data-name="{name}"]').wait_for(timeout=WAIT_MS)
+        self.page.locator(f'#chats button.active[data-name="{name}"]').wait_for(
+            state="attached", timeout=WAIT_MS
+        )
+        if in_menu:
+            self.page.locator("#sidebar").wait_for(state="hidden", timeout=WAIT_MS)
 
     def open_outbox(self) -> OutboxPage:
         return OutboxPage(self.page.context.new_page(), f"{self.url}/outbox")
@@ -232,6 +249,32 @@ class ChatPage:
     def screenshot(self, name: str) -> None:
         if SCREENSHOTS:
             self.page.screenshot(path=str(Path(SCREENSHOTS) / name))
+
+
+def scrolls_sideways(page: object) -> bool:
+    """Whether the page is wider than the window, so that it scrolls sideways."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    return bool(page.evaluate("document.documentElement.scrollWidth > window.innerWidth"))
+
+
+def on_screen(locator: object) -> bool:
+    """Whether the element is shown, all of it inside the window."""
+    from playwright.sync_api import Locator
+
+    assert isinstance(locator, Locator)
+    box = locator.bounding_box()
+    size = locator.page.viewport_size
+    assert size is not None
+    return (
+        box is not None
+        and locator.is_visible()
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"]
+        and box["y"] + box["height"] <= size["height"]
+    )
 
 
 class OutboxPage:
@@ -259,9 +302,18 @@ class OutboxPage:
         self.page.click("#tab-sms")
         return self.wait_for_items(count)
 
-    def open_item(self, index: int = 0) -> str:
-        self.page.locator("#items .item").nth(index).click()
-        return self.page.locator("#headers").inner_text()
+    def open_item(self, index: int = 0, *, has_text: str | None = None) -> str:
+        """Open the listed item (of those that say `has_text`); returns its headers (an
+        SMS: and its text)."""
+        self.page.locator("#items .item").filter(has_text=has_text).nth(index).click()
+        headers = self.page.locator("#headers")
+        headers.wait_for(timeout=WAIT_MS)
+        return headers.inner_text()
+
+    def back(self) -> None:
+        """The open message's Back button (on a phone); returns once the list shows."""
+        self.page.locator("#back").click()
+        self.page.locator("#preview").wait_for(state="hidden", timeout=WAIT_MS)
 
     def email_body(self) -> object:
         return self.page.frame_locator("#email")
@@ -271,6 +323,30 @@ class OutboxPage:
         with self.page.expect_popup() as popup:
             self.page.frame_locator("#email").get_by_role("link", name="Unsubscribe").click()
         return popup.value
+
+    def screenshot(self, name: str) -> None:
+        if SCREENSHOTS:
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / name))
+
+
+class ShopPage:
+    """The demo shop's page, where an email's link leads and orders are placed."""
+
+    def __init__(self, page: object, url: str) -> None:
+        from playwright.sync_api import Page
+
+        assert isinstance(page, Page)
+        self.page = page
+        page.goto(url)
+
+    def place_order(self, customer: str, amount: str) -> str:
+        """Fill in the form and send it; returns the shop's answer."""
+        self.page.fill("#customer", customer)
+        self.page.fill("#amount", amount)
+        self.page.locator("#order button[type=submit]").tap()
+        answer = self.page.locator("#answer.ok, #answer.refused").filter(has_not_text="…")
+        answer.wait_for(timeout=WAIT_MS)
+        return answer.inner_text()
 
     def screenshot(self, name: str) -> None:
         if SCREENSHOTS:

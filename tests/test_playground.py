@@ -13,11 +13,12 @@ import httpx
 from sqlalchemy import func, select
 
 from models.chains import list_chains
+from models.customers import save_customers
 from models.db import Database
 from models.segments import list_segments
 from models.tables import ChainStatus, Customer
 from playground.demo_data import CUSTOMER_COUNT, demo_customers, seed_demo_data
-from playground.demo_shop import reaction_to
+from playground.demo_shop import reaction_to, shop_page
 from telegram_double import TelegramDouble, Upload
 from tests.cli import chainmail
 from tests.playground import Playground
@@ -70,6 +71,22 @@ def test_demo_customers_are_the_same_everywhere_and_subscribers_have_both_contac
     subscribers = [c for c in customers if "newsletter" in c["tags"]]
     assert subscribers
     assert all("email" in c and "phone" in c for c in subscribers)
+
+
+async def test_the_shop_page_suggests_the_customers_as_text_and_knows_the_link_followed(
+    db: Database,
+) -> None:
+    customer = {"external_id": "c-1", "first_name": "<b>Ann</b>", "email": "ann@example.com"}
+    report = await save_customers(
+        db, [customer], default_timezone="Europe/Moscow", default_phone_region="RU", actor="t"
+    )
+    assert report.errors == []
+    front = await shop_page(db, "/shop/", api_token="to&ken")
+    assert '<option value="c-1">&lt;b&gt;Ann&lt;/b&gt; · ann@example.com</option>' in front
+    assert 'data-api-token="to&amp;ken"' in front
+    assert "followed a link" not in front
+    sale = await shop_page(db, "/shop/<sale>", api_token="token")
+    assert "followed a link from a demo email: <code>/shop/&lt;sale&gt;</code>" in sale
 
 
 def test_a_customer_does_the_same_with_an_email_every_time() -> None:

@@ -280,7 +280,16 @@ function sendFile(file) {
 
 // ----------------------------------------------------------------------- chats
 
+// On a phone the chat list is a drawer over the chat (style.css); on a wide screen
+// it is always there and the menu button is not shown.
+function showMenu(open) {
+  document.body.classList.toggle("menu-open", open);
+  $("#scrim").hidden = !open;
+  $("#menu").setAttribute("aria-expanded", String(open));
+}
+
 function openChat(chat) {
+  showMenu(false);
   state.abort?.abort();
   state.chat = chat;
   state.seq = 0;
@@ -340,6 +349,11 @@ async function main() {
   for (const button of document.querySelectorAll("#quick button")) {
     button.addEventListener("click", () => sendText(button.textContent));
   }
+  $("#menu").addEventListener("click", () => showMenu(true));
+  $("#scrim").addEventListener("click", () => showMenu(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") showMenu(false);
+  });
   $("#attach").addEventListener("click", () => $("#file").click());
   $("#file").addEventListener("change", (event) => {
     const [file] = event.target.files;
