@@ -61,7 +61,8 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
 
         def shielded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
             """A stop waits for the job in flight (up to STOP_GRACE_SECONDS) instead of
-            cancelling it mid-send, which would leave those messages `uncertain`."""
+            cancelling it mid-send, which would leave those messages `uncertain` (or a
+            heartbeat mid-write, which APScheduler would log as a failed job)."""
 
             async def run() -> None:
                 task = asyncio.ensure_future(job())
@@ -79,7 +80,7 @@ async def run_engine(settings: Settings, db: Database, stop: asyncio.Event) -> N
         scheduler = AsyncIOScheduler()
         # Its own job, so that a long sending loop never delays the heartbeat.
         scheduler.add_job(
-            lambda: _beat(engine),
+            shielded(lambda: _beat(engine)),
             "interval",
             seconds=HEARTBEAT.total_seconds(),
             max_instances=1,
