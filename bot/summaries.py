@@ -2,8 +2,10 @@
 
 The worker's clock calls `SummarySender.send_due` every tick; the database says
 which chat is due and which worker sends it (`models.summaries`). Here the summary
-is composed (texts of `handlers.texts`, charts of `handlers.charts`) and sent as
-photos and messages, each one only while this worker still holds the claim.
+is composed (texts of `handlers.texts`, charts of `handlers.charts`) in the chat's
+language (its subscriber's) and sent as photos and messages, each one only while
+this worker still holds the claim. Hold notices go to each person in theirs
+(models/bot_users.py).
 docs/reporting.md tells the design.
 """
 
@@ -30,8 +32,10 @@ from bot.settings import Settings
 from bot.telegram_app import RATE_LIMIT_RETRIES, file_url_for
 from handlers import texts
 from handlers.charts import chain_chart_png
+from i18n import SOURCE_LANGUAGE, use_language
 from models import summaries
 from models.admins import list_people, role_of
+from models.bot_users import spoken_languages
 from models.db import Database
 from models.holds import claim_untold_holds
 from models.stats import daily_stats
@@ -154,12 +158,17 @@ class SummarySender:
             return 0
         people = {*self.owner_ids}
         people.update(
-            telegram_id for telegram_id, role, _ in await list_people(self.db) if role == "admin"
+            telegram_id
+            for telegram_id, role, _name in await list_people(self.db)
+            if role == "admin"
         )
+        languages = await spoken_languages(self.db, people, SOURCE_LANGUAGE)
         for hold in holds:
             for chat_id in sorted(people):
+                with use_language(languages[chat_id]):
+                    notice = texts.chain_held(hold)
                 try:
-                    await self.bot.send_message(chat_id, texts.chain_held(hold))
+                    await self.bot.send_message(chat_id, notice)
                 except (BadRequest, Forbidden) as exc:
                     log.warning(
                         "could not tell %d about held chain %d: %s", chat_id, hold.chain_id, exc
@@ -169,13 +178,14 @@ class SummarySender:
     async def send_due(self) -> int:
         """Send every summary due now that no other worker holds; how many were completed.
 
-        Chats in one zone get the same summary of the same day: it is composed once.
+        Chats in one zone and language get the same summary of the same day: it is
+        composed once.
         """
         completed = 0
         due = await summaries.due_summaries(
             self.db, self.clock(), at=self.at, default_timezone=self.default_timezone
         )
-        composed: dict[tuple[date, str], list[Part]] = {}
+        composed: dict[tuple[date, str, str], list[Part]] = {}
         for summary in due:
             claim = await summaries.claim_summary(
                 self.db, summary.chat_id, summary.day, self.clock()
@@ -185,16 +195,21 @@ class SummarySender:
         return completed
 
     async def _send(
-        self, summary: DueSummary, claim: Claim, composed: dict[tuple[date, str], list[Part]]
+        self,
+        summary: DueSummary,
+        claim: Claim,
+        composed: dict[tuple[date, str, str], list[Part]],
     ) -> bool:
         chat_id = summary.chat_id
         # A private chat gets summaries only while its person may use the bot.
         if chat_id > 0 and await role_of(self.db, chat_id, list(self.owner_ids)) is None:
             await self._give_up(claim, "the person may no longer use the bot")
             return False
-        key = (summary.day, summary.timezone)
+        language = summary.language or SOURCE_LANGUAGE
+        key = (summary.day, summary.timezone, language)
         if key not in composed:
-            composed[key] = await compose_summary(self.db, summary.day, summary.timezone)
+            with use_language(language):
+                composed[key] = await compose_summary(self.db, summary.day, summary.timezone)
         parts = composed[key]
         for index in range(claim.parts_sent, len(parts)):
             if not await summaries.renew(self.db, claim, self.clock()):

@@ -48,6 +48,7 @@ from handlers import (
     texts,
 )
 from handlers.persistence import DatabasePersistence
+from i18n import LANGUAGES, SOURCE_LANGUAGE, _, use_language
 from models.db import Database, secret_key
 from models.errors import ChainmailError
 from models.tables import Role
@@ -168,7 +169,7 @@ async def on_error(update: object, context: Context) -> None:
         message = texts.refused(str(error))
     else:
         log.error("update %s failed", update.update_id, exc_info=error)
-        message = texts.FAILED
+        message = _(texts.FAILED)
     try:
         await tell(update, message)
     except TelegramError as exc:
@@ -182,7 +183,7 @@ async def announce_commands(application: ChainmailApplication) -> None:
     bot = application.bot
 
     def menu(pairs: tuple[tuple[str, str], ...]) -> list[BotCommand]:
-        return [BotCommand(command, description) for command, description in pairs]
+        return [BotCommand(command, _(description)) for command, description in pairs]
 
     menus = [
         (texts.commands_for(Role.ADMIN), BotCommandScopeAllPrivateChats()),
@@ -192,12 +193,16 @@ async def announce_commands(application: ChainmailApplication) -> None:
             for owner in application.deps.owner_ids
         ),
     ]
-    for commands_, scope in menus:
-        try:
-            await bot.set_my_commands(menu(commands_), scope=scope)
-        except TelegramError as exc:
-            # E.g. an owner who never wrote to the bot has no chat with it yet.
-            log.info("command menu for %s not set: %s", scope.type, exc)
+    # English for everyone, and each other language's for the Telegram apps set to it.
+    for language in LANGUAGES:
+        code = None if language == SOURCE_LANGUAGE else language
+        with use_language(language):
+            for commands_, scope in menus:
+                try:
+                    await bot.set_my_commands(menu(commands_), scope=scope, language_code=code)
+                except TelegramError as exc:
+                    # E.g. an owner who never wrote to the bot has no chat with it yet.
+                    log.info("command menu for %s not set: %s", scope.type, exc)
 
 
 async def _started(application: ChainmailApplication, stop: asyncio.Event) -> bool:

@@ -16,10 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardMarkup, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from i18n import SOURCE_LANGUAGE, language_of, use_language
+from models.bot_users import (
+    Languages,
+    choose_language,
+    languages_of,
+    remember_telegram_language,
+)
 from models.db import Database
 from models.tables import Role
 from services.preview import MessageSetup
@@ -67,6 +74,56 @@ class RoleCache:
         self._roles.clear()
 
 
+class LanguageBook:
+    """Each person's languages (models/bot_users.py) as read once and written since: this
+    process is the only one that changes them (SPEC §8: one bot process)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._known: dict[int, Languages] = {}
+
+    async def _of(self, user_id: int) -> Languages:
+        known = self._known.get(user_id)
+        if known is None:
+            if len(self._known) > ROLES_KEPT:
+                self._known.clear()
+            known = self._known[user_id] = await languages_of(self._db, user_id)
+        return known
+
+    async def spoken(self, user: User) -> str:
+        """The person's choice, else what their Telegram app says now, else what it said
+        last (Telegram leaves `language_code` out at times), else English."""
+        known = await self._of(user.id)
+        if user.language_code:
+            return known.chosen or language_of(user.language_code)
+        return known.spoken(SOURCE_LANGUAGE)
+
+    async def chosen(self, user_id: int) -> str | None:
+        return (await self._of(user_id)).chosen
+
+    async def seen(self, user: User) -> None:
+        """Remember the Telegram app's language of someone who may use the bot, for what
+        the worker sends them; written only when it changed."""
+        if not user.language_code:
+            return
+        known = await self._of(user.id)
+        telegram = language_of(user.language_code)
+        if known.telegram != telegram:
+            await remember_telegram_language(self._db, user.id, telegram)
+            self._known[user.id] = Languages(known.chosen, telegram)
+
+    async def choose(self, user: User, chosen: str | None, *, actor: str) -> str:
+        """/language: `chosen`, or None for the Telegram app's; the language spoken now."""
+        known = await self._of(user.id)
+        after = Languages(chosen, known.telegram)
+        if user.language_code:
+            after = Languages(chosen, language_of(user.language_code))
+        spoken = after.spoken(SOURCE_LANGUAGE)
+        await choose_language(self._db, user.id, chosen, spoken=spoken, actor=actor)
+        self._known[user.id] = after
+        return spoken
+
+
 class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data, None]):
     def __init__(self, *, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -75,6 +132,8 @@ class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data
         self.watchers: dict[str, asyncio.Task[None]] = {}
         # Roles read by the access gate a moment ago (handlers/access.py).
         self.roles = RoleCache()
+        # The language of each person the bot speaks with (docs/i18n.md).
+        self.languages = LanguageBook(deps.db)
 
     async def shutdown(self) -> None:
         for task in list(self.watchers.values()):
@@ -84,7 +143,11 @@ class ChainmailApplication(Application[ExtBot[None], "Context", Data, Data, Data
         await super().shutdown()
 
     async def process_update(self, update: object) -> None:
-        await super().process_update(update)
+        # The whole update, its error handler included, in the language of who sent it.
+        user = update.effective_user if isinstance(update, Update) else None
+        language = SOURCE_LANGUAGE if user is None else await self.languages.spoken(user)
+        with use_language(language):
+            await super().process_update(update)
         # PTB saves state on a timer (and at shutdown). Saving after each update
         # instead means a bot killed mid-conversation resumes where the user was;
         # the persistence skips rows that did not change, so this stays cheap.

@@ -6,7 +6,8 @@ as a viewer; a member with a role of their own keeps it there.
 
 The gate runs before every other handler (group -1): it looks the user up once per
 update, puts the role on the context, and stops anyone else after one polite
-refusal. Handlers that change things are wrapped in `requires(Role.ADMIN)`.
+refusal, in the stranger's own language (their Telegram app's). Handlers that change
+things are wrapped in `requires(Role.ADMIN)`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from telegram.constants import ChatType
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from handlers import Context, RoleCache, tell, texts
+from i18n import _
 from models.admins import role_of
 from models.tables import Role
 from models.team_chats import is_subscribed
@@ -80,6 +82,8 @@ async def gate(update: Update, context: Context) -> None:
             role = Role.VIEWER
     if role is not None:
         context.role = role
+        # For what the worker sends them later (hold notices) in their language.
+        await context.application.languages.seen(user)  # type: ignore[attr-defined]
         return
     chat = update.effective_chat
     log.warning(
@@ -90,7 +94,7 @@ async def gate(update: Update, context: Context) -> None:
         attempt(update),
     )
     if update.callback_query is not None or _meant_for_bot(update):
-        await tell(update, texts.NOT_AUTHORISED)
+        await tell(update, _(texts.NOT_AUTHORISED))
     raise ApplicationHandlerStop
 
 
@@ -116,7 +120,7 @@ def requires(needed: Role) -> Callable[[Handler[P, R]], Handler[P, R | None]]:
             update: Update, context: Context, *args: P.args, **kwargs: P.kwargs
         ) -> R | None:
             if not allowed(context.role, needed):
-                await tell(update, refusal)
+                await tell(update, _(refusal))
                 return None
             return await handler(update, context, *args, **kwargs)
 
@@ -134,7 +138,7 @@ def private_only(handler: Handler[P, R]) -> Handler[P, R | None]:
     ) -> R | None:
         chat = update.effective_chat
         if chat is None or chat.type != ChatType.PRIVATE:
-            await tell(update, texts.PRIVATE_ONLY)
+            await tell(update, _(texts.PRIVATE_ONLY))
             return None
         return await handler(update, context, *args, **kwargs)
 

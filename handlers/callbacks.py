@@ -18,6 +18,7 @@ and the limit is in bytes.
 | `segments:<page>`   | a page of the segment list                          | everyone |
 | `help`              | the help text                                       | everyone |
 | `chart:<id>`        | send the chain's chart as a new photo (stats screen) | everyone |
+| `lang:ru\|en\|tg`    | speak Russian / English / as the Telegram app says (/language) | everyone |
 | `new`               | start a new chain (asks its name)                   | admin    |
 | `eo:<chain>`        | the editor's map of a chain: its steps, Add step, Activate, Copy | admin |
 | `es:<chain>:<pos>`  | a step: its four blocks                             | admin    |
@@ -73,6 +74,7 @@ class Action(StrEnum):
     SEGMENTS = "segments"
     HELP = "help"
     CHART = "chart"
+    LANGUAGE = "lang"
     # The chain editor (handlers/chain_editor.py).
     NEW_CHAIN = "new"
     EDIT_CHAIN = "eo"

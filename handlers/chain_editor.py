@@ -43,6 +43,7 @@ from handlers import Context, Data, keyboards, preview, progress, screen, show, 
 from handlers.access import allowed, private_only, requires
 from handlers.callbacks import EDITOR_ACTIONS, Action, decode, int_arg
 from handlers.commands import on_unknown_message
+from i18n import _
 from models.chainfile import MAX_DAYS, BlockKind, Channel, InvalidBlock, Match, Problem, Send, Term
 from models.chains import (
     ChainView,
@@ -348,7 +349,7 @@ async def _go(update: Update, context: Context, data: str) -> None:
         _close_block(state)
         if command == "/cancel":
             state.clear()
-            await _screen(update, context, texts.EDITOR_CLOSED)
+            await _screen(update, context, _(texts.EDITOR_CLOSED))
         else:
             await _screen(update, context, texts.carry_on(command))
         return
@@ -381,12 +382,12 @@ async def _go(update: Update, context: Context, data: str) -> None:
             await _remove_step(update, context, chain_id, int_arg(args, 1, 1), sure=_sure(args, 2))
         case Action.CLOSE_EDITOR:
             state.clear()
-            await show(update, texts.MENU, keyboards.main_menu(_can_edit(context)))
+            await show(update, _(texts.MENU), keyboards.main_menu(_can_edit(context)))
         case _:
             # A button outside the editor, pressed while a draft was unsaved: its
             # screen cannot be rebuilt from here, so the menu leads on.
             _close_block(state)
-            await show(update, texts.MENU, keyboards.main_menu(_can_edit(context)))
+            await show(update, _(texts.MENU), keyboards.main_menu(_can_edit(context)))
 
 
 def _can_edit(context: Context) -> bool:
@@ -446,7 +447,7 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
     state = _state(context)
     kind = _block(state)
     if kind is None:
-        await show(update, texts.STALE_BUTTON)
+        await show(update, _(texts.STALE_BUTTON))
         return
     chain_id, position = _where(state)
     if not impact_seen:
@@ -559,7 +560,7 @@ async def _stop_step(
         context,
         chain_id,
         impact.position,
-        toast=texts.STOPPED_TOAST,
+        toast=_(texts.STOPPED_TOAST),
         note=describe(impact, _now()),
     )
 
@@ -583,7 +584,7 @@ async def _remove_step(
     state = _state(context)
     _close_block(state)
     state.update(chain=chain_id, step=max(impact.position - 1, 1))
-    await show_overview(update, context, chain_id, toast=texts.REMOVED_TOAST)
+    await show_overview(update, context, chain_id, toast=_(texts.REMOVED_TOAST))
 
 
 # --- Commands and buttons -----------------------------------------------------------
@@ -606,7 +607,7 @@ async def new_command(update: Update, context: Context) -> None:
 async def cancel_command(update: Update, context: Context) -> None:
     state = (context.user_data or {}).get(EDITOR)
     if not state:
-        await show(update, texts.NOTHING_TO_CANCEL)
+        await show(update, _(texts.NOTHING_TO_CANCEL))
         return
     if unsaved(state):
         await _ask_to_leave(update, context, "/cancel")
@@ -615,7 +616,7 @@ async def cancel_command(update: Update, context: Context) -> None:
         await _back_to_place(update, context, toast=None)
         return
     state.clear()
-    await show(update, texts.EDITOR_CLOSED)
+    await show(update, _(texts.EDITOR_CLOSED))
 
 
 async def _back_to_place(update: Update, context: Context, *, toast: str | None) -> None:
@@ -640,10 +641,10 @@ async def on_button(update: Update, context: Context) -> None:
             await on_save(update, context, impact_seen=_sure(args, 0))
         case Action.DISCARD_BLOCK:
             if not state.get("block"):
-                await show(update, texts.STALE_BUTTON)
+                await show(update, _(texts.STALE_BUTTON))
                 return
             _close_block(state)
-            await _show_step_after(update, context, state, texts.DISCARDED_TOAST)
+            await _show_step_after(update, context, state, _(texts.DISCARDED_TOAST))
         case Action.EDIT_OP:
             await _edit(update, context, args)
         case Action.CONFIRM_ACTIVATE:
@@ -662,7 +663,7 @@ async def _ask_chain_name(update: Update, context: Context) -> None:
     state = _state(context)
     state.clear()
     state["input"] = "chain_name"
-    await _screen(update, context, texts.ASK_CHAIN_NAME)
+    await _screen(update, context, _(texts.ASK_CHAIN_NAME))
 
 
 async def _create_chain(update: Update, context: Context, name: str) -> None:
@@ -691,7 +692,7 @@ async def _add_step(update: Update, context: Context, chain_id: int, name: str) 
     step = await add_step(context.deps.db, chain_id, name, actor=context.actor)
     state = _state(context)
     state.pop("input", None)
-    await show_step(update, context, chain_id, step.position, toast=texts.STEP_ADDED_TOAST)
+    await show_step(update, context, chain_id, step.position, toast=_(texts.STEP_ADDED_TOAST))
 
 
 async def _ask_rename(update: Update, context: Context, chain_id: int, position: int) -> None:
@@ -699,7 +700,9 @@ async def _ask_rename(update: Update, context: Context, chain_id: int, position:
     state.update(chain=chain_id, input="step_rename" if position else "chain_rename")
     if position:
         state["step"] = position
-    await _screen(update, context, texts.ASK_NEW_NAME, keyboards.cancel_input(chain_id, position))
+    await _screen(
+        update, context, _(texts.ASK_NEW_NAME), keyboards.cancel_input(chain_id, position)
+    )
 
 
 async def _toggle_enrollment(update: Update, context: Context, chain_id: int) -> None:
@@ -712,7 +715,7 @@ async def _toggle_enrollment(update: Update, context: Context, chain_id: int) ->
 async def _copy(update: Update, context: Context, chain_id: int) -> None:
     copy_id = await copy_chain(context.deps.db, chain_id, actor=context.actor)
     _state(context).clear()
-    await show_overview(update, context, copy_id, toast=texts.COPIED_TOAST)
+    await show_overview(update, context, copy_id, toast=_(texts.COPIED_TOAST))
 
 
 async def _forecast(update: Update, context: Context, chain_id: int) -> None:
@@ -738,7 +741,7 @@ async def _activate(update: Update, context: Context, chain_id: int) -> None:
     state = _state(context)
     state.clear()
     query = update.callback_query
-    await show(update, texts.activated(chain, activation.enrolled), toast=texts.ACTIVATED_TOAST)
+    await show(update, texts.activated(chain, activation.enrolled), toast=_(texts.ACTIVATED_TOAST))
     if query is not None and query.message is not None:
         progress.watch(
             context.application,
@@ -756,7 +759,7 @@ async def _edit(update: Update, context: Context, args: list[str]) -> None:
     state = _state(context)
     kind = _block(state)
     if kind is None or not args:
-        await show(update, texts.STALE_BUTTON)
+        await show(update, _(texts.STALE_BUTTON))
         return
     op, rest = args[0], args[1:]
     draft: dict[str, Any] = state["draft"]
@@ -857,7 +860,7 @@ def _edit_schedule(
         try:
             day = date.fromisoformat(picker.get("day", ""))
         except ValueError:
-            return texts.PICK_A_DAY
+            return _(texts.PICK_A_DAY)
         moment = datetime(day.year, day.month, day.day, picker.get("hour", 10), int_arg(rest, 0))
         return _set_moment(context, state, draft, moment)
     return None
@@ -901,10 +904,10 @@ async def on_document(update: Update, context: Context) -> None:
         return
     name = (document.file_name or "").lower()
     if document.mime_type not in HTML_TYPES and not name.endswith((".html", ".htm")):
-        await show_block(update, context, note=texts.NOT_HTML)
+        await show_block(update, context, note=_(texts.NOT_HTML))
         return
     if (document.file_size or 0) > FileSizeLimit.FILESIZE_DOWNLOAD:
-        await show_block(update, context, note=texts.NOT_HTML)
+        await show_block(update, context, note=_(texts.NOT_HTML))
         return
     data = await (await document.get_file()).download_as_bytearray()
     try:
@@ -927,10 +930,10 @@ async def _typed_rename(update: Update, context: Context, state: State, text: st
     chain_id = state["chain"]
     if state.pop("input") == "step_rename":
         await rename_step(context.deps.db, chain_id, state["step"], text, actor=context.actor)
-        await show_step(update, context, chain_id, state["step"], toast=texts.RENAMED_TOAST)
+        await show_step(update, context, chain_id, state["step"], toast=_(texts.RENAMED_TOAST))
     else:
         await rename_chain(context.deps.db, chain_id, text, actor=context.actor)
-        await show_overview(update, context, chain_id, toast=texts.RENAMED_TOAST)
+        await show_overview(update, context, chain_id, toast=_(texts.RENAMED_TOAST))
 
 
 async def _typed_field(update: Update, context: Context, state: State, text: str) -> None:

@@ -4,7 +4,8 @@
 milliseconds of CPU, so `chain_chart_png`, which gathers the data, runs it in a
 thread (`asyncio.to_thread`) to keep the bot's and the engine's loop free.
 Matplotlib's object API is used, not pyplot, whose global state is not safe
-across threads.
+across threads. Its words are in the current language (i18n): `asyncio.to_thread`
+runs the rendering in a copy of the caller's context, language included.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from i18n import N_, _, ngettext
 from models.db import Database
 from models.stats import ChainStats, conversions_by_day
 from models.summaries import day_start
@@ -38,6 +40,7 @@ DAY_SERIES_NAMED = 5
 DAYS_SHOWN = 14
 
 STAGES = ("sent", "reached", "clicked", "ordered")
+STAGE_LABELS = (N_("sent"), N_("opened / delivered"), N_("clicked"), N_("ordered"))
 STAGE_COLOURS = ("#c6dbef", "#6baed6", "#2171b5", "#e6550d")
 SERIES_COLOURS = ("#2171b5", "#e6550d", "#31a354", "#756bb1", "#de2d26", "#969696")
 
@@ -47,7 +50,7 @@ class FunnelStep:
     position: int
     name: str
     sent: int
-    # Opened for an email, delivered for an SMS (`reached_label` says which).
+    # Opened for an email, delivered for an SMS (`reached_label` says which, untranslated).
     reached: int
     reached_label: str
     clicked: int
@@ -114,7 +117,7 @@ async def chain_chart_png(
                 name=step.name,
                 sent=step.sent,
                 reached=step.opened if step.channel == "email" else step.delivered,
-                reached_label="opened" if step.channel == "email" else "delivered",
+                reached_label=N_("opened") if step.channel == "email" else N_("delivered"),
                 clicked=step.clicked,
                 ordered=step.orders,
                 bounced=step.bounced,
@@ -138,9 +141,11 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
     """One row per step, the stages overlaid from the widest (sent) to the narrowest."""
     shown = steps[:FUNNEL_STEPS_SHOWN]
     left_out = len(steps) - len(shown)
-    title = "Funnel per step"
+    title = _("Funnel per step")
     if left_out:
-        title += f" (first {len(shown)} of {len(steps)})"
+        title = _("Funnel per step (first {shown} of {total})").format(
+            shown=len(shown), total=len(steps)
+        )
     axes.set_title(title, fontsize=FONT, loc="left")
     widest = max((step.sent for step in shown), default=0) or 1
     for row, step in enumerate(shown):
@@ -151,11 +156,15 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
             axes.barh(row, value, height=height, color=colour)
         label = (
             f"{step.position}. {_short(step.name, 18)}: {step.sent} → "
-            f"{step.reached} {step.reached_label} → {step.clicked} → {step.ordered}"
+            f"{step.reached} {_(step.reached_label)} → {step.clicked} → "
+            f"{step.ordered}"
         )
         trouble = [
-            f"{count} {word}"
-            for count, word in ((step.bounced, "bounced"), (step.complained, "spam"))
+            _(word).format(count=count)
+            for count, word in (
+                (step.bounced, N_("{count} bounced")),
+                (step.complained, N_("{count} spam")),
+            )
             if count
         ]
         if trouble:
@@ -167,9 +176,7 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
     axes.set_axis_off()
     handles = [
         axes.bar(0, 0, color=colour, label=label)
-        for colour, label in zip(
-            STAGE_COLOURS, ("sent", "opened / delivered", "clicked", "ordered"), strict=True
-        )
+        for colour, label in zip(STAGE_COLOURS, (_(label) for label in STAGE_LABELS), strict=True)
     ]
     axes.legend(
         handles=handles,
@@ -193,23 +200,29 @@ def _day_series(chart: ChainChart) -> list[tuple[str, list[int]]]:
     ranked = sorted(with_orders, key=lambda item: -sum(item[1]))
     # "Other steps" only when it stands for two or more.
     cut = DAY_SERIES_NAMED if len(ranked) > DAY_SERIES_NAMED + 1 else len(ranked)
-    named, rest = ranked[:cut], [counts for _, counts in ranked[cut:]]
-    series = [(f"step {position}", counts) for position, counts in sorted(named)]
+    named, rest = ranked[:cut], [counts for _position, counts in ranked[cut:]]
+    series = [
+        (_("step {position}").format(position=position), counts)
+        for position, counts in sorted(named)
+    ]
     if rest:
-        series.append(("other steps", [sum(day) for day in zip(*rest, strict=True)]))
+        series.append((_("other steps"), [sum(day) for day in zip(*rest, strict=True)]))
     return series
 
 
 def _draw_days(axes: Axes, chart: ChainChart) -> None:
     days = len(chart.day_labels)
-    axes.set_title(f"Orders per day, last {days} days", fontsize=FONT, loc="left")
+    title = ngettext("Orders per day, last {count} day", "Orders per day, last {count} days", days)
+    axes.set_title(title.format(count=days), fontsize=FONT, loc="left")
     positions = list(range(days))
     bottom = [0] * days
     for (label, counts), colour in zip(_day_series(chart), SERIES_COLOURS, strict=False):
         axes.bar(positions, counts, bottom=bottom, color=colour, label=label, width=0.8)
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     if not any(bottom):
-        axes.text(0.5, 0.5, "no orders yet", transform=axes.transAxes, ha="center", fontsize=FONT)
+        axes.text(
+            0.5, 0.5, _("no orders yet"), transform=axes.transAxes, ha="center", fontsize=FONT
+        )
     else:
         axes.legend(fontsize=FONT - 4, frameon=False, loc="upper left", ncol=3)
     # Every other day labelled: 14 dates side by side would not fit at this size.

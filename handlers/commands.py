@@ -29,6 +29,7 @@ from handlers import Context, keyboards, show, tell, texts
 from handlers.access import allowed, in_group, private_only, requires
 from handlers.callbacks import Action, decode, int_arg, pattern
 from handlers.charts import chain_chart_png
+from i18n import LANGUAGES, _, current_language, set_language
 from models.admins import add_admin, list_people, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
 from models.customers import count_customers, import_customers_csv
@@ -76,6 +77,7 @@ def install(application: Application) -> None:  # type: ignore[type-arg]
         CommandHandler("subscribe", subscribe_command),
         CommandHandler("unsubscribe", unsubscribe_command),
         CommandHandler("admins", admins_command),
+        CommandHandler("language", language_command),
         CommandHandler("cancel", nothing_to_cancel),
         CallbackQueryHandler(on_menu, pattern(Action.MENU)),
         CallbackQueryHandler(on_help, pattern(Action.HELP)),
@@ -88,6 +90,7 @@ def install(application: Application) -> None:  # type: ignore[type-arg]
         CallbackQueryHandler(on_chart, pattern(Action.CHART)),
         CallbackQueryHandler(on_customers, pattern(Action.CUSTOMERS)),
         CallbackQueryHandler(on_segments, pattern(Action.SEGMENTS)),
+        CallbackQueryHandler(on_language, pattern(Action.LANGUAGE)),
         # Last: a button no handler knows (from an older version of the bot).
         CallbackQueryHandler(on_unknown_button),
         # Last in private chats: anything else gets a pointer to the menu.
@@ -108,11 +111,11 @@ def _button_args(update: Update) -> list[str]:
 
 
 async def start_command(update: Update, context: Context) -> None:
-    await show(update, texts.MENU, keyboards.main_menu(_may_build(update, context)))
+    await show(update, _(texts.MENU), keyboards.main_menu(_may_build(update, context)))
 
 
 async def on_menu(update: Update, context: Context) -> None:
-    await show(update, texts.MENU, keyboards.main_menu(_may_build(update, context)))
+    await show(update, _(texts.MENU), keyboards.main_menu(_may_build(update, context)))
 
 
 def _may_build(update: Update, context: Context) -> bool:
@@ -129,15 +132,15 @@ async def on_help(update: Update, context: Context) -> None:
 
 
 async def nothing_to_cancel(update: Update, context: Context) -> None:
-    await show(update, texts.NOTHING_TO_CANCEL)
+    await show(update, _(texts.NOTHING_TO_CANCEL))
 
 
 async def on_unknown_button(update: Update, context: Context) -> None:
-    await tell(update, texts.STALE_BUTTON)
+    await tell(update, _(texts.STALE_BUTTON))
 
 
 async def on_unknown_message(update: Update, context: Context) -> None:
-    await show(update, texts.UNKNOWN_MESSAGE)
+    await show(update, _(texts.UNKNOWN_MESSAGE))
 
 
 # --- Chains ------------------------------------------------------------------------
@@ -146,7 +149,7 @@ async def on_unknown_message(update: Update, context: Context) -> None:
 async def _chain_list(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, texts.NO_CHAINS, keyboards.back_to_menu())
+        await show(update, _(texts.NO_CHAINS), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
@@ -193,13 +196,18 @@ class Change(NamedTuple):
     source: ChainStatus
     service: Callable[..., Awaitable[None]]
     done: Callable[[str], str]
+    # Untranslated (N_): `_()` where shown.
     toast: str
     nothing_to_do: str
 
 
 CHANGES = {
     Action.PAUSE: Change(
-        ChainStatus.ACTIVE, pause_chain, texts.paused, texts.PAUSED_TOAST, texts.NOTHING_TO_PAUSE
+        ChainStatus.ACTIVE,
+        pause_chain,
+        texts.paused,
+        texts.PAUSED_TOAST,
+        texts.NOTHING_TO_PAUSE,
     ),
     Action.RESUME: Change(
         ChainStatus.PAUSED,
@@ -223,7 +231,7 @@ async def _change_by_name(update: Update, context: Context, action: Action) -> N
         return
     candidates = [chain for chain in (found or chains) if chain.status is change.source]
     if not candidates:
-        await show(update, change.nothing_to_do)
+        await show(update, _(change.nothing_to_do))
         return
     await show(
         update,
@@ -246,7 +254,7 @@ async def _change_by_button(update: Update, context: Context, action: Action) ->
     change = CHANGES[action]
     chain_id = int_arg(_button_args(update), 0)
     await change.service(context.deps.db, chain_id, actor=context.actor)
-    await _chain_card(update, context, chain_id, 0, toast=change.toast)
+    await _chain_card(update, context, chain_id, 0, toast=_(change.toast))
 
 
 @requires(Role.ADMIN)
@@ -306,11 +314,11 @@ async def _stats(
 async def _reports(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, texts.NO_CHAINS, keyboards.back_to_menu())
+        await show(update, _(texts.NO_CHAINS), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
-        update, texts.REPORTS + texts.page_note(page.number, page.count), keyboards.reports(page)
+        update, _(texts.REPORTS) + texts.page_note(page.number, page.count), keyboards.reports(page)
     )
 
 
@@ -346,7 +354,7 @@ async def on_chart(update: Update, context: Context) -> None:
     if await _send_chart(update, context, stats):
         await update.callback_query.answer()  # type: ignore[union-attr]
     else:
-        await tell(update, texts.NOTHING_TO_DRAW)
+        await tell(update, _(texts.NOTHING_TO_DRAW))
 
 
 # --- Customers and segments --------------------------------------------------------
@@ -360,7 +368,7 @@ async def on_customers(update: Update, context: Context) -> None:
 async def on_segments(update: Update, context: Context) -> None:
     segments = await list_segments(context.deps.db)
     if not segments:
-        await show(update, texts.NO_SEGMENTS, keyboards.back_to_menu())
+        await show(update, _(texts.NO_SEGMENTS), keyboards.back_to_menu())
         return
     page = keyboards.paginate(
         segments, int_arg(_button_args(update), 0), keyboards.SEGMENTS_PER_PAGE
@@ -376,7 +384,7 @@ async def on_segments(update: Update, context: Context) -> None:
 @private_only
 @requires(Role.ADMIN)
 async def import_command(update: Update, context: Context) -> str:
-    await show(update, texts.SEND_CSV)
+    await show(update, _(texts.SEND_CSV))
     return WAITING_FOR_CSV
 
 
@@ -397,7 +405,7 @@ async def receive_csv(update: Update, context: Context) -> str | int:
     document = message.document
     name = document.file_name or "customers.csv"
     if not looks_like_csv(document):
-        await show(update, texts.NOT_A_CSV)
+        await show(update, _(texts.NOT_A_CSV))
         return WAITING_FOR_CSV
     if (document.file_size or 0) > FileSizeLimit.FILESIZE_DOWNLOAD:
         await show(update, texts.too_big(FileSizeLimit.FILESIZE_DOWNLOAD // 1_000_000))
@@ -417,19 +425,19 @@ async def receive_csv(update: Update, context: Context) -> str | int:
             actor=context.actor,
         )
     except ChainmailError as exc:
-        await progress.edit_text(f"{texts.refused(str(exc))}\n{texts.SEND_ANOTHER}")
+        await progress.edit_text(f"{texts.refused(str(exc))}\n{_(texts.SEND_ANOTHER)}")
         return WAITING_FOR_CSV
     await progress.edit_text(texts.import_report(name, report))
     return ConversationHandler.END
 
 
 async def remind_csv(update: Update, context: Context) -> str:
-    await show(update, texts.STILL_WAITING_FOR_CSV)
+    await show(update, _(texts.STILL_WAITING_FOR_CSV))
     return WAITING_FOR_CSV
 
 
 async def cancel_command(update: Update, context: Context) -> int:
-    await show(update, texts.CANCELLED)
+    await show(update, _(texts.CANCELLED))
     return ConversationHandler.END
 
 
@@ -440,7 +448,7 @@ async def _may_subscribe(update: Update, context: Context) -> bool:
     """Anyone who may use the bot subscribes their private chat; a group takes an admin
     (a group's members are viewers there once it is subscribed)."""
     if in_group(update) and not allowed(context.role, Role.ADMIN):
-        await tell(update, texts.NEEDS_ADMIN)
+        await tell(update, _(texts.NEEDS_ADMIN))
         return False
     return True
 
@@ -460,6 +468,8 @@ async def subscribe_command(update: Update, context: Context) -> None:
         title=chat.title if in_group(update) else user.full_name,
         timezone=zone,
         by=user.id,
+        # Summaries there speak the subscriber's language (and follow their /language).
+        language=current_language(),
         actor=context.actor,
     )
     await show(update, texts.subscribed(team_chat.timezone, context.deps.default_timezone))
@@ -470,7 +480,37 @@ async def unsubscribe_command(update: Update, context: Context) -> None:
         return
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
     was = await unsubscribe_chat(context.deps.db, chat_id, actor=context.actor)
-    await show(update, texts.UNSUBSCRIBED if was else texts.NOT_SUBSCRIBED)
+    await show(update, _(texts.UNSUBSCRIBED) if was else _(texts.NOT_SUBSCRIBED))
+
+
+# --- Language ----------------------------------------------------------------------
+
+
+async def language_command(update: Update, context: Context) -> None:
+    user = update.effective_user
+    assert user is not None  # the gate lets only updates with a user through
+    book = context.application.languages  # type: ignore[attr-defined]
+    chosen = await book.chosen(user.id)
+    await show(
+        update,
+        texts.language_question(chosen, current_language()),
+        keyboards.languages(chosen),
+    )
+
+
+async def on_language(update: Update, context: Context) -> None:
+    """The choice, remembered (models/bot_users.py), and said in the new language."""
+    user = update.effective_user
+    assert user is not None
+    code = _button_args(update)[0] if _button_args(update) else ""
+    if code != keyboards.TELEGRAM_LANGUAGE and code not in LANGUAGES:
+        await tell(update, _(texts.STALE_BUTTON))
+        return
+    chosen = None if code == keyboards.TELEGRAM_LANGUAGE else code
+    book = context.application.languages  # type: ignore[attr-defined]
+    # The rest of this update speaks it already (the application resets it afterwards).
+    set_language(await book.choose(user, chosen, actor=context.actor))
+    await show(update, texts.language_chosen(chosen), keyboards.languages(chosen))
 
 
 # --- Admins ------------------------------------------------------------------------
@@ -488,11 +528,11 @@ async def admins_command(update: Update, context: Context) -> None:
     roles = {Role.ADMIN.value, Role.VIEWER.value}
     verb, ids = args[0].lower(), args[1:2]
     if not ids or not ids[0].isdigit():
-        await show(update, texts.ADMINS_USAGE)
+        await show(update, _(texts.ADMINS_USAGE))
         return
     telegram_id = int(ids[0])
     if telegram_id in deps.owner_ids:
-        await show(update, texts.OWNER_FROM_SETTINGS)
+        await show(update, _(texts.OWNER_FROM_SETTINGS))
     elif verb == "add" and len(args) >= 3 and args[2].lower() in roles:
         role = Role(args[2].lower())
         name = " ".join(args[3:]) or None
@@ -507,4 +547,4 @@ async def admins_command(update: Update, context: Context) -> None:
             texts.admin_removed(telegram_id) if removed else texts.admin_unknown(telegram_id),
         )
     else:
-        await show(update, texts.ADMINS_USAGE)
+        await show(update, _(texts.ADMINS_USAGE))

@@ -11,6 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers import texts, when
 from handlers.callbacks import Action, encode
+from i18n import _, weekday_names
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
@@ -61,21 +62,24 @@ def pager(page: Page[T], action: Action, *args: int | str) -> Row:
 
 
 def menu_row() -> Row:
-    return [button(texts.BUTTON_MENU, Action.MENU)]
+    return [button(_(texts.BUTTON_MENU), Action.MENU)]
 
 
 def main_menu(can_edit: bool = False) -> InlineKeyboardMarkup:
     """New chain only for those who may build one."""
-    chains = [button(texts.BUTTON_CHAINS, Action.CHAINS, 0)]
+    chains = [button(_(texts.BUTTON_CHAINS), Action.CHAINS, 0)]
     if can_edit:
-        chains.append(button(texts.BUTTON_NEW_CHAIN, Action.NEW_CHAIN))
+        chains.append(button(_(texts.BUTTON_NEW_CHAIN), Action.NEW_CHAIN))
     return keyboard(
         chains,
         [
-            button(texts.BUTTON_CUSTOMERS, Action.CUSTOMERS),
-            button(texts.BUTTON_SEGMENTS, Action.SEGMENTS, 0),
+            button(_(texts.BUTTON_CUSTOMERS), Action.CUSTOMERS),
+            button(_(texts.BUTTON_SEGMENTS), Action.SEGMENTS, 0),
         ],
-        [button(texts.BUTTON_REPORTS, Action.REPORTS, 0), button(texts.BUTTON_HELP, Action.HELP)],
+        [
+            button(_(texts.BUTTON_REPORTS), Action.REPORTS, 0),
+            button(_(texts.BUTTON_HELP), Action.HELP),
+        ],
     )
 
 
@@ -91,18 +95,18 @@ def chain_card(chain: ChainView, role: Role, list_page: int) -> InlineKeyboardMa
     """Pause or Resume as the chain's status allows, for those who may change it."""
     actions = []
     if role is not Role.VIEWER and chain.status is ChainStatus.ACTIVE:
-        actions.append(button(texts.BUTTON_PAUSE, Action.PAUSE, chain.id))
+        actions.append(button(_(texts.BUTTON_PAUSE), Action.PAUSE, chain.id))
     if role is not Role.VIEWER and chain.status is ChainStatus.PAUSED:
-        actions.append(button(texts.BUTTON_RESUME, Action.RESUME, chain.id))
-    actions.append(button(texts.BUTTON_STATS, Action.STATS, chain.id, 0))
+        actions.append(button(_(texts.BUTTON_RESUME), Action.RESUME, chain.id))
+    actions.append(button(_(texts.BUTTON_STATS), Action.STATS, chain.id, 0))
     editing: Row = []
     if role is not Role.VIEWER:
         editing = [
-            button(texts.BUTTON_EDIT, Action.EDIT_CHAIN, chain.id),
-            button(texts.BUTTON_COPY, Action.COPY_CHAIN, chain.id),
+            button(_(texts.BUTTON_EDIT), Action.EDIT_CHAIN, chain.id),
+            button(_(texts.BUTTON_COPY), Action.COPY_CHAIN, chain.id),
         ]
     return keyboard(
-        actions, editing, [button(texts.BUTTON_BACK, Action.CHAINS, list_page), *menu_row()]
+        actions, editing, [button(_(texts.BUTTON_BACK), Action.CHAINS, list_page), *menu_row()]
     )
 
 
@@ -123,15 +127,29 @@ def stats(chain_id: int, page: Page[str]) -> InlineKeyboardMarkup:
     return keyboard(
         pager(page, Action.STATS, chain_id),
         [
-            button(texts.BUTTON_REFRESH, Action.STATS, chain_id, page.number),
-            button(texts.BUTTON_BACK, Action.CHAIN, chain_id, 0),
+            button(_(texts.BUTTON_REFRESH), Action.STATS, chain_id, page.number),
+            button(_(texts.BUTTON_BACK), Action.CHAIN, chain_id, 0),
         ],
-        [button(texts.BUTTON_CHART, Action.CHART, chain_id)],
+        [button(_(texts.BUTTON_CHART), Action.CHART, chain_id)],
     )
 
 
 def segments(page: Page[object]) -> InlineKeyboardMarkup:
     return keyboard(pager(page, Action.SEGMENTS), menu_row())
+
+
+# /language's choice for "as my Telegram app says".
+TELEGRAM_LANGUAGE = "tg"
+
+
+def languages(chosen: str | None) -> InlineKeyboardMarkup:
+    """A button per language, named in its own words, and "as my Telegram"; ● the choice."""
+    names = [
+        button(_chosen(name, chosen == code), Action.LANGUAGE, code)
+        for code, name in texts.LANGUAGE_NAMES.items()
+    ]
+    telegram = _chosen(_(texts.BUTTON_TELEGRAM_LANGUAGE), chosen is None)
+    return keyboard(names, [button(telegram, Action.LANGUAGE, TELEGRAM_LANGUAGE)])
 
 
 def back_to_menu() -> InlineKeyboardMarkup:
@@ -171,28 +189,28 @@ def editor_overview(
         )
         for step in page.items
     ]
-    actions: list[Row] = [[button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)]]
+    actions: list[Row] = [[button(_(texts.BUTTON_ADD_STEP), Action.ADD_STEP, chain.id)]]
     if chain.status is ChainStatus.DRAFT:
         actions.append(
             [
-                button(texts.BUTTON_ACTIVATE, Action.ACTIVATE, chain.id),
+                button(_(texts.BUTTON_ACTIVATE), Action.ACTIVATE, chain.id),
                 button(texts.enrollment_button(chain.enrollment), Action.ENROLLMENT, chain.id),
             ]
         )
     elif chain.status is ChainStatus.ACTIVE:
-        actions.append([button(texts.BUTTON_PAUSE, Action.PAUSE, chain.id)])
+        actions.append([button(_(texts.BUTTON_PAUSE), Action.PAUSE, chain.id)])
     elif chain.status is ChainStatus.PAUSED:
-        actions.append([button(texts.BUTTON_RESUME, Action.RESUME, chain.id)])
+        actions.append([button(_(texts.BUTTON_RESUME), Action.RESUME, chain.id)])
     actions.append(
         [
-            button(texts.BUTTON_RENAME, Action.RENAME, chain.id, 0),
-            button(texts.BUTTON_COPY, Action.COPY_CHAIN, chain.id),
+            button(_(texts.BUTTON_RENAME), Action.RENAME, chain.id, 0),
+            button(_(texts.BUTTON_COPY), Action.COPY_CHAIN, chain.id),
         ]
     )
     actions.append(
         [
-            button(texts.BUTTON_STATS, Action.STATS, chain.id, 0),
-            button(texts.BUTTON_CLOSE, Action.CLOSE_EDITOR),
+            button(_(texts.BUTTON_STATS), Action.STATS, chain.id, 0),
+            button(_(texts.BUTTON_CLOSE), Action.CLOSE_EDITOR),
         ]
     )
     return keyboard(*columns(steps, 1), pager(page, Action.EDIT_CHAIN, chain.id), *actions)
@@ -216,22 +234,26 @@ def editor_step(
     around: Row = []
     if step.position > 1:
         around.append(
-            button(texts.BUTTON_PREVIOUS_STEP, Action.EDIT_STEP, chain.id, step.position - 1)
+            button(_(texts.BUTTON_PREVIOUS_STEP), Action.EDIT_STEP, chain.id, step.position - 1)
         )
-    around.append(button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain.id))
+    around.append(button(_(texts.BUTTON_MAP), Action.EDIT_CHAIN, chain.id))
     if step.position < len(chain.steps):
-        around.append(button(texts.BUTTON_NEXT_STEP, Action.EDIT_STEP, chain.id, step.position + 1))
+        around.append(
+            button(_(texts.BUTTON_NEXT_STEP), Action.EDIT_STEP, chain.id, step.position + 1)
+        )
     whole: Row = []
     if options is not None and options.stop is not None:
-        whole.append(button(texts.BUTTON_STOP_STEP, Action.STOP_STEP, chain.id, step.position))
+        whole.append(button(_(texts.BUTTON_STOP_STEP), Action.STOP_STEP, chain.id, step.position))
     if options is not None and options.remove is not None:
-        whole.append(button(texts.BUTTON_REMOVE_STEP, Action.REMOVE_STEP, chain.id, step.position))
+        whole.append(
+            button(_(texts.BUTTON_REMOVE_STEP), Action.REMOVE_STEP, chain.id, step.position)
+        )
     return keyboard(
         *([block] for block in blocks),
-        [button(texts.BUTTON_ADD_STEP, Action.ADD_STEP, chain.id)],
+        [button(_(texts.BUTTON_ADD_STEP), Action.ADD_STEP, chain.id)],
         whole,
         preview_row(chain.id, step.position) if step.action is not None else [],
-        [button(texts.BUTTON_RENAME_STEP, Action.RENAME, chain.id, step.position)],
+        [button(_(texts.BUTTON_RENAME_STEP), Action.RENAME, chain.id, step.position)],
         around,
     )
 
@@ -261,16 +283,16 @@ def editor_block(
         case _:
             rows = _conversion_rows(view)
     save = [
-        button(texts.BUTTON_SAVE, Action.SAVE_BLOCK),
-        button(texts.BUTTON_DISCARD, Action.DISCARD_BLOCK),
+        button(_(texts.BUTTON_SAVE), Action.SAVE_BLOCK),
+        button(_(texts.BUTTON_DISCARD), Action.DISCARD_BLOCK),
     ]
     return keyboard(*rows, save, back)
 
 
 def preview_row(chain_id: int, position: int) -> Row:
     return [
-        button(texts.BUTTON_PREVIEW, Action.PREVIEW, chain_id, position),
-        button(texts.BUTTON_TEST_SEND, Action.TEST_SEND, chain_id, position),
+        button(_(texts.BUTTON_PREVIEW), Action.PREVIEW, chain_id, position),
+        button(_(texts.BUTTON_TEST_SEND), Action.TEST_SEND, chain_id, position),
     ]
 
 
@@ -288,13 +310,13 @@ def _audience_rows(view: texts.BlockScreen, state: dict[str, Any]) -> list[Row]:
     rows = [
         [
             _edit(_chosen(texts.everyone_from(view.step.position - 1), not terms), "all"),
-            _edit(_chosen(texts.BUTTON_ONLY_IF, terms), "terms"),
+            _edit(_chosen(_(texts.BUTTON_ONLY_IF), terms), "terms"),
         ]
     ]
     if terms:
         chosen = set(draft.get("terms") or [])
         toggles = [
-            _edit(texts.checkbox(texts.TERM_LABELS[term], term.value in chosen), "term", index)
+            _edit(texts.checkbox(_(texts.TERM_LABELS[term]), term.value in chosen), "term", index)
             for index, term in enumerate(Term)
         ]
         rows += columns(toggles, 2)
@@ -306,22 +328,22 @@ def _action_rows(view: texts.BlockScreen) -> list[Row]:
     sms = view.draft.get("channel") == "sms"
     rows = [
         [
-            _edit(_chosen(texts.BUTTON_EMAIL, not sms), "email"),
-            _edit(_chosen(texts.BUTTON_SMS, sms), "sms"),
+            _edit(_chosen(_(texts.BUTTON_EMAIL), not sms), "email"),
+            _edit(_chosen(_(texts.BUTTON_SMS), sms), "sms"),
         ]
     ]
     if sms:
-        rows.append([_edit(texts.BUTTON_TYPE_TEXT, "in", "sms")])
+        rows.append([_edit(_(texts.BUTTON_TYPE_TEXT), "in", "sms")])
         return rows
     rows.append(
         [
-            _edit(texts.BUTTON_TYPE_SUBJECT, "in", "subject"),
-            _edit(texts.BUTTON_TYPE_TEXT, "in", "text"),
+            _edit(_(texts.BUTTON_TYPE_SUBJECT), "in", "subject"),
+            _edit(_(texts.BUTTON_TYPE_TEXT), "in", "text"),
         ]
     )
     html = [_edit(texts.BUTTON_TYPE_HTML, "in", "html")]
     if view.draft.get("html") is not None:
-        html.append(_edit(texts.BUTTON_NO_HTML, "nohtml"))
+        html.append(_edit(_(texts.BUTTON_NO_HTML), "nohtml"))
     rows.append(html)
     return rows
 
@@ -330,7 +352,7 @@ def _schedule_rows(view: texts.BlockScreen, state: dict[str, Any], today: date) 
     send = view.draft.get("send")
     rows = [
         [
-            _edit(_chosen(texts.SEND_LABELS[kind], send == kind), "send", kind)
+            _edit(_chosen(_(texts.SEND_LABELS[kind]), send == kind), "send", kind)
             for kind in ("now", "after", "at")
         ]
     ]
@@ -351,11 +373,11 @@ def _picker_rows(picker: dict[str, Any], today: date) -> list[Row]:
         minutes = [
             _edit(f"{picker['hour']:02d}:{minute:02d}", "min", minute) for minute in PICKER_MINUTES
         ]
-        return [minutes, [_edit(texts.BUTTON_OTHER_HOUR, "day", day)]]
+        return [minutes, [_edit(_(texts.BUTTON_OTHER_HOUR), "day", day)]]
     if day:
         hours = [_edit(f"{hour:02d}:…", "hour", hour) for hour in PICKER_HOURS]
         month = day[:7]
-        return [*columns(hours, 4), [_edit(texts.BUTTON_OTHER_DAY, "cal", month)]]
+        return [*columns(hours, 4), [_edit(_(texts.BUTTON_OTHER_DAY), "cal", month)]]
     try:
         year, month_number = (int(part) for part in picker.get("month", "").split("-"))
         date(year, month_number, 1)
@@ -368,7 +390,7 @@ def _picker_rows(picker: dict[str, Any], today: date) -> list[Row]:
         header.append(_edit(texts.BUTTON_PREVIOUS, "cal", f"{previous[0]}-{previous[1]:02d}"))
     header.append(_edit(texts.month_title(year, month_number), "nop"))
     header.append(_edit(texts.BUTTON_NEXT, "cal", f"{following[0]}-{following[1]:02d}"))
-    rows = [header, [_edit(name, "nop") for name in texts.WEEKDAYS]]
+    rows = [header, [_edit(name, "nop") for name in weekday_names()]]
     for week in when.month_days(year, month_number):
         rows.append(
             [
@@ -390,8 +412,8 @@ def _conversion_rows(view: texts.BlockScreen) -> list[Row]:
     return [
         quick,
         [
-            _edit(texts.BUTTON_OTHER_WINDOW, "in", "window"),
-            _edit(texts.BUTTON_MIN_AMOUNT, "in", "amount"),
+            _edit(_(texts.BUTTON_OTHER_WINDOW), "in", "window"),
+            _edit(_(texts.BUTTON_MIN_AMOUNT), "in", "amount"),
         ],
     ]
 
@@ -399,10 +421,10 @@ def _conversion_rows(view: texts.BlockScreen) -> list[Row]:
 def leave_question() -> InlineKeyboardMarkup:
     return keyboard(
         [
-            button(texts.BUTTON_SAVE, Action.LEAVE, "save"),
-            button(texts.BUTTON_DISCARD, Action.LEAVE, "drop"),
+            button(_(texts.BUTTON_SAVE), Action.LEAVE, "save"),
+            button(_(texts.BUTTON_DISCARD), Action.LEAVE, "drop"),
         ],
-        [button(texts.BUTTON_KEEP_EDITING, Action.LEAVE, "keep")],
+        [button(_(texts.BUTTON_KEEP_EDITING), Action.LEAVE, "keep")],
     )
 
 
@@ -410,19 +432,19 @@ def confirm_save() -> InlineKeyboardMarkup:
     """Under what a live step's save would do: Save it, or back to the draft as it is."""
     return keyboard(
         [
-            button(texts.BUTTON_CONFIRM_SAVE, Action.SAVE_BLOCK, "ok"),
-            button(texts.BUTTON_KEEP_EDITING, Action.LEAVE, "keep"),
+            button(_(texts.BUTTON_CONFIRM_SAVE), Action.SAVE_BLOCK, "ok"),
+            button(_(texts.BUTTON_KEEP_EDITING), Action.LEAVE, "keep"),
         ]
     )
 
 
 def confirm_step_change(action: Action, chain_id: int, position: int) -> InlineKeyboardMarkup:
     """Under Stop step's or Remove step's question: do it, or back to the step."""
-    label = texts.BUTTON_STOP_STEP if action is Action.STOP_STEP else texts.BUTTON_REMOVE_STEP
+    label = _(texts.BUTTON_STOP_STEP) if action is Action.STOP_STEP else _(texts.BUTTON_REMOVE_STEP)
     return keyboard(
         [
             button(label, action, chain_id, position, "ok"),
-            button(texts.BUTTON_BACK, Action.EDIT_STEP, chain_id, position),
+            button(_(texts.BUTTON_BACK), Action.EDIT_STEP, chain_id, position),
         ]
     )
 
@@ -430,24 +452,24 @@ def confirm_step_change(action: Action, chain_id: int, position: int) -> InlineK
 def default_step_name(chain_id: int, position: int) -> InlineKeyboardMarkup:
     return keyboard(
         [button(texts.default_step_name(position), Action.STEP_NAME, chain_id, position)],
-        [button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain_id)] if position > 1 else [],
+        [button(_(texts.BUTTON_MAP), Action.EDIT_CHAIN, chain_id)] if position > 1 else [],
     )
 
 
 def cancel_input(chain_id: int, position: int) -> InlineKeyboardMarkup:
     if position:
-        return keyboard([button(texts.BUTTON_BACK, Action.EDIT_STEP, chain_id, position)])
-    return keyboard([button(texts.BUTTON_BACK, Action.EDIT_CHAIN, chain_id)])
+        return keyboard([button(_(texts.BUTTON_BACK), Action.EDIT_STEP, chain_id, position)])
+    return keyboard([button(_(texts.BUTTON_BACK), Action.EDIT_CHAIN, chain_id)])
 
 
 def back_to_chain(chain_id: int) -> InlineKeyboardMarkup:
-    return keyboard([button(texts.BUTTON_MAP, Action.EDIT_CHAIN, chain_id)])
+    return keyboard([button(_(texts.BUTTON_MAP), Action.EDIT_CHAIN, chain_id)])
 
 
 def confirm_activation(chain_id: int, forecast: Forecast) -> InlineKeyboardMarkup:
     go = (
-        [button(texts.BUTTON_CONFIRM_ACTIVATE, Action.CONFIRM_ACTIVATE, chain_id)]
+        [button(_(texts.BUTTON_CONFIRM_ACTIVATE), Action.CONFIRM_ACTIVATE, chain_id)]
         if forecast.audience or forecast.enrollment == "continuous"
         else []
     )
-    return keyboard(go, [button(texts.BUTTON_BACK, Action.EDIT_CHAIN, chain_id)])
+    return keyboard(go, [button(_(texts.BUTTON_BACK), Action.EDIT_CHAIN, chain_id)])

@@ -29,6 +29,7 @@ from telegram import InlineKeyboardMarkup, Update
 
 from handlers import Context, Data, keyboards, screen, tell, texts
 from handlers.callbacks import Action, int_arg
+from i18n import _
 from models.chainfile import SegmentsAudience, default_campaign
 from models.chains import ChainView, StepView, get_chain
 from models.preview import (
@@ -101,7 +102,7 @@ async def _prepared(
     elif step is not None and step.action is not None:
         action = step.action.to_block()
     if step is None or not action or not any(action.get(k) for k in ("subject", "text", "html")):
-        await tell(update, texts.NOTHING_TO_PREVIEW)
+        await tell(update, _(texts.NOTHING_TO_PREVIEW))
         return None
     message = StepMessage(
         chain_id=chain.id,
@@ -169,7 +170,7 @@ def _back_button(state: State, chain_id: int, position: int) -> list[Any]:
         return [
             # `m`: the message block (the `eb:` row of handlers/callbacks.py).
             keyboards.button(
-                texts.BUTTON_BACK_TO_MESSAGE, Action.EDIT_BLOCK, chain_id, position, "m"
+                _(texts.BUTTON_BACK_TO_MESSAGE), Action.EDIT_BLOCK, chain_id, position, "m"
             )
         ]
     return [keyboards.button(texts.back_to_step(position), Action.EDIT_STEP, chain_id, position)]
@@ -179,25 +180,29 @@ def _preview_keyboard(
     state: State, chain_id: int, position: int, channel: str, *, picked: bool, sent: bool = False
 ) -> InlineKeyboardMarkup:
     customers = [
-        keyboards.button(texts.BUTTON_PICK_CUSTOMER, Action.PREVIEW, chain_id, position, PICK)
+        keyboards.button(_(texts.BUTTON_PICK_CUSTOMER), Action.PREVIEW, chain_id, position, PICK)
     ]
     if picked:
         customers.append(
             keyboards.button(
-                texts.BUTTON_SAMPLE_CUSTOMER, Action.PREVIEW, chain_id, position, SAMPLE
+                _(texts.BUTTON_SAMPLE_CUSTOMER), Action.PREVIEW, chain_id, position, SAMPLE
             )
         )
-    change = texts.BUTTON_CHANGE_EMAIL if channel == Channel.EMAIL else texts.BUTTON_CHANGE_PHONE
-    tests = [keyboards.button(texts.BUTTON_TEST_SEND, Action.TEST_SEND, chain_id, position)]
+    change = (
+        _(texts.BUTTON_CHANGE_EMAIL) if channel == Channel.EMAIL else _(texts.BUTTON_CHANGE_PHONE)
+    )
+    tests = [keyboards.button(_(texts.BUTTON_TEST_SEND), Action.TEST_SEND, chain_id, position)]
     if sent:
-        tests.insert(0, keyboards.button(texts.BUTTON_PREVIEW, Action.PREVIEW, chain_id, position))
+        tests.insert(
+            0, keyboards.button(_(texts.BUTTON_PREVIEW), Action.PREVIEW, chain_id, position)
+        )
         tests.append(keyboards.button(change, Action.TEST_SEND, chain_id, position, CHANGE_ADDRESS))
     return keyboards.keyboard(customers, tests, _back_button(state, chain_id, position))
 
 
 def _waiting_keyboard(state: State, chain_id: int, position: int) -> InlineKeyboardMarkup:
     return keyboards.keyboard(
-        [keyboards.button(texts.BUTTON_BACK_TO_PREVIEW, Action.PREVIEW, chain_id, position)],
+        [keyboards.button(_(texts.BUTTON_BACK_TO_PREVIEW), Action.PREVIEW, chain_id, position)],
         _back_button(state, chain_id, position),
     )
 
@@ -234,7 +239,7 @@ async def show_preview(update: Update, context: Context, chain_id: int, position
             update.effective_chat.id,  # type: ignore[union-attr]
             document=html.encode(),
             filename=_file_name(step.name),
-            caption=texts.HTML_PREVIEW_CAPTION,
+            caption=_(texts.HTML_PREVIEW_CAPTION),
         )
 
     await screen(update, context, state, text, markup, below=send_html)
@@ -248,7 +253,7 @@ async def _ask_customer(update: Update, context: Context, chain_id: int, positio
         update,
         context,
         state,
-        texts.ASK_PREVIEW_CUSTOMER,
+        _(texts.ASK_PREVIEW_CUSTOMER),
         _waiting_keyboard(state, chain_id, position),
     )
 
@@ -296,7 +301,7 @@ async def send_test_to_admin(
     # answered at once; typed input gets its answer as a new screen when done.
     pressed = update.callback_query is not None
     if pressed:
-        shown = await screen(update, context, state, texts.TEST_SENDING, None)
+        shown = await screen(update, context, state, _(texts.TEST_SENDING), None)
     try:
         result = await send_test(
             context.deps.db,

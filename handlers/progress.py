@@ -16,6 +16,7 @@ from typing import Any
 from telegram.error import BadRequest, TelegramError
 
 from handlers import ChainmailApplication, texts
+from i18n import SOURCE_LANGUAGE, current_language, set_language
 from models.chains import get_chain
 from models.errors import NotFound
 from models.tables import ChainStatus
@@ -35,6 +36,8 @@ def watch(application: Any, *, step_id: int, chain_id: int, chat_id: int, messag
         "chain": chain_id,
         "chat": chat_id,
         "message": message_id,
+        # The admin's who activated it, kept for a restarted bot's `resume`.
+        "language": current_language(),
     }
     _start(app, key)
 
@@ -64,6 +67,8 @@ def _finished(app: ChainmailApplication, key: str, task: asyncio.Task[None]) -> 
 
 async def _follow(app: ChainmailApplication, key: str) -> None:
     wave = app.bot_data[WAVES][key]
+    # This task's own context: the language stays with it.
+    set_language(wave.get("language", SOURCE_LANGUAGE))
     db = app.deps.db
     shown: str | None = None
     while True:

@@ -1,8 +1,15 @@
-"""Everything the bot says, in one place.
+"""Everything the bot says, in one place, in the language of whoever it speaks with.
+
+Messages are written in English and translated by the catalogues (i18n, docs/i18n.md):
+a function's text goes through `_` / `ngettext` as it is built, a constant is marked
+with `N_` here and translated with `_()` where it is shown. Placeholders are named
+(`{name}`), so a translation may put them in its own order; numbers, percents and
+dates are written as the language writes them (`i18n.number`, `percent`, `short_day`).
 
 Messages are sent with HTML parse mode: anything that comes from users or the
 database (names, reasons, file lines) goes through `esc`. Every message stays
-within Telegram's 4096 characters: lists are cut or split into pages here.
+within Telegram's 4096 characters, in every language: lists are cut or split into
+pages here.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 
 from telegram.constants import MessageLimit
 
+from i18n import N_, _, month_name, ngettext, number, percent, short_day
 from models.chainfile import (
     Action,
     Audience,
@@ -55,8 +63,31 @@ def short(name: str, limit: int = NAME_SHOWN) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count} {word if count == 1 else word + 's'}"
+def steps_count(count: int) -> str:
+    return ngettext("{count} step", "{count} steps", count).format(count=count)
+
+
+def days_count(count: int) -> str:
+    return ngettext("{count} day", "{count} days", count).format(count=count)
+
+
+def orders_count(count: int) -> str:
+    return ngettext("{count} order", "{count} orders", count).format(count=count)
+
+
+def characters_count(count: int) -> str:
+    return ngettext("{count} character", "{count} characters", count).format(count=count)
+
+
+def sms_count(count: int) -> str:
+    return ngettext("{count} SMS", "{count} SMS", count).format(count=count)
+
+
+def amount(value: object) -> str:
+    """Revenue, in the shop's currency (not named: orders may come in several), written
+    with the language's decimal mark and, like every count of these dense screens,
+    without grouping (they are made to fit a phone's line and Telegram's limit)."""
+    return number(value, 2, grouping=False)  # type: ignore[arg-type]
 
 
 def fit(lines: Sequence[str], budget: int = PAGE_BUDGET, total: int | None = None) -> list[str]:
@@ -70,19 +101,19 @@ def fit(lines: Sequence[str], budget: int = PAGE_BUDGET, total: int | None = Non
         kept.append(line)
         size += len(line) + 1
     if len(kept) < total:
-        kept.append(f"… and {total - len(kept)} more")
+        kept.append(_("… and {count} more").format(count=total - len(kept)))
     return kept
 
 
 # --- Access and failures ---------------------------------------------------------------
 
-NOT_AUTHORISED = "Sorry, this bot is private and you are not authorised to use it."
-NEEDS_ADMIN = "Only admins can change things; you can still look at /chains and /stats."
-NEEDS_OWNER = "Only an owner can manage admins."
-PRIVATE_ONLY = "Please send this to me in a private chat."
-GROUP_ONLY = "This works in a group chat: add me to your team's group and send it there."
-FAILED = "Sorry, something went wrong on my side; please try again in a minute."
-STALE_BUTTON = "That button is out of date."
+NOT_AUTHORISED = N_("Sorry, this bot is private and you are not authorised to use it.")
+NEEDS_ADMIN = N_("Only admins can change things; you can still look at /chains and /stats.")
+NEEDS_OWNER = N_("Only an owner can manage admins.")
+PRIVATE_ONLY = N_("Please send this to me in a private chat.")
+GROUP_ONLY = N_("This works in a group chat: add me to your team's group and send it there.")
+FAILED = N_("Sorry, something went wrong on my side; please try again in a minute.")
+STALE_BUTTON = N_("That button is out of date.")
 
 
 def refused(reason: str) -> str:
@@ -92,48 +123,51 @@ def refused(reason: str) -> str:
 
 # --- Menu and help -----------------------------------------------------------------
 
-MENU = "<b>Chainmail</b>\nWhat would you like to look at?"
-BUTTON_CHAINS = "📋 Chains"
-BUTTON_CUSTOMERS = "👥 Customers"
-BUTTON_SEGMENTS = "🎯 Segments"
-BUTTON_REPORTS = "📊 Reports"
-BUTTON_HELP = "❓ Help"
-BUTTON_MENU = "☰ Menu"
-BUTTON_BACK = "◀ Back"
+MENU = N_("<b>Chainmail</b>\nWhat would you like to look at?")
+BUTTON_CHAINS = N_("📋 Chains")
+BUTTON_CUSTOMERS = N_("👥 Customers")
+BUTTON_SEGMENTS = N_("🎯 Segments")
+BUTTON_REPORTS = N_("📊 Reports")
+BUTTON_HELP = N_("❓ Help")
+BUTTON_MENU = N_("☰ Menu")
+BUTTON_BACK = N_("◀ Back")
 BUTTON_PREVIOUS = "◀"
 BUTTON_NEXT = "▶"
-BUTTON_PAUSE = "⏸ Pause"
-BUTTON_RESUME = "▶️ Resume"
-BUTTON_STATS = "📊 Stats"
-BUTTON_REFRESH = "🔄 Refresh"
+BUTTON_PAUSE = N_("⏸ Pause")
+BUTTON_RESUME = N_("▶️ Resume")
+BUTTON_STATS = N_("📊 Stats")
+BUTTON_REFRESH = N_("🔄 Refresh")
 
 # (command, description) for Telegram's command menu and /help; see `commands_for`.
 VIEWER_COMMANDS = (
-    ("start", "Main menu"),
-    ("chains", "Chains and their status"),
-    ("stats", "Numbers of a chain: /stats [chain]"),
-    ("subscribe", "Daily summary here: /subscribe [Area/City]"),
-    ("unsubscribe", "No more daily summaries here"),
-    ("help", "What I can do"),
+    ("start", N_("Main menu")),
+    ("chains", N_("Chains and their status")),
+    ("stats", N_("Numbers of a chain: /stats [chain]")),
+    ("subscribe", N_("Daily summary here: /subscribe [Area/City]")),
+    ("unsubscribe", N_("No more daily summaries here")),
+    ("language", N_("Language: English or Russian")),
+    ("help", N_("What I can do")),
 )
 ADMIN_COMMANDS = (
-    ("pause", "Pause a chain: /pause <chain>"),
-    ("resume", "Resume a chain: /resume <chain>"),
-    ("pause_all", "Pause every active chain"),
-    ("import", "Import customers from a CSV file"),
-    ("cancel", "Stop what we are doing"),
+    ("pause", N_("Pause a chain: /pause <chain>")),
+    ("resume", N_("Resume a chain: /resume <chain>")),
+    ("pause_all", N_("Pause every active chain")),
+    ("import", N_("Import customers from a CSV file")),
+    ("cancel", N_("Stop what we are doing")),
 )
-OWNER_COMMANDS = (("admins", "Who may use the bot"),)
+OWNER_COMMANDS = (("admins", N_("Who may use the bot")),)
 GROUP_COMMANDS = (
-    ("stats", "Numbers of a chain: /stats [chain]"),
-    ("chains", "Chains and their status"),
-    ("subscribe", "Daily summaries in this chat"),
-    ("unsubscribe", "No more daily summaries here"),
-    ("help", "What I can do"),
+    ("stats", N_("Numbers of a chain: /stats [chain]")),
+    ("chains", N_("Chains and their status")),
+    ("subscribe", N_("Daily summaries in this chat")),
+    ("unsubscribe", N_("No more daily summaries here")),
+    ("language", N_("Language: English or Russian")),
+    ("help", N_("What I can do")),
 )
 
 
 def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
+    """(command, description) pairs, descriptions untranslated: `_()` where shown."""
     if role is Role.VIEWER:
         return VIEWER_COMMANDS
     if role is Role.ADMIN:
@@ -142,46 +176,81 @@ def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
 
 
 def help_text(role: Role) -> str:
-    lines = ["<b>What I can do</b>", ""]
-    lines += [f"/{command} — {esc(description)}" for command, description in commands_for(role)]
+    lines = [_("<b>What I can do</b>"), ""]
+    lines += [f"/{command} — {esc(_(description))}" for command, description in commands_for(role)]
     lines += [
         "",
-        "In a team group, /subscribe (admins) brings daily summaries there,",
-        "and then anyone in the group may ask /stats.",
-        "A chain is named by its id or by (part of) its name.",
+        _(
+            "In a team group, /subscribe (admins) brings daily summaries there,\n"
+            "and then anyone in the group may ask /stats."
+        ),
+        _("A chain is named by its id or by (part of) its name."),
     ]
     if role is Role.VIEWER:
-        lines.append("You can look at everything; changes are for admins.")
+        lines.append(_("You can look at everything; changes are for admins."))
     return "\n".join(lines)
 
 
-CANCELLED = "OK, cancelled."
-NOTHING_TO_CANCEL = "There is nothing to cancel."
-UNKNOWN_MESSAGE = "I did not get that. /start shows the menu, /help what I can do."
+CANCELLED = N_("OK, cancelled.")
+NOTHING_TO_CANCEL = N_("There is nothing to cancel.")
+UNKNOWN_MESSAGE = N_("I did not get that. /start shows the menu, /help what I can do.")
+
+# --- Language (/language) -------------------------------------------------------------
+
+# Each language in its own words: someone who cannot read this one still finds theirs.
+LANGUAGE_NAMES = {"ru": "🇷🇺 Русский", "en": "🇬🇧 English"}
+BUTTON_TELEGRAM_LANGUAGE = N_("📱 As my Telegram")
+
+
+def language_question(chosen: str | None, spoken: str) -> str:
+    now = LANGUAGE_NAMES[spoken].split(" ", 1)[1]
+    if chosen is None:
+        how = _("Now: {language}, as your Telegram app is set.").format(language=now)
+    else:
+        how = _("Now: {language}, as you chose.").format(language=now)
+    return "\n".join([_("🌐 <b>Which language should I speak with you?</b>"), how])
+
+
+def language_chosen(chosen: str | None) -> str:
+    """Said in the new language."""
+    if chosen is None:
+        said = _("✅ I will speak the language of your Telegram app.")
+    else:
+        said = _("✅ I will speak English with you.")
+    return "\n".join(
+        [said, _("Daily summaries of the chats you subscribed come in this language too.")]
+    )
+
 
 # --- Chains ------------------------------------------------------------------------
 
 STATUS = {
-    ChainStatus.DRAFT: "📝 draft",
-    ChainStatus.ACTIVE: "▶️ active",
-    ChainStatus.PAUSED: "⏸ paused",
-    ChainStatus.FINISHED: "✅ finished",
-    ChainStatus.ARCHIVED: "🗄 archived",
+    ChainStatus.DRAFT: N_("📝 draft"),
+    ChainStatus.ACTIVE: N_("▶️ active"),
+    ChainStatus.PAUSED: N_("⏸ paused"),
+    ChainStatus.FINISHED: N_("✅ finished"),
+    ChainStatus.ARCHIVED: N_("🗄 archived"),
 }
-NO_CHAINS = (
+NO_CHAINS = N_(
     "There are no chains yet. An operator can import one with "
     "<code>chainmail chains import FILE</code>."
 )
 
 
+def status(chain_status: ChainStatus | str) -> str:
+    return _(STATUS[ChainStatus(chain_status)])
+
+
 def page_note(page: int, pages: int) -> str:
-    return f" · page {page + 1}/{pages}" if pages > 1 else ""
+    if pages <= 1:
+        return ""
+    return _(" · page {page}/{pages}").format(page=page + 1, pages=pages)
 
 
 def chain_list(chains: Sequence[ChainSummary], page: int, pages: int) -> str:
-    lines = [f"📋 <b>Chains</b>{page_note(page, pages)}", ""]
+    lines = [_("📋 <b>Chains</b>") + page_note(page, pages), ""]
     lines += [
-        f"<b>#{c.id}</b> {esc(short(c.name))} — {STATUS[c.status]}, {plural(c.steps, 'step')}"
+        f"<b>#{c.id}</b> {esc(short(c.name))} — {status(c.status)}, {steps_count(c.steps)}"
         + (f"\n   ⚠ {esc(short(c.hold_reason, 200))}" if c.hold_reason else "")
         for c in chains
     ]
@@ -189,30 +258,44 @@ def chain_list(chains: Sequence[ChainSummary], page: int, pages: int) -> str:
 
 
 def chain_button(chain: ChainSummary) -> str:
+    # The status's emoji only: the same in every language.
     return f"{STATUS[chain.status].split()[0]} {short(chain.name, 40)}"
 
 
 def _audience(audience: Audience | None, position: int) -> str:
     if audience is None:
-        return "audience not set"
+        return _("audience not set")
     if isinstance(audience, SegmentsAudience):
-        return "to " + ", ".join(audience.segments)
+        return _("to {segments}").format(segments=", ".join(audience.segments))
     if isinstance(audience, PreviousStepAudience):
-        return f"all from step {position - 1}"
+        return _("all from step {position}").format(position=position - 1)
     return terms_short(audience)
+
+
+def _terms_joined(terms: Iterable[str], match: str) -> str:
+    joiner = _(" and ") if match == Match.ALL.value else _(" or ")
+    return joiner.join(terms)
 
 
 def terms_short(audience: TermsAudience) -> str:
     """`if not opened or not clicked`: a step's terms in a few words."""
-    joiner = " and " if audience.match is Match.ALL else " or "
-    return "if " + joiner.join(term.value.replace("_", " ") for term in audience.terms)
+    terms = _terms_joined((_(TERM_LABELS[term]) for term in audience.terms), audience.match.value)
+    return _("if {terms}").format(terms=terms)
+
+
+def _channel_name(channel: str | None) -> str:
+    if channel == "email":
+        return _("email")
+    if channel == "sms":
+        return _("SMS")
+    return _("message not set")
 
 
 def _step_line(step: StepView) -> str:
     if step.action is None:
-        channel = "message not set"
+        channel = _channel_name(None)
     else:
-        channel = "email" if isinstance(step.action, EmailAction) else "SMS"
+        channel = _channel_name("email" if isinstance(step.action, EmailAction) else "sms")
     audience = esc(short(_audience(step.audience, step.position), 60))
     return f"{step.position}. {esc(short(step.name, 40))} — {channel}, {audience}"
 
@@ -220,87 +303,107 @@ def _step_line(step: StepView) -> str:
 def chain_card(chain: ChainView) -> str:
     lines = [
         f"<b>{esc(short(chain.name, 100))}</b> (#{chain.id})",
-        f"{STATUS[chain.status]} · {plural(len(chain.steps), 'step')}",
+        f"{status(chain.status)} · {steps_count(len(chain.steps))}",
         "",
     ]
     if chain.hold_reason:
-        lines[2:2] = [f"⚠ Held by the engine: {esc(short(chain.hold_reason, 300))}"]
+        lines[2:2] = [
+            _("⚠ Held by the engine: {reason}").format(reason=esc(short(chain.hold_reason, 300)))
+        ]
     return "\n".join(lines + fit([_step_line(step) for step in chain.steps]))
 
 
 def chain_held(hold: Hold) -> str:
     """The notice to owners and admins of a chain the system paused."""
-    title = f"⚠ <b>{esc(short(hold.chain_name, 100))}</b> (#{hold.chain_id}) is paused"
+    name = esc(short(hold.chain_name, 100))
     reason = esc(short(hold.reason, 400))
     if hold.kind is HoldKind.DELIVERABILITY:
-        return (
-            f"{title} to protect your sender reputation: too many of its messages bounce or"
-            f" are reported as spam.\n{reason}\n\nNothing more of it is sent. Check whom the"
-            " step goes to (an old or bought list?) and what it says; the bounced addresses"
-            " and those who complained are not mailed again. Then /resume"
-            f" {hold.chain_id}: while the step stays over the limit, its next bounce or"
-            " complaint pauses it again."
-        )
-    return (
-        f"{title}: the engine could not go on with it.\n{reason}\n\n"
-        f"Fix the step, then /resume {hold.chain_id}."
-    )
+        return _(
+            "⚠ <b>{name}</b> (#{id}) is paused to protect your sender reputation: too many of"
+            " its messages bounce or are reported as spam.\n{reason}\n\nNothing more of it is"
+            " sent. Check whom the step goes to (an old or bought list?) and what it says; the"
+            " bounced addresses and those who complained are not mailed again. Then /resume"
+            " {id}: while the step stays over the limit, its next bounce or complaint pauses"
+            " it again."
+        ).format(name=name, id=hold.chain_id, reason=reason)
+    return _(
+        "⚠ <b>{name}</b> (#{id}) is paused: the engine could not go on with it.\n{reason}\n\n"
+        "Fix the step, then /resume {id}."
+    ).format(name=name, id=hold.chain_id, reason=reason)
 
 
-PAUSED_TOAST = "Paused"
-RESUMED_TOAST = "Resumed"
+PAUSED_TOAST = N_("Paused")
+RESUMED_TOAST = N_("Resumed")
 
 
 def paused(name: str) -> str:
-    return f"⏸ <b>{esc(short(name))}</b> is paused: nothing of it is sent until you resume it."
+    return _("⏸ <b>{name}</b> is paused: nothing of it is sent until you resume it.").format(
+        name=esc(short(name))
+    )
 
 
 def resumed(name: str) -> str:
-    return f"▶️ <b>{esc(short(name))}</b> is running again; what waited goes out now."
+    return _("▶️ <b>{name}</b> is running again; what waited goes out now.").format(
+        name=esc(short(name))
+    )
 
 
 def paused_all(names: Sequence[str]) -> str:
     if not names:
-        return "No chain was running; nothing to pause."
+        return _("No chain was running; nothing to pause.")
     shown = ", ".join(esc(short(name, 30)) for name in names[:20])
-    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
-    return f"⏸ Paused {plural(len(names), 'chain')}: {shown}{more}."
+    if len(names) > 20:
+        shown = _("{names} and {count} more").format(names=shown, count=len(names) - 20)
+    return ngettext(
+        "⏸ Paused {count} chain: {names}.", "⏸ Paused {count} chains: {names}.", len(names)
+    ).format(count=len(names), names=shown)
 
 
 def which_chain(query: str, found_several: bool) -> str:
     if not query:
-        return "Which chain?"
+        return _("Which chain?")
     if found_several:
-        return f"Several chains match «{esc(short(query))}». Which one?"
-    return f"No chain matches «{esc(short(query))}». Pick one:"
+        return _("Several chains match «{query}». Which one?").format(query=esc(short(query)))
+    return _("No chain matches «{query}». Pick one:").format(query=esc(short(query)))
 
 
-NOTHING_TO_PAUSE = "No chain is running, so there is nothing to pause."
-NOTHING_TO_RESUME = "No chain is paused, so there is nothing to resume."
+NOTHING_TO_PAUSE = N_("No chain is running, so there is nothing to pause.")
+NOTHING_TO_RESUME = N_("No chain is paused, so there is nothing to resume.")
 
 
 # --- Stats -------------------------------------------------------------------------
 
 
 def _percent(part: int, whole: int) -> str:
-    return f"{part / whole:.0%}" if whole else "–"
+    return percent(part / whole, 0) if whole else "–"
 
 
 def _small_percent(part: int, whole: int) -> str:
     """Bounce and complaint rates, whose limits are fractions of a percent."""
     if not whole:
         return "–"
-    return f"{part / whole:.2%}" if part < whole / 100 else f"{part / whole:.1%}"
+    return percent(part / whole, 2 if part < whole / 100 else 1)
 
 
 def _deliverability(numbers: MessageNumbers) -> list[str]:
     """Bounces and spam complaints, of what was handed to the channel (models/protection.py);
     nothing when there are none."""
-    return [
-        f"{label} {count} ({_small_percent(count, numbers.handed)})"
-        for count, label in ((numbers.bounced, "bounced"), (numbers.complained, "spam"))
-        if count
-    ]
+    lines = []
+    if numbers.bounced:
+        lines.append(
+            _("bounced {count} ({percent})").format(
+                count=numbers.bounced,
+                percent=_small_percent(numbers.bounced, numbers.handed),
+            )
+        )
+    if numbers.complained:
+        lines.append(
+            _("spam {count} ({percent})").format(
+                count=numbers.complained,
+                percent=_small_percent(numbers.complained, numbers.handed),
+            )
+        )
+    return lines
 
 
 # The latest versions of a step shown under it; older ones are only counted.
@@ -309,12 +412,19 @@ VERSIONS_SHOWN = 5
 
 def _version_line(version: VersionStats, channel: str | None) -> str:
     if channel == "email":
-        reach = f"{version.opened} opened ({_percent(version.opened, version.sent)})"
+        reach = _("{count} opened ({percent})").format(
+            count=version.opened, percent=_percent(version.opened, version.sent)
+        )
     else:
-        reach = f"{version.delivered} delivered ({_percent(version.delivered, version.sent)})"
-    return (
-        f"v{version.version}: {version.sent} sent · {reach} · "
-        f"{plural(version.orders, 'order')} · conv. {version.conversion_rate:.1%}"
+        reach = _("{count} delivered ({percent})").format(
+            count=version.delivered, percent=_percent(version.delivered, version.sent)
+        )
+    return _("v{version}: {sent} sent · {reach} · {orders} · conv. {conversion}").format(
+        version=version.version,
+        sent=version.sent,
+        reach=reach,
+        orders=orders_count(version.orders),
+        conversion=percent(version.conversion_rate),
     )
 
 
@@ -326,45 +436,58 @@ def _version_lines(step: StepStats) -> list[str]:
     lines = [_version_line(version, step.channel) for version in shown]
     earlier = len(step.versions) - len(shown)
     if earlier:
-        lines.insert(0, f"… {plural(earlier, 'earlier version')}")
+        lines.insert(
+            0,
+            ngettext("… {count} earlier version", "… {count} earlier versions", earlier).format(
+                count=earlier
+            ),
+        )
     return lines
 
 
 def _step_stats(step: StepStats) -> str:
     """Four short lines a phone shows without scrolling sideways, then one per version
     if the step has several; zeros of trouble left out."""
-    channel = {"email": "email", "sms": "SMS"}.get(step.channel or "", "message not set")
-    progress = [f"sent {step.sent}/{step.coverage}" if step.coverage else "nothing sent yet"]
+    if step.coverage:
+        progress = [_("sent {sent}/{coverage}").format(sent=step.sent, coverage=step.coverage)]
+    else:
+        progress = [_("nothing sent yet")]
     for count, label in (
-        (step.planned, "to go"),
-        (step.failed, "failed"),
-        (step.skipped, "skipped"),
-        (step.uncertain, "uncertain"),
+        (step.planned, N_("to go {count}")),
+        (step.failed, N_("failed {count}")),
+        (step.skipped, N_("skipped {count}")),
+        (step.uncertain, N_("uncertain {count}")),
     ):
         if count:
-            progress.append(f"{label} {count}")
+            progress.append(_(label).format(count=count))
+    clicked = _("clicked {count} ({percent})").format(
+        count=step.clicked, percent=_percent(step.clicked, step.sent)
+    )
     if step.channel == "email":
-        reach = (
-            f"opened {step.opened} ({_percent(step.opened, step.sent)}) · "
-            f"clicked {step.clicked} ({_percent(step.clicked, step.sent)})"
+        reached = _("opened {count} ({percent})").format(
+            count=step.opened, percent=_percent(step.opened, step.sent)
         )
     else:
         # An SMS tells whether it was delivered and whether its short links were followed.
-        reach = (
-            f"delivered {step.delivered} ({_percent(step.delivered, step.sent)}) · "
-            f"clicked {step.clicked} ({_percent(step.clicked, step.sent)})"
+        reached = _("delivered {count} ({percent})").format(
+            count=step.delivered, percent=_percent(step.delivered, step.sent)
         )
+    reach = f"{reached} · {clicked}"
     if step.unsubscribed:
-        reach += f" · unsub {step.unsubscribed}"
+        reach += " · " + _("unsub {count}").format(count=step.unsubscribed)
     trouble = _deliverability(step)
     return "\n".join(
         [
-            f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {channel}",
+            f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {_channel_name(step.channel)}",
             " · ".join(progress),
             reach,
             *(["⚠ " + " · ".join(trouble)] if trouble else []),
-            f"🛒 {plural(step.orders, 'order')} · {step.revenue:.2f} · "
-            f"conv. {step.conversion_rate:.1%}",
+            "🛒 "
+            + _("{orders} · {revenue} · conv. {conversion}").format(
+                orders=orders_count(step.orders),
+                revenue=amount(step.revenue),
+                conversion=percent(step.conversion_rate),
+            ),
             *_version_lines(step),
         ]
     )
@@ -382,82 +505,101 @@ def _pages(blocks: Iterable[str], budget: int) -> list[list[str]]:
     return pages
 
 
+NO_STEPS_YET = N_("The chain has no steps yet.")
+
+
 def stats_pages(stats: ChainStats) -> list[str]:
     """A chain's numbers, one block per step, in as few messages as fit Telegram's limit."""
-    header = f"📊 <b>{esc(short(stats.name, 60))}</b> · {STATUS[ChainStatus(stats.status)]}"
+    header = f"📊 <b>{esc(short(stats.name, 60))}</b> · {status(stats.status)}"
     if not stats.steps:
-        return [f"{header}\n\nThe chain has no steps yet."]
-    # Room for the header and its page number (" · page 10/10").
+        return [f"{header}\n\n{_(NO_STEPS_YET)}"]
+    # Room for the header and its page number (" · page 10/10", " · стр. 10/10").
     budget = LIMIT - len(header) - 30
     pages = _pages((_step_stats(step) for step in stats.steps), budget)
     return [
-        f"{header}{page_note(number, len(pages))}\n\n" + "\n\n".join(blocks)
-        for number, blocks in enumerate(pages)
+        f"{header}{page_note(index, len(pages))}\n\n" + "\n\n".join(blocks)
+        for index, blocks in enumerate(pages)
     ]
 
 
-REPORTS = "📊 <b>Reports</b>\nWhich chain's numbers?"
+REPORTS = N_("📊 <b>Reports</b>\nWhich chain's numbers?")
+
 
 # --- Customers and segments --------------------------------------------------------
 
 
 def customers(count: int) -> str:
-    return (
-        f"👥 <b>Customers</b>: {count}\n\n"
+    return _(
+        "👥 <b>Customers</b>: {count}\n\n"
         "To add or update customers, send /import and then a CSV file with the columns "
         "<code>external_id,email,phone,first_name,last_name,timezone,tags</code> "
         "(tags separated by <code>;</code>; other columns become attributes)."
-    )
+    ).format(count=count)
 
 
-NO_SEGMENTS = (
+NO_SEGMENTS = N_(
     "There are no segments yet. An operator adds one with "
     "<code>chainmail segments add NAME --tags a,b</code>."
 )
 
 
 def segment_list(segments: Sequence[SegmentInfo], page: int, pages: int) -> str:
-    lines = [f"🎯 <b>Segments</b>{page_note(page, pages)}", ""]
+    lines = [_("🎯 <b>Segments</b>") + page_note(page, pages), ""]
     for segment in segments:
         if segment.tags:
             tags = esc(short(", ".join(segment.tags), 80))
-            who = f"customers with {segment.match} of: {tags}"
+            if segment.match == "all":
+                who = _("customers with all of: {tags}").format(tags=tags)
+            else:
+                who = _("customers with any of: {tags}").format(tags=tags)
         else:
-            who = "all customers"
+            who = _("all customers")
         lines.append(f"<b>{esc(short(segment.name, 40))}</b> — {who}")
     return "\n".join(lines)
 
 
 # --- Import ------------------------------------------------------------------------
 
-SEND_CSV = (
+SEND_CSV = N_(
     "Send me the CSV file now (as a file). Columns: "
     "<code>external_id,email,phone,first_name,last_name,timezone,tags</code>; "
     "UTF-8 or cp1251, <code>,</code> or <code>;</code> separated. /cancel to stop."
 )
-SEND_ANOTHER = "Send another file, or /cancel."
-STILL_WAITING_FOR_CSV = "I am waiting for a CSV file (send it as a file), or /cancel."
-NOT_A_CSV = "That does not look like a CSV file; please send a .csv file, or /cancel."
+SEND_ANOTHER = N_("Send another file, or /cancel.")
+STILL_WAITING_FOR_CSV = N_("I am waiting for a CSV file (send it as a file), or /cancel.")
+NOT_A_CSV = N_("That does not look like a CSV file; please send a .csv file, or /cancel.")
 
 
 def too_big(limit_mb: int) -> str:
-    return (
-        f"That file is over {limit_mb} MB, more than Telegram lets me download. "
+    return _(
+        "That file is over {limit} MB, more than Telegram lets me download. "
         "Split it, or import it on the server with <code>chainmail customers import</code>."
-    )
+    ).format(limit=limit_mb)
 
 
 def importing(name: str) -> str:
-    return f"⏳ Importing {esc(short(name))}…"
+    return _("⏳ Importing {name}…").format(name=esc(short(name)))
 
 
 def import_report(name: str, report: ImportReport) -> str:
     lines = [
-        f"✅ {esc(short(name))}: imported {plural(report.imported, 'customer')} "
-        f"({report.created} new, {report.updated} updated)."
+        ngettext(
+            "✅ {name}: imported {count} customer ({created} new, {updated} updated).",
+            "✅ {name}: imported {count} customers ({created} new, {updated} updated).",
+            report.imported,
+        ).format(
+            name=esc(short(name)),
+            count=report.imported,
+            created=report.created,
+            updated=report.updated,
+        )
     ]
     if report.refused:
-        lines.append(f"⚠️ {plural(report.refused, 'line')} refused:")
+        lines.append(
+            ngettext("⚠️ {count} line refused:", "⚠️ {count} lines refused:", report.refused).format(
+                count=report.refused
+            )
+        )
         # The service keeps the reasons of the first lines only; the count covers them all.
         errors = [esc(short(str(error), 200)) for error in report.errors]
         lines += fit(errors, total=report.refused)
@@ -468,60 +610,89 @@ def import_report(name: str, report: ImportReport) -> str:
 
 
 def subscribed(timezone: str | None, default_timezone: str) -> str:
-    zone = timezone or f"{default_timezone} (the default; /subscribe Area/City to change it)"
-    return f"📬 This chat now gets a daily summary of the chains. Time zone: {esc(zone)}."
+    if timezone:
+        zone = esc(timezone)
+    else:
+        zone = _("{zone} (the default; /subscribe Area/City to change it)").format(
+            zone=esc(default_timezone)
+        )
+    return _("📬 This chat now gets a daily summary of the chains. Time zone: {zone}.").format(
+        zone=zone
+    )
 
 
-UNSUBSCRIBED = "This chat no longer gets daily summaries."
-NOT_SUBSCRIBED = "This chat was not getting daily summaries."
+UNSUBSCRIBED = N_("This chat no longer gets daily summaries.")
+NOT_SUBSCRIBED = N_("This chat was not getting daily summaries.")
 
 # --- Reports: daily summaries and charts ----------------------------------------------
 
-BUTTON_CHART = "📈 Chart"
-NOTHING_TO_DRAW = "Nothing to draw yet: no message of this chain was sent and no order counted."
+BUTTON_CHART = N_("📈 Chart")
+NOTHING_TO_DRAW = N_("Nothing to draw yet: no message of this chain was sent and no order counted.")
 
 
 def chart_caption(name: str) -> str:
-    return f"📈 <b>{esc(short(name, 60))}</b>: funnel per step, orders per day"
+    return _("📈 <b>{name}</b>: funnel per step, orders per day").format(name=esc(short(name, 60)))
 
 
 def _change(now: int, before: int) -> str:
-    return f" ({now - before:+d})" if now != before else ""
+    if now == before:
+        return ""
+    return f" ({now - before:+d})"
+
+
+# A daily summary's numbers: the count (and its change) goes in `{count}`.
+SENT_COUNT = N_("sent {count}")
+OPENED_COUNT = N_("opened {count}")
+DELIVERED_COUNT = N_("delivered {count}")
+CLICKED_COUNT = N_("clicked {count}")
+BOUNCED_COUNT = N_("bounced {count}")
+SPAM_COUNT = N_("spam {count}")
 
 
 def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
     """A step of a daily summary: yesterday with the change against the day before, then totals."""
-    channel = {"email": "email", "sms": "SMS"}.get(total.channel or "", "message not set")
     if total.channel == "email":
-        reach = [("opened", "opened"), ("clicked", "clicked")]
+        reach = [("opened", OPENED_COUNT), ("clicked", CLICKED_COUNT)]
     else:
-        reach = [("delivered", "delivered"), ("clicked", "clicked")]
-    yesterday = [f"sent {day.sent}{_change(day.sent, before.sent)}"]
+        reach = [("delivered", DELIVERED_COUNT), ("clicked", CLICKED_COUNT)]
+
+    def changed(now: int, earlier: int) -> str:
+        return f"{now}{_change(now, earlier)}"
+
+    yesterday = [_(SENT_COUNT).format(count=changed(day.sent, before.sent))]
     yesterday += [
-        f"{label} {getattr(day, name)}{_change(getattr(day, name), getattr(before, name))}"
+        _(label).format(count=changed(getattr(day, name), getattr(before, name)))
         for name, label in reach
     ]
     yesterday += [
-        f"{label} {count}{_change(count, earlier)}"
+        _(label).format(count=changed(count, earlier))
         for count, earlier, label in (
-            (day.bounced, before.bounced, "bounced"),
-            (day.complained, before.complained, "spam"),
+            (day.bounced, before.bounced, BOUNCED_COUNT),
+            (day.complained, before.complained, SPAM_COUNT),
         )
         if count
     ]
-    yesterday.append(f"🛒 {day.orders}{_change(day.orders, before.orders)} · {day.revenue:.2f}")
-    overall = [f"sent {total.sent}"]
+    yesterday.append(f"🛒 {changed(day.orders, before.orders)} · {amount(day.revenue)}")
+    overall = [_(SENT_COUNT).format(count=total.sent)]
     overall += [
-        f"{label} {getattr(total, name)} ({_percent(getattr(total, name), total.sent)})"
+        _(label).format(count=getattr(total, name))
+        + f" ({_percent(getattr(total, name), total.sent)})"
         for name, label in reach
     ]
-    overall.append(f"🛒 {total.orders} · {total.revenue:.2f} · conv. {total.conversion_rate:.1%}")
+    overall.append(
+        "🛒 "
+        + _("{orders} · {revenue} · conv. {conversion}").format(
+            orders=total.orders,
+            revenue=amount(total.revenue),
+            conversion=percent(total.conversion_rate),
+        )
+    )
     trouble = [
-        f"{label} {count}"
+        _(label).format(count=count)
         for count, label in (
-            (total.failed, "failed"),
-            (total.uncertain, "uncertain"),
-            (total.unsubscribed, "unsub"),
+            (total.failed, N_("failed {count}")),
+            (total.uncertain, N_("uncertain {count}")),
+            (total.unsubscribed, N_("unsub {count}")),
         )
         if count
     ]
@@ -532,11 +703,13 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
             for reason, count in list(total.skipped_by_reason.items())[:3]
         )
         more = ", …" if len(total.skipped_by_reason) > 3 else ""
-        trouble.append(f"skipped {total.skipped} ({reasons}{more})")
+        trouble.append(
+            _("skipped {count} ({reasons})").format(count=total.skipped, reasons=reasons + more)
+        )
     lines = [
-        f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {channel}",
-        "yesterday: " + " · ".join(yesterday),
-        "in total: " + " · ".join(overall),
+        f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {_channel_name(total.channel)}",
+        _("yesterday: {numbers}").format(numbers=" · ".join(yesterday)),
+        _("in total: {numbers}").format(numbers=" · ".join(overall)),
     ]
     if trouble:
         lines.append(" · ".join(trouble))
@@ -544,21 +717,21 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
 
 
 def summary_header(day: date, zone: str) -> str:
-    return (
-        f"📬 <b>Daily summary</b> · {day:%a %d %b} ({esc(zone)})\n"
+    return _(
+        "📬 <b>Daily summary</b> · {day} ({zone})\n"
         "Yesterday, with the change against the day before; totals to the end of yesterday."
-    )
+    ).format(day=short_day(day), zone=esc(zone))
 
 
 def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str]:
     """One chain's part of a daily summary, in as few messages as Telegram's limit allows;
     `header` goes first (the summary's first chain)."""
     total = numbers.total
-    title = f"📊 <b>{esc(short(total.name, 60))}</b> · {STATUS[ChainStatus(total.status)]}"
+    title = f"📊 <b>{esc(short(total.name, 60))}</b> · {status(total.status)}"
     if header:
         title = f"{header}\n\n{title}"
     if not total.steps:
-        return [f"{title}\n\nThe chain has no steps yet."]
+        return [f"{title}\n\n{_(NO_STEPS_YET)}"]
     # By position: a step saved between the three counts shows from the next summary on.
     days = {step.position: step for step in numbers.day.steps}
     befores = {step.position: step for step in numbers.day_before.steps}
@@ -569,147 +742,150 @@ def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str
     ]
     pages = _pages(blocks, LIMIT - len(title) - 30)
     return [
-        f"{title}{page_note(number, len(pages))}\n\n" + "\n\n".join(page)
-        for number, page in enumerate(pages)
+        f"{title}{page_note(index, len(pages))}\n\n" + "\n\n".join(page)
+        for index, page in enumerate(pages)
     ]
 
 
 # --- Admins ------------------------------------------------------------------------
 
-ADMINS_USAGE = (
+ADMINS_USAGE = N_(
     "/admins — the list\n"
     "/admins add &lt;telegram id&gt; admin|viewer [name]\n"
     "/admins remove &lt;telegram id&gt;"
 )
+ROLE_NAMES = {
+    Role.OWNER.value: N_("owner"),
+    Role.ADMIN.value: N_("admin"),
+    Role.VIEWER.value: N_("viewer"),
+}
 
 
 def admin_list(owner_ids: Sequence[int], people: Sequence[tuple[int, str, str | None]]) -> str:
     """Owners (from ADMIN_IDS) and the admins and viewers added in the bot."""
-    lines = [f"<code>{owner}</code> — owner" for owner in owner_ids]
+    lines = [f"<code>{owner}</code> — {_(ROLE_NAMES[Role.OWNER.value])}" for owner in owner_ids]
     for telegram_id, role, name in people:
         named = f" ({esc(short(name, 40))})" if name else ""
-        lines.append(f"<code>{telegram_id}</code> — {role}{named}")
-    lines = ["👤 <b>Who may use the bot</b>", "", *fit(lines)]
-    return "\n".join([*lines, "", ADMINS_USAGE])
+        lines.append(f"<code>{telegram_id}</code> — {_(ROLE_NAMES.get(role, role))}{named}")
+    lines = [_("👤 <b>Who may use the bot</b>"), "", *fit(lines)]
+    return "\n".join([*lines, "", _(ADMINS_USAGE)])
 
 
 def admin_added(telegram_id: int, role: Role) -> str:
-    return f"✅ <code>{telegram_id}</code> is now {role.value}."
+    if role is Role.ADMIN:
+        return _("✅ <code>{id}</code> is now admin.").format(id=telegram_id)
+    return _("✅ <code>{id}</code> is now viewer.").format(id=telegram_id)
 
 
 def admin_removed(telegram_id: int) -> str:
-    return f"✅ <code>{telegram_id}</code> may no longer use the bot."
+    return _("✅ <code>{id}</code> may no longer use the bot.").format(id=telegram_id)
 
 
 def admin_unknown(telegram_id: int) -> str:
-    return f"<code>{telegram_id}</code> was neither an admin nor a viewer."
+    return _("<code>{id}</code> was neither an admin nor a viewer.").format(id=telegram_id)
 
 
-OWNER_FROM_SETTINGS = "Owners are set with ADMIN_IDS on the server, not here."
+OWNER_FROM_SETTINGS = N_("Owners are set with ADMIN_IDS on the server, not here.")
 
 
 # --- The chain editor (handlers/chain_editor.py) ------------------------------------
 
-BUTTON_NEW_CHAIN = "➕ New chain"
-BUTTON_EDIT = "✏️ Edit"
-BUTTON_COPY = "📄 Copy"
-BUTTON_ADD_STEP = "➕ Add step"
-BUTTON_ACTIVATE = "🚀 Activate"
-BUTTON_CONFIRM_ACTIVATE = "✅ Activate now"
-BUTTON_RENAME = "✏️ Rename"
-BUTTON_RENAME_STEP = "✏️ Rename step"
-BUTTON_CLOSE = "✖ Close"
-BUTTON_MAP = "🗺 Map"
-BUTTON_PREVIOUS_STEP = "◀ Step"
-BUTTON_NEXT_STEP = "Step ▶"
-BUTTON_SAVE = "💾 Save"
-BUTTON_DISCARD = "🗑 Discard"
-BUTTON_KEEP_EDITING = "✏️ Keep editing"
-BUTTON_CONFIRM_SAVE = "✅ Save"
-BUTTON_STOP_STEP = "⏹ Stop step"
-BUTTON_REMOVE_STEP = "🗑 Remove step"
-BUTTON_EMAIL = "✉️ Email"
-BUTTON_SMS = "📱 SMS"
-BUTTON_TYPE_SUBJECT = "✏️ Subject"
-BUTTON_TYPE_TEXT = "✏️ Text"
+BUTTON_NEW_CHAIN = N_("➕ New chain")
+BUTTON_EDIT = N_("✏️ Edit")
+BUTTON_COPY = N_("📄 Copy")
+BUTTON_ADD_STEP = N_("➕ Add step")
+BUTTON_ACTIVATE = N_("🚀 Activate")
+BUTTON_CONFIRM_ACTIVATE = N_("✅ Activate now")
+BUTTON_RENAME = N_("✏️ Rename")
+BUTTON_RENAME_STEP = N_("✏️ Rename step")
+BUTTON_CLOSE = N_("✖ Close")
+BUTTON_MAP = N_("🗺 Map")
+BUTTON_PREVIOUS_STEP = N_("◀ Step")
+BUTTON_NEXT_STEP = N_("Step ▶")
+BUTTON_SAVE = N_("💾 Save")
+BUTTON_DISCARD = N_("🗑 Discard")
+BUTTON_KEEP_EDITING = N_("✏️ Keep editing")
+BUTTON_CONFIRM_SAVE = N_("✅ Save")
+BUTTON_STOP_STEP = N_("⏹ Stop step")
+BUTTON_REMOVE_STEP = N_("🗑 Remove step")
+BUTTON_EMAIL = N_("✉️ Email")
+BUTTON_SMS = N_("📱 SMS")
+BUTTON_TYPE_SUBJECT = N_("✏️ Subject")
+BUTTON_TYPE_TEXT = N_("✏️ Text")
 BUTTON_TYPE_HTML = "✏️ HTML"
-BUTTON_NO_HTML = "🗑 No HTML"
-BUTTON_ONLY_IF = "Only if…"
-BUTTON_OTHER_DAY = "◀ Other day"
-BUTTON_OTHER_HOUR = "◀ Other hour"
-BUTTON_OTHER_WINDOW = "✏️ Other window"
-BUTTON_MIN_AMOUNT = "✏️ Minimum amount"
-BUTTON_PREVIEW = "👁 Preview"
-BUTTON_TEST_SEND = "🧪 Send test to me"
+BUTTON_NO_HTML = N_("🗑 No HTML")
+BUTTON_ONLY_IF = N_("Only if…")
+BUTTON_OTHER_DAY = N_("◀ Other day")
+BUTTON_OTHER_HOUR = N_("◀ Other hour")
+BUTTON_OTHER_WINDOW = N_("✏️ Other window")
+BUTTON_MIN_AMOUNT = N_("✏️ Minimum amount")
+BUTTON_PREVIEW = N_("👁 Preview")
+BUTTON_TEST_SEND = N_("🧪 Send test to me")
 NO_DAY = "·"
-WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
-MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-# Typed moments: `tomorrow 10:00` (handlers/when.py); translations add their own words.
+# Typed moments: `tomorrow 10:00` (handlers/when.py), in either language whatever the
+# bot speaks.
 DAY_WORDS = {"today": 0, "tomorrow": 1, "сегодня": 0, "завтра": 1}
 
 BLOCK_TITLES = {
-    BlockKind.AUDIENCE: "👥 Who",
-    BlockKind.ACTION: "✉️ Message",
-    BlockKind.SCHEDULE: "⏰ When",
-    BlockKind.CONVERSION: "🎯 Goal",
+    BlockKind.AUDIENCE: N_("👥 Who"),
+    BlockKind.ACTION: N_("✉️ Message"),
+    BlockKind.SCHEDULE: N_("⏰ When"),
+    BlockKind.CONVERSION: N_("🎯 Goal"),
 }
 TERM_LABELS = {
-    Term.OPENED: "opened",
-    Term.NOT_OPENED: "not opened",
-    Term.CLICKED: "clicked",
-    Term.NOT_CLICKED: "not clicked",
-    Term.DELIVERED: "delivered",
-    Term.NOT_DELIVERED: "not delivered",
-    Term.UNSUBSCRIBED_EMAIL: "unsubscribed email",
-    Term.UNSUBSCRIBED_SMS: "unsubscribed SMS",
-    Term.ORDERED: "ordered",
-    Term.NOT_ORDERED: "not ordered",
+    Term.OPENED: N_("opened"),
+    Term.NOT_OPENED: N_("not opened"),
+    Term.CLICKED: N_("clicked"),
+    Term.NOT_CLICKED: N_("not clicked"),
+    Term.DELIVERED: N_("delivered"),
+    Term.NOT_DELIVERED: N_("not delivered"),
+    Term.UNSUBSCRIBED_EMAIL: N_("unsubscribed email"),
+    Term.UNSUBSCRIBED_SMS: N_("unsubscribed SMS"),
+    Term.ORDERED: N_("ordered"),
+    Term.NOT_ORDERED: N_("not ordered"),
 }
-SEND_LABELS = {"now": "Now", "after": "After…", "at": "At…"}
+SEND_LABELS = {"now": N_("Now"), "after": N_("After…"), "at": N_("At…")}
 # What the fields of a block are called on screen, for the problems Save lists.
 FIELD_NAMES = {
-    "segments": "segments",
-    "who": "who",
-    "terms": "terms",
-    "match": "match",
-    "channel": "channel",
-    "subject": "subject",
-    "text": "text",
+    "segments": N_("segments"),
+    "who": N_("who"),
+    "terms": N_("terms"),
+    "match": N_("match"),
+    "channel": N_("channel"),
+    "subject": N_("subject"),
+    "text": N_("text"),
     "html": "HTML",
-    "send": "when",
-    "after": "delay",
-    "at": "moment",
-    "wait_days": "wait",
-    "window_days": "window",
-    "min_amount": "minimum amount",
-    "goal": "goal",
+    "send": N_("when"),
+    "after": N_("delay"),
+    "at": N_("moment"),
+    "wait_days": N_("wait"),
+    "window_days": N_("window"),
+    "min_amount": N_("minimum amount"),
+    "goal": N_("goal"),
 }
 
-ASK_CHAIN_NAME = "➕ <b>New chain</b>\nWhat is it called? Send the name (or /cancel)."
-ASK_NEW_NAME = "Send the new name (or /cancel)."
-EDITOR_CLOSED = "Editor closed. /start shows the menu."
-DISCARDED_TOAST = "Changes discarded"
-STEP_ADDED_TOAST = "Step added"
-RENAMED_TOAST = "Renamed"
-COPIED_TOAST = "Copied: this is the new chain"
-ACTIVATED_TOAST = "Activated"
-STOPPED_TOAST = "Step stopped"
-REMOVED_TOAST = "Step removed"
+ASK_CHAIN_NAME = N_("➕ <b>New chain</b>\nWhat is it called? Send the name (or /cancel).")
+ASK_NEW_NAME = N_("Send the new name (or /cancel).")
+EDITOR_CLOSED = N_("Editor closed. /start shows the menu.")
+DISCARDED_TOAST = N_("Changes discarded")
+STEP_ADDED_TOAST = N_("Step added")
+RENAMED_TOAST = N_("Renamed")
+COPIED_TOAST = N_("Copied: this is the new chain")
+ACTIVATED_TOAST = N_("Activated")
+STOPPED_TOAST = N_("Step stopped")
+REMOVED_TOAST = N_("Step removed")
 STOPPED_MARK = "⏹"
-STOPPED_STEP = "⏹ stopped: its blocks are shown as they were and can no longer change."
+STOPPED_STEP = N_("⏹ stopped: its blocks are shown as they were and can no longer change.")
 # Under the SMS text in the composer: the line every SMS ends with, counted in its parts.
-SMS_OPT_OUT_LINE = "➕ then «{line}» (SMS_OPT_OUT_TEXT), counted below"
-PICK_A_DAY = "Pick a day first."
-NOT_HTML = "Please send the HTML as a .html file (up to 20 MB), or type it."
-HTML_NOT_UTF8 = "That file is not UTF-8 text; please save it as UTF-8 and send it again."
-NO_SUCH_DATE = "there is no such day"
-YEAR_OUT_OF_RANGE = "the year must be between {first} and {last}"
-NO_SUCH_TIME = "the time must be between 00:00 and 23:59"
-MOMENT_FORMS = "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00"
-NO_SEGMENTS_TO_PICK = (
+SMS_OPT_OUT_LINE = N_("➕ then «{line}» (SMS_OPT_OUT_TEXT), counted below")
+PICK_A_DAY = N_("Pick a day first.")
+NOT_HTML = N_("Please send the HTML as a .html file (up to 20 MB), or type it.")
+HTML_NOT_UTF8 = N_("That file is not UTF-8 text; please save it as UTF-8 and send it again.")
+NO_SUCH_DATE = N_("there is no such day")
+YEAR_OUT_OF_RANGE = N_("the year must be between {first} and {last}")
+NO_SUCH_TIME = N_("the time must be between 00:00 and 23:59")
+MOMENT_FORMS = N_("try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00")
+NO_SEGMENTS_TO_PICK = N_(
     "There are no segments yet. Add one on the server: "
     "<code>chainmail segments add NAME --tags a,b</code>"
 )
@@ -740,45 +916,55 @@ def checkbox(label: str, checked: bool) -> str:
 
 
 def everyone_from(position: int) -> str:
-    return f"Everyone from step {position}"
+    return _("Everyone from step {position}").format(position=position)
 
 
 def match_button(match: str) -> str:
-    return "Match: all of them" if match == "all" else "Match: any of them"
+    return _("Match: all of them") if match == "all" else _("Match: any of them")
 
 
 def wait_button(days: int) -> str:
-    return f"⏳ Wait up to {plural(days, 'day')}"
+    return ngettext("⏳ Wait up to {count} day", "⏳ Wait up to {count} days", days).format(
+        count=days
+    )
 
 
 def days_short(days: int) -> str:
-    return f"{days}d"
+    return _("{count}d").format(count=days)
 
 
 def month_title(year: int, month: int) -> str:
-    return f"{MONTHS[month - 1]} {year}"
+    return f"{month_name(month)} {year}"
 
 
 def back_to_step(position: int) -> str:
-    return f"◀ Step {position}"
+    return _("◀ Step {position}").format(position=position)
 
 
 def default_step_name(position: int) -> str:
-    return "Main mailing" if position == 1 else f"Step {position}"
+    if position == 1:
+        return _("Main mailing")
+    return _("Step {position}").format(position=position)
+
+
+def block_title(kind: BlockKind | str) -> str:
+    return _(BLOCK_TITLES[BlockKind(kind)])
 
 
 def block_button(kind: str, saved: bool) -> str:
-    return f"{BLOCK_TITLES[BlockKind(kind)]} {'✓' if saved else '…'}"
+    return f"{block_title(kind)} {'✓' if saved else '…'}"
 
 
 def enrollment_button(enrollment: Enrollment) -> str:
-    return "Enrollment: once" if enrollment is Enrollment.ONCE else "Enrollment: continuous"
+    if enrollment is Enrollment.ONCE:
+        return _("Enrollment: once")
+    return _("Enrollment: continuous")
 
 
 def enrollment_toast(enrollment: Enrollment) -> str:
     if enrollment is Enrollment.ONCE:
-        return "The audience is taken once, at activation"
-    return "Customers who join the segments later enter too"
+        return _("The audience is taken once, at activation")
+    return _("Customers who join the segments later enter too")
 
 
 def _channel(step: StepView) -> str:
@@ -793,7 +979,7 @@ def minimap_label(step: StepView, unsaved: bool) -> str:
     if isinstance(step.audience, TermsAudience):
         who = terms_short(step.audience)
     elif isinstance(step.audience, PreviousStepAudience):
-        who = "all"
+        who = _("all")
     elif isinstance(step.audience, SegmentsAudience):
         who = ", ".join(step.audience.segments)
     else:
@@ -809,45 +995,59 @@ def minimap_label(step: StepView, unsaved: bool) -> str:
 
 def _schedule_short(schedule: Schedule | None) -> str:
     if schedule is None:
-        return "not set"
+        return _("not set")
     if schedule.send is Send.AFTER and schedule.after is not None:
-        return f"after {format_duration(schedule.after)}"
+        return _("after {delay}").format(delay=format_duration(schedule.after))
     if schedule.send is Send.AT and schedule.at is not None:
-        return f"at {format_moment(schedule.at)}, each customer's local time"
-    return "now"
+        return _("at {moment}, each customer's local time").format(
+            moment=format_moment(schedule.at)
+        )
+    return _("now")
 
 
 def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
     if action is None:
-        return "not set"
+        return _("not set")
     if isinstance(action, EmailAction):
-        html = " + HTML" if action.html else ""
-        return f"email «{esc(short(action.subject, 40))}»{html}"
+        subject = esc(short(action.subject, 40))
+        if action.html:
+            return _("email «{subject}» + HTML").format(subject=subject)
+        return _("email «{subject}»").format(subject=subject)
     count = sms_parts(sms_as_sent(action.text, sms_frame))
-    return f"SMS, {plural(count.parts, 'part')}: «{esc(short(action.text, 40))}»"
+    return ngettext(
+        "SMS, {count} part: «{text}»", "SMS, {count} parts: «{text}»", count.parts
+    ).format(count=count.parts, text=esc(short(action.text, 40)))
 
 
 def _conversion_short(conversion: Conversion | None) -> str:
     if conversion is None:
-        return "not set"
-    amount = f", from {conversion.min_amount}" if conversion.min_amount else ""
-    return f"an order within {plural(conversion.window_days, 'day')}{amount}"
+        return _("not set")
+    window = days_count(conversion.window_days)
+    if conversion.min_amount:
+        return _("an order within {window}, from {amount}").format(
+            window=window, amount=conversion.min_amount
+        )
+    return _("an order within {window}").format(window=window)
 
 
 def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
     lines = [
         f"🗺 <b>{esc(short(chain.name, 100))}</b> (#{chain.id})",
-        f"{STATUS[chain.status]} · {plural(len(chain.steps), 'step')} · "
+        f"{status(chain.status)} · {steps_count(len(chain.steps))} · "
         f"{enrollment_button(chain.enrollment).lower()}",
     ]
     if not chain.steps:
-        lines.append("No steps yet: ➕ Add step.")
+        lines.append(_("No steps yet: ➕ Add step."))
     elif unsaved_step is not None:
-        lines.append(f"● Step {unsaved_step} has unsaved changes.")
+        lines.append(_("● Step {position} has unsaved changes.").format(position=unsaved_step))
     incomplete = [step.position for step in chain.steps if step.missing]
     if incomplete:
-        lines.append("⚠ Not complete yet: step " + ", ".join(map(str, incomplete)) + ".")
-    lines.append("Tap a step to edit it.")
+        lines.append(
+            _("⚠ Not complete yet: step {positions}.").format(
+                positions=", ".join(map(str, incomplete))
+            )
+        )
+    lines.append(_("Tap a step to edit it."))
     return "\n".join(lines)
 
 
@@ -867,24 +1067,28 @@ def editor_step(
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
         (BlockKind.CONVERSION, _conversion_short(step.conversion)),
     ]
-    version = f" · version {step.version}" if step.version > 1 else ""
+    version = _(" · version {version}").format(version=step.version) if step.version > 1 else ""
     lines = [
-        f"<b>Step {step.position} of {len(chain.steps)} · {esc(short(step.name, 60))}</b>",
-        f"in {esc(short(chain.name, 60))} ({STATUS[chain.status]}){version}",
+        _("<b>Step {position} of {count} · {name}</b>").format(
+            position=step.position, count=len(chain.steps), name=esc(short(step.name, 60))
+        ),
+        _("in {chain} ({status}){version}").format(
+            chain=esc(short(chain.name, 60)), status=status(chain.status), version=version
+        ),
     ]
     if step.stopped:
-        lines.append(STOPPED_STEP)
+        lines.append(_(STOPPED_STEP))
     lines.append("")
     for kind, summary in rows:
         mark = " ●" if kind is unsaved_kind else ""
-        lines.append(f"{BLOCK_TITLES[kind]}: {summary}{mark}")
+        lines.append(f"{block_title(kind)}: {summary}{mark}")
     if note:
         lines += ["", f"✅ {esc(note)}"]
     return "\n".join(lines)
 
 
 # Without HTML of its own, an email gets one made from its text (channels/text_html.py).
-HTML_FROM_TEXT = (
+HTML_FROM_TEXT = N_(
     "HTML: none of your own; one is made from the text, so opens and clicks are counted."
 )
 
@@ -895,161 +1099,220 @@ def _draft_lines(view: BlockScreen) -> list[str]:
         case BlockKind.AUDIENCE:
             if view.step.position == 1:
                 chosen = draft.get("segments") or []
-                shown = ", ".join(esc(name) for name in chosen) if chosen else "none yet"
-                return [f"Segments: {shown}", "Tap segments to choose one or more."]
+                shown = ", ".join(esc(name) for name in chosen) if chosen else _("none yet")
+                return [
+                    _("Segments: {segments}").format(segments=shown),
+                    _("Tap segments to choose one or more."),
+                ]
             if draft.get("who") != "terms":
-                return [f"Everyone the previous step (step {view.step.position - 1}) reached."]
+                return [
+                    _("Everyone the previous step (step {position}) reached.").format(
+                        position=view.step.position - 1
+                    )
+                ]
             known = Term._value2member_map_
-            terms = [TERM_LABELS[Term(t)] for t in draft.get("terms") or [] if t in known]
-            joiner = " and " if draft.get("match") == "all" else " or "
+            terms = [_(TERM_LABELS[Term(t)]) for t in draft.get("terms") or [] if t in known]
+            joined = _terms_joined(terms, draft.get("match", "any")) if terms else None
             return [
-                "Only customers who, since the previous step's message, "
-                + (joiner.join(terms) if terms else "… (tap the terms)"),
+                _("Only customers who, since the previous step's message, {terms}").format(
+                    terms=joined or _("… (tap the terms)")
+                ),
             ]
         case BlockKind.ACTION:
             if draft.get("channel") == "sms":
                 text = draft.get("text")
                 if not text:
-                    return ["📱 SMS text: not written yet"]
+                    return [_("📱 SMS text: not written yet")]
                 count = sms_parts(sms_as_sent(text, view.sms_frame))
                 opt_out = (
-                    [SMS_OPT_OUT_LINE.format(line=esc(view.sms_frame.shown_opt_out))]
+                    [_(SMS_OPT_OUT_LINE).format(line=esc(view.sms_frame.shown_opt_out))]
                     if view.sms_frame.shown_opt_out
                     else []
                 )
                 return [
-                    f"📱 SMS: «{esc(short(text, 600))}»",
+                    _("📱 SMS: «{text}»").format(text=esc(short(text, 600))),
                     *opt_out,
-                    f"📏 {count.characters} characters · {count.parts} SMS ({count.encoding})",
+                    f"📏 {characters_count(count.characters)} · {sms_count(count.parts)}"
+                    f" ({count.encoding})",
                 ]
             html = draft.get("html")
+            subject = esc(short(draft["subject"], 200)) if draft.get("subject") else "—"
+            body = esc(short(draft["text"], 800)) if draft.get("text") else "—"
+            if html and html.strip():
+                html_line = _("HTML: {count} characters").format(count=len(html))
+            else:
+                html_line = _(HTML_FROM_TEXT)
             return [
-                f"Subject: {esc(short(draft['subject'], 200)) if draft.get('subject') else '—'}",
-                f"Text: {esc(short(draft['text'], 800)) if draft.get('text') else '—'}",
-                f"HTML: {len(html)} characters" if html and html.strip() else HTML_FROM_TEXT,
-                "Placeholders like {{ first_name }} are filled in per customer.",
+                _("Subject: {subject}").format(subject=subject),
+                _("Text: {text}").format(text=body),
+                html_line,
+                _("Placeholders like {example} are filled in per customer.").format(
+                    example="{{ first_name }}"
+                ),
             ]
         case BlockKind.SCHEDULE:
             send = draft.get("send")
             if send == "after":
                 after = draft.get("after")
-                lines = [f"After {after}" if after else "After… (tap or type a delay: 90m, 2d)"]
+                lines = [
+                    _("After {delay}").format(delay=after)
+                    if after
+                    else _("After… (tap or type a delay: 90m, 2d)")
+                ]
             elif send == "at":
                 at = draft.get("at")
-                lines = [f"At {at}, in each customer's own time zone" if at else "At… (pick a day)"]
+                lines = [
+                    _("At {moment}, in each customer's own time zone").format(moment=at)
+                    if at
+                    else _("At… (pick a day)")
+                ]
             elif view.step.position > 1:
-                lines = ["Now: right after the previous step"]
+                lines = [_("Now: right after the previous step")]
             else:
-                lines = ["Now: at activation"]
+                lines = [_("Now: at activation")]
             if view.step.position > 1 and view.terms_audience:
-                wait = plural(draft.get("wait_days", 30), "day")
-                lines.append(f"Terms are awaited at most {wait}.")
+                wait = days_count(draft.get("wait_days", 30))
+                lines.append(_("Terms are awaited at most {wait}.").format(wait=wait))
             return lines
         case BlockKind.CONVERSION:
-            amount = draft.get("min_amount") or 0
-            window = plural(draft.get("window_days", 7), "day")
-            lines = [f"Goal: an order within {window} of the message"]
-            lines.append(f"Minimum amount: {amount}" if amount else "Any amount counts")
+            min_amount = draft.get("min_amount") or 0
+            window = days_count(draft.get("window_days", 7))
+            lines = [_("Goal: an order within {window} of the message").format(window=window)]
+            lines.append(
+                _("Minimum amount: {amount}").format(amount=min_amount)
+                if min_amount
+                else _("Any amount counts")
+            )
             return lines
 
 
 WAITING_FOR = {
-    "subject": "✏️ Send the subject.",
-    "text": "✏️ Send the text.",
-    "html": "✏️ Send the HTML as text or as a .html file.",
-    "sms": "✏️ Send the SMS text.",
-    "after": "✏️ Or type a delay: 90m, 3h, 2d.",
-    "at": "✏️ Or type a moment: 2026-12-01 10:00, 01.12 10:00, tomorrow 10:00.",
-    "wait": "✏️ Send the number of days to wait for the terms.",
-    "window": "✏️ Send the conversion window in days.",
-    "amount": "✏️ Send the minimum order amount (0 for any).",
+    "subject": N_("✏️ Send the subject."),
+    "text": N_("✏️ Send the text."),
+    "html": N_("✏️ Send the HTML as text or as a .html file."),
+    "sms": N_("✏️ Send the SMS text."),
+    "after": N_("✏️ Or type a delay: 90m, 3h, 2d."),
+    "at": N_("✏️ Or type a moment: 2026-12-01 10:00, 01.12 10:00, tomorrow 10:00."),
+    "wait": N_("✏️ Send the number of days to wait for the terms."),
+    "window": N_("✏️ Send the conversion window in days."),
+    "amount": N_("✏️ Send the minimum order amount (0 for any)."),
 }
 
 
 def editor_block(view: BlockScreen) -> str:
-    status = " ● unsaved" if view.unsaved else ""
+    unsaved = _(" ● unsaved") if view.unsaved else ""
     lines = [
-        f"<b>{BLOCK_TITLES[view.kind]}</b> · step {view.step.position} · "
-        f"{esc(short(view.step.name, 60))}{status}",
-        *([STOPPED_STEP] if view.step.stopped else []),
+        _("<b>{block}</b> · step {position} · {name}{unsaved}").format(
+            block=block_title(view.kind),
+            position=view.step.position,
+            name=esc(short(view.step.name, 60)),
+            unsaved=unsaved,
+        ),
+        *([_(STOPPED_STEP)] if view.step.stopped else []),
         "",
         *_draft_lines(view),
     ]
     if view.problems:
-        lines += ["", "⚠️ <b>Not saved:</b>"]
+        lines += ["", _("⚠️ <b>Not saved:</b>")]
         lines += [f"• {esc(problem_text(problem))}" for problem in view.problems[:20]]
     if view.note:
         lines += ["", f"⚠️ {esc(view.note)}"]
     if view.waiting_for in WAITING_FOR:
-        lines += ["", WAITING_FOR[view.waiting_for]]
+        lines += ["", _(WAITING_FOR[view.waiting_for])]
     return "\n".join(fit(lines, LIMIT - 100))
 
 
 def problem_text(problem: Problem) -> str:
-    field = FIELD_NAMES.get(problem.path.split("[")[0].split(".")[0], problem.path)
-    return f"{field}: {problem.message}" if problem.path else problem.message
+    field = problem.path.split("[")[0].split(".")[0]
+    name = _(FIELD_NAMES[field]) if field in FIELD_NAMES else problem.path
+    return f"{name}: {problem.message}" if problem.path else problem.message
 
 
 def leave_question(step: StepView, kind: BlockKind) -> str:
-    return (
-        f"You have unsaved changes in step {step.position} ({esc(short(step.name, 40))}), "
-        f"{BLOCK_TITLES[kind]}.\nSave them, discard them, or keep editing?"
-    )
+    return _(
+        "You have unsaved changes in step {position} ({name}), {block}.\n"
+        "Save them, discard them, or keep editing?"
+    ).format(position=step.position, name=esc(short(step.name, 40)), block=block_title(kind))
 
 
 def carry_on(command: str) -> str:
-    return f"Done. Now send {esc(command)} again."
+    return _("Done. Now send {command} again.").format(command=esc(command))
 
 
 def saved_toast(warnings: Sequence[Problem], version: int | None = None) -> str:
     """`version`: the one a live step's save made (None: the step changed in place)."""
-    saved = "Saved" if version is None else f"Saved as version {version}"
+    if version is None:
+        saved = _("Saved")
+    else:
+        saved = _("Saved as version {version}").format(version=version)
     if not warnings:
         return saved
-    return f"{saved}. Note: " + "; ".join(problem_text(w) for w in warnings)[:160]
+    notes = "; ".join(problem_text(w) for w in warnings)[:160]
+    return _("{saved}. Note: {notes}").format(saved=saved, notes=notes)
 
 
 def save_impact(kind: BlockKind, position: int, name: str, version: int, impact: str) -> str:
     """Save on a live step, asked first: `impact` is what it does, in the services' words."""
-    return (
-        f"💾 <b>Save {BLOCK_TITLES[kind]} of step {position} ({esc(short(name, 40))})?</b>\n"
-        f"This step has messages already, so saving makes version {version}:\n\n"
-        f"{esc(impact)}"
+    return _(
+        "💾 <b>Save {block} of step {position} ({name})?</b>\n"
+        "This step has messages already, so saving makes version {version}:\n\n"
+        "{impact}"
+    ).format(
+        block=block_title(kind),
+        position=position,
+        name=esc(short(name, 40)),
+        version=version,
+        impact=esc(impact),
     )
 
 
 def stop_question(position: int, name: str, waiting: int, sent: int) -> str:
     """Stop step, asked first: `waiting` planned messages are skipped, `sent` stay sent."""
     lines = [
-        f"⏹ <b>Stop step {position} ({esc(short(name, 40))})?</b>",
-        f"{waiting:,} waiting {'message' if waiting == 1 else 'messages'} will be skipped"
-        ' ("step stopped"), and nobody moves on to the steps after it.',
-        f"The {sent:,} already sent stay sent." if sent else "Nothing was sent yet.",
-        "A stopped step stays stopped: to send again, add a step or copy the chain.",
+        _("⏹ <b>Stop step {position} ({name})?</b>").format(
+            position=position, name=esc(short(name, 40))
+        ),
+        ngettext(
+            '{count} waiting message will be skipped ("step stopped"), and nobody moves on'
+            " to the steps after it.",
+            '{count} waiting messages will be skipped ("step stopped"), and nobody moves on'
+            " to the steps after it.",
+            waiting,
+        ).format(count=number(waiting)),
+        _("The {count} already sent stay sent.").format(count=number(sent))
+        if sent
+        else _("Nothing was sent yet."),
+        _("A stopped step stays stopped: to send again, add a step or copy the chain."),
     ]
     return "\n".join(lines)
 
 
 def remove_question(chain: ChainView, step: StepView) -> str:
     lines = [
-        f"🗑 <b>Remove step {step.position} ({esc(short(step.name, 40))})?</b>",
-        "No message has come of it yet.",
+        _("🗑 <b>Remove step {position} ({name})?</b>").format(
+            position=step.position, name=esc(short(step.name, 40))
+        ),
+        _("No message has come of it yet."),
     ]
     if step.position < len(chain.steps):
-        lines.append("The steps after it move up one.")
+        lines.append(_("The steps after it move up one."))
     return "\n".join(lines)
 
 
 def ask_step_name(chain: ChainView, position: int) -> str:
-    which = "the main step (step 1)" if position == 1 else f"step {position}"
-    return (
-        f"<b>{esc(short(chain.name, 60))}</b>\nWhat is {which} called? "
-        "Send a name, or tap the suggestion."
-    )
+    name = esc(short(chain.name, 60))
+    if position == 1:
+        question = _("What is the main step (step 1) called?")
+    else:
+        question = _("What is step {position} called?").format(position=position)
+    return f"<b>{name}</b>\n{question} " + _("Send a name, or tap the suggestion.")
 
 
 def moment_passed(moment: datetime, timezone: str) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} has already passed ({timezone}); pick a later moment."
+    # As typed (2026-12-01 10:00): the form every language's managers type.
+    return _("{moment} has already passed ({zone}); pick a later moment.").format(
+        moment=f"{moment:%Y-%m-%d %H:%M}", zone=timezone
+    )
 
 
 def not_understood(text: str, reason: str) -> str:
@@ -1057,47 +1320,67 @@ def not_understood(text: str, reason: str) -> str:
 
 
 def not_days(text: str, limit: int) -> str:
-    return f"«{short(text, 40)}» is not a number of days from 1 to {limit}."
+    return _("«{text}» is not a number of days from 1 to {limit}.").format(
+        text=short(text, 40), limit=limit
+    )
 
 
 def not_amount(text: str) -> str:
-    return f"«{short(text, 40)}» is not an amount; send a number like 1500 or 999.90."
+    return _("«{text}» is not an amount; send a number like 1500 or 999.90.").format(
+        text=short(text, 40)
+    )
 
 
 def cannot_activate(chain: ChainView, incomplete: Sequence[StepView]) -> str:
+    name = esc(short(chain.name))
     if chain.status is not ChainStatus.DRAFT:
-        return f"<b>{esc(short(chain.name))}</b> is {chain.status}; only a draft can be activated."
+        return _("<b>{name}</b> is {status}; only a draft can be activated.").format(
+            name=name, status=status(chain.status)
+        )
     if not chain.steps:
-        return f"<b>{esc(short(chain.name))}</b> has no steps yet: add the main step first."
-    lines = [f"<b>{esc(short(chain.name))}</b> is not complete yet:"]
+        return _("<b>{name}</b> has no steps yet: add the main step first.").format(name=name)
+    lines = [_("<b>{name}</b> is not complete yet:").format(name=name)]
     for step in incomplete:
-        missing = ", ".join(BLOCK_TITLES[kind] for kind in step.missing)
-        lines.append(f"• step {step.position} ({esc(short(step.name, 40))}): {missing}")
+        missing = ", ".join(block_title(kind) for kind in step.missing)
+        lines.append(
+            _("• step {position} ({name}): {missing}").format(
+                position=step.position, name=esc(short(step.name, 40)), missing=missing
+            )
+        )
     return "\n".join(lines)
 
 
 def _reasons(counts: dict[str, int]) -> list[str]:
-    return [f"  · {esc(reason or 'other')}: {count}" for reason, count in counts.items()]
+    return [f"  · {esc(reason or _('other'))}: {count}" for reason, count in counts.items()]
 
 
 def forecast(chain: ChainView, found: Forecast) -> str:
-    channel = "email" if found.channel == "email" else "SMS"
     lines = [
-        f"🚀 <b>Activate {esc(short(chain.name))}?</b>",
+        _("🚀 <b>Activate {name}?</b>").format(name=esc(short(chain.name))),
         "",
-        f"Main step ({channel}): {found.audience} customers in its segments.",
-        f"✅ {found.reachable} would get it now.",
+        ngettext(
+            "Main step ({channel}): {count} customer in its segments.",
+            "Main step ({channel}): {count} customers in its segments.",
+            found.audience,
+        ).format(channel=_channel_name(found.channel), count=found.audience),
+        _("✅ {count} would get it now.").format(count=found.reachable),
     ]
     if found.skipped:
-        lines.append(f"⏭ {sum(found.skipped.values())} would be skipped:")
+        lines.append(
+            _("⏭ {count} would be skipped:").format(count=number(sum(found.skipped.values())))
+        )
         lines += _reasons(found.skipped)
     if found.later_channels:
-        later = ", ".join("email" if c == "email" else "SMS" for c in found.later_channels)
-        lines.append(f"Later steps ({later}): decided per customer as the chain runs.")
+        later = ", ".join(_channel_name(channel) for channel in found.later_channels)
+        lines.append(
+            _("Later steps ({channels}): decided per customer as the chain runs.").format(
+                channels=later
+            )
+        )
     if found.enrollment is Enrollment.CONTINUOUS:
-        lines.append("Customers who join the segments later enter the chain too.")
+        lines.append(_("Customers who join the segments later enter the chain too."))
     if not found.audience and found.enrollment is Enrollment.ONCE:
-        lines += ["", "Nobody is in the segments yet, so there is nothing to send."]
+        lines += ["", _("Nobody is in the segments yet, so there is nothing to send.")]
     return "\n".join(fit(lines))
 
 
@@ -1105,58 +1388,83 @@ def outbox_notice(channels: Iterable[str], outbox_dir: str) -> str:
     """SPEC §4: with no SMTP server or SMS gateway configured, the bot says where messages go."""
     lines = []
     if "email" in channels:
-        lines.append(f"📂 No SMTP server is set up: emails are written to {esc(outbox_dir)}.")
+        lines.append(
+            _("📂 No SMTP server is set up: emails are written to {path}.").format(
+                path=esc(outbox_dir)
+            )
+        )
     if "sms" in channels:
-        where = esc(f"{outbox_dir}/sms.jsonl")
-        lines.append(f"📂 No SMS gateway is set up: SMS are written to {where}.")
+        lines.append(
+            _("📂 No SMS gateway is set up: SMS are written to {path}.").format(
+                path=esc(f"{outbox_dir}/sms.jsonl")
+            )
+        )
     return "".join("\n" + line for line in lines)
 
 
 def activated(chain: ChainView, enrolled: int) -> str:
-    return f"🚀 <b>{esc(short(chain.name))}</b> is active: {plural(enrolled, 'customer')} enrolled."
+    return ngettext(
+        "🚀 <b>{name}</b> is active: {count} customer enrolled.",
+        "🚀 <b>{name}</b> is active: {count} customers enrolled.",
+        enrolled,
+    ).format(name=esc(short(chain.name)), count=enrolled)
 
 
 def wave_progress(
     chain_name: str, step_name: str, progress: WaveProgress, finished: bool, *, paused: bool
 ) -> str:
-    head = "✅ Wave finished" if finished else ("⏸ Paused" if paused else "📤 Sending")
+    if finished:
+        head = _("✅ Wave finished")
+    else:
+        head = _("⏸ Paused") if paused else _("📤 Sending")
     lines = [
         f"{head}: <b>{esc(short(chain_name))}</b>, {esc(short(step_name, 40))}",
-        f"{progress.done}/{progress.total} done · sent {progress.sent} · failed {progress.failed}",
+        _("{done}/{total} done · sent {sent} · failed {failed}").format(
+            done=progress.done,
+            total=progress.total,
+            sent=progress.sent,
+            failed=progress.failed,
+        ),
     ]
     if progress.uncertain:
-        lines.append(f"uncertain (maybe sent, not resent): {progress.uncertain}")
+        lines.append(
+            _("uncertain (maybe sent, not resent): {count}").format(count=progress.uncertain)
+        )
     if progress.skipped:
-        lines.append(f"skipped {sum(progress.skipped.values())}:")
+        lines.append(_("skipped {count}:").format(count=number(sum(progress.skipped.values()))))
         lines += _reasons(progress.skipped)
     if progress.later:
-        lines.append(f"⏳ {progress.later} wait for their moment (a local time, quiet hours).")
+        lines.append(
+            _("⏳ {count} wait for their moment (a local time, quiet hours).").format(
+                count=progress.later
+            )
+        )
     return "\n".join(fit(lines))
 
 
 # --- Preview and test sends (handlers/preview.py) ---------------------------------------
 
-BUTTON_PICK_CUSTOMER = "👤 Pick a customer"
-BUTTON_SAMPLE_CUSTOMER = "🎲 Sample customer"
-BUTTON_CHANGE_EMAIL = "✏️ Change my email"
-BUTTON_CHANGE_PHONE = "✏️ Change my phone"
-BUTTON_BACK_TO_PREVIEW = "◀ Preview"
-BUTTON_BACK_TO_MESSAGE = "◀ Message"
-NOTHING_TO_PREVIEW = "Nothing to preview yet: write the message first."
-ASK_PREVIEW_CUSTOMER = (
+BUTTON_PICK_CUSTOMER = N_("👤 Pick a customer")
+BUTTON_SAMPLE_CUSTOMER = N_("🎲 Sample customer")
+BUTTON_CHANGE_EMAIL = N_("✏️ Change my email")
+BUTTON_CHANGE_PHONE = N_("✏️ Change my phone")
+BUTTON_BACK_TO_PREVIEW = N_("◀ Preview")
+BUTTON_BACK_TO_MESSAGE = N_("◀ Message")
+NOTHING_TO_PREVIEW = N_("Nothing to preview yet: write the message first.")
+ASK_PREVIEW_CUSTOMER = N_(
     "👤 <b>Whose data should the preview use?</b>\n"
     "Send a customer's external id, email or phone (or /cancel)."
 )
-HTML_PREVIEW_OWN = "🌐 The HTML version is in the file above."
-HTML_PREVIEW_FROM_TEXT = (
+HTML_PREVIEW_OWN = N_("🌐 The HTML version is in the file above.")
+HTML_PREVIEW_FROM_TEXT = N_(
     "🌐 The HTML version in the file above is made from the text, so opens and clicks are counted."
 )
-HTML_PREVIEW_CAPTION = (
+HTML_PREVIEW_CAPTION = N_(
     "🌐 The HTML version, as the customer's mail program shows it. Here its links go "
     "straight to their targets; in the email they pass through the click tracker."
 )
-TEST_SENDING = "🧪 Sending the test…"
-# The body of a preview is cut to leave room for the lines around it.
+TEST_SENDING = N_("🧪 Sending the test…")
+# The body of a preview is cut to leave room for the lines around it (in any language).
 PREVIEW_BODY_BUDGET = LIMIT - 900
 
 
@@ -1174,15 +1482,22 @@ def _cut_body(text: str, budget: int = PREVIEW_BODY_BUDGET) -> str:
     while len(esc(cut)) > budget:
         cut = cut[: max(len(cut) - (len(esc(cut)) - budget) - 1, 0)]
     left = len(text) - len(cut)
-    return esc(cut) + (f"\n… ({plural(left, 'more character')} not shown)" if left else "")
+    if not left:
+        return esc(cut)
+    note = ngettext(
+        "… ({count} more character not shown)", "… ({count} more characters not shown)", left
+    ).format(count=left)
+    return f"{esc(cut)}\n{note}"
 
 
 def _whose(customer_name: str | None, external_id: str, made_up: bool, picked: bool) -> str:
     if made_up:
-        return "👤 A made-up customer, Anna: there are no customers yet."
+        return _("👤 A made-up customer, Anna: there are no customers yet.")
     name = f"{esc(short(customer_name, 40))} " if customer_name else ""
-    how = "picked" if picked else "sample"
-    return f"👤 For {name}(id {esc(short(external_id, 40))}, {how})"
+    external = esc(short(external_id, 40))
+    if picked:
+        return _("👤 For {name}(id {id}, picked)").format(name=name, id=external)
+    return _("👤 For {name}(id {id}, sample)").format(name=name, id=external)
 
 
 @dataclass(frozen=True)
@@ -1202,16 +1517,22 @@ class PreviewHead:
 def _preview_head(head: PreviewHead, channel: str) -> list[str]:
     which = ""
     if head.draft_changed:
-        which = " (draft, unsaved changes included)"
+        which = _(" (draft, unsaved changes included)")
     elif head.draft_changed is False:
-        which = " (draft)"
+        which = _(" (draft)")
     lines = [
-        f"👁 <b>Preview</b> · step {head.position} · {esc(short(head.step_name, 60))} · "
-        f"{channel}{which}",
+        _("👁 <b>Preview</b> · step {position} · {name} · {channel}{which}").format(
+            position=head.position,
+            name=esc(short(head.step_name, 60)),
+            channel=_channel_name(channel),
+            which=which,
+        ),
         _whose(head.customer_name, head.external_id, head.made_up, head.picked),
     ]
-    if head.missing_contact:
-        lines.append(f"⚠️ This customer has no {head.missing_contact}: the engine would skip them.")
+    if head.missing_contact == "email":
+        lines.append(_("⚠️ This customer has no email: the engine would skip them."))
+    elif head.missing_contact:
+        lines.append(_("⚠️ This customer has no phone: the engine would skip them."))
     return lines
 
 
@@ -1221,11 +1542,11 @@ def email_preview(head: PreviewHead, subject: str, text: str, html_from_text: bo
         [
             *_preview_head(head, "email"),
             "",
-            f"<b>Subject:</b> {esc(short(subject, 300))}",
+            _("<b>Subject:</b> {subject}").format(subject=esc(short(subject, 300))),
             "",
             _cut_body(text.rstrip()),
             "",
-            where,
+            _(where),
         ]
     )
 
@@ -1244,48 +1565,58 @@ def sms_preview(
 ) -> str:
     """`text` as sent, its links short (`/s/…`); `links`: where they lead, in order."""
     lines = [
-        *_preview_head(head, "SMS"),
+        *_preview_head(head, "sms"),
         "",
-        _cut_body(text) if text else "(empty)",
+        _cut_body(text) if text else _("(empty)"),
         "",
-        f"📏 {characters} characters · {plural(parts, 'SMS')} ({encoding})",
+        f"📏 {characters_count(characters)} · {sms_count(parts)} ({encoding})",
     ]
     if links:
-        lines.append("🔗 Its short links lead to (a click counts as clicked):")
+        lines.append(_("🔗 Its short links lead to (a click counts as clicked):"))
         lines += [
-            f"{number}. {esc(short(target, 120))}"
-            for number, target in enumerate(links[:PREVIEW_LINKS_SHOWN], 1)
+            f"{index}. {esc(short(target, 120))}"
+            for index, target in enumerate(links[:PREVIEW_LINKS_SHOWN], 1)
         ]
         if len(links) > PREVIEW_LINKS_SHOWN:
-            lines.append(f"… and {plural(len(links) - PREVIEW_LINKS_SHOWN, 'more link')}")
+            more = len(links) - PREVIEW_LINKS_SHOWN
+            lines.append(
+                ngettext("… and {count} more link", "… and {count} more links", more).format(
+                    count=more
+                )
+            )
     return "\n".join(lines)
 
 
 def render_failed(head: PreviewHead, channel: str, error: str) -> str:
     return "\n".join(
         [
-            *_preview_head(head, "email" if channel == "email" else "SMS"),
+            *_preview_head(head, "email" if channel == "email" else "sms"),
             "",
-            "⚠️ <b>The message cannot be built for this customer:</b>",
+            _("⚠️ <b>The message cannot be built for this customer:</b>"),
             esc(short(error, 1000)),
-            "The engine would fail this delivery the same way; fix the template and try again.",
+            _("The engine would fail this delivery the same way; fix the template and try again."),
         ]
     )
 
 
 def no_such_customer(typed: str) -> str:
-    return (
-        f"No customer has the external id, email or phone «{esc(short(typed, 60))}».\n"
-        "Send another one (or /cancel)."
-    )
+    return _(
+        "No customer has the external id, email or phone «{typed}».\nSend another one (or /cancel)."
+    ).format(typed=esc(short(typed, 60)))
 
 
 def ask_test_address(channel: str, problem: str | None = None) -> str:
-    what = "email address" if channel == "email" else "phone number"
-    lines = [
-        f"🧪 <b>Where should test messages go?</b>\nSend your own {what}; "
-        "I will remember it for your next tests (or /cancel)."
-    ]
+    if channel == "email":
+        question = _(
+            "🧪 <b>Where should test messages go?</b>\nSend your own email address; "
+            "I will remember it for your next tests (or /cancel)."
+        )
+    else:
+        question = _(
+            "🧪 <b>Where should test messages go?</b>\nSend your own phone number; "
+            "I will remember it for your next tests (or /cancel)."
+        )
+    lines = [question]
     if problem:
         lines.append(f"⚠️ {esc(short(problem, 200))}")
     return "\n".join(lines)
@@ -1299,19 +1630,26 @@ def test_sent(
     detail: str,
     outbox: str | None,
 ) -> str:
-    lines = [*_preview_head(head, "email" if channel == "email" else "SMS")[:2], ""]
+    lines = [*_preview_head(head, "email" if channel == "email" else "sms")[:2], ""]
     if not sent:
-        lines.append(f"⚠️ The test was not sent: {esc(short(detail, 300))}")
+        lines.append(_("⚠️ The test was not sent: {detail}").format(detail=esc(short(detail, 300))))
         return "\n".join(lines)
-    if outbox is not None:
-        missing = "SMTP server" if channel == "email" else "SMS gateway"
-        lines.append(f"🧪 Written to {esc(outbox)}: no {missing} is configured.")
+    if outbox is None:
+        lines.append(_("🧪 Test sent to {address}.").format(address=esc(masked_address(to))))
+    elif channel == "email":
+        lines.append(
+            _("🧪 Written to {path}: no SMTP server is configured.").format(path=esc(outbox))
+        )
     else:
-        lines.append(f"🧪 Test sent to {esc(masked_address(to))}.")
-    lines.append("It is not a delivery: nothing shows in the stats.")
+        lines.append(
+            _("🧪 Written to {path}: no SMS gateway is configured.").format(path=esc(outbox))
+        )
+    lines.append(_("It is not a delivery: nothing shows in the stats."))
     if channel == "email":
         lines.append(
-            "Its tracked links and unsubscribe link lead to a “not found” page: they belong "
-            "to no delivery, so a test changes nothing."
+            _(
+                "Its tracked links and unsubscribe link lead to a “not found” page: they belong "
+                "to no delivery, so a test changes nothing."
+            )
         )
     return "\n".join(lines)

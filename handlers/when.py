@@ -12,6 +12,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from handlers import texts
+from i18n import _
 from models.chainfile import FIRST_YEAR, LAST_YEAR, parse_duration
 
 _TIME = r"(?P<hour>[0-9]{1,2})[:.](?P<minute>[0-9]{2})"
@@ -29,11 +30,11 @@ class NotUnderstood(ValueError):
 def _moment(day: date, hour: str, minute: str) -> datetime:
     # The chain file's bounds (models.chainfile.parse_moment), said before Save.
     if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise NotUnderstood(texts.YEAR_OUT_OF_RANGE.format(first=FIRST_YEAR, last=LAST_YEAR))
+        raise NotUnderstood(_(texts.YEAR_OUT_OF_RANGE).format(first=FIRST_YEAR, last=LAST_YEAR))
     try:
         return datetime(day.year, day.month, day.day, int(hour), int(minute))
     except ValueError:
-        raise NotUnderstood(texts.NO_SUCH_TIME) from None
+        raise NotUnderstood(_(texts.NO_SUCH_TIME)) from None
 
 
 def parse_moment_typed(text: str, today: date) -> datetime:
@@ -43,26 +44,26 @@ def parse_moment_typed(text: str, today: date) -> datetime:
         try:
             day = date(int(found["year"]), int(found["month"]), int(found["day"]))
         except ValueError:
-            raise NotUnderstood(texts.NO_SUCH_DATE) from None
+            raise NotUnderstood(_(texts.NO_SUCH_DATE)) from None
         return _moment(day, found["hour"], found["minute"])
     if found := _DOTTED.fullmatch(typed):
         year = int(found["year"]) if found["year"] else today.year
         try:
             day = date(year, int(found["month"]), int(found["day"]))
         except ValueError:
-            raise NotUnderstood(texts.NO_SUCH_DATE) from None
+            raise NotUnderstood(_(texts.NO_SUCH_DATE)) from None
         if not found["year"] and day < today:
             # «01.02» typed in December means next February.
             try:
                 day = day.replace(year=year + 1)
             except ValueError:
-                raise NotUnderstood(texts.NO_SUCH_DATE) from None
+                raise NotUnderstood(_(texts.NO_SUCH_DATE)) from None
         return _moment(day, found["hour"], found["minute"])
     if found := _RELATIVE.fullmatch(typed):
         offset = texts.DAY_WORDS.get(found["word"])
         if offset is not None:
             return _moment(today + timedelta(days=offset), found["hour"], found["minute"])
-    raise NotUnderstood(texts.MOMENT_FORMS)
+    raise NotUnderstood(_(texts.MOMENT_FORMS))
 
 
 def parse_delay_typed(text: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import phonenumbers
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, get_day_names, get_month_names
 from babel.numbers import format_currency, format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 
@@ -106,9 +106,13 @@ def _locale(language: str) -> Locale:
     return Locale.parse(language)
 
 
-def number(value: int | float | Decimal) -> str:
-    """`1 234,5` in Russian, `1,234.5` in English."""
-    return format_decimal(value, locale=_locale(_current.get()))
+def number(
+    value: int | float | Decimal, decimals: int | None = None, *, grouping: bool = True
+) -> str:
+    """`1 234,5` in Russian, `1,234.5` in English; `decimals`: exactly that many
+    (`1 234,50`); without `grouping`: `1234,50`, for lines that must stay short."""
+    pattern = None if decimals is None else "#,##0" + ("." + "0" * decimals if decimals else "")
+    return format_decimal(value, pattern, locale=_locale(_current.get()), group_separator=grouping)
 
 
 def percent(fraction: float, digits: int = 1) -> str:
@@ -130,3 +134,20 @@ def day(value: date) -> str:
 
 def moment(value: datetime) -> str:
     return format_datetime(value, "short", tzinfo=value.tzinfo, locale=_locale(_current.get()))
+
+
+def short_day(value: date) -> str:
+    """`Fri 04 Dec`, `пт 04 дек.`: a day of the last week or two, year left out."""
+    return format_date(value, "EEE dd MMM", locale=_locale(_current.get()))
+
+
+def month_name(month: int) -> str:
+    """`December`, `Декабрь`: the month on its own, as a calendar's title."""
+    name = get_month_names("wide", "stand-alone", locale=_locale(_current.get()))[month]
+    return name[:1].upper() + name[1:]
+
+
+def weekday_names() -> tuple[str, ...]:
+    """Monday first, two letters: `Mo … Su`, `пн … вс`."""
+    names = get_day_names("short", "format", locale=_locale(_current.get()))
+    return tuple(names[day] for day in range(7))

@@ -36,6 +36,8 @@ class DueSummary:
     timezone: str
     # The summary's day in the chat's zone; it reports the day before.
     day: date
+    # The chat's language (its subscriber's); None: subscribed before chats had one.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,20 @@ async def due_summaries(
     async with db.session() as session:
         chats = (
             await session.execute(
-                select(SubscribedChat.chat_id, SubscribedChat.timezone, SubscribedChat.created_at)
+                select(
+                    SubscribedChat.chat_id,
+                    SubscribedChat.timezone,
+                    SubscribedChat.created_at,
+                    SubscribedChat.language,
+                )
             )
         ).all()
         candidates = []
-        for chat_id, timezone, subscribed_at in chats:
+        for chat_id, timezone, subscribed_at, language in chats:
             zone = timezone or default_timezone
             day = latest_due_day(now, zone, at)
             if summary_moment(day, zone, at) >= subscribed_at:
-                candidates.append(DueSummary(chat_id, zone, day))
+                candidates.append(DueSummary(chat_id, zone, day, language))
         if not candidates:
             return []
         taken = set(

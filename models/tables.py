@@ -456,6 +456,19 @@ class SubscribedChat(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class BotUser(Base):
+    """The language the bot speaks with a person: chosen with /language, else the one
+    their Telegram app said last (`language_code`); the worker reads it for the notices
+    it sends them (models/bot_users.py)."""
+
+    __tablename__ = "bot_users"
+
+    telegram_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chosen_language: Mapped[str | None] = mapped_column(String(8))
+    telegram_language: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class SummaryStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"

@@ -22,6 +22,8 @@ class TeamChat:
     title: str | None
     # None: summaries follow DEFAULT_TIMEZONE.
     timezone: str | None
+    # The subscriber's language (i18n.LANGUAGES); None: subscribed before there was one.
+    language: str | None = None
 
 
 async def subscribe_chat(
@@ -31,9 +33,11 @@ async def subscribe_chat(
     title: str | None,
     timezone: str | None,
     by: int | None,
+    language: str | None = None,
     actor: str,
 ) -> TeamChat:
-    """Subscribe a chat, or update its title and zone if it already is."""
+    """Subscribe a chat, or update its title, zone and language if it already is; the
+    language is the subscriber's (models/bot_users.py moves it along with their choice)."""
     if timezone is not None and not is_valid_timezone(timezone):
         raise ChainmailError(f"{timezone!r} is not a time zone like Europe/Moscow")
     async with db.writer() as session:
@@ -43,8 +47,12 @@ async def subscribe_chat(
             session.add(chat)
         chat.title = title
         chat.timezone = timezone
-        audit.record(session, actor, "chat.subscribe", chat_id=chat_id, timezone=timezone)
-        return TeamChat(chat_id, title, timezone)
+        chat.subscribed_by = by
+        chat.language = language
+        audit.record(
+            session, actor, "chat.subscribe", chat_id=chat_id, timezone=timezone, language=language
+        )
+        return TeamChat(chat_id, title, timezone, language)
 
 
 async def unsubscribe_chat(db: Database, chat_id: int, *, actor: str) -> bool:

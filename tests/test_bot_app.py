@@ -153,10 +153,15 @@ async def test_polling_bot_refuses_a_stranger_once_and_pauses_for_the_owner(
     assert bot_texts(double, STRANGER) == [texts.NOT_AUTHORISED]
     assert paused.text.startswith("⏸ Welcome series is paused")
     assert (await get_chain(db, chain_id)).status is ChainStatus.PAUSED
-    assert [r.params.get("scope") for r in commands] == [
+    scopes = [
         {"type": "all_private_chats"},
         {"type": "all_group_chats"},
         {"type": "chat", "chat_id": OWNER},
+    ]
+    # English for every Telegram app, then Russian for those set to Russian.
+    assert [(r.params.get("scope"), r.params.get("language_code")) for r in commands] == [
+        *((scope, None) for scope in scopes),
+        *((scope, "ru") for scope in scopes),
     ]
 
 
