@@ -23,6 +23,7 @@ for typed input; the admin's own addresses in `user_data["test_to"]`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
@@ -136,7 +137,11 @@ async def _customer(
         main = chain.steps[0].audience if chain.steps else None
         segments = main.segments if isinstance(main, SegmentsAudience) else ()
         customer = await sample_customer(
-            deps.db, segments=segments, channel=channel, default_timezone=deps.default_timezone
+            deps.db,
+            segments=segments,
+            channel=channel,
+            default_timezone=deps.default_timezone,
+            now=datetime.now(UTC),
         )
     is_picked = not customer.made_up and customer.id == picked
     missing = None
