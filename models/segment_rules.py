@@ -153,6 +153,17 @@ class InvalidSegment(ChainmailError):
 # --- Checking ---------------------------------------------------------------------------
 
 
+def _storable(text: str) -> bool:
+    """Text both databases keep and compare: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def number_of(text: str) -> Decimal | None:
     """A number as a manager types it (`1500`, `1 500`, `12,5`), or None."""
     cleaned = text.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
@@ -190,18 +201,24 @@ def parse_attribute(key: object, operator: object, value: object) -> AttributeCo
         problems.append("an attribute condition needs the attribute's name")
         key = ""
     key = key.strip()
+    if not _storable(key):
+        problems.append("an attribute name has a character that cannot be stored")
+        key = ""
     if len(key) > KEY_LIMIT:
         problems.append(f"attribute name {key[:20]!r}… is longer than {KEY_LIMIT} characters")
     if '"' in key:
         problems.append(f"attribute name {key!r} has a double quote, which segments cannot read")
     names = ", ".join(op.value for op in Operator)
-    if operator not in set(Operator):
+    if not isinstance(operator, str) or operator not in set(Operator):
         problems.append(f"{operator!r} is not a way to compare an attribute: use one of {names}")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         problems.append(f"the value to compare {key!r} with must be text or a number")
         value = ""
     text = value if isinstance(value, str) else str(value)
     text = text.strip()
+    if not _storable(text):
+        problems.append(f"the value to compare {key!r} with has a character that cannot be stored")
+        text = "?"
     if not text:
         problems.append(f"the value to compare {key!r} with is empty")
     if len(text) > VALUE_LIMIT:
@@ -225,7 +242,7 @@ def parse_attribute(key: object, operator: object, value: object) -> AttributeCo
 
 def parse_behaviour(behaviour: object, days: object = None) -> BehaviourCondition:
     names = ", ".join(kind.value for kind in Behaviour)
-    if behaviour not in set(Behaviour):
+    if not isinstance(behaviour, str) or behaviour not in set(Behaviour):
         raise InvalidSegment([f"{behaviour!r} is not a behaviour: use one of {names}"])
     kind = Behaviour(behaviour)
     if kind in WITH_DAYS:
@@ -247,7 +264,9 @@ def _clean_tags(tags: object, problems: list[str]) -> tuple[str, ...]:
             problems.append("tags must be a list of text")
             return ()
         tag = tag.strip()
-        if len(tag) > TAG_LIMIT:
+        if not _storable(tag):
+            problems.append("a tag has a character that cannot be stored")
+        elif len(tag) > TAG_LIMIT:
             problems.append(f"tag {tag[:20]!r}… is longer than {TAG_LIMIT} characters")
         elif tag and tag not in cleaned:
             cleaned.append(tag)
@@ -278,7 +297,7 @@ def parse_definition(data: Mapping[str, Any]) -> SegmentDefinition:
         problems.append(f"a segment has no {', '.join(sorted(map(str, unknown)))}")
     tags = _clean_tags(data.get("tags") or [], problems)
     match = data.get("match") or "any"
-    if match not in MATCHES:
+    if not isinstance(match, str) or match not in MATCHES:
         problems.append(f"match must be any or all, not {match!r}")
     attributes: list[AttributeCondition] = []
     for item in _each(data.get("attributes"), "attribute", problems):
@@ -423,3 +442,36 @@ def member_condition(rule: SegmentRule, *, now: datetime, dialect: str) -> Colum
     conditions += [_attribute_condition(item, dialect) for item in rule.attributes]
     conditions += [_behaviour_condition(item, now) for item in rule.behaviour]
     return and_(*conditions) if conditions else true()
+
+
+# --- In words (the CLI and the API; the bot has its own in handlers/texts.py) ------------
+
+_OPERATOR_WORDS = {
+    Operator.EQUALS: "equals",
+    Operator.CONTAINS: "contains",
+    Operator.GREATER: "greater than",
+    Operator.LESS: "less than",
+}
+
+
+def condition_words(condition: AttributeCondition | BehaviourCondition) -> str:
+    if isinstance(condition, AttributeCondition):
+        return f"{condition.key} {_OPERATOR_WORDS[condition.operator]} {condition.value}"
+    match condition.behaviour:
+        case Behaviour.ORDERED:
+            return f"ordered in the last {condition.days} days"
+        case Behaviour.NEVER_ORDERED:
+            return "never ordered"
+        case _:
+            return f"opened or clicked an email in the last {condition.days} days"
+
+
+def rule_words(rule: SegmentRule) -> str:
+    """`customers with all of: vip, gold; spent greater than 1000`, or `all customers`."""
+    parts = [f"customers with {rule.match} of: {', '.join(rule.tags)}"] if rule.tags else []
+    conditions = [condition_words(c) for c in (*rule.attributes, *rule.behaviour)]
+    if conditions and not parts:
+        parts.append("customers")
+    if not parts:
+        return "all customers"
+    return "; ".join(parts + conditions)

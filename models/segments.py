@@ -32,14 +32,17 @@ from models.tables import Chain, Customer, Segment, Step
 __all__ = [
     "MATCHES",
     "SegmentDefinition",
+    "SegmentInUse",
     "SegmentInfo",
     "SegmentRule",
+    "SegmentTaken",
     "add_segment",
     "chains_using",
     "count_members",
     "create_segment",
     "delete_segment",
     "get_segment",
+    "is_segment_name",
     "list_segments",
     "segment_members_query",
     "segment_names",
@@ -72,8 +75,20 @@ def _info(segment: Segment) -> SegmentInfo:
     )
 
 
+class SegmentTaken(ChainmailError):
+    """Another segment has the name."""
+
+
+class SegmentInUse(ChainmailError):
+    """A chain's main step goes to the segment."""
+
+
+def is_segment_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name)) and len(name) <= NAME_LIMIT
+
+
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name) or len(name) > NAME_LIMIT:
+    if not is_segment_name(name):
         raise ChainmailError(
             f"segment name {name!r} must be letters, digits, - and _ "
             f"(at most {NAME_LIMIT} characters)"
@@ -117,7 +132,7 @@ async def create_segment(
     try:
         async with db.writer() as session:
             if await session.scalar(select(Segment.id).where(Segment.name == name)):
-                raise ChainmailError(f"segment {name!r} already exists")
+                raise SegmentTaken(f"segment {name!r} already exists")
             segment = Segment(name=name)
             document = _store(segment, definition)
             session.add(segment)
@@ -125,7 +140,7 @@ async def create_segment(
             audit.record(session, actor, "segment.add", name=name, **document)
     except IntegrityError:
         # Another process added the same name between the check and the insert.
-        raise ChainmailError(f"segment {name!r} already exists") from None
+        raise SegmentTaken(f"segment {name!r} already exists") from None
     return _info(segment)
 
 
@@ -193,7 +208,7 @@ async def delete_segment(db: Database, name: str, *, actor: str) -> None:
             raise NotFound(f"there is no segment {name!r}")
         users = await chains_using(session, name)
         if users:
-            raise ChainmailError(f"segment {name!r} is used by chain {', '.join(users)}")
+            raise SegmentInUse(f"segment {name!r} is used by chain {', '.join(users)}")
         await session.delete(segment)
         audit.record(session, actor, "segment.delete", name=name)
 
