@@ -13,6 +13,7 @@ from handlers import texts, when
 from handlers.callbacks import Action, encode
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
+from models.segments import SegmentInfo
 from models.tables import ChainStatus, Role
 from services.editing import StepOptions
 from services.forecast import Forecast
@@ -130,8 +131,131 @@ def stats(chain_id: int, page: Page[str]) -> InlineKeyboardMarkup:
     )
 
 
-def segments(page: Page[object]) -> InlineKeyboardMarkup:
-    return keyboard(pager(page, Action.SEGMENTS), menu_row())
+def segments(page: Page[SegmentInfo], can_edit: bool = False) -> InlineKeyboardMarkup:
+    """Each segment opens its card; ➕ New segment for those who may make one."""
+    cards = [
+        button(f"🎯 {texts.short(segment.name, 40)}", Action.SEGMENT, segment.id)
+        for segment in page.items
+    ]
+    new = [button(texts.BUTTON_NEW_SEGMENT, Action.NEW_SEGMENT)] if can_edit else []
+    return keyboard(*columns(cards, 2), pager(page, Action.SEGMENTS), new, menu_row())
+
+
+def segment_card(segment_id: int, can_edit: bool) -> InlineKeyboardMarkup:
+    editing: Row = []
+    if can_edit:
+        editing = [
+            button(texts.BUTTON_EDIT_SEGMENT, Action.EDIT_SEGMENT, segment_id),
+            button(texts.BUTTON_DELETE_SEGMENT, Action.DELETE_SEGMENT, segment_id),
+        ]
+    return keyboard(editing, [button(texts.BUTTON_BACK, Action.SEGMENTS, 0), *menu_row()])
+
+
+def segment_draft(draft: dict[str, Any]) -> InlineKeyboardMarkup:
+    """The draft's screen: add conditions, tap one to remove it, Save / Discard."""
+    removals = [
+        button(f"✖ {n}. {texts.short(item['key'], 20)}", Action.SEGMENT_OP, "rma", index)
+        for index, (n, item) in enumerate(enumerate(draft.get("attributes") or [], 1))
+    ]
+    first = len(removals) + 1
+    removals += [
+        button(f"✖ {n}.", Action.SEGMENT_OP, "rmb", index)
+        for index, n in enumerate(range(first, first + len(draft.get("behaviour") or [])))
+    ]
+    return keyboard(
+        [
+            button(texts.BUTTON_SEGMENT_TAGS, Action.SEGMENT_OP, "tags"),
+            button(texts.BUTTON_ADD_ATTRIBUTE, Action.SEGMENT_OP, "attr"),
+        ],
+        [button(texts.BUTTON_ADD_BEHAVIOUR, Action.SEGMENT_OP, "beh")],
+        *columns(removals, 4),
+        [
+            button(texts.BUTTON_SAVE, Action.SAVE_SEGMENT),
+            button(texts.BUTTON_DISCARD, Action.DISCARD_SEGMENT),
+        ],
+    )
+
+
+def segment_tags(choices: Sequence[str], draft: dict[str, Any]) -> InlineKeyboardMarkup:
+    chosen = set(draft.get("tags") or [])
+    tags = [
+        button(("✅ " if tag in chosen else "") + texts.short(tag, 30), Action.SEGMENT_OP, "tag", i)
+        for i, tag in enumerate(choices)
+    ]
+    match = texts.BUTTON_MATCH_ALL if draft.get("match") == "all" else texts.BUTTON_MATCH_ANY
+    return keyboard(
+        *columns(tags, 3),
+        [button(f"🔁 {match}", Action.SEGMENT_OP, "match")],
+        [
+            button(texts.BUTTON_TYPE_TAG, Action.SEGMENT_OP, "in", "tag"),
+            button(texts.BUTTON_DONE, Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_keys(keys: Sequence[str]) -> InlineKeyboardMarkup:
+    choices = [
+        button(texts.short(key, 30), Action.SEGMENT_OP, "key", i) for i, key in enumerate(keys)
+    ]
+    return keyboard(
+        *columns(choices, 3),
+        [
+            button(texts.BUTTON_TYPE_KEY, Action.SEGMENT_OP, "in", "key"),
+            button(texts.BUTTON_BACK, Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_operators() -> InlineKeyboardMarkup:
+    choices = [
+        button(label, Action.SEGMENT_OP, "op", operator)
+        for operator, label in texts.SEGMENT_OPERATOR_BUTTONS.items()
+    ]
+    return keyboard(*columns(choices, 2), [button(texts.BUTTON_BACK, Action.SEGMENT_OP, "back")])
+
+
+def segment_behaviours() -> InlineKeyboardMarkup:
+    choices = [
+        [button(label, Action.SEGMENT_OP, "kind", kind)]
+        for kind, label in texts.SEGMENT_BEHAVIOUR_BUTTONS.items()
+    ]
+    return keyboard(*choices, [button(texts.BUTTON_BACK, Action.SEGMENT_OP, "back")])
+
+
+def segment_days() -> InlineKeyboardMarkup:
+    choices = [
+        button(str(days), Action.SEGMENT_OP, "days", days) for days in texts.SEGMENT_DAYS_CHOICES
+    ]
+    return keyboard(
+        choices,
+        [
+            button(texts.BUTTON_TYPE_DAYS, Action.SEGMENT_OP, "in", "days"),
+            button(texts.BUTTON_BACK, Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_back() -> InlineKeyboardMarkup:
+    return keyboard([button(texts.BUTTON_BACK, Action.SEGMENT_OP, "back")])
+
+
+def segment_leave_question() -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            button(texts.BUTTON_SAVE, Action.LEAVE_SEGMENT, "save"),
+            button(texts.BUTTON_DISCARD, Action.LEAVE_SEGMENT, "drop"),
+        ],
+        [button(texts.BUTTON_KEEP_EDITING, Action.LEAVE_SEGMENT, "keep")],
+    )
+
+
+def segment_delete_question(segment_id: int) -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            button(texts.BUTTON_DELETE_SEGMENT, Action.DELETE_SEGMENT, segment_id, "ok"),
+            button(texts.BUTTON_BACK, Action.SEGMENT, segment_id),
+        ]
+    )
 
 
 def back_to_menu() -> InlineKeyboardMarkup:

@@ -375,8 +375,8 @@ def customers(count: int) -> str:
 
 
 NO_SEGMENTS = (
-    "There are no segments yet. An operator adds one with "
-    "<code>chainmail segments add NAME --tags a,b</code>."
+    "There are no segments yet. An admin makes one here with ➕ New segment, or an operator "
+    "with <code>chainmail segments add NAME --tags a,b</code>."
 )
 
 
@@ -386,10 +386,172 @@ def segment_list(segments: Sequence[SegmentInfo], page: int, pages: int) -> str:
         if segment.tags:
             tags = esc(short(", ".join(segment.tags), 80))
             who = f"customers with {segment.match} of: {tags}"
+        elif segment.attributes or segment.behaviour:
+            who = "customers who meet its conditions"
         else:
             who = "all customers"
+        more = len(segment.attributes) + len(segment.behaviour)
+        if segment.tags and more:
+            who += f" (and {plural(more, 'condition')})"
         lines.append(f"<b>{esc(short(segment.name, 40))}</b> — {who}")
+    lines += ["", "Tap a segment to see how many customers it finds."]
     return "\n".join(lines)
+
+
+# --- The segment editor (handlers/segment_editor.py) ---------------------------------
+
+BUTTON_NEW_SEGMENT = "➕ New segment"
+BUTTON_EDIT_SEGMENT = "✏️ Edit"
+BUTTON_DELETE_SEGMENT = "🗑 Delete"
+BUTTON_SEGMENT_TAGS = "🏷 Tags"
+BUTTON_ADD_ATTRIBUTE = "➕ Attribute"
+BUTTON_ADD_BEHAVIOUR = "➕ Behaviour"
+BUTTON_MATCH_ANY = "Any of the tags"
+BUTTON_MATCH_ALL = "All of the tags"
+BUTTON_TYPE_TAG = "✍️ Type a tag"
+BUTTON_TYPE_KEY = "✍️ Type a name"
+BUTTON_TYPE_DAYS = "✍️ Other number"
+BUTTON_DONE = "✔ Done"
+SEGMENT_OPERATOR_BUTTONS = {
+    "equals": "= equals",
+    "contains": "∋ contains",
+    "greater": "> greater than",
+    "less": "< less than",
+}
+SEGMENT_BEHAVIOUR_BUTTONS = {
+    "ordered": "🛒 Ordered in the last N days",
+    "never_ordered": "🚫 Never ordered",
+    "opened_or_clicked": "📬 Opened or clicked an email in the last N days",
+}
+SEGMENT_DAYS_CHOICES = (7, 30, 90, 180, 365)
+
+ASK_SEGMENT_NAME = (
+    "➕ <b>New segment</b>\nWhat is it called? Send the name: letters, digits, - and _ "
+    "(or /cancel)."
+)
+PICK_SEGMENT_TAGS = "Tap tags to choose them, or type one. Tags customers have:"
+NO_TAGS_TO_PICK = "No customer has tags yet; type a tag."
+ASK_SEGMENT_TAG = "Send the tag (or /cancel)."
+PICK_ATTRIBUTE_KEY = "Which attribute? These are the ones customers have:"
+NO_ATTRIBUTE_KEYS = "No customer has attributes yet; type the attribute's name."
+ASK_ATTRIBUTE_KEY = "Send the attribute's name, as in the CSV column (or /cancel)."
+PICK_BEHAVIOUR = "Which behaviour should the customers have?"
+ASK_SEGMENT_DAYS = "Over how many days? Tap a number or send one from 1 to 3650."
+SEGMENT_SAVED_TOAST = "Segment saved"
+SEGMENT_DELETED_TOAST = "Segment deleted"
+SEGMENT_EDITOR_CLOSED = "Segment editor closed. /start shows the menu."
+
+
+def pick_operator(key: str) -> str:
+    return f"How should <b>{esc(short(key, 40))}</b> compare?"
+
+
+def ask_attribute_value(key: str, operator: str) -> str:
+    shown = esc(short(key, 40))
+    questions = {
+        "equals": f"Send the value that <b>{shown}</b> should equal.",
+        "contains": f"Send the text that <b>{shown}</b> should contain.",
+        "greater": f"Send the number that <b>{shown}</b> should be greater than.",
+        "less": f"Send the number that <b>{shown}</b> should be less than.",
+    }
+    return questions[operator] + " (or /cancel)"
+
+
+def attribute_condition(key: str, operator: str, value: str) -> str:
+    key, value = esc(short(key, 40)), esc(short(value, 60))
+    sentences = {
+        "equals": f"{key} equals «{value}»",
+        "contains": f"{key} contains «{value}»",
+        "greater": f"{key} is greater than {value}",
+        "less": f"{key} is less than {value}",
+    }
+    return sentences[operator]
+
+
+def behaviour_condition(behaviour: str, days: int | None) -> str:
+    sentences = {
+        "ordered": f"Ordered in the last {days} days",
+        "never_ordered": "Never ordered",
+        "opened_or_clicked": f"Opened or clicked an email in the last {days} days",
+    }
+    return sentences[behaviour]
+
+
+def segment_tags_line(tags: Sequence[str], match: str) -> str:
+    shown = esc(short(", ".join(tags), 200))
+    if match == "all":
+        return f"🏷 Customers with all of these tags: {shown}"
+    return f"🏷 Customers with any of these tags: {shown}"
+
+
+def segment_conditions(draft: dict[str, Any]) -> list[str]:
+    """The definition, one whole sentence a line: tags, attributes, behaviour."""
+    lines: list[str] = []
+    if draft.get("tags"):
+        lines.append(segment_tags_line(draft["tags"], draft.get("match", "any")))
+    for n, item in enumerate(draft.get("attributes") or [], 1):
+        lines.append(f"{n}. " + attribute_condition(item["key"], item["operator"], item["value"]))
+    count = len(draft.get("attributes") or [])
+    for n, item in enumerate(draft.get("behaviour") or [], count + 1):
+        lines.append(f"{n}. " + behaviour_condition(item["behaviour"], item.get("days")))
+    if not lines:
+        lines.append("No conditions yet: every customer.")
+    elif len(lines) > 1:
+        lines.append("Every condition must hold.")
+    return lines
+
+
+def live_count(count: int) -> str:
+    if count == 1:
+        return "👥 1 customer matches now."
+    return f"👥 {count} customers match now."
+
+
+def segment_card(name: str, draft: dict[str, Any], count: int, used_by: Sequence[str]) -> str:
+    lines = [f"🎯 <b>{esc(short(name, 60))}</b>", "", *segment_conditions(draft), ""]
+    lines.append(live_count(count))
+    if used_by:
+        lines.append(f"Used by {esc(short(', '.join(used_by), 300))}.")
+    return "\n".join(lines)
+
+
+def segment_draft(
+    name: str,
+    new: bool,
+    draft: dict[str, Any],
+    count: int,
+    *,
+    unsaved: bool,
+    problems: Sequence[str] = (),
+    question: str | None = None,
+) -> str:
+    title = "New segment" if new else "Editing segment"
+    lines = [f"🎯 {title} <b>{esc(short(name, 60))}</b>", "", *segment_conditions(draft), ""]
+    lines.append(live_count(count))
+    if unsaved:
+        lines.append("✏️ Not saved yet: 💾 Save keeps it, 🗑 Discard forgets it.")
+    lines += [f"⚠️ {esc(problem)}" for problem in problems]
+    if question:
+        lines += ["", question]
+    return "\n".join(lines)
+
+
+def segment_leave_question(name: str) -> str:
+    return (
+        f"The segment {esc(short(name, 60))} has unsaved changes.\n"
+        "Save them, discard them, or keep editing?"
+    )
+
+
+def segment_delete_question(name: str) -> str:
+    return f"Delete the segment {esc(short(name, 60))}? Chains can no longer use it after that."
+
+
+def not_a_segment_name(name: str) -> str:
+    return (
+        f"«{esc(short(name, 60))}» cannot be a segment's name: use letters, digits, - and _ "
+        "(at most 100). Send another one."
+    )
 
 
 # --- Import ------------------------------------------------------------------------
@@ -665,8 +827,8 @@ YEAR_OUT_OF_RANGE = "the year must be between {first} and {last}"
 NO_SUCH_TIME = "the time must be between 00:00 and 23:59"
 MOMENT_FORMS = "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00"
 NO_SEGMENTS_TO_PICK = (
-    "There are no segments yet. Add one on the server: "
-    "<code>chainmail segments add NAME --tags a,b</code>"
+    "There are no segments yet. Make one from the menu (🎯 Segments, ➕ New segment), "
+    "or on the server: <code>chainmail segments add NAME --tags a,b</code>"
 )
 
 

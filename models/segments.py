@@ -27,7 +27,7 @@ from models.segment_rules import (
     parse_definition,
     stored_definition,
 )
-from models.tables import Chain, Customer, Segment, Step
+from models.tables import Chain, Customer, CustomerTag, Segment, Step
 
 __all__ = [
     "MATCHES",
@@ -44,6 +44,8 @@ __all__ = [
     "get_segment",
     "is_segment_name",
     "list_segments",
+    "recent_tags",
+    "segment_by_id",
     "segment_members_query",
     "segment_names",
     "segment_rules",
@@ -166,6 +168,24 @@ async def get_segment(db: Database, name: str) -> SegmentInfo:
         if segment is None:
             raise NotFound(f"there is no segment {name!r}")
         return _info(segment)
+
+
+async def segment_by_id(db: Database, segment_id: int) -> SegmentInfo | None:
+    async with db.session() as session:
+        segment = await session.get(Segment, segment_id)
+        return _info(segment) if segment is not None else None
+
+
+async def recent_tags(db: Database, latest: int) -> list[str]:
+    """The tags of the `latest` customers added, for a screen's choices: reading every
+    customer's tags would take a scan of the whole table."""
+    tags = CustomerTag.__table__
+    newest = select(Customer.id).order_by(Customer.id.desc()).limit(latest).subquery()
+    query = (
+        select(tags.c.tag).distinct().where(tags.c.customer_id.in_(select(newest.c.id)))
+    ).order_by(tags.c.tag)
+    async with db.session() as session:
+        return list(await session.scalars(query))
 
 
 async def list_segments(db: Database) -> list[SegmentInfo]:
