@@ -346,6 +346,10 @@ async def _typed(update: Update, context: Context, text: str) -> None:
             state["input"] = "name"
             await _screen(update, context, texts.not_a_segment_name(text))
             return
+        if text in {segment.name for segment in await list_segments(context.deps.db)}:
+            state["input"] = "name"
+            await _screen(update, context, texts.segment_name_taken(text))
+            return
         state.update(id=None, name=text, saved=None, draft=_empty())
         await show_draft(update, context)
     elif field == "tag":

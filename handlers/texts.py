@@ -547,6 +547,10 @@ def segment_delete_question(name: str) -> str:
     return f"Delete the segment {esc(short(name, 60))}? Chains can no longer use it after that."
 
 
+def segment_name_taken(name: str) -> str:
+    return f"There is already a segment {esc(short(name, 60))}. Send another name."
+
+
 def not_a_segment_name(name: str) -> str:
     return (
         f"«{esc(short(name, 60))}» cannot be a segment's name: use letters, digits, - and _ "

@@ -126,6 +126,11 @@ async def test_changes_are_kept_apart_until_saved_and_discard_forgets_them(
     phone = Phone(bot, ADMIN)
     await phone.send("/start")
     await phone.tap("🎯 Segments")
+    await phone.tap("➕ New segment")
+    await phone.send("vip")
+    assert "There is already a segment vip" in phone.text
+    await phone.send("/start")
+    await phone.tap("🎯 Segments")
     await phone.tap("🎯 vip")
     assert "Customers with any of these tags: vip" in phone.text
     assert "👥 2 customers match now." in phone.text
