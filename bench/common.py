@@ -74,29 +74,35 @@ _CUSTOMER_COLUMNS = (
 )
 
 
-def _customer_values(n: str, stamp: str, concat: str) -> str:
+def _customer_values(n: str, stamp: str, concat: str, attributes: str | None = None) -> str:
     def cat(*parts: str) -> str:
         return f" {concat} ".join(parts)
 
+    attributes = attributes.format(n=n) if attributes else '\'{"city": "Москва"}\''
     return (
         f"{cat(repr('c'), n)}, {cat(repr('customer'), n, repr('@example.com'))},"
         f" {cat(repr('+7913'), n)}, {cat(repr('Покупатель'), n)}, 'Иванов', {_ZONES.format(n=n)},"
-        f" 'explicit', 'subscribed', 'subscribed', '{{\"city\": \"Москва\"}}', {stamp}, {stamp}"
+        f" 'explicit', 'subscribed', 'subscribed', {attributes}, {stamp}, {stamp}"
     )
 
 
-async def add_customers(db: Database, count: int, *, first: int = 1) -> None:
-    """`count` subscribed customers with emails, tagged TAG, in two set-based statements."""
+async def add_customers(
+    db: Database, count: int, *, first: int = 1, attributes: str | None = None
+) -> None:
+    """`count` subscribed customers with emails, tagged TAG, in two set-based statements.
+
+    `attributes`: an SQL expression of the customer's number `{n}` giving the JSON
+    attributes (default: every customer in Moscow)."""
     last = first + count - 1
     if db.is_sqlite:
         numbers = f"WITH RECURSIVE g(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM g"
         numbers += f" WHERE n < {last})"
-        values = _customer_values("n", "'2026-01-01 00:00:00.000000'", "||")
+        values = _customer_values("n", "'2026-01-01 00:00:00.000000'", "||", attributes)
         insert = f"{numbers} INSERT INTO customers ({_CUSTOMER_COLUMNS}) SELECT {values} FROM g"
     else:
         insert = (
             f"INSERT INTO customers ({_CUSTOMER_COLUMNS}) "
-            f"SELECT {_customer_values('g', 'now()', '||')} "
+            f"SELECT {_customer_values('g', 'now()', '||', attributes)} "
             f"FROM generate_series({first}, {last}) AS g"
         )
     async with db.writer() as session:

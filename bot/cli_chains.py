@@ -15,6 +15,7 @@ from models.chainfile import InvalidChainFile
 from models.chains import export_chain, import_chain, list_chains
 from models.db import Database
 from models.errors import ChainmailError
+from models.segment_rules import Behaviour, condition_words, rule_words
 from models.segments import MATCHES, add_segment, delete_segment, list_segments
 from services.editing import describe, update_chain
 from services.lifecycle import activate_chain, pause_all, pause_chain, resume_chain
@@ -30,6 +31,25 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add.add_argument("name", metavar="NAME")
     add.add_argument("--tags", default="", help="comma-separated tags, e.g. vip,newsletter")
     add.add_argument("--match", choices=MATCHES, default="any", help="any (default) or all tags")
+    add.add_argument(
+        "--attribute",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("KEY", "OPERATOR", "VALUE"),
+        help="an attribute condition, e.g. spent greater 1000 (equals|contains|greater|less);"
+        " repeat for more, all must hold",
+    )
+    add.add_argument(
+        "--ordered-within", type=int, metavar="DAYS", help="ordered in the last DAYS days"
+    )
+    add.add_argument("--never-ordered", action="store_true", help="never placed an order")
+    add.add_argument(
+        "--opened-or-clicked-within",
+        type=int,
+        metavar="DAYS",
+        help="opened or clicked an email in the last DAYS days",
+    )
     add.set_defaults(handler=_segments_add)
     sub.add_parser("list", help="list segments").set_defaults(handler=_segments_list)
     delete = sub.add_parser("delete", help="delete a segment no chain uses")
@@ -85,13 +105,37 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     )
 
 
+def _behaviour(args: argparse.Namespace) -> list[dict[str, object]]:
+    behaviour: list[dict[str, object]] = []
+    if args.ordered_within is not None:
+        behaviour.append({"behaviour": Behaviour.ORDERED.value, "days": args.ordered_within})
+    if args.never_ordered:
+        behaviour.append({"behaviour": Behaviour.NEVER_ORDERED.value})
+    if args.opened_or_clicked_within is not None:
+        days = args.opened_or_clicked_within
+        behaviour.append({"behaviour": Behaviour.OPENED_OR_CLICKED.value, "days": days})
+    return behaviour
+
+
 async def _segments_add(settings: Settings, args: argparse.Namespace) -> int:
     tags = args.tags.split(",")
+    attributes = [
+        {"key": key, "operator": operator, "value": value}
+        for key, operator, value in args.attribute
+    ]
     segment = await _with_database(
-        settings, lambda db: add_segment(db, args.name, tags, args.match, actor=ACTOR)
+        settings,
+        lambda db: add_segment(
+            db,
+            args.name,
+            tags,
+            args.match,
+            actor=ACTOR,
+            attributes=attributes,
+            behaviour=_behaviour(args),
+        ),
     )
-    who = f"customers with {segment.match} of: {', '.join(segment.tags)}"
-    print(f"segment {segment.name}: {who if segment.tags else 'all customers'}")
+    print(f"segment {segment.name}: {rule_words(segment)}")
     return 0
 
 
@@ -101,10 +145,15 @@ async def _segments_list(settings: Settings, _args: argparse.Namespace) -> int:
         print("no segments yet: add one with `chainmail segments add NAME`")
         return 0
     rows = [
-        (s.name, s.match if s.tags else "-", ", ".join(s.tags) or "(all customers)")
+        (
+            s.name,
+            s.match if s.tags else "-",
+            ", ".join(s.tags) or ("(all customers)" if not (s.attributes or s.behaviour) else "-"),
+            "; ".join(condition_words(c) for c in (*s.attributes, *s.behaviour)),
+        )
         for s in segments
     ]
-    print(_table(("NAME", "MATCH", "TAGS"), rows))
+    print(_table(("NAME", "MATCH", "TAGS", "CONDITIONS"), rows))
     return 0
 
 

@@ -44,6 +44,7 @@ from handlers import (
     chain_editor,
     commands,
     progress,
+    segment_editor,
     tell,
     texts,
 )
@@ -153,6 +154,7 @@ def build_application(
     access.install(application)
     for conversation in commands.conversations():
         application.add_handler(conversation)
+    segment_editor.install(application)
     chain_editor.install(application)
     commands.install(application)
     application.add_error_handler(on_error)

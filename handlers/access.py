@@ -34,8 +34,8 @@ R = TypeVar("R")
 Handler = Callable[Concatenate[Update, Context, P], Awaitable[R]]
 
 RANK = {Role.VIEWER: 0, Role.ADMIN: 1, Role.OWNER: 2}
-# The chain editor's leave guard runs in group -1, after the gate.
-GATE_GROUP = -2
+# The segment editor's guard runs in group -2 and the chain editor's in -1, after the gate.
+GATE_GROUP = -3
 
 
 def install(application: Application) -> None:  # type: ignore[type-arg]

@@ -41,6 +41,13 @@ and the limit is in bytes.
 | `ep:…:pick` / `ep:…:sample` | preview for a customer typed next / a sample one | admin |
 | `et:<chain>:<pos>`  | send the step's message as a test to the admin      | admin    |
 | `et:…:to`           | type another address to send tests to               | admin    |
+| `sgo:<id>`          | a segment's card: its conditions and live count     | everyone |
+| `sgn`               | a new segment (asks its name)                       | admin    |
+| `sge:<id>`          | edit the segment: its draft with the live count     | admin    |
+| `sgx:<op>[:<arg>]`  | change the segment draft (a tag, a key, days, remove…) | admin |
+| `sgv` / `sgd`       | Save / Discard the segment draft                    | admin    |
+| `sgrm:<id>`         | delete the segment (asks); `…:ok` deletes it        | admin    |
+| `sgl:save\|drop\|keep` | the answer to the segment's "Save / Discard / Keep editing" | admin |
 
 A new flow adds its actions to `Action` and a row to this table, and matches
 them with `pattern(Action.…)`. `encode` refuses data over 64 bytes, so a button
@@ -96,6 +103,15 @@ class Action(StrEnum):
     TEST_SEND = "et"
     STOP_STEP = "est"
     REMOVE_STEP = "erm"
+    # The segment editor (handlers/segment_editor.py).
+    SEGMENT = "sgo"
+    NEW_SEGMENT = "sgn"
+    EDIT_SEGMENT = "sge"
+    SEGMENT_OP = "sgx"
+    SAVE_SEGMENT = "sgv"
+    DISCARD_SEGMENT = "sgd"
+    DELETE_SEGMENT = "sgrm"
+    LEAVE_SEGMENT = "sgl"
 
 
 EDITOR_ACTIONS = frozenset(
@@ -120,6 +136,19 @@ EDITOR_ACTIONS = frozenset(
         Action.TEST_SEND,
         Action.STOP_STEP,
         Action.REMOVE_STEP,
+    }
+)
+
+
+SEGMENT_EDITOR_ACTIONS = frozenset(
+    {
+        Action.NEW_SEGMENT,
+        Action.EDIT_SEGMENT,
+        Action.SEGMENT_OP,
+        Action.SAVE_SEGMENT,
+        Action.DISCARD_SEGMENT,
+        Action.DELETE_SEGMENT,
+        Action.LEAVE_SEGMENT,
     }
 )
 

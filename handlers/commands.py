@@ -1,4 +1,5 @@
-"""The commands and menus of SPEC §3 except the chain editor: each parses, calls a service, shows.
+"""The commands and menus of SPEC §3 except the chain and segment editors (the Segments
+menu is handlers/segment_editor.py): each parses, calls a service, shows.
 
 Screens reached by buttons edit the pressed message in place; commands answer with
 a new message. A service's refusal (a ChainmailError) is not caught here: the
@@ -34,7 +35,6 @@ from models.admins import add_admin, list_people, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
 from models.customers import count_customers, import_customers_csv
 from models.errors import ChainmailError
-from models.segments import list_segments
 from models.stats import ChainStats, chain_stats
 from models.tables import ChainStatus, Role
 from models.team_chats import subscribe_chat, unsubscribe_chat
@@ -89,7 +89,6 @@ def install(application: Application) -> None:  # type: ignore[type-arg]
         CallbackQueryHandler(on_stats, pattern(Action.STATS)),
         CallbackQueryHandler(on_chart, pattern(Action.CHART)),
         CallbackQueryHandler(on_customers, pattern(Action.CUSTOMERS)),
-        CallbackQueryHandler(on_segments, pattern(Action.SEGMENTS)),
         CallbackQueryHandler(on_language, pattern(Action.LANGUAGE)),
         # Last: a button no handler knows (from an older version of the bot).
         CallbackQueryHandler(on_unknown_button),
@@ -363,19 +362,6 @@ async def on_chart(update: Update, context: Context) -> None:
 async def on_customers(update: Update, context: Context) -> None:
     count = await count_customers(context.deps.db)
     await show(update, texts.customers(count), keyboards.back_to_menu())
-
-
-async def on_segments(update: Update, context: Context) -> None:
-    segments = await list_segments(context.deps.db)
-    if not segments:
-        await show(update, _(texts.NO_SEGMENTS), keyboards.back_to_menu())
-        return
-    page = keyboards.paginate(
-        segments, int_arg(_button_args(update), 0), keyboards.SEGMENTS_PER_PAGE
-    )
-    await show(
-        update, texts.segment_list(page.items, page.number, page.count), keyboards.segments(page)
-    )
 
 
 # --- Import ------------------------------------------------------------------------

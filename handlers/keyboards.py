@@ -14,6 +14,7 @@ from handlers.callbacks import Action, encode
 from i18n import _, weekday_names
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
+from models.segments import SegmentInfo
 from models.tables import ChainStatus, Role
 from services.editing import StepOptions
 from services.forecast import Forecast
@@ -55,9 +56,9 @@ def pager(page: Page[T], action: Action, *args: int | str) -> Row:
     """◀ ▶ to the neighbouring pages: `<action>:<args…>:<page>`; nothing for a single page."""
     row = []
     if page.number > 0:
-        row.append(button(texts.BUTTON_PREVIOUS, action, *args, page.number - 1))
+        row.append(button(_(texts.BUTTON_PREVIOUS), action, *args, page.number - 1))
     if page.number < page.count - 1:
-        row.append(button(texts.BUTTON_NEXT, action, *args, page.number + 1))
+        row.append(button(_(texts.BUTTON_NEXT), action, *args, page.number + 1))
     return row
 
 
@@ -134,8 +135,131 @@ def stats(chain_id: int, page: Page[str]) -> InlineKeyboardMarkup:
     )
 
 
-def segments(page: Page[object]) -> InlineKeyboardMarkup:
-    return keyboard(pager(page, Action.SEGMENTS), menu_row())
+def segments(page: Page[SegmentInfo], can_edit: bool = False) -> InlineKeyboardMarkup:
+    """Each segment opens its card; ➕ New segment for those who may make one."""
+    cards = [
+        button(f"🎯 {texts.short(segment.name, 40)}", Action.SEGMENT, segment.id)
+        for segment in page.items
+    ]
+    new = [button(_(texts.BUTTON_NEW_SEGMENT), Action.NEW_SEGMENT)] if can_edit else []
+    return keyboard(*columns(cards, 2), pager(page, Action.SEGMENTS), new, menu_row())
+
+
+def segment_card(segment_id: int, can_edit: bool) -> InlineKeyboardMarkup:
+    editing: Row = []
+    if can_edit:
+        editing = [
+            button(_(texts.BUTTON_EDIT_SEGMENT), Action.EDIT_SEGMENT, segment_id),
+            button(_(texts.BUTTON_DELETE_SEGMENT), Action.DELETE_SEGMENT, segment_id),
+        ]
+    return keyboard(editing, [button(_(texts.BUTTON_BACK), Action.SEGMENTS, 0), *menu_row()])
+
+
+def segment_draft(draft: dict[str, Any]) -> InlineKeyboardMarkup:
+    """The draft's screen: add conditions, tap one to remove it, Save / Discard."""
+    removals = [
+        button(f"✖ {n}. {texts.short(item['key'], 20)}", Action.SEGMENT_OP, "rma", index)
+        for index, (n, item) in enumerate(enumerate(draft.get("attributes") or [], 1))
+    ]
+    first = len(removals) + 1
+    removals += [
+        button(f"✖ {n}.", Action.SEGMENT_OP, "rmb", index)
+        for index, n in enumerate(range(first, first + len(draft.get("behaviour") or [])))
+    ]
+    return keyboard(
+        [
+            button(_(texts.BUTTON_SEGMENT_TAGS), Action.SEGMENT_OP, "tags"),
+            button(_(texts.BUTTON_ADD_ATTRIBUTE), Action.SEGMENT_OP, "attr"),
+        ],
+        [button(_(texts.BUTTON_ADD_BEHAVIOUR), Action.SEGMENT_OP, "beh")],
+        *columns(removals, 4),
+        [
+            button(_(texts.BUTTON_SAVE), Action.SAVE_SEGMENT),
+            button(_(texts.BUTTON_DISCARD), Action.DISCARD_SEGMENT),
+        ],
+    )
+
+
+def segment_tags(choices: Sequence[str], draft: dict[str, Any]) -> InlineKeyboardMarkup:
+    chosen = set(draft.get("tags") or [])
+    tags = [
+        button(("✅ " if tag in chosen else "") + texts.short(tag, 30), Action.SEGMENT_OP, "tag", i)
+        for i, tag in enumerate(choices)
+    ]
+    match = _(texts.BUTTON_MATCH_ALL) if draft.get("match") == "all" else _(texts.BUTTON_MATCH_ANY)
+    return keyboard(
+        *columns(tags, 3),
+        [button(f"🔁 {match}", Action.SEGMENT_OP, "match")],
+        [
+            button(_(texts.BUTTON_TYPE_TAG), Action.SEGMENT_OP, "in", "tag"),
+            button(_(texts.BUTTON_DONE), Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_keys(keys: Sequence[str]) -> InlineKeyboardMarkup:
+    choices = [
+        button(texts.short(key, 30), Action.SEGMENT_OP, "key", i) for i, key in enumerate(keys)
+    ]
+    return keyboard(
+        *columns(choices, 3),
+        [
+            button(_(texts.BUTTON_TYPE_KEY), Action.SEGMENT_OP, "in", "key"),
+            button(_(texts.BUTTON_BACK), Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_operators() -> InlineKeyboardMarkup:
+    choices = [
+        button(_(label), Action.SEGMENT_OP, "op", operator)
+        for operator, label in texts.SEGMENT_OPERATOR_BUTTONS.items()
+    ]
+    return keyboard(*columns(choices, 2), [button(_(texts.BUTTON_BACK), Action.SEGMENT_OP, "back")])
+
+
+def segment_behaviours() -> InlineKeyboardMarkup:
+    choices = [
+        [button(_(label), Action.SEGMENT_OP, "kind", kind)]
+        for kind, label in texts.SEGMENT_BEHAVIOUR_BUTTONS.items()
+    ]
+    return keyboard(*choices, [button(_(texts.BUTTON_BACK), Action.SEGMENT_OP, "back")])
+
+
+def segment_days() -> InlineKeyboardMarkup:
+    choices = [
+        button(str(days), Action.SEGMENT_OP, "days", days) for days in texts.SEGMENT_DAYS_CHOICES
+    ]
+    return keyboard(
+        choices,
+        [
+            button(_(texts.BUTTON_TYPE_DAYS), Action.SEGMENT_OP, "in", "days"),
+            button(_(texts.BUTTON_BACK), Action.SEGMENT_OP, "back"),
+        ],
+    )
+
+
+def segment_back() -> InlineKeyboardMarkup:
+    return keyboard([button(_(texts.BUTTON_BACK), Action.SEGMENT_OP, "back")])
+
+
+def segment_leave_question() -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            button(_(texts.BUTTON_SAVE), Action.LEAVE_SEGMENT, "save"),
+            button(_(texts.BUTTON_DISCARD), Action.LEAVE_SEGMENT, "drop"),
+        ],
+        [button(_(texts.BUTTON_KEEP_EDITING), Action.LEAVE_SEGMENT, "keep")],
+    )
+
+
+def segment_delete_question(segment_id: int) -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            button(_(texts.BUTTON_DELETE_SEGMENT), Action.DELETE_SEGMENT, segment_id, "ok"),
+            button(_(texts.BUTTON_BACK), Action.SEGMENT, segment_id),
+        ]
+    )
 
 
 # /language's choice for "as my Telegram app says".
@@ -387,9 +511,9 @@ def _picker_rows(picker: dict[str, Any], today: date) -> list[Row]:
     following = when.shift_month(year, month_number, 1)
     header: Row = []
     if previous >= (today.year, today.month):
-        header.append(_edit(texts.BUTTON_PREVIOUS, "cal", f"{previous[0]}-{previous[1]:02d}"))
+        header.append(_edit(_(texts.BUTTON_PREVIOUS), "cal", f"{previous[0]}-{previous[1]:02d}"))
     header.append(_edit(texts.month_title(year, month_number), "nop"))
-    header.append(_edit(texts.BUTTON_NEXT, "cal", f"{following[0]}-{following[1]:02d}"))
+    header.append(_edit(_(texts.BUTTON_NEXT), "cal", f"{following[0]}-{following[1]:02d}"))
     rows = [header, [_edit(name, "nop") for name in weekday_names()]]
     for week in when.month_days(year, month_number):
         rows.append(

@@ -23,6 +23,7 @@ for typed input; the admin's own addresses in `user_data["test_to"]`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
@@ -144,6 +145,7 @@ async def _customer(
             channel=channel,
             default_timezone=deps.default_timezone,
             default_language=deps.messages.default_language,
+            now=datetime.now(UTC),
         )
     is_picked = not customer.made_up and customer.id == picked
     missing = None

@@ -538,8 +538,8 @@ def customers(count: int) -> str:
 
 
 NO_SEGMENTS = N_(
-    "There are no segments yet. An operator adds one with "
-    "<code>chainmail segments add NAME --tags a,b</code>."
+    "There are no segments yet. An admin makes one here with ➕ New segment, or an operator "
+    "with <code>chainmail segments add NAME --tags a,b</code>."
 )
 
 
@@ -552,10 +552,191 @@ def segment_list(segments: Sequence[SegmentInfo], page: int, pages: int) -> str:
                 who = _("customers with all of: {tags}").format(tags=tags)
             else:
                 who = _("customers with any of: {tags}").format(tags=tags)
+        elif segment.attributes or segment.behaviour:
+            who = _("customers who meet its conditions")
         else:
             who = _("all customers")
+        more = len(segment.attributes) + len(segment.behaviour)
+        if segment.tags and more:
+            who = ngettext(
+                "{who} (and {count} condition)", "{who} (and {count} conditions)", more
+            ).format(who=who, count=number(more))
         lines.append(f"<b>{esc(short(segment.name, 40))}</b> — {who}")
+    lines += ["", _("Tap a segment to see how many customers it finds.")]
     return "\n".join(lines)
+
+
+# --- The segment editor (handlers/segment_editor.py) ---------------------------------
+
+BUTTON_NEW_SEGMENT = N_("➕ New segment")
+BUTTON_EDIT_SEGMENT = N_("✏️ Edit")
+BUTTON_DELETE_SEGMENT = N_("🗑 Delete")
+BUTTON_SEGMENT_TAGS = N_("🏷 Tags")
+BUTTON_ADD_ATTRIBUTE = N_("➕ Attribute")
+BUTTON_ADD_BEHAVIOUR = N_("➕ Behaviour")
+BUTTON_MATCH_ANY = N_("Any of the tags")
+BUTTON_MATCH_ALL = N_("All of the tags")
+BUTTON_TYPE_TAG = N_("✍️ Type a tag")
+BUTTON_TYPE_KEY = N_("✍️ Type a name")
+BUTTON_TYPE_DAYS = N_("✍️ Other number")
+BUTTON_DONE = N_("✔ Done")
+SEGMENT_OPERATOR_BUTTONS = {
+    "equals": N_("= equals"),
+    "contains": N_("∋ contains"),
+    "greater": N_("> greater than"),
+    "less": N_("< less than"),
+}
+SEGMENT_BEHAVIOUR_BUTTONS = {
+    "ordered": N_("🛒 Ordered in the last N days"),
+    "never_ordered": N_("🚫 Never ordered"),
+    "opened_or_clicked": N_("📬 Opened or clicked an email in the last N days"),
+}
+SEGMENT_DAYS_CHOICES = (7, 30, 90, 180, 365)
+
+ASK_SEGMENT_NAME = N_(
+    "➕ <b>New segment</b>\nWhat is it called? Send the name: letters, digits, - and _ "
+    "(or /cancel)."
+)
+PICK_SEGMENT_TAGS = N_("Tap tags to choose them, or type one. Tags customers have:")
+NO_TAGS_TO_PICK = N_("No customer has tags yet; type a tag.")
+ASK_SEGMENT_TAG = N_("Send the tag (or /cancel).")
+PICK_ATTRIBUTE_KEY = N_("Which attribute? These are the ones customers have:")
+NO_ATTRIBUTE_KEYS = N_("No customer has attributes yet; type the attribute's name.")
+ASK_ATTRIBUTE_KEY = N_("Send the attribute's name, as in the CSV column (or /cancel).")
+PICK_BEHAVIOUR = N_("Which behaviour should the customers have?")
+ASK_SEGMENT_DAYS = N_("Over how many days? Tap a number or send one from 1 to 3650.")
+SEGMENT_SAVED_TOAST = N_("Segment saved")
+SEGMENT_DELETED_TOAST = N_("Segment deleted")
+SEGMENT_EDITOR_CLOSED = N_("Segment editor closed. /start shows the menu.")
+
+
+def pick_operator(key: str) -> str:
+    return _("How should <b>{key}</b> compare?").format(key=esc(short(key, 40)))
+
+
+def ask_attribute_value(key: str, operator: str) -> str:
+    questions = {
+        "equals": N_("Send the value that <b>{key}</b> should equal (or /cancel)."),
+        "contains": N_("Send the text that <b>{key}</b> should contain (or /cancel)."),
+        "greater": N_("Send the number that <b>{key}</b> should be greater than (or /cancel)."),
+        "less": N_("Send the number that <b>{key}</b> should be less than (or /cancel)."),
+    }
+    return _(questions[operator]).format(key=esc(short(key, 40)))
+
+
+def attribute_condition(key: str, operator: str, value: str) -> str:
+    sentences = {
+        "equals": N_("{key} equals «{value}»"),
+        "contains": N_("{key} contains «{value}»"),
+        "greater": N_("{key} is greater than {value}"),
+        "less": N_("{key} is less than {value}"),
+    }
+    return _(sentences[operator]).format(key=esc(short(key, 40)), value=esc(short(value, 60)))
+
+
+def behaviour_condition(behaviour: str, days: int | None) -> str:
+    if behaviour == "never_ordered":
+        return _("Never ordered")
+    count = days or 0
+    if behaviour == "ordered":
+        sentence = ngettext(
+            "Ordered in the last {count} day", "Ordered in the last {count} days", count
+        )
+    else:
+        sentence = ngettext(
+            "Opened or clicked an email in the last {count} day",
+            "Opened or clicked an email in the last {count} days",
+            count,
+        )
+    return sentence.format(count=number(count))
+
+
+def segment_tags_line(tags: Sequence[str], match: str) -> str:
+    shown = esc(short(", ".join(tags), 200))
+    if match == "all":
+        return _("🏷 Customers with all of these tags: {tags}").format(tags=shown)
+    return _("🏷 Customers with any of these tags: {tags}").format(tags=shown)
+
+
+def segment_conditions(draft: dict[str, Any]) -> list[str]:
+    """The definition, one whole sentence a line: tags, attributes, behaviour."""
+    lines: list[str] = []
+    if draft.get("tags"):
+        lines.append(segment_tags_line(draft["tags"], draft.get("match", "any")))
+    for n, item in enumerate(draft.get("attributes") or [], 1):
+        lines.append(f"{n}. " + attribute_condition(item["key"], item["operator"], item["value"]))
+    count = len(draft.get("attributes") or [])
+    for n, item in enumerate(draft.get("behaviour") or [], count + 1):
+        lines.append(f"{n}. " + behaviour_condition(item["behaviour"], item.get("days")))
+    if not lines:
+        lines.append(_("No conditions yet: every customer."))
+    elif len(lines) > 1:
+        lines.append(_("Every condition must hold."))
+    return lines
+
+
+def live_count(count: int) -> str:
+    return ngettext(
+        "👥 {count} customer matches now.", "👥 {count} customers match now.", count
+    ).format(count=number(count))
+
+
+def segment_card(name: str, draft: dict[str, Any], count: int, used_by: Sequence[str]) -> str:
+    lines = [f"🎯 <b>{esc(short(name, 60))}</b>", "", *segment_conditions(draft), ""]
+    lines.append(live_count(count))
+    if used_by:
+        lines.append(_("Used by {chains}.").format(chains=esc(short(", ".join(used_by), 300))))
+    return "\n".join(lines)
+
+
+def segment_draft(
+    name: str,
+    new: bool,
+    draft: dict[str, Any],
+    count: int,
+    *,
+    unsaved: bool,
+    problems: Sequence[str] = (),
+    question: str | None = None,
+) -> str:
+    shown = esc(short(name, 60))
+    if new:
+        title = _("🎯 New segment <b>{name}</b>").format(name=shown)
+    else:
+        title = _("🎯 Editing segment <b>{name}</b>").format(name=shown)
+    lines = [title, "", *segment_conditions(draft), ""]
+    lines.append(live_count(count))
+    if unsaved:
+        lines.append(_("✏️ Not saved yet: 💾 Save keeps it, 🗑 Discard forgets it."))
+    lines += [f"⚠️ {esc(problem)}" for problem in problems]
+    if question:
+        lines += ["", question]
+    return "\n".join(lines)
+
+
+def segment_leave_question(name: str) -> str:
+    return _(
+        "The segment {name} has unsaved changes.\nSave them, discard them, or keep editing?"
+    ).format(name=esc(short(name, 60)))
+
+
+def segment_delete_question(name: str) -> str:
+    return _("Delete the segment {name}? Chains can no longer use it after that.").format(
+        name=esc(short(name, 60))
+    )
+
+
+def segment_name_taken(name: str) -> str:
+    return _("There is already a segment {name}. Send another name.").format(
+        name=esc(short(name, 60))
+    )
+
+
+def not_a_segment_name(name: str) -> str:
+    return _(
+        "«{name}» cannot be a segment's name: use letters, digits, - and _ "
+        "(at most 100). Send another one."
+    ).format(name=esc(short(name, 60)))
 
 
 # --- Import ------------------------------------------------------------------------
@@ -886,8 +1067,8 @@ YEAR_OUT_OF_RANGE = N_("the year must be between {first} and {last}")
 NO_SUCH_TIME = N_("the time must be between 00:00 and 23:59")
 MOMENT_FORMS = N_("try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00")
 NO_SEGMENTS_TO_PICK = N_(
-    "There are no segments yet. Add one on the server: "
-    "<code>chainmail segments add NAME --tags a,b</code>"
+    "There are no segments yet. Make one from the menu (🎯 Segments, ➕ New segment), "
+    "or on the server: <code>chainmail segments add NAME --tags a,b</code>"
 )
 
 

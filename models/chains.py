@@ -109,17 +109,22 @@ class ChainView:
 # --- Reading ------------------------------------------------------------------------
 
 
-async def known_attribute_keys(session: AsyncSession) -> set[str]:
-    """Every attribute key some customer has, found by the database in one pass."""
+async def known_attribute_keys(session: AsyncSession, latest: int | None = None) -> set[str]:
+    """Every attribute key some customer has, found by the database in one pass; or
+    only those of the `latest` customers added (a screen's choices: a full pass reads
+    every customer, about 0.35 s a million)."""
+    customers = "customers"
+    if latest is not None:
+        customers = f"(SELECT attributes FROM customers ORDER BY id DESC LIMIT {int(latest)})"
     if session.bind.dialect.name == "sqlite":
         query = (
-            "SELECT DISTINCT a.key FROM customers AS c, json_each(c.attributes) AS a"
+            f"SELECT DISTINCT a.key FROM {customers} AS c, json_each(c.attributes) AS a"
             " WHERE json_type(c.attributes) = 'object'"
         )
     else:
         # The guard keeps a JSON null or list in one row from failing the whole query.
         query = (
-            "SELECT DISTINCT a.key FROM customers AS c CROSS JOIN LATERAL jsonb_object_keys("
+            f"SELECT DISTINCT a.key FROM {customers} AS c CROSS JOIN LATERAL jsonb_object_keys("
             " CASE WHEN jsonb_typeof(c.attributes::jsonb) = 'object'"
             " THEN c.attributes::jsonb ELSE '{}'::jsonb END) AS a(key)"
         )

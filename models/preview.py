@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
 from models.customers import BAD_EMAIL, BAD_PHONE, validate_customer
 from models.db import Database
-from models.segments import segment_members_query
-from models.tables import Channel, Customer, Segment
+from models.segments import segment_members_query, segment_rules
+from models.tables import Channel, Customer
 from models.templates import customer_context, template_context
 
 MADE_UP_FIELDS = {
@@ -126,6 +127,7 @@ async def sample_customer(
     channel: str,
     default_timezone: str,
     default_language: str,
+    now: datetime,
 ) -> PreviewCustomer:
     """The first customer of `segments` (any customer when there are none or they are
     empty), one with the channel's contact first; made up when there are no customers."""
@@ -133,9 +135,10 @@ async def sample_customer(
     with_contact_first = (contact.is_(None), Customer.id)
     if segments:
         async with db.session() as session:
-            rules = list(await session.scalars(select(Segment).where(Segment.name.in_(segments))))
+            rules = await segment_rules(session, segments)
+            dialect = session.bind.dialect.name
         if rules:
-            members = segment_members_query(rules).scalar_subquery()
+            members = segment_members_query(rules, now=now, dialect=dialect).scalar_subquery()
             query = select(Customer).where(Customer.id.in_(members)).order_by(*with_contact_first)
             found = await _first(db, query, default_language)
             if found is not None:

@@ -195,9 +195,16 @@ class Segment(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    # Empty list: every customer.
+    # Empty lists everywhere: every customer (models/segment_rules.py).
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Of the tags: any or all of them. Every attribute and behaviour condition must hold.
     match: Mapped[str] = mapped_column(String(3), default="any")
+    # [{"key", "operator", "value"}]
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
+    # [{"behaviour", "days"?}]
+    behaviour: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

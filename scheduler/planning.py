@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from models.segments import segment_members_query
-from models.tables import Customer, Delivery, DeliveryStatus, Segment
+from models.segments import segment_members_query, segment_rules
+from models.tables import Customer, Delivery, DeliveryStatus
 from scheduler import sql
 from scheduler.steps import StepPlan
 from scheduler.timing import due_at_for_zones
@@ -126,8 +126,8 @@ async def enroll_main_step(
     whole table once per customer while the INSERT grows it, which is quadratic
     (100,000 customers: 50 s instead of 1.5 s).
     """
-    rules = await session.scalars(select(Segment).where(Segment.name.in_(step.segments)))
-    members = segment_members_query(list(rules))
+    rules = await segment_rules(session, step.segments)
+    members = segment_members_query(rules, now=now, dialect=session.bind.dialect.name)
     customers = Customer.__table__
     eligible = sql.moment(now)
     among = None if customer_ids is None else customers.c.id.in_(customer_ids)

@@ -16,8 +16,8 @@ from models.chainfile import SegmentsAudience
 from models.chains import ChainView
 from models.db import Database
 from models.errors import ChainmailError
-from models.segments import segment_members_query
-from models.tables import Customer, Delivery, DeliveryStatus, Enrollment, Segment
+from models.segments import segment_members_query, segment_rules
+from models.tables import Customer, Delivery, DeliveryStatus, Enrollment
 from scheduler.claims import contact_rules
 
 _customer = Customer.__table__
@@ -42,8 +42,8 @@ class Forecast:
     later_channels: tuple[str, ...]
 
 
-async def forecast_activation(db: Database, chain: ChainView) -> Forecast:
-    """The main step's audience if the chain were activated now, by channel rules."""
+async def forecast_activation(db: Database, chain: ChainView, *, now: datetime) -> Forecast:
+    """The main step's audience if the chain were activated at `now`, by channel rules."""
     main = chain.steps[0] if chain.steps else None
     if main is None or not isinstance(main.audience, SegmentsAudience) or main.action is None:
         raise NotReady(f"chain {chain.id} has no main step with an audience and a message yet")
@@ -53,10 +53,9 @@ async def forecast_activation(db: Database, chain: ChainView) -> Forecast:
         else_=literal(REACHABLE),
     ).label("reason")
     async with db.session() as session:
-        rules = list(
-            await session.scalars(select(Segment).where(Segment.name.in_(main.audience.segments)))
-        )
-        members = segment_members_query(rules).subquery()
+        rules = await segment_rules(session, main.audience.segments)
+        dialect = session.bind.dialect.name
+        members = segment_members_query(rules, now=now, dialect=dialect).subquery()
         rows = await session.execute(
             select(reason, func.count())
             .select_from(_customer.join(members, members.c.id == _customer.c.id))

@@ -96,3 +96,13 @@ def test_replan_bench_updates_every_planned_row_through_chains_update(tmp_path: 
     )  # fmt: skip
     assert "300 planned" in run.stdout
     assert "update/bare" in run.stdout
+
+
+def test_segments_bench_counts_and_plans_beside_its_baselines(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "segments.py"), "--customers", "300",
+         "--repeat", "1", "--databases", "sqlite"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert "count: equals: 100 rows" in run.stdout
+    assert "segment/bare" in run.stdout

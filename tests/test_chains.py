@@ -401,7 +401,48 @@ async def test_cli_adds_and_lists_segments(db: Database, db_url: str, tmp_path: 
     )
     listed = chainmail(db_url, "segments", "list", cwd=tmp_path)
     assert listed.stdout.splitlines() == [
-        "NAME      MATCH  TAGS",
+        "NAME      MATCH  TAGS             CONDITIONS",
         "everyone  -      (all customers)",
         "vip       all    vip, gold",
     ]
+
+
+async def test_cli_adds_a_segment_by_attributes_and_behaviour(db_url: str, tmp_path: Path) -> None:
+    added = chainmail(
+        db_url, "segments", "add", "moscow-buyers", "--attribute", "city", "equals", "Москва",
+        "--attribute", "spent", "greater", "1 000", "--ordered-within", "30", cwd=tmp_path,
+    )  # fmt: skip
+    assert (added.returncode, added.stderr) == (0, "")
+    assert added.stdout == (
+        "segment moscow-buyers: customers; city equals Москва; spent greater than 1000;"
+        " ordered in the last 30 days\n"
+    )
+    listed = chainmail(db_url, "segments", "list", cwd=tmp_path)
+    assert listed.stdout.splitlines()[1].split("  ")[-1].strip() == (
+        "city equals Москва; spent greater than 1000; ordered in the last 30 days"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (
+            ["--attribute", "spent", "greater", "много"],
+            "chainmail: 'много' is not a number: greater than compares numbers\n",
+        ),
+        (
+            ["--attribute", "city", "like", "М"],
+            "chainmail: 'like' is not a way to compare an attribute:"
+            " use one of equals, contains, greater, less\n",
+        ),
+        (
+            ["--ordered-within", "0"],
+            "chainmail: days must be a whole number from 1 to 3650, not 0\n",
+        ),
+    ],
+)
+def test_cli_refuses_a_bad_condition_in_one_line(
+    db_url: str, tmp_path: Path, options: list[str], error: str
+) -> None:
+    refused = chainmail(db_url, "segments", "add", "bad", *options, cwd=tmp_path)
+    assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", error)

@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from models.db import Database
@@ -88,7 +89,13 @@ def _server_errors(base_url: str, document: dict[str, Any]) -> list[str]:
                     if response.status_code >= 500:
                         found.append(f"{response.status_code}: {case.as_curl_command(headers)}")
 
-            send()
+            try:
+                send()
+            except Unsatisfiable:
+                # An operation without parameters or body (GET /api/v1/segments) has
+                # no wrong inputs to make.
+                if mode is GenerationMode.POSITIVE:
+                    raise
     return found
 
 
@@ -101,5 +108,7 @@ async def test_schemathesis_gets_no_server_error_from_any_operation(base_url: st
         "/api/v1/orders",
         "/api/v1/sms/status",
         "/api/v1/sms/inbound",
+        "/api/v1/segments",
+        "/api/v1/segments/{name}",
     }
     assert await asyncio.to_thread(_server_errors, base_url, document) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select
 
@@ -14,8 +16,9 @@ from models.segments import (
     delete_segment,
     list_segments,
     segment_members_query,
+    segment_rules,
 )
-from models.tables import AuditEntry, Customer, CustomerTag, Segment
+from models.tables import AuditEntry, Customer, CustomerTag
 
 PEOPLE = {
     "both": ["vip", "new"],
@@ -40,9 +43,13 @@ async def seed_customers(db: Database, tags_by_customer: dict[str, list[str]]) -
     return ids
 
 
+NOW = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+
+
 async def members(db: Database, *segments: SegmentInfo) -> set[str]:
-    query = select(Customer.external_id).where(Customer.id.in_(segment_members_query(segments)))
     async with db.session() as session:
+        found = segment_members_query(segments, now=NOW, dialect=session.bind.dialect.name)
+        query = select(Customer.external_id).where(Customer.id.in_(found))
         return set(await session.scalars(query))
 
 
@@ -71,9 +78,9 @@ async def test_several_segments_are_their_union_each_customer_once(db: Database)
     other = await add_segment(db, "other", ["other"], actor="cli")
     vip = await add_segment(db, "vip", ["vip"], actor="cli")
     assert await members(db, both, other, vip) == {"both", "vip", "other"}
-    count = select(func.count()).select_from(segment_members_query([both, vip]).subquery())
     async with db.session() as session:
-        assert await session.scalar(count) == 2
+        found = segment_members_query([both, vip], now=NOW, dialect=session.bind.dialect.name)
+        assert await session.scalar(select(func.count()).select_from(found.subquery())) == 2
 
 
 async def test_no_segments_means_no_customers(db: Database) -> None:
@@ -81,13 +88,13 @@ async def test_no_segments_means_no_customers(db: Database) -> None:
     assert await members(db) == set()
 
 
-async def test_segment_rows_work_as_rules_too(db: Database) -> None:
+async def test_segments_are_read_back_by_name_as_rules(db: Database) -> None:
     await seed_customers(db, PEOPLE)
     await add_segment(db, "new", ["new"], actor="cli")
     async with db.session() as session:
-        row = await session.scalar(select(Segment).where(Segment.name == "new"))
-        query = select(Customer.external_id).where(Customer.id.in_(segment_members_query([row])))
-        assert set(await session.scalars(query)) == {"both", "new"}
+        rules = await segment_rules(session, ["new", "missing"])
+    assert [rule.name for rule in rules] == ["new"]
+    assert await members(db, *rules) == {"both", "new"}
 
 
 async def test_tags_are_trimmed_deduplicated_and_listed(db: Database) -> None:

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from models.db import Database, bounded_writes
 from models.errors import DatabaseBusy
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
-from web import api_customers, api_orders, telegram_webhook, texts, tracking
+from web import api_customers, api_orders, api_segments, telegram_webhook, texts, tracking
 from web.spool import Spool, replaying
 
 # A database that answers later than this is down for whoever probes the health.
@@ -84,6 +84,7 @@ def create_app(
     app.include_router(telegram_webhook.router)
     app.include_router(api_customers.router)
     app.include_router(api_orders.router)
+    app.include_router(api_segments.router)
     app.include_router(tracking.router)
 
     @app.get("/healthz", include_in_schema=False)

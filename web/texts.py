@@ -23,6 +23,8 @@ NOT_A_LIST_OF_CUSTOMERS = "the body must be a JSON list of customers"
 TOO_MANY_ORDERS = "at most {limit} orders per request: send the rest in another one"
 NOT_AN_ORDER_OR_LIST = "the body must be one order (a JSON object) or a JSON list of orders"
 UNKNOWN_SMS = "no SMS with id {id!r}"
+NOT_A_SEGMENT = "the body must be a JSON object: a segment's name and definition"
+NO_SEGMENT = "there is no segment {name!r}"
 
 # Pages the shop's customers see after following a link in a message; shop-neutral,
 # as no setting names the shop.
