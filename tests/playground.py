@@ -319,9 +319,12 @@ class OutboxPage:
         return self.page.frame_locator("#email")
 
     def follow_unsubscribe_link(self) -> object:
-        """Click the open email's unsubscribe link; returns the page it opens (a new tab)."""
+        """Click the open email's unsubscribe link; returns the page it opens (a new tab).
+        The demo's customers have Russian phones: their footer is in Russian."""
         with self.page.expect_popup() as popup:
-            self.page.frame_locator("#email").get_by_role("link", name="Unsubscribe").click()
+            self.page.frame_locator("#email").get_by_role(
+                "link", name="Отписаться от рассылки"
+            ).click()
         return popup.value
 
     def screenshot(self, name: str) -> None:

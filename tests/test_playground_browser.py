@@ -111,8 +111,9 @@ def test_the_demo_chain_activated_from_its_card_emails_then_texts_who_unsubscrib
     outbox.screenshot("playground-outbox.png")
 
     unsubscribe = outbox.follow_unsubscribe_link()
-    unsubscribe.get_by_role("button", name="Unsubscribe").click()
-    unsubscribe.get_by_text("You are unsubscribed").wait_for(timeout=WAIT_MS)
+    # In the customer's language, as the footer was (a Russian phone).
+    unsubscribe.get_by_role("button", name="Отписаться").click()
+    unsubscribe.get_by_text("Вы отписались").wait_for(timeout=WAIT_MS)
 
     # The chain's second step: an SMS to whoever unsubscribed from its email.
     [sms] = outbox.sms(count=1)
