@@ -63,9 +63,16 @@ def test_every_message_in_the_code_is_translated_with_its_placeholders(language:
 def test_the_shipped_mo_file_is_compiled_from_the_po_file(language: str) -> None:
     mo_path = i18n.LOCALE_DIR / language / "LC_MESSAGES" / f"{i18n.DOMAIN}.mo"
     with mo_path.open("rb") as file:
-        mo = {message.id: message.string for message in read_mo(file) if message.id}
-    po = {m.id: m.string for m in catalogue(language) if m.id and not m.fuzzy and m.string}
+        mo = {_key(message.id): _key(message.string) for message in read_mo(file) if message.id}
+    po = {
+        _key(m.id): _key(m.string) for m in catalogue(language) if m.id and not m.fuzzy and m.string
+    }
     assert mo == po, "run scripts/i18n"
+
+
+def _key(value: object) -> object:
+    """A plural message's forms (a list from the .mo, a tuple from the .po) as a tuple."""
+    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def test_a_telegram_language_code_picks_a_catalogue_or_english() -> None:
