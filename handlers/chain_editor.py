@@ -209,6 +209,7 @@ async def show_step(
             _block(state) if unsaved(state) else None,
             note,
             sms_frame=context.deps.messages.sms_frame,
+            currency=context.deps.currency,
         ),
         keyboards.editor_step(chain, step, options),
         toast=toast,
@@ -289,6 +290,7 @@ async def show_block(
         waiting_for=state.get("input"),
         problems=problems or [],
         note=note,
+        currency=context.deps.currency,
         sms_frame=context.deps.messages.sms_frame,
     )
     await _screen(

@@ -298,7 +298,7 @@ async def _stats(
     stats = await chain_stats(context.deps.db, chain_id)
     if with_chart:
         await _send_chart(update, context, stats)
-    pages = texts.stats_pages(stats)
+    pages = texts.stats_pages(stats, currency=context.deps.currency)
     page = keyboards.paginate(pages, page_number, 1)
     await show(update, page.items[0], keyboards.stats(chain_id, page))
 

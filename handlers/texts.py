@@ -15,6 +15,7 @@ from typing import Any
 
 from telegram.constants import MessageLimit
 
+from i18n import _, money, ngettext, percent
 from models.chainfile import (
     Action,
     Audience,
@@ -330,13 +331,31 @@ def _version_lines(step: StepStats) -> list[str]:
     return lines
 
 
-def _step_stats(step: StepStats) -> str:
+def _terms_words(terms: Sequence[str], match: str) -> str:
+    """`unsubscribed email`; `any of: not opened, not clicked`."""
+    known = Term._value2member_map_
+    labels = ", ".join(_(TERM_LABELS[Term(term)]) for term in terms if term in known)
+    if len(terms) < 2:
+        return labels
+    return (_("all of: {terms}") if match == "all" else _("any of: {terms}")).format(terms=labels)
+
+
+def _waiting_for_terms(step: StepStats) -> str:
+    """Planned messages parked until their terms come true: most may never go."""
+    return ngettext(
+        "⏳ {count} message waits for its terms ({terms}): sent only if they come true in time",
+        "⏳ {count} messages wait for their terms ({terms}): sent only if they come true in time",
+        step.waiting_for_terms,
+    ).format(count=step.waiting_for_terms, terms=_terms_words(step.terms, step.terms_match))
+
+
+def _step_stats(step: StepStats, currency: str) -> str:
     """Four short lines a phone shows without scrolling sideways, then one per version
-    if the step has several; zeros of trouble left out."""
+    if the step has several; zeros of trouble left out. Amounts in `currency`."""
     channel = {"email": "email", "sms": "SMS"}.get(step.channel or "", "message not set")
     progress = [f"sent {step.sent}/{step.coverage}" if step.coverage else "nothing sent yet"]
     for count, label in (
-        (step.planned, "to go"),
+        (step.to_go, "to go"),
         (step.failed, "failed"),
         (step.skipped, "skipped"),
         (step.uncertain, "uncertain"),
@@ -361,10 +380,18 @@ def _step_stats(step: StepStats) -> str:
         [
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {channel}",
             " · ".join(progress),
+            *([_waiting_for_terms(step)] if step.waiting_for_terms else []),
             reach,
             *(["⚠ " + " · ".join(trouble)] if trouble else []),
-            f"🛒 {plural(step.orders, 'order')} · {step.revenue:.2f} · "
-            f"conv. {step.conversion_rate:.1%}",
+            ngettext(
+                "🛒 {count} order · {revenue} · conv. {rate}",
+                "🛒 {count} orders · {revenue} · conv. {rate}",
+                step.orders,
+            ).format(
+                count=step.orders,
+                revenue=money(step.revenue, currency),
+                rate=percent(step.conversion_rate),
+            ),
             *_version_lines(step),
         ]
     )
@@ -382,14 +409,15 @@ def _pages(blocks: Iterable[str], budget: int) -> list[list[str]]:
     return pages
 
 
-def stats_pages(stats: ChainStats) -> list[str]:
-    """A chain's numbers, one block per step, in as few messages as fit Telegram's limit."""
+def stats_pages(stats: ChainStats, *, currency: str) -> list[str]:
+    """A chain's numbers, one block per step, in as few messages as fit Telegram's limit;
+    amounts in the shop's `currency` (SHOP_CURRENCY)."""
     header = f"📊 <b>{esc(short(stats.name, 60))}</b> · {STATUS[ChainStatus(stats.status)]}"
     if not stats.steps:
         return [f"{header}\n\nThe chain has no steps yet."]
     # Room for the header and its page number (" · page 10/10").
     budget = LIMIT - len(header) - 30
-    pages = _pages((_step_stats(step) for step in stats.steps), budget)
+    pages = _pages((_step_stats(step, currency) for step in stats.steps), budget)
     return [
         f"{header}{page_note(number, len(pages))}\n\n" + "\n\n".join(blocks)
         for number, blocks in enumerate(pages)
@@ -489,8 +517,9 @@ def _change(now: int, before: int) -> str:
     return f" ({now - before:+d})" if now != before else ""
 
 
-def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
-    """A step of a daily summary: yesterday with the change against the day before, then totals."""
+def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency: str) -> str:
+    """A step of a daily summary: yesterday with the change against the day before, then
+    totals; amounts in `currency`."""
     channel = {"email": "email", "sms": "SMS"}.get(total.channel or "", "message not set")
     if total.channel == "email":
         reach = [("opened", "opened"), ("clicked", "clicked")]
@@ -509,13 +538,25 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         )
         if count
     ]
-    yesterday.append(f"🛒 {day.orders}{_change(day.orders, before.orders)} · {day.revenue:.2f}")
+    yesterday.append(
+        _("🛒 {orders}{change} · {revenue}").format(
+            orders=day.orders,
+            change=_change(day.orders, before.orders),
+            revenue=money(day.revenue, currency),
+        )
+    )
     overall = [f"sent {total.sent}"]
     overall += [
         f"{label} {getattr(total, name)} ({_percent(getattr(total, name), total.sent)})"
         for name, label in reach
     ]
-    overall.append(f"🛒 {total.orders} · {total.revenue:.2f} · conv. {total.conversion_rate:.1%}")
+    overall.append(
+        _("🛒 {orders} · {revenue} · conv. {rate}").format(
+            orders=total.orders,
+            revenue=money(total.revenue, currency),
+            rate=percent(total.conversion_rate),
+        )
+    )
     trouble = [
         f"{label} {count}"
         for count, label in (
@@ -550,9 +591,9 @@ def summary_header(day: date, zone: str) -> str:
     )
 
 
-def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str]:
+def summary_messages(numbers: DailyStats, header: str | None = None, *, currency: str) -> list[str]:
     """One chain's part of a daily summary, in as few messages as Telegram's limit allows;
-    `header` goes first (the summary's first chain)."""
+    `header` goes first (the summary's first chain); amounts in `currency`."""
     total = numbers.total
     title = f"📊 <b>{esc(short(total.name, 60))}</b> · {STATUS[ChainStatus(total.status)]}"
     if header:
@@ -563,7 +604,7 @@ def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str
     days = {step.position: step for step in numbers.day.steps}
     befores = {step.position: step for step in numbers.day_before.steps}
     blocks = [
-        _summary_step(days[step.position], befores[step.position], step)
+        _summary_step(days[step.position], befores[step.position], step, currency)
         for step in total.steps
         if step.position in days and step.position in befores
     ]
@@ -727,6 +768,8 @@ class BlockScreen:
     waiting_for: str | None
     problems: list[Problem]
     note: str | None
+    # The shop's currency (SHOP_CURRENCY), of the minimum amount.
+    currency: str
     # The opt-out line and short links of every SMS, counted in its parts.
     sms_frame: SmsFrame = BARE_SMS
 
@@ -827,11 +870,19 @@ def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
     return f"SMS, {plural(count.parts, 'part')}: «{esc(short(action.text, 40))}»"
 
 
-def _conversion_short(conversion: Conversion | None) -> str:
+def _conversion_short(conversion: Conversion | None, currency: str) -> str:
     if conversion is None:
         return "not set"
-    amount = f", from {conversion.min_amount}" if conversion.min_amount else ""
-    return f"an order within {plural(conversion.window_days, 'day')}{amount}"
+    days = conversion.window_days
+    if conversion.min_amount:
+        return ngettext(
+            "an order of at least {amount} within {count} day",
+            "an order of at least {amount} within {count} days",
+            days,
+        ).format(amount=money(conversion.min_amount, currency), count=days)
+    return ngettext("an order within {count} day", "an order within {count} days", days).format(
+        count=days
+    )
 
 
 def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
@@ -858,14 +909,16 @@ def editor_step(
     note: str | None = None,
     *,
     sms_frame: SmsFrame = BARE_SMS,
+    currency: str,
 ) -> str:
     """`note`: what the change just made did, in the services' words (describe);
-    `sms_frame`: the opt-out line and short links, counted in an SMS's parts."""
+    `sms_frame`: the opt-out line and short links, counted in an SMS's parts; `currency`:
+    the shop's (SHOP_CURRENCY), of the minimum amount."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
         (BlockKind.ACTION, _action_short(step.action, sms_frame)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
-        (BlockKind.CONVERSION, _conversion_short(step.conversion)),
+        (BlockKind.CONVERSION, _conversion_short(step.conversion, currency)),
     ]
     version = f" · version {step.version}" if step.version > 1 else ""
     lines = [
@@ -949,7 +1002,11 @@ def _draft_lines(view: BlockScreen) -> list[str]:
             amount = draft.get("min_amount") or 0
             window = plural(draft.get("window_days", 7), "day")
             lines = [f"Goal: an order within {window} of the message"]
-            lines.append(f"Minimum amount: {amount}" if amount else "Any amount counts")
+            lines.append(
+                _("Minimum amount: {amount}").format(amount=money(amount, view.currency))
+                if amount
+                else "Any amount counts"
+            )
             return lines
 
 

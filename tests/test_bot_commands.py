@@ -254,6 +254,20 @@ async def test_stats_of_a_chain_come_with_its_chart(
     assert "photo" in again[0].message
 
 
+async def test_amounts_are_shown_in_the_shops_currency(
+    db: Database, double: TelegramDouble
+) -> None:
+    await add_admin(db, VIEWER, Role.VIEWER, name="Vera", actor="test")
+    chain_id = await seeded_chain(db)
+    with double:
+        settings = bot_settings(telegram_api_base_url=double.api_base_url, shop_currency="EUR")
+        app = build_application(settings, db)
+        async with app:
+            _photo, page = await BotUnderTest(app, double).send(VIEWER, f"/stats {chain_id}")
+    assert "🛒 2 orders · €150.00 · conv. 66.7%" in page.text
+    assert "🛒 1 order · €250.00 · conv. 100.0%" in page.text
+
+
 async def test_no_chart_when_there_is_nothing_to_draw(bot: BotUnderTest, db: Database) -> None:
     chain_id = await make_chain(db, "Welcome")
     (page,) = await bot.send(VIEWER, f"/stats {chain_id}")

@@ -540,7 +540,7 @@ async def test_the_goal_takes_a_window_and_a_minimum_amount(
     await phone.send("много")
     assert "«много» is not an amount" in phone.text
     await phone.send("1 500,50")
-    assert "Minimum amount: 1500.5" in phone.text
+    assert "Minimum amount: RUB1,500.50" in phone.text
     await phone.tap("✏️ Other window")
     await phone.send("0")
     assert "is not a number of days from 1 to 3650" in phone.text
