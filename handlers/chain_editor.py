@@ -730,7 +730,7 @@ async def _forecast(update: Update, context: Context, chain_id: int) -> None:
     forecast = await forecast_activation(context.deps.db, chain)
     messages = context.deps.messages
     channels = {forecast.channel, *forecast.later_channels} & messages.to_outbox
-    text = texts.forecast(chain, forecast) + texts.outbox_notice(channels, messages.outbox_dir)
+    text = texts.forecast(chain, forecast) + texts.outbox_notice(channels)
     await show(update, text, keyboards.confirm_activation(chain_id, forecast))
 
 

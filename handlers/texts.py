@@ -1158,14 +1158,14 @@ def forecast(chain: ChainView, found: Forecast) -> str:
     return "\n".join(fit(lines))
 
 
-def outbox_notice(channels: Iterable[str], outbox_dir: str) -> str:
-    """SPEC §4: with no SMTP server or SMS gateway configured, the bot says where messages go."""
+def outbox_notice(channels: Iterable[str]) -> str:
+    """SPEC §4: with no SMTP server or SMS gateway configured, the bot says that messages
+    go to the outbox (where on the server is the operator's business: the log says)."""
     lines = []
     if "email" in channels:
-        lines.append(f"📂 No SMTP server is set up: emails are written to {esc(outbox_dir)}.")
+        lines.append(_("📂 No SMTP server is set: emails are saved to the outbox, not sent."))
     if "sms" in channels:
-        where = esc(f"{outbox_dir}/sms.jsonl")
-        lines.append(f"📂 No SMS gateway is set up: SMS are written to {where}.")
+        lines.append(_("📂 No SMS gateway is set: SMS are saved to the outbox, not sent."))
     return "".join("\n" + line for line in lines)
 
 
@@ -1354,15 +1354,21 @@ def test_sent(
     to: str,
     sent: bool,
     detail: str,
-    outbox: str | None,
+    to_outbox: bool,
 ) -> str:
+    """`to_outbox`: no server is set, so the test went (or was to go) to the outbox,
+    whose place on the server and whose errors (paths again) are in the log."""
     lines = [*_preview_head(head, "email" if channel == "email" else "SMS")[:2], ""]
+    if not sent and to_outbox:
+        lines.append(_("⚠️ The test could not be saved to the outbox; the server's log says why."))
+        return "\n".join(lines)
     if not sent:
         lines.append(f"⚠️ The test was not sent: {esc(short(detail, 300))}")
         return "\n".join(lines)
-    if outbox is not None:
-        missing = "SMTP server" if channel == "email" else "SMS gateway"
-        lines.append(f"🧪 Written to {esc(outbox)}: no {missing} is configured.")
+    if to_outbox and channel == "email":
+        lines.append(_("🧪 Saved to the outbox (no SMTP server is set): no email was sent."))
+    elif to_outbox:
+        lines.append(_("🧪 Saved to the outbox (no SMS gateway is set): no SMS was sent."))
     else:
         lines.append(f"🧪 Test sent to {esc(masked_address(to))}.")
     lines.append("It is not a delivery: nothing shows in the stats.")

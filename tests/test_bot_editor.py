@@ -426,9 +426,11 @@ async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
     assert "✅ 5 would get it now." in phone.text
     assert "no email: 1" in phone.text
     assert "Later steps (email, SMS)" in phone.text
-    # No SMTP server or SMS gateway in the tests' settings: the bot says where messages go.
-    assert "No SMTP server is set up: emails are written to outbox." in phone.text
-    assert "SMS are written to outbox/sms.jsonl." in phone.text
+    # No SMTP server or SMS gateway in the tests' settings: the bot says so, without the
+    # server's paths (the engine's log has them).
+    assert "📂 No SMTP server is set: emails are saved to the outbox, not sent." in phone.text
+    assert "📂 No SMS gateway is set: SMS are saved to the outbox, not sent." in phone.text
+    assert "outbox/" not in phone.text
     await phone.tap("✅ Activate now")
     assert (await get_chain(db, chain_id)).status is ChainStatus.ACTIVE
     assert phone.shown is not None
