@@ -29,6 +29,7 @@ from handlers import Context, keyboards, show, tell, texts
 from handlers.access import allowed, in_group, private_only, requires
 from handlers.callbacks import Action, decode, int_arg, pattern
 from handlers.charts import chain_chart_png
+from i18n import _
 from models.admins import add_admin, list_people, remove_admin
 from models.chains import ChainSummary, get_chain, list_chains
 from models.customers import count_customers, import_customers_csv
@@ -120,12 +121,20 @@ def _may_build(update: Update, context: Context) -> bool:
     return allowed(context.role, Role.ADMIN) and not in_group(update)
 
 
+def _help(update: Update, context: Context) -> str:
+    return texts.help_text(context.role or Role.VIEWER, group=in_group(update))
+
+
 async def help_command(update: Update, context: Context) -> None:
-    await show(update, texts.help_text(context.role or Role.VIEWER))
+    await show(update, _help(update, context))
 
 
 async def on_help(update: Update, context: Context) -> None:
-    await show(update, texts.help_text(context.role or Role.VIEWER), keyboards.back_to_menu())
+    await show(update, _help(update, context), keyboards.back_to_menu())
+
+
+def _no_chains(update: Update, context: Context) -> str:
+    return _(texts.NO_CHAINS_BUILD_ONE) if _may_build(update, context) else texts.NO_CHAINS
 
 
 async def nothing_to_cancel(update: Update, context: Context) -> None:
@@ -146,7 +155,7 @@ async def on_unknown_message(update: Update, context: Context) -> None:
 async def _chain_list(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, texts.NO_CHAINS, keyboards.back_to_menu())
+        await show(update, _no_chains(update, context), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
@@ -306,7 +315,7 @@ async def _stats(
 async def _reports(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, texts.NO_CHAINS, keyboards.back_to_menu())
+        await show(update, _no_chains(update, context), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
@@ -354,7 +363,8 @@ async def on_chart(update: Update, context: Context) -> None:
 
 async def on_customers(update: Update, context: Context) -> None:
     count = await count_customers(context.deps.db)
-    await show(update, texts.customers(count), keyboards.back_to_menu())
+    may_import = allowed(context.role, Role.ADMIN)
+    await show(update, texts.customers(count, may_import=may_import), keyboards.back_to_menu())
 
 
 async def on_segments(update: Update, context: Context) -> None:

@@ -11,6 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers import texts, when
 from handlers.callbacks import Action, encode
+from i18n import _
 from models.chainfile import Term
 from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
@@ -132,6 +133,16 @@ def stats(chain_id: int, page: Page[str]) -> InlineKeyboardMarkup:
 
 def segments(page: Page[object]) -> InlineKeyboardMarkup:
     return keyboard(pager(page, Action.SEGMENTS), menu_row())
+
+
+def wave_finished(chain_id: int) -> InlineKeyboardMarkup:
+    """Under a finished wave's tally: where the manager goes next."""
+    return keyboard(
+        [
+            button(_(texts.BUTTON_STATS), Action.STATS, chain_id, 0),
+            button(_(texts.BUTTON_OPEN_CHAIN), Action.CHAIN, chain_id, 0),
+        ]
+    )
 
 
 def back_to_menu() -> InlineKeyboardMarkup:

@@ -15,7 +15,7 @@ from typing import Any
 
 from telegram.constants import MessageLimit
 
-from i18n import _, money, ngettext, percent
+from i18n import N_, _, money, ngettext, percent
 from models.chainfile import (
     Action,
     Audience,
@@ -106,6 +106,7 @@ BUTTON_NEXT = "▶"
 BUTTON_PAUSE = "⏸ Pause"
 BUTTON_RESUME = "▶️ Resume"
 BUTTON_STATS = "📊 Stats"
+BUTTON_OPEN_CHAIN = N_("📋 Open chain")
 BUTTON_REFRESH = "🔄 Refresh"
 
 # (command, description) for Telegram's command menu and /help; see `commands_for`.
@@ -118,6 +119,7 @@ VIEWER_COMMANDS = (
     ("help", "What I can do"),
 )
 ADMIN_COMMANDS = (
+    ("new", N_("Build a new chain: /new [name]")),
     ("pause", "Pause a chain: /pause <chain>"),
     ("resume", "Resume a chain: /resume <chain>"),
     ("pause_all", "Pause every active chain"),
@@ -126,15 +128,26 @@ ADMIN_COMMANDS = (
 )
 OWNER_COMMANDS = (("admins", "Who may use the bot"),)
 GROUP_COMMANDS = (
+    ("start", "Main menu"),
     ("stats", "Numbers of a chain: /stats [chain]"),
     ("chains", "Chains and their status"),
     ("subscribe", "Daily summaries in this chat"),
     ("unsubscribe", "No more daily summaries here"),
     ("help", "What I can do"),
 )
+# In a group, what of GROUP_COMMANDS only admins may do (its members are viewers there),
+# and what of ADMIN_COMMANDS works there too (the rest is for a private chat).
+GROUP_ADMINS_ONLY = frozenset({"subscribe", "unsubscribe"})
+ADMIN_COMMANDS_IN_GROUPS = frozenset({"pause", "resume", "pause_all"})
 
 
-def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
+def commands_for(role: Role, *, group: bool = False) -> tuple[tuple[str, str], ...]:
+    """The commands `role` may use, in a private chat or (`group`) in a group chat."""
+    if group and role is Role.VIEWER:
+        return tuple(pair for pair in GROUP_COMMANDS if pair[0] not in GROUP_ADMINS_ONLY)
+    if group:
+        changes = tuple(pair for pair in ADMIN_COMMANDS if pair[0] in ADMIN_COMMANDS_IN_GROUPS)
+        return GROUP_COMMANDS + changes
     if role is Role.VIEWER:
         return VIEWER_COMMANDS
     if role is Role.ADMIN:
@@ -142,15 +155,21 @@ def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
     return VIEWER_COMMANDS + ADMIN_COMMANDS + OWNER_COMMANDS
 
 
-def help_text(role: Role) -> str:
+def help_text(role: Role, *, group: bool = False) -> str:
+    """Every command `role` may use where it asks (`group`: in a group chat), and none
+    other: a viewer is never pointed at what only admins may do."""
     lines = ["<b>What I can do</b>", ""]
-    lines += [f"/{command} — {esc(description)}" for command, description in commands_for(role)]
     lines += [
-        "",
-        "In a team group, /subscribe (admins) brings daily summaries there,",
-        "and then anyone in the group may ask /stats.",
-        "A chain is named by its id or by (part of) its name.",
+        f"/{command} — {esc(_(description))}"
+        for command, description in commands_for(role, group=group)
     ]
+    lines.append("")
+    if role is not Role.VIEWER and not group:
+        lines += [
+            "In a team group, /subscribe (admins) brings daily summaries there,",
+            "and then anyone in the group may ask /stats.",
+        ]
+    lines.append("A chain is named by its id or by (part of) its name.")
     if role is Role.VIEWER:
         lines.append("You can look at everything; changes are for admins.")
     return "\n".join(lines)
@@ -171,6 +190,11 @@ STATUS = {
 }
 NO_CHAINS = (
     "There are no chains yet. An operator can import one with "
+    "<code>chainmail chains import FILE</code>."
+)
+# For an admin in their private chat, where /new works.
+NO_CHAINS_BUILD_ONE = N_(
+    "There are no chains yet: /new builds one. An operator can also import one with "
     "<code>chainmail chains import FILE</code>."
 )
 
@@ -429,7 +453,12 @@ REPORTS = "📊 <b>Reports</b>\nWhich chain's numbers?"
 # --- Customers and segments --------------------------------------------------------
 
 
-def customers(count: int) -> str:
+def customers(count: int, *, may_import: bool) -> str:
+    """`may_import`: the reader is an admin, who may /import; a viewer cannot."""
+    if not may_import:
+        return _(
+            "👥 <b>Customers</b>: {count}\n\nAdmins add and update customers from CSV files."
+        ).format(count=count)
     return (
         f"👥 <b>Customers</b>: {count}\n\n"
         "To add or update customers, send /import and then a CSV file with the columns "

@@ -27,7 +27,9 @@ from tests.test_bot_support import (
     STRANGER,
     VIEWER,
     BotUnderTest,
+    buttons,
     running_bot,
+    screen,
 )
 
 THREE_STEPS = """\
@@ -437,11 +439,17 @@ async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
     message_id = phone.shown.message_id
     assert message_id is not None
     await text_of(double, OWNER, message_id, "📤 Sending")
+    assert wave_buttons(double, message_id) == {}
 
     await outbox_engine(db, tmp_path).run_until_idle()
     final = await text_of(double, OWNER, message_id, "✅ Wave finished")
     assert "6/6 done · sent 5 · failed 0" in final
     assert "no email: 1" in final
+    # Then where to go: the numbers, or the chain.
+    assert wave_buttons(double, message_id) == {
+        f"stats:{chain_id}:0": "📊 Stats",
+        f"chain:{chain_id}:0": "📋 Open chain",
+    }
     assert emails_in(tmp_path) == 5
     # The watch is over and forgotten.
     for _ in range(100):
@@ -449,6 +457,17 @@ async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
             break
         await asyncio.sleep(0.02)
     assert not bot.app.bot_data.get(progress.WAVES)
+    stats = screen(await bot.press(OWNER, message_id, f"stats:{chain_id}:0"))
+    assert stats.message_id == message_id
+    assert stats.text.startswith("📊 Welcome series · ▶️ active")
+    card = screen(await bot.press(OWNER, message_id, f"chain:{chain_id}:0"))
+    assert "✏️ Edit" in buttons(card).values()
+
+
+def wave_buttons(double: TelegramDouble, message_id: int) -> dict[str, str]:
+    [message] = [m for m in double.chat_messages(OWNER) if m["message_id"] == message_id]
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return {b["callback_data"]: b["text"] for row in rows for b in row}
 
 
 async def test_pause_stops_sending_within_one_engine_tick(

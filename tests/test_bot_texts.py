@@ -212,6 +212,9 @@ def test_help_shows_each_role_its_commands() -> None:
     assert "/pause" in texts.help_text(Role.ADMIN)
     assert "/admins" not in texts.help_text(Role.ADMIN)
     assert "/admins" in texts.help_text(Role.OWNER)
+    assert "/new" in texts.help_text(Role.ADMIN)
+    assert "/new" not in texts.help_text(Role.VIEWER)
+    assert "/subscribe" not in texts.help_text(Role.VIEWER, group=True)
 
 
 CHAINS = [
