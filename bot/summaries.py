@@ -72,9 +72,9 @@ def telegram_bot(settings: Settings) -> ExtBot[None]:
     )
 
 
-async def compose_summary(db: Database, day: date, zone: str) -> list[Part]:
+async def compose_summary(db: Database, day: date, zone: str, *, currency: str) -> list[Part]:
     """The summary of local `day`: the day before it, and the chains that ran in the
-    REPORTED_DAYS before that day's end. Nothing when no chain ran."""
+    REPORTED_DAYS before that day's end, amounts in `currency`. Nothing when no chain ran."""
     reported = day - timedelta(days=1)
     end = day_start(day, zone)
     parts: list[Part] = []
@@ -90,7 +90,7 @@ async def compose_summary(db: Database, day: date, zone: str) -> list[Part]:
         png = await chain_chart_png(db, numbers.total, last_day=reported, zone=zone)
         if png is not None:
             parts.append(Photo(png, texts.chart_caption(chain.name)))
-        parts += texts.summary_messages(numbers, header)
+        parts += texts.summary_messages(numbers, header, currency=currency)
         header = None
     return parts
 
@@ -106,6 +106,7 @@ def summary_sender(settings: Settings, db: Database) -> SummarySender | None:
         at=settings.summary_time,
         default_timezone=settings.default_timezone,
         owner_ids=tuple(settings.admin_ids),
+        currency=settings.shop_currency,
     )
 
 
@@ -118,6 +119,7 @@ class SummarySender:
         at: time,
         default_timezone: str,
         owner_ids: tuple[int, ...],
+        currency: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
@@ -125,6 +127,7 @@ class SummarySender:
         self.at = at
         self.default_timezone = default_timezone
         self.owner_ids = owner_ids
+        self.currency = currency
         self.clock = clock
         # False until the Bot is initialized; None once Telegram refused the token.
         self.bot_ready: bool | None = False
@@ -209,7 +212,9 @@ class SummarySender:
         key = (summary.day, summary.timezone, language)
         if key not in composed:
             with use_language(language):
-                composed[key] = await compose_summary(self.db, summary.day, summary.timezone)
+                composed[key] = await compose_summary(
+                    self.db, summary.day, summary.timezone, currency=self.currency
+                )
         parts = composed[key]
         for index in range(claim.parts_sent, len(parts)):
             if not await summaries.renew(self.db, claim, self.clock()):

@@ -127,6 +127,7 @@ def build_application(
         owner_ids=tuple(settings.admin_ids),
         default_timezone=settings.default_timezone,
         default_phone_region=settings.default_phone_region,
+        currency=settings.shop_currency,
         messages=message_setup(settings),
     )
     builder = (

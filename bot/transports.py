@@ -60,7 +60,6 @@ def message_setup(settings: Settings) -> MessageSetup:
         dkim=dkim_key(settings),
         open_email=partial(email_transport, settings),
         open_sms=partial(sms_transport, settings),
-        outbox_dir=str(settings.outbox_dir),
         to_outbox=frozenset(
             channel
             for channel, server in (

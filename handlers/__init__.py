@@ -46,6 +46,8 @@ class Deps:
     owner_ids: tuple[int, ...]
     default_timezone: str
     default_phone_region: str
+    # SHOP_CURRENCY: what amounts (revenue, minimum amounts) are shown in.
+    currency: str
     # Rendering and test sends of a step's message (handlers/preview.py).
     messages: MessageSetup
 

@@ -210,6 +210,7 @@ async def show_step(
             _block(state) if unsaved(state) else None,
             note,
             sms_frame=context.deps.messages.sms_frame,
+            currency=context.deps.currency,
         ),
         keyboards.editor_step(chain, step, options),
         toast=toast,
@@ -290,6 +291,7 @@ async def show_block(
         waiting_for=state.get("input"),
         problems=problems or [],
         note=note,
+        currency=context.deps.currency,
         sms_frame=context.deps.messages.sms_frame,
     )
     await _screen(
@@ -731,7 +733,7 @@ async def _forecast(update: Update, context: Context, chain_id: int) -> None:
     forecast = await forecast_activation(context.deps.db, chain, now=_now())
     messages = context.deps.messages
     channels = {forecast.channel, *forecast.later_channels} & messages.to_outbox
-    text = texts.forecast(chain, forecast) + texts.outbox_notice(channels, messages.outbox_dir)
+    text = texts.forecast(chain, forecast) + texts.outbox_notice(channels)
     await show(update, text, keyboards.confirm_activation(chain_id, forecast))
 
 

@@ -6,18 +6,26 @@ thread (`asyncio.to_thread`) to keep the bot's and the engine's loop free.
 Matplotlib's object API is used, not pyplot, whose global state is not safe
 across threads. Its words are in the current language (i18n): `asyncio.to_thread`
 runs the rendering in a copy of the caller's context, language included.
+
+Names are drawn with matplotlib's own font, DejaVu Sans (Latin, Cyrillic, arrows; no
+emoji, and no font on the machines we run on has colour emoji that Agg could draw):
+what it has no glyph for is left out of a name (`drawable`), not drawn as an empty box.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 
 from i18n import N_, _, ngettext
 from models.db import Database
@@ -38,6 +46,9 @@ DAYS_PANEL_INCHES = 6.0
 # Steps named in the orders-per-day legend; the others are added up as one.
 DAY_SERIES_NAMED = 5
 DAYS_SHOWN = 14
+
+# The font has them, drawing nothing: an emoji's "as a picture" mark (U+FE0F) and its kin.
+VARIATION_SELECTORS = ("\ufe00", "\ufe0f")
 
 STAGES = ("sent", "reached", "clicked", "ordered")
 STAGE_LABELS = (N_("sent"), N_("opened / delivered"), N_("clicked"), N_("ordered"))
@@ -81,8 +92,40 @@ def chart_size(steps: int) -> tuple[int, int]:
     return round(WIDTH_INCHES * DPI), round(height * DPI)
 
 
+@cache
+def _font_characters() -> frozenset[int]:
+    """The code points the charts' font (matplotlib's default) has glyphs for."""
+    path = font_manager.findfont(font_manager.FontProperties())
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def drawable(text: str) -> str:
+    """`text` without the characters the charts' font cannot draw (emoji), nor the
+    invisible ones that join or colour them, the spaces they leave closed up."""
+    characters = _font_characters()
+    kept = "".join(
+        character
+        for character in text
+        if ord(character) in characters
+        and unicodedata.category(character) != "Cf"
+        and not VARIATION_SELECTORS[0] <= character <= VARIATION_SELECTORS[1]
+    )
+    return " ".join(kept.split())
+
+
 def render_chart(chart: ChainChart) -> bytes | None:
     """The PNG, or None when there is nothing to draw (nothing sent, no orders)."""
+    figure = chart_figure(chart)
+    if figure is None:
+        return None
+    buffer = io.BytesIO()
+    # No bbox_inches="tight": it would change the size, which is chosen for phones.
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def chart_figure(chart: ChainChart) -> Figure | None:
+    """The chart drawn, not yet rendered; None when there is nothing to draw."""
     if chart.is_empty:
         return None
     width, height = chart_size(len(chart.steps))
@@ -91,14 +134,14 @@ def render_chart(chart: ChainChart) -> bytes | None:
     funnel_rows = max(1, min(len(chart.steps), FUNNEL_STEPS_SHOWN))
     funnel_inches = FUNNEL_EXTRA_INCHES + STEP_ROW_INCHES * funnel_rows
     grid = figure.add_gridspec(2, 1, height_ratios=[funnel_inches, DAYS_PANEL_INCHES])
-    figure.suptitle(_short(chart.title, 40), fontsize=TITLE_FONT, fontweight="bold")
+    # Names are text, not TeX: "$5 off, then $10" is not a formula.
+    figure.suptitle(
+        _short(drawable(chart.title), 40), fontsize=TITLE_FONT, fontweight="bold", parse_math=False
+    )
     _draw_funnel(figure.add_subplot(grid[0]), chart.steps)
     _draw_days(figure.add_subplot(grid[1]), chart)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
-    buffer = io.BytesIO()
-    # No bbox_inches="tight": it would change the size, which is chosen for phones.
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return figure
 
 
 async def chain_chart_png(
@@ -154,10 +197,11 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
             values, STAGE_COLOURS, (0.7, 0.56, 0.42, 0.28), strict=True
         ):
             axes.barh(row, value, height=height, color=colour)
+        # A name of emoji alone leaves the step's number.
+        name = " ".join((f"{step.position}.", _short(drawable(step.name), 18))).rstrip()
         label = (
-            f"{step.position}. {_short(step.name, 18)}: {step.sent} → "
-            f"{step.reached} {_(step.reached_label)} → {step.clicked} → "
-            f"{step.ordered}"
+            f"{name}: {step.sent} → "
+            f"{step.reached} {_(step.reached_label)} → {step.clicked} → {step.ordered}"
         )
         trouble = [
             _(word).format(count=count)
@@ -169,7 +213,9 @@ def _draw_funnel(axes: Axes, steps: list[FunnelStep]) -> None:
         ]
         if trouble:
             label += f" ({', '.join(trouble)})"
-        axes.text(widest * 0.01, row - 0.38, label, fontsize=FONT - 4, va="bottom")
+        axes.text(
+            widest * 0.01, row - 0.38, label, fontsize=FONT - 4, va="bottom", parse_math=False
+        )
     axes.set_ylim(len(shown) - 0.5, -0.9)
     axes.set_xlim(0, widest * 1.02)
     # The numbers are in the labels; an axis would only crowd the legend.

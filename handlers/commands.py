@@ -122,12 +122,20 @@ def _may_build(update: Update, context: Context) -> bool:
     return allowed(context.role, Role.ADMIN) and not in_group(update)
 
 
+def _help(update: Update, context: Context) -> str:
+    return texts.help_text(context.role or Role.VIEWER, group=in_group(update))
+
+
 async def help_command(update: Update, context: Context) -> None:
-    await show(update, texts.help_text(context.role or Role.VIEWER))
+    await show(update, _help(update, context))
 
 
 async def on_help(update: Update, context: Context) -> None:
-    await show(update, texts.help_text(context.role or Role.VIEWER), keyboards.back_to_menu())
+    await show(update, _help(update, context), keyboards.back_to_menu())
+
+
+def _no_chains(update: Update, context: Context) -> str:
+    return _(texts.NO_CHAINS_BUILD_ONE) if _may_build(update, context) else texts.NO_CHAINS
 
 
 async def nothing_to_cancel(update: Update, context: Context) -> None:
@@ -148,7 +156,7 @@ async def on_unknown_message(update: Update, context: Context) -> None:
 async def _chain_list(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, _(texts.NO_CHAINS), keyboards.back_to_menu())
+        await show(update, _no_chains(update, context), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
@@ -305,7 +313,7 @@ async def _stats(
     stats = await chain_stats(context.deps.db, chain_id)
     if with_chart:
         await _send_chart(update, context, stats)
-    pages = texts.stats_pages(stats)
+    pages = texts.stats_pages(stats, currency=context.deps.currency)
     page = keyboards.paginate(pages, page_number, 1)
     await show(update, page.items[0], keyboards.stats(chain_id, page))
 
@@ -313,7 +321,7 @@ async def _stats(
 async def _reports(update: Update, context: Context, page_number: int) -> None:
     chains = await list_chains(context.deps.db)
     if not chains:
-        await show(update, _(texts.NO_CHAINS), keyboards.back_to_menu())
+        await show(update, _no_chains(update, context), keyboards.back_to_menu())
         return
     page = keyboards.paginate(chains, page_number, keyboards.CHAINS_PER_PAGE)
     await show(
@@ -361,7 +369,8 @@ async def on_chart(update: Update, context: Context) -> None:
 
 async def on_customers(update: Update, context: Context) -> None:
     count = await count_customers(context.deps.db)
-    await show(update, texts.customers(count), keyboards.back_to_menu())
+    may_import = allowed(context.role, Role.ADMIN)
+    await show(update, texts.customers(count, may_import=may_import), keyboards.back_to_menu())
 
 
 # --- Import ------------------------------------------------------------------------

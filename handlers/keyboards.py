@@ -276,6 +276,16 @@ def languages(chosen: str | None) -> InlineKeyboardMarkup:
     return keyboard(names, [button(telegram, Action.LANGUAGE, TELEGRAM_LANGUAGE)])
 
 
+def wave_finished(chain_id: int) -> InlineKeyboardMarkup:
+    """Under a finished wave's tally: where the manager goes next."""
+    return keyboard(
+        [
+            button(_(texts.BUTTON_STATS), Action.STATS, chain_id, 0),
+            button(_(texts.BUTTON_OPEN_CHAIN), Action.CHAIN, chain_id, 0),
+        ]
+    )
+
+
 def back_to_menu() -> InlineKeyboardMarkup:
     return keyboard(menu_row())
 

@@ -317,7 +317,7 @@ async def send_test_to_admin(
     except RenderError as exc:
         text = texts.render_failed(head, channel, str(exc))
     else:
-        text = texts.test_sent(head, channel, to, result.sent, result.detail, result.outbox)
+        text = texts.test_sent(head, channel, to, result.sent, result.detail, result.to_outbox)
     if not pressed:
         await screen(update, context, state, text, markup)
         return

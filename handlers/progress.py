@@ -15,7 +15,7 @@ from typing import Any
 
 from telegram.error import BadRequest, TelegramError
 
-from handlers import ChainmailApplication, texts
+from handlers import ChainmailApplication, keyboards, texts
 from i18n import SOURCE_LANGUAGE, current_language, set_language
 from models.chains import get_chain
 from models.errors import NotFound
@@ -88,8 +88,12 @@ async def _follow(app: ChainmailApplication, key: str) -> None:
             chain.name, step.name, progress, finished, paused=chain.status is ChainStatus.PAUSED
         )
         if text != shown:
+            # Once finished: where to go next, the numbers or the chain.
+            markup = keyboards.wave_finished(chain.id) if finished else None
             try:
-                await app.bot.edit_message_text(text, wave["chat"], wave["message"])
+                await app.bot.edit_message_text(
+                    text, wave["chat"], wave["message"], reply_markup=markup
+                )
                 shown = text
             except BadRequest as exc:
                 if "not found" in exc.message.lower():

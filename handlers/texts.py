@@ -22,7 +22,7 @@ from typing import Any
 
 from telegram.constants import MessageLimit
 
-from i18n import N_, _, month_name, ngettext, number, percent, short_day
+from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
 from models.chainfile import (
     Action,
     Audience,
@@ -136,6 +136,7 @@ BUTTON_NEXT = "▶"
 BUTTON_PAUSE = N_("⏸ Pause")
 BUTTON_RESUME = N_("▶️ Resume")
 BUTTON_STATS = N_("📊 Stats")
+BUTTON_OPEN_CHAIN = N_("📋 Open chain")
 BUTTON_REFRESH = N_("🔄 Refresh")
 
 # (command, description) for Telegram's command menu and /help; see `commands_for`.
@@ -149,6 +150,7 @@ VIEWER_COMMANDS = (
     ("help", N_("What I can do")),
 )
 ADMIN_COMMANDS = (
+    ("new", N_("Build a new chain: /new [name]")),
     ("pause", N_("Pause a chain: /pause <chain>")),
     ("resume", N_("Resume a chain: /resume <chain>")),
     ("pause_all", N_("Pause every active chain")),
@@ -157,6 +159,7 @@ ADMIN_COMMANDS = (
 )
 OWNER_COMMANDS = (("admins", N_("Who may use the bot")),)
 GROUP_COMMANDS = (
+    ("start", N_("Main menu")),
     ("stats", N_("Numbers of a chain: /stats [chain]")),
     ("chains", N_("Chains and their status")),
     ("subscribe", N_("Daily summaries in this chat")),
@@ -164,10 +167,20 @@ GROUP_COMMANDS = (
     ("language", N_("Language: English or Russian")),
     ("help", N_("What I can do")),
 )
+# In a group, what of GROUP_COMMANDS only admins may do (its members are viewers there),
+# and what of ADMIN_COMMANDS works there too (the rest is for a private chat).
+GROUP_ADMINS_ONLY = frozenset({"subscribe", "unsubscribe"})
+ADMIN_COMMANDS_IN_GROUPS = frozenset({"pause", "resume", "pause_all"})
 
 
-def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
-    """(command, description) pairs, descriptions untranslated: `_()` where shown."""
+def commands_for(role: Role, *, group: bool = False) -> tuple[tuple[str, str], ...]:
+    """The commands `role` may use, in a private chat or (`group`) in a group chat;
+    descriptions untranslated: `_()` where shown."""
+    if group and role is Role.VIEWER:
+        return tuple(pair for pair in GROUP_COMMANDS if pair[0] not in GROUP_ADMINS_ONLY)
+    if group:
+        changes = tuple(pair for pair in ADMIN_COMMANDS if pair[0] in ADMIN_COMMANDS_IN_GROUPS)
+        return GROUP_COMMANDS + changes
     if role is Role.VIEWER:
         return VIEWER_COMMANDS
     if role is Role.ADMIN:
@@ -175,17 +188,23 @@ def commands_for(role: Role) -> tuple[tuple[str, str], ...]:
     return VIEWER_COMMANDS + ADMIN_COMMANDS + OWNER_COMMANDS
 
 
-def help_text(role: Role) -> str:
+def help_text(role: Role, *, group: bool = False) -> str:
+    """Every command `role` may use where it asks (`group`: in a group chat), and none
+    other: a viewer is never pointed at what only admins may do."""
     lines = [_("<b>What I can do</b>"), ""]
-    lines += [f"/{command} — {esc(_(description))}" for command, description in commands_for(role)]
     lines += [
-        "",
-        _(
-            "In a team group, /subscribe (admins) brings daily summaries there,\n"
-            "and then anyone in the group may ask /stats."
-        ),
-        _("A chain is named by its id or by (part of) its name."),
+        f"/{command} — {esc(_(description))}"
+        for command, description in commands_for(role, group=group)
     ]
+    lines.append("")
+    if role is not Role.VIEWER and not group:
+        lines.append(
+            _(
+                "In a team group, /subscribe (admins) brings daily summaries there,\n"
+                "and then anyone in the group may ask /stats."
+            )
+        )
+    lines.append(_("A chain is named by its id or by (part of) its name."))
     if role is Role.VIEWER:
         lines.append(_("You can look at everything; changes are for admins."))
     return "\n".join(lines)
@@ -233,6 +252,11 @@ STATUS = {
 }
 NO_CHAINS = N_(
     "There are no chains yet. An operator can import one with "
+    "<code>chainmail chains import FILE</code>."
+)
+# For an admin in their private chat, where /new works.
+NO_CHAINS_BUILD_ONE = N_(
+    "There are no chains yet: /new builds one. An operator can also import one with "
     "<code>chainmail chains import FILE</code>."
 )
 
@@ -445,15 +469,33 @@ def _version_lines(step: StepStats) -> list[str]:
     return lines
 
 
-def _step_stats(step: StepStats) -> str:
+def _terms_words(terms: Sequence[str], match: str) -> str:
+    """`unsubscribed email`; `any of: not opened, not clicked`."""
+    known = Term._value2member_map_
+    labels = ", ".join(_(TERM_LABELS[Term(term)]) for term in terms if term in known)
+    if len(terms) < 2:
+        return labels
+    return (_("all of: {terms}") if match == "all" else _("any of: {terms}")).format(terms=labels)
+
+
+def _waiting_for_terms(step: StepStats) -> str:
+    """Planned messages parked until their terms come true: most may never go."""
+    return ngettext(
+        "⏳ {count} message waits for its terms ({terms}): sent only if they come true in time",
+        "⏳ {count} messages wait for their terms ({terms}): sent only if they come true in time",
+        step.waiting_for_terms,
+    ).format(count=step.waiting_for_terms, terms=_terms_words(step.terms, step.terms_match))
+
+
+def _step_stats(step: StepStats, currency: str) -> str:
     """Four short lines a phone shows without scrolling sideways, then one per version
-    if the step has several; zeros of trouble left out."""
+    if the step has several; zeros of trouble left out. Amounts in `currency`."""
     if step.coverage:
         progress = [_("sent {sent}/{coverage}").format(sent=step.sent, coverage=step.coverage)]
     else:
         progress = [_("nothing sent yet")]
     for count, label in (
-        (step.planned, N_("to go {count}")),
+        (step.to_go, N_("to go {count}")),
         (step.failed, N_("failed {count}")),
         (step.skipped, N_("skipped {count}")),
         (step.uncertain, N_("uncertain {count}")),
@@ -480,12 +522,13 @@ def _step_stats(step: StepStats) -> str:
         [
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {_channel_name(step.channel)}",
             " · ".join(progress),
+            *([_waiting_for_terms(step)] if step.waiting_for_terms else []),
             reach,
             *(["⚠ " + " · ".join(trouble)] if trouble else []),
             "🛒 "
             + _("{orders} · {revenue} · conv. {conversion}").format(
                 orders=orders_count(step.orders),
-                revenue=amount(step.revenue),
+                revenue=money(step.revenue, currency),
                 conversion=percent(step.conversion_rate),
             ),
             *_version_lines(step),
@@ -508,14 +551,15 @@ def _pages(blocks: Iterable[str], budget: int) -> list[list[str]]:
 NO_STEPS_YET = N_("The chain has no steps yet.")
 
 
-def stats_pages(stats: ChainStats) -> list[str]:
-    """A chain's numbers, one block per step, in as few messages as fit Telegram's limit."""
+def stats_pages(stats: ChainStats, *, currency: str) -> list[str]:
+    """A chain's numbers, one block per step, in as few messages as fit Telegram's limit;
+    amounts in the shop's `currency` (SHOP_CURRENCY)."""
     header = f"📊 <b>{esc(short(stats.name, 60))}</b> · {status(stats.status)}"
     if not stats.steps:
         return [f"{header}\n\n{_(NO_STEPS_YET)}"]
     # Room for the header and its page number (" · page 10/10", " · стр. 10/10").
     budget = LIMIT - len(header) - 30
-    pages = _pages((_step_stats(step) for step in stats.steps), budget)
+    pages = _pages((_step_stats(step, currency) for step in stats.steps), budget)
     return [
         f"{header}{page_note(index, len(pages))}\n\n" + "\n\n".join(blocks)
         for index, blocks in enumerate(pages)
@@ -528,7 +572,12 @@ REPORTS = N_("📊 <b>Reports</b>\nWhich chain's numbers?")
 # --- Customers and segments --------------------------------------------------------
 
 
-def customers(count: int) -> str:
+def customers(count: int, *, may_import: bool) -> str:
+    """`may_import`: the reader is an admin, who may /import; a viewer cannot."""
+    if not may_import:
+        return _(
+            "👥 <b>Customers</b>: {count}\n\nAdmins add and update customers from CSV files."
+        ).format(count=count)
     return _(
         "👥 <b>Customers</b>: {count}\n\n"
         "To add or update customers, send /import and then a CSV file with the columns "
@@ -830,8 +879,9 @@ BOUNCED_COUNT = N_("bounced {count}")
 SPAM_COUNT = N_("spam {count}")
 
 
-def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
-    """A step of a daily summary: yesterday with the change against the day before, then totals."""
+def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency: str) -> str:
+    """A step of a daily summary: yesterday with the change against the day before, then
+    totals; amounts in `currency`."""
     if total.channel == "email":
         reach = [("opened", OPENED_COUNT), ("clicked", CLICKED_COUNT)]
     else:
@@ -853,7 +903,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         )
         if count
     ]
-    yesterday.append(f"🛒 {changed(day.orders, before.orders)} · {amount(day.revenue)}")
+    yesterday.append(f"🛒 {changed(day.orders, before.orders)} · {money(day.revenue, currency)}")
     overall = [_(SENT_COUNT).format(count=total.sent)]
     overall += [
         _(label).format(count=getattr(total, name))
@@ -864,7 +914,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats) -> str:
         "🛒 "
         + _("{orders} · {revenue} · conv. {conversion}").format(
             orders=total.orders,
-            revenue=amount(total.revenue),
+            revenue=money(total.revenue, currency),
             conversion=percent(total.conversion_rate),
         )
     )
@@ -904,9 +954,9 @@ def summary_header(day: date, zone: str) -> str:
     ).format(day=short_day(day), zone=esc(zone))
 
 
-def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str]:
+def summary_messages(numbers: DailyStats, header: str | None = None, *, currency: str) -> list[str]:
     """One chain's part of a daily summary, in as few messages as Telegram's limit allows;
-    `header` goes first (the summary's first chain)."""
+    `header` goes first (the summary's first chain); amounts in `currency`."""
     total = numbers.total
     title = f"📊 <b>{esc(short(total.name, 60))}</b> · {status(total.status)}"
     if header:
@@ -917,7 +967,7 @@ def summary_messages(numbers: DailyStats, header: str | None = None) -> list[str
     days = {step.position: step for step in numbers.day.steps}
     befores = {step.position: step for step in numbers.day_before.steps}
     blocks = [
-        _summary_step(days[step.position], befores[step.position], step)
+        _summary_step(days[step.position], befores[step.position], step, currency)
         for step in total.steps
         if step.position in days and step.position in befores
     ]
@@ -1084,6 +1134,8 @@ class BlockScreen:
     waiting_for: str | None
     problems: list[Problem]
     note: str | None
+    # The shop's currency (SHOP_CURRENCY), of the minimum amount.
+    currency: str
     # The opt-out line and short links of every SMS, counted in its parts.
     sms_frame: SmsFrame = BARE_SMS
 
@@ -1200,13 +1252,13 @@ def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
     ).format(count=count.parts, text=esc(short(action.text, 40)))
 
 
-def _conversion_short(conversion: Conversion | None) -> str:
+def _conversion_short(conversion: Conversion | None, currency: str) -> str:
     if conversion is None:
         return _("not set")
     window = days_count(conversion.window_days)
     if conversion.min_amount:
         return _("an order within {window}, from {amount}").format(
-            window=window, amount=conversion.min_amount
+            window=window, amount=money(conversion.min_amount, currency)
         )
     return _("an order within {window}").format(window=window)
 
@@ -1239,14 +1291,16 @@ def editor_step(
     note: str | None = None,
     *,
     sms_frame: SmsFrame = BARE_SMS,
+    currency: str,
 ) -> str:
     """`note`: what the change just made did, in the services' words (describe);
-    `sms_frame`: the opt-out line and short links, counted in an SMS's parts."""
+    `sms_frame`: the opt-out line and short links, counted in an SMS's parts; `currency`:
+    the shop's (SHOP_CURRENCY), of the minimum amount."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
         (BlockKind.ACTION, _action_short(step.action, sms_frame)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
-        (BlockKind.CONVERSION, _conversion_short(step.conversion)),
+        (BlockKind.CONVERSION, _conversion_short(step.conversion, currency)),
     ]
     version = _(" · version {version}").format(version=step.version) if step.version > 1 else ""
     lines = [
@@ -1360,7 +1414,7 @@ def _draft_lines(view: BlockScreen) -> list[str]:
             window = days_count(draft.get("window_days", 7))
             lines = [_("Goal: an order within {window} of the message").format(window=window)]
             lines.append(
-                _("Minimum amount: {amount}").format(amount=min_amount)
+                _("Minimum amount: {amount}").format(amount=money(min_amount, view.currency))
                 if min_amount
                 else _("Any amount counts")
             )
@@ -1565,21 +1619,14 @@ def forecast(chain: ChainView, found: Forecast) -> str:
     return "\n".join(fit(lines))
 
 
-def outbox_notice(channels: Iterable[str], outbox_dir: str) -> str:
-    """SPEC §4: with no SMTP server or SMS gateway configured, the bot says where messages go."""
+def outbox_notice(channels: Iterable[str]) -> str:
+    """SPEC §4: with no SMTP server or SMS gateway configured, the bot says that messages
+    go to the outbox (where on the server is the operator's business: the log says)."""
     lines = []
     if "email" in channels:
-        lines.append(
-            _("📂 No SMTP server is set up: emails are written to {path}.").format(
-                path=esc(outbox_dir)
-            )
-        )
+        lines.append(_("📂 No SMTP server is set: emails are saved to the outbox, not sent."))
     if "sms" in channels:
-        lines.append(
-            _("📂 No SMS gateway is set up: SMS are written to {path}.").format(
-                path=esc(f"{outbox_dir}/sms.jsonl")
-            )
-        )
+        lines.append(_("📂 No SMS gateway is set: SMS are saved to the outbox, not sent."))
     return "".join("\n" + line for line in lines)
 
 
@@ -1809,22 +1856,23 @@ def test_sent(
     to: str,
     sent: bool,
     detail: str,
-    outbox: str | None,
+    to_outbox: bool,
 ) -> str:
+    """`to_outbox`: no server is set, so the test went (or was to go) to the outbox,
+    whose place on the server and whose errors (paths again) are in the log."""
     lines = [*_preview_head(head, "email" if channel == "email" else "sms")[:2], ""]
+    if not sent and to_outbox:
+        lines.append(_("⚠️ The test could not be saved to the outbox; the server's log says why."))
+        return "\n".join(lines)
     if not sent:
         lines.append(_("⚠️ The test was not sent: {detail}").format(detail=esc(short(detail, 300))))
         return "\n".join(lines)
-    if outbox is None:
-        lines.append(_("🧪 Test sent to {address}.").format(address=esc(masked_address(to))))
-    elif channel == "email":
-        lines.append(
-            _("🧪 Written to {path}: no SMTP server is configured.").format(path=esc(outbox))
-        )
+    if to_outbox and channel == "email":
+        lines.append(_("🧪 Saved to the outbox (no SMTP server is set): no email was sent."))
+    elif to_outbox:
+        lines.append(_("🧪 Saved to the outbox (no SMS gateway is set): no SMS was sent."))
     else:
-        lines.append(
-            _("🧪 Written to {path}: no SMS gateway is configured.").format(path=esc(outbox))
-        )
+        lines.append(_("🧪 Test sent to {address}.").format(address=esc(masked_address(to))))
     lines.append(_("It is not a delivery: nothing shows in the stats."))
     if channel == "email":
         lines.append(

@@ -68,10 +68,22 @@ class StepStats(MessageNumbers):
     channel: str | None
     coverage: int
     planned: int
+    # Of `planned`: parked until their terms come true, sent only if they do before
+    # their wait ends (else skipped, "terms not met"); the rest of `planned` will go.
+    waiting_for_terms: int
     skipped_by_reason: dict[str, int]
     # In version order: every version some message of the step was composed with or
     # skipped by; none while everything is still planned.
     versions: tuple[VersionStats, ...] = ()
+    # The step's terms (chain-file values, `unsubscribed_email`…) and how they match;
+    # none for a main step or one to everyone from the previous step.
+    terms: tuple[str, ...] = ()
+    terms_match: str = "all"
+
+    @property
+    def to_go(self) -> int:
+        """Planned messages that will go (unless a sending rule skips them at the time)."""
+        return self.planned - self.waiting_for_terms
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,17 @@ SELECT d.step_id, d.version, d.status, COUNT(*) AS deliveries
 FROM deliveries d
 WHERE d.chain_id = :chain_id {deliveries_in_period}
 GROUP BY d.step_id, d.status, d.version
+"""
+
+# A row is parked on its terms when the claim found them false and moved its due
+# moment to the end of its wait (scheduler/claims.py, `decide`); a fact that may make
+# them true brings it forward (models/facts.py), and it is parked again if not.
+_WAITING_FOR_TERMS = """
+SELECT d.step_id, COUNT(*) AS deliveries
+FROM deliveries d
+WHERE d.chain_id = :chain_id AND d.status = 'planned'
+  AND d.wait_until IS NOT NULL AND d.due_at >= d.wait_until {deliveries_in_period}
+GROUP BY d.step_id
 """
 
 _SKIPPED_BY_REASON = """
@@ -226,8 +249,9 @@ async def chain_stats(
     # spare cores answer in about the time of the slowest (on a million
     # deliveries, a fraction of a second each). While messages go out, each
     # reads its own moment: numbers may differ by what was sent in between.
-    by_status, skipped, by_events, conversions = await asyncio.gather(
+    by_status, waiting, skipped, by_events, conversions = await asyncio.gather(
         period.rows(db, _DELIVERIES_BY_STATUS.format(deliveries_in_period=in_period), chain_id),
+        period.rows(db, _WAITING_FOR_TERMS.format(deliveries_in_period=in_period), chain_id),
         period.rows(db, _SKIPPED_BY_REASON.format(deliveries_in_period=in_period), chain_id),
         period.rows(db, _DELIVERIES_BY_EVENTS.format(deliveries_in_period=in_period), chain_id),
         period.rows(
@@ -240,6 +264,8 @@ async def chain_stats(
     tallies: defaultdict[int, _Tally] = defaultdict(_Tally)
     for step_id, version, status, count in by_status:
         tallies[step_id].add_status(version, status, count)
+    for step_id, count in waiting:
+        tallies[step_id].waiting_for_terms += count
     for step_id, reason, count in skipped:
         tallies[step_id].add_skipped(reason, count)
     for step_id, version, *counts in by_events:
@@ -386,6 +412,7 @@ class _Tally:
     step: _Counts = field(default_factory=_Counts)
     versions: defaultdict[int, _Counts] = field(default_factory=lambda: defaultdict(_Counts))
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    waiting_for_terms: int = 0
 
     def _version(self, version: int | None) -> _Counts:
         # A message that left with no version recorded (none should, after migration
@@ -417,6 +444,8 @@ class _Tally:
         out_of_reach = sum(
             n for reason, n in self.skipped_by_reason.items() if reason in reasons.OUT_OF_REACH
         )
+        audience = step.audience or {}
+        terms = tuple(audience.get("terms") or ()) if audience.get("who") == "terms" else ()
         return StepStats(
             position=step.position,
             name=step.name,
@@ -424,12 +453,15 @@ class _Tally:
             coverage=sum(self.step.by_status.values()) - out_of_reach,
             # `sending` is a message on its way: still to go, like `planned`.
             planned=count(DeliveryStatus.PLANNED, 0) + count(DeliveryStatus.SENDING, 0),
+            waiting_for_terms=self.waiting_for_terms,
             **self.step.numbers(),
             skipped_by_reason=dict(sorted(self.skipped_by_reason.items())),
             versions=tuple(
                 VersionStats(version=version, **counts.numbers())
                 for version, counts in sorted(self.versions.items())
             ),
+            terms=terms,
+            terms_match=str(audience.get("match") or "all"),
         )
 
 

@@ -15,6 +15,7 @@ import asyncio
 import email
 import email.policy
 import html
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ __all__ = [
     "send_test",
 ]
 
+log = logging.getLogger(__name__)
+
 TEST_DELIVERY_ID = 0
 TEST_SUBJECT_PREFIX = "[TEST] "
 # Where an email goes when the customer has none: the preview still shows the message.
@@ -63,9 +66,8 @@ class MessageSetup:
     # A transport per test send (SMTP or outbox, gateway or outbox file), closed after it.
     open_email: Callable[[], EmailTransport]
     open_sms: Callable[[], SmsTransport]
-    # Where messages go when no server is configured (SPEC §4: the bot says so), and
-    # the channels ("email", "sms") that go there.
-    outbox_dir: str = ""
+    # The channels ("email", "sms") whose messages go to the outbox, no server being
+    # configured (SPEC §4: the bot says so; where on the server, the log says).
     to_outbox: frozenset[str] = frozenset()
     # Test sends are signed as the engine's messages are (DKIM_PRIVATE_KEY_FILE).
     dkim: DkimKey | None = None
@@ -128,8 +130,10 @@ class TestSendResult:
     sent: bool
     # Why not, in the channel's words, when not sent.
     detail: str
-    # The file written when no SMTP server / SMS gateway is configured.
-    outbox: str | None
+    # Written (or, not sent, meant to be written) to the outbox: no SMTP server / SMS
+    # gateway is configured. Its file is in the log, not here: a server's paths are
+    # the operator's, not the manager's.
+    to_outbox: bool
 
 
 @dataclass(frozen=True)
@@ -300,4 +304,11 @@ async def send_test(
             status=result.status.value,
             detail=result.detail[:200],
         )
-    return TestSendResult(sent, result.detail or result.status.value, outbox if sent else None)
+    if outbox is not None:
+        if sent:
+            log.info(
+                "test send of chain %d step %d written to %s", chain_id, message.position, outbox
+            )
+        else:
+            log.warning("test send to the outbox %s failed: %s", outbox, result.detail)
+    return TestSendResult(sent, result.detail or result.status.value, outbox is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,6 +24,7 @@ from tests.test_bot_support import (
     ADMIN,
     GROUP,
     OWNER,
+    STRANGER,
     VIEWER,
     BotUnderTest,
     bot_settings,
@@ -87,10 +89,68 @@ async def test_customers_screen_counts_and_says_how_to_import(
             Customer(external_id=str(n), timezone="Europe/Moscow", timezone_source="default")
             for n in range(3)
         )
-    menu = screen(await bot.send(VIEWER, "/start"))
-    shown = screen(await bot.press(VIEWER, menu.message_id, "customers"))
+    menu = screen(await bot.send(ADMIN, "/start"))
+    shown = screen(await bot.press(ADMIN, menu.message_id, "customers"))
     assert shown.text.startswith("👥 Customers: 3")
     assert "/import" in shown.text
+    # A viewer cannot import: told who can, not a command of no use to them.
+    menu = screen(await bot.send(VIEWER, "/start"))
+    shown = screen(await bot.press(VIEWER, menu.message_id, "customers"))
+    assert shown.text == "👥 Customers: 3\n\nAdmins add and update customers from CSV files."
+
+
+ALL_COMMANDS = {
+    "start", "help", "chains", "stats", "subscribe", "unsubscribe", "new", "pause", "resume",
+    "pause_all", "import", "cancel", "admins", "language",
+}  # fmt: skip
+REFUSALS = (texts.NEEDS_ADMIN, texts.NEEDS_OWNER, texts.PRIVATE_ONLY, texts.NOT_AUTHORISED)
+
+
+def listed_commands(help_text: str) -> set[str]:
+    return set(re.findall(r"^/(\w+) — ", help_text, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize(
+    ("user", "chat", "expected"),
+    [
+        (VIEWER, None, {"start", "help", "chains", "stats", "subscribe", "unsubscribe",
+                        "language"}),
+        (ADMIN, None, ALL_COMMANDS - {"admins"}),
+        (OWNER, None, ALL_COMMANDS),
+        # A team group's members are viewers there; its admins subscribe it and pause.
+        (STRANGER, GROUP, {"start", "help", "chains", "stats", "language"}),
+        (ADMIN, GROUP, {"start", "help", "chains", "stats", "subscribe", "unsubscribe",
+                        "pause", "resume", "pause_all", "language"}),
+    ],
+)  # fmt: skip
+async def test_help_lists_every_command_the_role_may_use_there_and_no_other(
+    bot: BotUnderTest,
+    db: Database,
+    double: TelegramDouble,
+    user: int,
+    chat: int | None,
+    expected: set[str],
+) -> None:
+    await make_chain(db, "Welcome")
+    if chat is not None:
+        for member in {ADMIN, user}:
+            double.add_to_group(member, chat, "Team")
+        await bot.send(ADMIN, "/subscribe", chat)
+    listed = listed_commands(screen(await bot.send(user, "/help", chat)).text)
+    assert listed == expected
+    for command in sorted(ALL_COMMANDS - {"cancel"}):
+        # Each on its own: a conversation one starts is left before the next.
+        answer = screen(await bot.send(user, f"/{command}", chat))
+        await bot.send(user, "/cancel", chat)
+        refused = answer.text in REFUSALS
+        assert refused is (command not in listed), (command, answer.text)
+
+
+async def test_an_admin_with_no_chains_is_told_to_build_one(bot: BotUnderTest) -> None:
+    assert "/new builds one" in screen(await bot.send(ADMIN, "/chains")).text
+    told = screen(await bot.send(VIEWER, "/chains")).text
+    assert told.startswith("There are no chains yet. An operator can import one")
+    assert "/new" not in told
 
 
 async def test_help_and_cancel_with_nothing_to_cancel(bot: BotUnderTest) -> None:
@@ -252,6 +312,20 @@ async def test_stats_of_a_chain_come_with_its_chart(
     assert [e.kind for e in again] == ["sent", "answered"]
     assert again[0].message is not None
     assert "photo" in again[0].message
+
+
+async def test_amounts_are_shown_in_the_shops_currency(
+    db: Database, double: TelegramDouble
+) -> None:
+    await add_admin(db, VIEWER, Role.VIEWER, name="Vera", actor="test")
+    chain_id = await seeded_chain(db)
+    with double:
+        settings = bot_settings(telegram_api_base_url=double.api_base_url, shop_currency="EUR")
+        app = build_application(settings, db)
+        async with app:
+            _photo, page = await BotUnderTest(app, double).send(VIEWER, f"/stats {chain_id}")
+    assert "🛒 2 orders · €150.00 · conv. 66.7%" in page.text
+    assert "🛒 1 order · €250.00 · conv. 100.0%" in page.text
 
 
 async def test_no_chart_when_there_is_nothing_to_draw(bot: BotUnderTest, db: Database) -> None:

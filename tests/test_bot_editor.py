@@ -27,7 +27,9 @@ from tests.test_bot_support import (
     STRANGER,
     VIEWER,
     BotUnderTest,
+    buttons,
     running_bot,
+    screen,
 )
 
 THREE_STEPS = """\
@@ -426,20 +428,28 @@ async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
     assert "✅ 5 would get it now." in phone.text
     assert "no email: 1" in phone.text
     assert "Later steps (email, SMS)" in phone.text
-    # No SMTP server or SMS gateway in the tests' settings: the bot says where messages go.
-    assert "No SMTP server is set up: emails are written to outbox." in phone.text
-    assert "SMS are written to outbox/sms.jsonl." in phone.text
+    # No SMTP server or SMS gateway in the tests' settings: the bot says so, without the
+    # server's paths (the engine's log has them).
+    assert "📂 No SMTP server is set: emails are saved to the outbox, not sent." in phone.text
+    assert "📂 No SMS gateway is set: SMS are saved to the outbox, not sent." in phone.text
+    assert "outbox/" not in phone.text
     await phone.tap("✅ Activate now")
     assert (await get_chain(db, chain_id)).status is ChainStatus.ACTIVE
     assert phone.shown is not None
     message_id = phone.shown.message_id
     assert message_id is not None
     await text_of(double, OWNER, message_id, "📤 Sending")
+    assert wave_buttons(double, message_id) == {}
 
     await outbox_engine(db, tmp_path).run_until_idle()
     final = await text_of(double, OWNER, message_id, "✅ Wave finished")
     assert "6/6 done · sent 5 · failed 0" in final
     assert "no email: 1" in final
+    # Then where to go: the numbers, or the chain.
+    assert wave_buttons(double, message_id) == {
+        f"stats:{chain_id}:0": "📊 Stats",
+        f"chain:{chain_id}:0": "📋 Open chain",
+    }
     assert emails_in(tmp_path) == 5
     # The watch is over and forgotten.
     for _ in range(100):
@@ -447,6 +457,17 @@ async def test_activation_shows_the_forecast_then_the_wave_in_one_message(
             break
         await asyncio.sleep(0.02)
     assert not bot.app.bot_data.get(progress.WAVES)
+    stats = screen(await bot.press(OWNER, message_id, f"stats:{chain_id}:0"))
+    assert stats.message_id == message_id
+    assert stats.text.startswith("📊 Welcome series · ▶️ active")
+    card = screen(await bot.press(OWNER, message_id, f"chain:{chain_id}:0"))
+    assert "✏️ Edit" in buttons(card).values()
+
+
+def wave_buttons(double: TelegramDouble, message_id: int) -> dict[str, str]:
+    [message] = [m for m in double.chat_messages(OWNER) if m["message_id"] == message_id]
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return {b["callback_data"]: b["text"] for row in rows for b in row}
 
 
 async def test_pause_stops_sending_within_one_engine_tick(
@@ -540,7 +561,7 @@ async def test_the_goal_takes_a_window_and_a_minimum_amount(
     await phone.send("много")
     assert "«много» is not an amount" in phone.text
     await phone.send("1 500,50")
-    assert "Minimum amount: 1500.5" in phone.text
+    assert "Minimum amount: RUB1,500.50" in phone.text
     await phone.tap("✏️ Other window")
     await phone.send("0")
     assert "is not a number of days from 1 to 3650" in phone.text

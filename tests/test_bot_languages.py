@@ -178,10 +178,11 @@ async def test_commands_menu_is_in_english_and_russian(
 @pytest.mark.parametrize("steps", [1, 20, 100])
 def test_russian_stats_and_summaries_stay_within_the_limit(steps: int) -> None:
     with use_language("ru"):
-        pages = texts.stats_pages(stats(steps))
+        pages = texts.stats_pages(stats(steps), currency="RUB")
         summary = texts.summary_messages(
             DailyStats(stats(steps), stats(steps), stats(steps)),
             texts.summary_header(date(2026, 12, 4), "Asia/Vladivostok"),
+            currency="RUB",
         )
     for page in pages + summary:
         assert len(page) <= LIMIT
@@ -204,7 +205,7 @@ def test_russian_lists_and_reports_are_cut_to_fit() -> None:
             texts.admin_list([1, 2, 3], people),
             texts.chain_card(chain),
             texts.segment_list(segments, 0, 1),
-            *(texts.stats_pages(stats(100))),
+            *(texts.stats_pages(stats(100), currency="RUB")),
         ]
         assert texts.import_report("клиенты.csv", report).splitlines()[:2] == [
             "✅ клиенты.csv: загружено 6 клиентов (новых 5, обновлено 1).",

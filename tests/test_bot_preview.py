@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.telegram_app import build_application
@@ -312,13 +314,17 @@ async def test_a_test_sms_ends_with_the_opt_out_line_as_every_sms_does(
 
 
 async def test_test_sends_go_to_the_outbox_when_nothing_is_configured(
-    db: Database, double: TelegramDouble, tmp_path: Path
+    db: Database, double: TelegramDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="services.preview")
     async with editor(db, double, tmp_path) as phone:
         await phone.tap("🧪 Send test to me")
         await phone.send("olga@example.org")
         [eml] = await asyncio.to_thread(lambda: list(tmp_path.glob("cm.test.*.eml")))
-        assert f"Written to {eml}: no SMTP server is configured." in phone.text
+        assert "🧪 Saved to the outbox (no SMTP server is set): no email was sent." in phone.text
+        # The server's paths are the operator's: in the log, not in the chat.
+        assert str(tmp_path) not in phone.text
+        assert f"written to {eml}" in caplog.text
         assert b"Subject: [TEST] Hi Maria" in eml.read_bytes()
 
         await phone.tap("◀ Step 1")
@@ -326,7 +332,9 @@ async def test_test_sends_go_to_the_outbox_when_nothing_is_configured(
         await phone.tap("🧪 Send test to me")
         await phone.send("+79160001122")
         outbox = tmp_path / "sms.jsonl"
-        assert f"Written to {outbox}: no SMS gateway is configured." in phone.text
+        assert "🧪 Saved to the outbox (no SMS gateway is set): no SMS was sent." in phone.text
+        assert str(tmp_path) not in phone.text
+        assert f"written to {outbox}" in caplog.text
         [line] = outbox.read_text().splitlines()
         record = json.loads(line)
         assert (record["id"], record["to"], record["text"]) == (
@@ -335,3 +343,19 @@ async def test_test_sends_go_to_the_outbox_when_nothing_is_configured(
             "Maria, your cart is waiting",
         )
     assert await deliveries(db) == 0
+
+
+async def test_a_test_the_outbox_cannot_take_is_told_without_the_servers_paths(
+    db: Database, double: TelegramDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The outbox "directory" is a file: nothing can be written under it.
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    async with editor(db, double, tmp_path, outbox_dir=blocked) as phone:
+        await phone.tap("🧪 Send test to me")
+        await phone.send("olga@example.org")
+        assert (
+            "⚠️ The test could not be saved to the outbox; the server's log says why." in phone.text
+        )
+        assert str(tmp_path) not in phone.text
+    assert f"test send to the outbox {blocked}" in caplog.text

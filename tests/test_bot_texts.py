@@ -11,6 +11,7 @@ from telegram.constants import MessageLimit
 from handlers import keyboards, texts
 from handlers.callbacks import Action, decode, encode, int_arg, pattern
 from handlers.commands import find_chains
+from i18n import use_language
 from models.chainfile import EmailAction, Match, SegmentsAudience, Term, TermsAudience
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport, LineError
@@ -29,6 +30,8 @@ def busy_step(position: int) -> StepStats:
         channel="email" if position % 2 else "sms",
         coverage=9_876_543,
         planned=1_234_567,
+        # Of the planned: parked on the terms below, the rest to go.
+        waiting_for_terms=234_567,
         sent=8_765_432,
         failed=123_456,
         skipped=654_321,
@@ -44,6 +47,8 @@ def busy_step(position: int) -> StepStats:
         conversion_rate=0.0113,
         handed=8_777_777,
         skipped_by_reason={"no email": 400_000, "unsubscribed from email": 254_320, "x": 1},
+        terms=("not_opened", "not_clicked"),
+        terms_match="any",
     )
 
 
@@ -53,7 +58,7 @@ def stats(steps: int) -> ChainStats:
 
 @pytest.mark.parametrize("steps", [1, 20, 100])
 def test_stats_pages_stay_within_the_limit_and_show_every_step(steps: int) -> None:
-    pages = texts.stats_pages(stats(steps))
+    pages = texts.stats_pages(stats(steps), currency="RUB")
     assert all(len(page) <= LIMIT for page in pages)
     shown = "".join(pages)
     for position in range(1, steps + 1):
@@ -76,6 +81,7 @@ def twenty_steps_after_their_waves(bounced: int, complained: int) -> ChainStats:
                 "bounced": bounced,
                 "complained": complained,
                 "planned": 0,
+                "waiting_for_terms": 0,
                 "uncertain": 0,
                 "revenue": Decimal("1234567.89"),
             }
@@ -86,13 +92,17 @@ def twenty_steps_after_their_waves(bounced: int, complained: int) -> ChainStats:
 
 
 def test_a_twenty_step_chain_after_its_waves_fits_one_message() -> None:
-    pages = texts.stats_pages(twenty_steps_after_their_waves(bounced=0, complained=0))
+    pages = texts.stats_pages(
+        twenty_steps_after_their_waves(bounced=0, complained=0), currency="RUB"
+    )
     assert len(pages) == 1
     assert len(pages[0]) <= LIMIT
 
 
 def test_bounces_and_complaints_take_a_line_of_their_own_and_pages_still_fit() -> None:
-    pages = texts.stats_pages(twenty_steps_after_their_waves(bounced=123, complained=12))
+    pages = texts.stats_pages(
+        twenty_steps_after_their_waves(bounced=123, complained=12), currency="RUB"
+    )
     assert len(pages) == 2
     assert all(len(page) <= LIMIT for page in pages)
     shown = "\n".join(pages)
@@ -100,14 +110,24 @@ def test_bounces_and_complaints_take_a_line_of_their_own_and_pages_still_fit() -
 
 
 def test_a_step_reads_on_a_phone() -> None:
-    page = texts.stats_pages(stats(1))[0]
+    page = texts.stats_pages(stats(1), currency="RUB")[0]
     assert page.splitlines()[2:] == [
         f"<b>1. {LONG_NAME[:39]}…</b> · email",
-        "sent 8765432/9876543 · to go 1234567 · failed 123456 · skipped 654321 · uncertain 12345",
+        "sent 8765432/9876543 · to go 1000000 · failed 123456 · skipped 654321 · uncertain 12345",
+        "⏳ 234567 messages wait for their terms (any of: not opened, not clicked): sent only if "
+        "they come true in time",
         "opened 4000000 (46%) · clicked 1000000 (11%) · unsub 54321",
         "⚠ bounced 175555 (2.0%) · spam 8765 (0.10%)",
-        "🛒 98765 orders · 123456789.99 · conv. 1.1%",
+        "🛒 98765 orders · RUB123,456,789.99 · conv. 1.1%",
     ]
+
+
+def test_a_step_reads_in_russian_with_roubles() -> None:
+    with use_language("ru"):
+        lines = texts.stats_pages(stats(1), currency="RUB")[0].splitlines()
+    assert lines[4].startswith("⏳ 234567 сообщений ждут своих условий (любое из: ")
+    assert lines[4].endswith("): уйдут, только если условия выполнятся вовремя")
+    assert lines[-1] == "🛒 98765 заказов · 123\xa0456\xa0789,99\xa0₽ · конв. 1,1 %"
 
 
 def test_an_import_report_with_many_refused_lines_fits_one_message() -> None:
@@ -192,6 +212,9 @@ def test_help_shows_each_role_its_commands() -> None:
     assert "/pause" in texts.help_text(Role.ADMIN)
     assert "/admins" not in texts.help_text(Role.ADMIN)
     assert "/admins" in texts.help_text(Role.OWNER)
+    assert "/new" in texts.help_text(Role.ADMIN)
+    assert "/new" not in texts.help_text(Role.VIEWER)
+    assert "/subscribe" not in texts.help_text(Role.VIEWER, group=True)
 
 
 CHAINS = [

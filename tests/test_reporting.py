@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from matplotlib import font_manager
+from matplotlib.ft2font import FT2Font
+from matplotlib.text import Text
 from PIL import Image
 from sqlalchemy import select, update
 
 from bot.settings import load_settings
 from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
 from handlers import texts
-from handlers.charts import ChainChart, FunnelStep, chain_chart_png, chart_size, render_chart
+from handlers.charts import (
+    ChainChart,
+    FunnelStep,
+    chain_chart_png,
+    chart_figure,
+    chart_size,
+    drawable,
+    render_chart,
+)
 from models import audit, summaries
 from models.db import Database
 from models.orders import record_orders
@@ -28,8 +40,11 @@ from models.stats import ChainStats, DailyStats, chain_stats, conversions_by_day
 from models.summaries import claim_summary, day_start, part_sent
 from models.tables import Chain, Customer, Step, SubscribedChat, SummarySend
 from models.team_chats import is_subscribed, subscribe_chat
+from models.tracking import unsubscribe
+from services.lifecycle import activate_chain
 from telegram_double import TelegramDouble
 from tests.test_bot_texts import busy_step
+from tests.test_engine import Harness, add_customers, harness, import_seed  # noqa: F401
 from tests.test_stats import Shop
 
 ZONE = "Europe/Moscow"
@@ -74,7 +89,7 @@ async def seeded_chain(db: Database) -> int:
 
 async def test_summary_numbers_match_a_hand_count(db: Database) -> None:
     chain = await seeded_chain(db)
-    parts = await compose_summary(db, SUMMARY_DAY, ZONE)
+    parts = await compose_summary(db, SUMMARY_DAY, ZONE, currency="RUB")
     assert isinstance(parts[0], Photo)
     assert parts[0].caption == texts.chart_caption("Welcome")
     (text,) = parts[1:]
@@ -85,14 +100,14 @@ async def test_summary_numbers_match_a_hand_count(db: Database) -> None:
     assert lines[5:8] == [
         "<b>1. Welcome 1</b> · email",
         # b and c yesterday, a the day before; one open each day; b's order once.
-        "yesterday: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 · 100.00",
+        "yesterday: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 · RUB100.00",
         # a and b converted of three sent; a's second order went to step 2.
-        "in total: sent 3 · opened 2 (67%) · clicked 0 (0%) · 🛒 2 · 150.00 · conv. 66.7%",
+        "in total: sent 3 · opened 2 (67%) · clicked 0 (0%) · 🛒 2 · RUB150.00 · conv. 66.7%",
     ]
     assert lines[9:] == [
         "<b>2. Welcome 2</b> · email",
-        "yesterday: sent 1 (+1) · opened 1 (+1) · clicked 1 (+1) · 🛒 1 (+1) · 250.00",
-        "in total: sent 1 · opened 1 (100%) · clicked 1 (100%) · 🛒 1 · 250.00 · conv. 100.0%",
+        "yesterday: sent 1 (+1) · opened 1 (+1) · clicked 1 (+1) · 🛒 1 (+1) · RUB250.00",
+        "in total: sent 1 · opened 1 (100%) · clicked 1 (100%) · 🛒 1 · RUB250.00 · conv. 100.0%",
     ]
     starts = [day_start(date(2026, 3, 6) + timedelta(days=n), ZONE) for n in range(5)]
     assert await conversions_by_day(db, chain, starts) == {1: [0, 0, 1, 1], 2: [0, 0, 0, 1]}
@@ -115,14 +130,14 @@ async def test_a_summary_shows_yesterdays_bounces_and_complaints_and_their_rates
     shop = Shop(db)
     await shop.delivery(main, d, sent_at=utc(9, 15), events=("bounced",))
     await shop.delivery(main, e, sent_at=utc(9, 16), events=("opened", "complained"))
-    (_, text) = await compose_summary(db, SUMMARY_DAY, ZONE)
+    (_, text) = await compose_summary(db, SUMMARY_DAY, ZONE, currency="RUB")
     assert isinstance(text, str)
     lines = text.splitlines()
     assert lines[5:9] == [
         "<b>1. Welcome 1</b> · email",
         "yesterday: sent 4 (+3) · opened 2 (+1) · clicked 0 · bounced 1 (+1) · spam 1 (+1)"
-        " · 🛒 1 · 100.00",
-        "in total: sent 5 · opened 3 (60%) · clicked 0 (0%) · 🛒 2 · 150.00 · conv. 40.0%",
+        " · 🛒 1 · RUB100.00",
+        "in total: sent 5 · opened 3 (60%) · clicked 0 (0%) · 🛒 2 · RUB150.00 · conv. 40.0%",
         "bounced 1 (20.0%) · spam 1 (20.0%)",
     ]
 
@@ -187,13 +202,88 @@ async def test_no_chart_for_a_chain_without_messages(db: Database) -> None:
     assert await chain_chart_png(db, stats, last_day=REPORTED, zone=ZONE) is None
 
 
+def emoji_chart() -> ChainChart:
+    return ChainChart(
+        title="🌸 Весна — spring sale 🚀",
+        steps=[
+            FunnelStep(1, "🎁 Подарок", 10, 6, "opened", 3, 1),
+            FunnelStep(2, "Напоминание 👋🏽 ❤️", 6, 4, "opened", 1, 0),
+            FunnelStep(3, "👨‍👩‍👧", 4, 2, "delivered", 0, 0),
+        ],
+        day_labels=["01.03", "02.03"],
+        orders_per_day={1: [0, 1]},
+    )
+
+
+def test_chart_labels_leave_out_what_the_font_cannot_draw_and_keep_cyrillic() -> None:
+    figure = chart_figure(emoji_chart())
+    assert figure is not None
+    labels = [text for text in figure.findobj(Text) if text.get_text()]
+    for label in labels:
+        font = FT2Font(font_manager.findfont(label.get_fontproperties()))
+        drawable_here = set(font.get_charmap())
+        missing = {c for c in label.get_text() if ord(c) not in drawable_here}
+        assert not missing, f"{label.get_text()!r} has {missing}"
+    shown = [label.get_text() for label in labels]
+    assert "Весна — spring sale" in shown
+    assert any(text.startswith("1. Подарок: 10 → 6 opened") for text in shown)
+    # ❤ is in the font (without its colour and its U+FE0F), 👋🏽 is not.
+    assert any(text.startswith("2. Напоминание ❤: 6 → 4 opened") for text in shown)
+    assert any(text.startswith("3.: 4 → 2 delivered") for text in shown)
+    # Rendering draws no empty box: matplotlib warns of every glyph it lacks.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert render_chart(emoji_chart()) is not None
+
+
+def test_drawable_keeps_letters_of_both_languages_and_closes_up_spaces() -> None:
+    assert drawable("🔥 Распродажа  -50% 🔥 → today") == "Распродажа -50% → today"
+    assert drawable("Ёжик №1 «ёлка»") == "Ёжик №1 «ёлка»"
+
+
+# --- What is still to go ------------------------------------------------------------------
+
+
+async def test_messages_waiting_for_their_terms_are_not_counted_as_to_go(
+    harness: Harness,  # noqa: F811
+) -> None:
+    """The seed chain: the SMS goes only to those who unsubscribe from the email."""
+    await add_customers(harness.db, *({} for _ in range(10)))
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    await harness.engine.tick()
+    welcome = await harness.deliveries(chain_id, 1)
+    for delivery in welcome[:3]:
+        assert await unsubscribe(harness.db, delivery.id, harness.clock())
+    harness.clock.advance(seconds=5)
+    await harness.engine.tick()
+
+    sorry = (await chain_stats(harness.db, chain_id)).steps[1]
+    assert (sorry.sent, sorry.planned, sorry.waiting_for_terms, sorry.to_go) == (3, 7, 7, 0)
+    assert (sorry.terms, sorry.terms_match) == (("unsubscribed_email",), "all")
+    page = texts.stats_pages(await chain_stats(harness.db, chain_id), currency="RUB")[0]
+    block = page.split("\n\n")[2]
+    assert block.splitlines()[1:3] == [
+        "sent 3/10",
+        "⏳ 7 messages wait for their terms (unsubscribed email): sent only if they come true "
+        "in time",
+    ]
+    assert "to go" not in page
+
+    # Their wait over, they leave the chain: nothing waits any more.
+    harness.clock.advance(days=31)
+    await harness.engine.tick()
+    sorry = (await chain_stats(harness.db, chain_id)).steps[1]
+    assert (sorry.planned, sorry.waiting_for_terms, sorry.skipped) == (0, 0, 7)
+
+
 # --- Limits ----------------------------------------------------------------------------
 
 
 def test_summary_of_a_twenty_step_chain_passes_telegrams_limits() -> None:
     stats = ChainStats(1, "Ж" * 200, "active", [busy_step(n) for n in range(1, 21)])
     messages = texts.summary_messages(
-        DailyStats(stats, stats, stats), texts.summary_header(REPORTED, ZONE)
+        DailyStats(stats, stats, stats), texts.summary_header(REPORTED, ZONE), currency="RUB"
     )
     assert len(messages) > 1
     fake = TelegramDouble(TOKEN)
@@ -303,9 +393,9 @@ async def test_chats_in_one_zone_share_one_composition_of_their_day(
     await subscribed(db, ANTON, moscow(1, 0), "Asia/Vladivostok")
     composed: list[tuple[date, str]] = []
 
-    async def counted(db: Database, day: date, zone: str) -> list[Any]:
+    async def counted(db: Database, day: date, zone: str, *, currency: str) -> list[Any]:
         composed.append((day, zone))
-        return await compose_summary(db, day, zone)
+        return await compose_summary(db, day, zone, currency=currency)
 
     monkeypatch.setattr("bot.summaries.compose_summary", counted)
     assert await sender(db, double, Clock(moscow(10, 9, 0))).send_due() == 3

@@ -295,7 +295,7 @@ async def test_stats_show_versions_only_for_a_step_that_has_several(
         "opened 4 (80%) · clicked 1 (20%) · unsub 1",
         # Of the 7 handed to the channel: 5 sent, 1 uncertain, 1 refused with a bounce.
         "⚠ bounced 1 (14.3%) · spam 1 (14.3%)",
-        "🛒 5 orders · 185.00 · conv. 80.0%",
+        "🛒 5 orders · RUB185.00 · conv. 80.0%",
         "v1: 3 sent · 2 opened (67%) · 2 orders · conv. 66.7%",
         "v2: 2 sent · 2 opened (100%) · 3 orders · conv. 100.0%",
     ]
@@ -305,7 +305,7 @@ async def test_stats_show_versions_only_for_a_step_that_has_several(
         "1. Welcome 1 · email",
         "sent 1/1",
         "opened 1 (100%) · clicked 0 (0%)",
-        "🛒 0 orders · 0.00 · conv. 0.0%",
+        "🛒 0 orders · RUB0.00 · conv. 0.0%",
     ]
 
 
@@ -323,7 +323,7 @@ def test_an_sms_step_shows_delivered_per_version() -> None:
     just_saved = VersionStats(version=2, **zero, revenue=Decimal("0.00"), conversion_rate=0.0)
     sms_step = busy_step(2)
     step = replace(sms_step, versions=(*with_versions(sms_step, 1).versions, just_saved))
-    (page,) = texts.stats_pages(ChainStats(1, "Winter", "active", [step]))
+    (page,) = texts.stats_pages(ChainStats(1, "Winter", "active", [step]), currency="RUB")
     assert page.splitlines()[-2:] == [
         "v1: 8765432 sent · 8000000 delivered (91%) · 98765 orders · conv. 1.1%",
         "v2: 0 sent · 0 delivered (–) · 0 orders · conv. 0.0%",
@@ -333,13 +333,14 @@ def test_an_sms_step_shows_delivered_per_version() -> None:
 @pytest.mark.parametrize("steps", [1, 20, 100])
 def test_many_versions_show_the_latest_and_pages_stay_within_the_limit(steps: int) -> None:
     steps_shown = [with_versions(busy_step(n), 40) for n in range(1, steps + 1)]
-    pages = texts.stats_pages(ChainStats(1, LONG_NAME, "active", steps_shown))
+    pages = texts.stats_pages(ChainStats(1, LONG_NAME, "active", steps_shown), currency="RUB")
     assert all(len(page) <= texts.LIMIT for page in pages)
     shown = "\n".join(pages)
     for position in range(1, steps + 1):
         assert f"<b>{position}. " in shown
-    lines = texts.stats_pages(ChainStats(1, "Winter", "active", steps_shown[:1]))[0]
-    assert [line.split(":")[0] for line in lines.splitlines()[7:]] == [
+    lines = texts.stats_pages(ChainStats(1, "Winter", "active", steps_shown[:1]), currency="RUB")[0]
+    # After the header, the blank line and the step's five lines (with its waiting one).
+    assert [line.split(":")[0] for line in lines.splitlines()[8:]] == [
         "… 35 earlier versions",
         "v36",
         "v37",
