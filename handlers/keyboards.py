@@ -11,7 +11,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers import texts, when
 from handlers.callbacks import Action, encode
-from models.chainfile import Term
+from i18n import _
+from models.chainfile import Term, later_only_terms, terms_for_channel
 from models.chains import ChainSummary, ChainView, StepView
 from models.tables import ChainStatus, Role
 from services.editing import StepOptions
@@ -260,8 +261,9 @@ def editor_block(
             rows = _schedule_rows(view, state, today)
         case _:
             rows = _conversion_rows(view)
+    warned = view.placeholders is not None and bool(view.placeholders.unknown)
     save = [
-        button(texts.BUTTON_SAVE, Action.SAVE_BLOCK),
+        button(_(texts.BUTTON_SAVE_ANYWAY) if warned else texts.BUTTON_SAVE, Action.SAVE_BLOCK),
         button(texts.BUTTON_DISCARD, Action.DISCARD_BLOCK),
     ]
     return keyboard(*rows, save, back)
@@ -293,9 +295,13 @@ def _audience_rows(view: texts.BlockScreen, state: dict[str, Any]) -> list[Row]:
     ]
     if terms:
         chosen = set(draft.get("terms") or [])
+        # Only terms that can come true after the previous step's channel, and any already
+        # chosen (a file may have them), to be taken off. The index stays Term's own.
+        offered = terms_for_channel(view.previous_channel)
         toggles = [
             _edit(texts.checkbox(texts.TERM_LABELS[term], term.value in chosen), "term", index)
             for index, term in enumerate(Term)
+            if term in offered or term.value in chosen
         ]
         rows += columns(toggles, 2)
         rows.append([_edit(texts.match_button(draft.get("match", "any")), "match")])
@@ -328,12 +334,9 @@ def _action_rows(view: texts.BlockScreen) -> list[Row]:
 
 def _schedule_rows(view: texts.BlockScreen, state: dict[str, Any], today: date) -> list[Row]:
     send = view.draft.get("send")
-    rows = [
-        [
-            _edit(_chosen(texts.SEND_LABELS[kind], send == kind), "send", kind)
-            for kind in ("now", "after", "at")
-        ]
-    ]
+    # A term known only later (not opened…) needs a wait: Now is not offered.
+    kinds = ("after", "at") if later_only_terms(view.step.audience) else ("now", "after", "at")
+    rows = [[_edit(_chosen(texts.SEND_LABELS[kind], send == kind), "send", kind) for kind in kinds]]
     if send == "after":
         rows += columns([_edit(delay, "after", delay) for delay in QUICK_DELAYS], 4)
     if send == "at" and view.waiting_for == "at":
