@@ -19,15 +19,16 @@ how many waiting messages would be skipped (`preview_stop`); Remove step asks to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, FileSizeLimit
+from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -39,12 +40,36 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import Context, Data, keyboards, preview, progress, screen, show, texts, when
+from handlers import (
+    Context,
+    Data,
+    commands,
+    keyboards,
+    preview,
+    progress,
+    screen,
+    show,
+    texts,
+    when,
+)
 from handlers.access import allowed, private_only, requires
 from handlers.callbacks import EDITOR_ACTIONS, Action, decode, int_arg
 from handlers.commands import on_unknown_message
 from i18n import _
-from models.chainfile import MAX_DAYS, BlockKind, Channel, InvalidBlock, Match, Problem, Send, Term
+from models.amounts import NotAnAmount, parse_amount
+from models.chainfile import (
+    MAX_DAYS,
+    BlockKind,
+    Channel,
+    InvalidBlock,
+    Match,
+    Problem,
+    SegmentsAudience,
+    Send,
+    SmsAction,
+    Term,
+    later_only_terms,
+)
 from models.chains import (
     ChainView,
     StepView,
@@ -57,10 +82,13 @@ from models.chains import (
     set_enrollment,
 )
 from models.segments import list_segments
+from models.sms_parts import SampleCount
 from models.tables import ChainStatus, Enrollment, Role
 from services.editing import (
     Impact,
+    Placeholders,
     Saved,
+    check_placeholders,
     describe,
     preview_block,
     preview_remove,
@@ -72,6 +100,7 @@ from services.editing import (
 )
 from services.forecast import forecast_activation
 from services.lifecycle import activate_chain
+from services.preview import sms_sample_count
 
 EDITOR = "editor"
 GUARD_GROUP = -1
@@ -84,7 +113,8 @@ BLOCK_CODES = {
 BLOCKS_BY_CODE = {code: kind for kind, code in BLOCK_CODES.items()}
 TERMS = list(Term)
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-MAX_AMOUNT = Decimal("1e12")
+# After… for a step whose terms are known only later (not opened…): the wait it starts with.
+DEFAULT_WAIT = "2d"
 
 State = dict[str, Any]
 Input = Callable[[Update, Context, State, str], Awaitable[None]]
@@ -124,7 +154,17 @@ def _where(state: State) -> tuple[int, int]:
 
 
 def _close_block(state: State) -> None:
-    for key in ("block", "draft", "saved", "input", "stash", "picker", "choices", "pending"):
+    for key in (
+        "block",
+        "draft",
+        "saved",
+        "input",
+        "stash",
+        "picker",
+        "choices",
+        "pending",
+        "warned",
+    ):
         state.pop(key, None)
 
 
@@ -201,6 +241,9 @@ async def show_step(
     state.pop("input", None)
     running = chain.status in (ChainStatus.ACTIVE, ChainStatus.PAUSED)
     options = await step_options(context.deps.db, chain_id, step.position) if running else None
+    sms_count = None
+    if isinstance(step.action, SmsAction):
+        sms_count = await _sms_count(context, chain, step.position, step.action.text)
     await _screen(
         update,
         context,
@@ -211,9 +254,28 @@ async def show_step(
             note,
             sms_frame=context.deps.messages.sms_frame,
             currency=context.deps.currency,
+            sms_count=sms_count,
         ),
         keyboards.editor_step(chain, step, options),
         toast=toast,
+    )
+
+
+async def _sms_count(
+    context: Context, chain: ChainView, position: int, text: str
+) -> SampleCount | None:
+    """The SMS counted as the step's customers (the main step's segments, else any) get it."""
+    if not text:
+        return None
+    main = chain.steps[0].audience if chain.steps else None
+    segments = main.segments if position == 1 and isinstance(main, SegmentsAudience) else ()
+    return await sms_sample_count(
+        context.deps.db,
+        context.deps.messages,
+        text,
+        segments=segments,
+        default_timezone=context.deps.default_timezone,
+        now=datetime.now(UTC),
     )
 
 
@@ -245,20 +307,25 @@ async def open_block(
             step=step.position,
             block=kind.value,
             saved=saved_json,
-            draft=copy.deepcopy(saved_json) or _new_block(kind, step.position),
+            draft=copy.deepcopy(saved_json) or _new_block(kind, step),
         )
         if kind is BlockKind.AUDIENCE and step.position == 1:
             state["choices"] = [segment.name for segment in await list_segments(context.deps.db)]
+        if saved_json is None and state["draft"].get("send") == Send.AFTER:
+            # The wait preselected for later terms: a typed delay replaces it.
+            state["input"] = "after"
     await show_block(update, context, chain=chain)
 
 
-def _new_block(kind: BlockKind, position: int) -> dict[str, Any]:
+def _new_block(kind: BlockKind, step: StepView) -> dict[str, Any]:
     match kind:
         case BlockKind.AUDIENCE:
-            return {"segments": []} if position == 1 else {"who": "all"}
+            return {"segments": []} if step.position == 1 else {"who": "all"}
         case BlockKind.ACTION:
             return {"channel": Channel.EMAIL.value}
         case BlockKind.SCHEDULE:
+            if later_only_terms(step.audience):
+                return {"send": Send.AFTER.value, "after": DEFAULT_WAIT}
             return {"send": Send.NOW.value}
         case BlockKind.CONVERSION:
             return {"goal": "order", "window_days": 7, "min_amount": 0}
@@ -272,8 +339,10 @@ async def show_block(
     note: str | None = None,
     toast: str | None = None,
     chain: ChainView | None = None,
+    placeholders: Placeholders | None = None,
 ) -> None:
-    """`chain`: the chain as just read, if the caller has it."""
+    """`chain`: the chain as just read, if the caller has it; `placeholders`: unknown ones
+    to warn about before Save goes on."""
     state = _state(context)
     kind = _block(state)
     if kind is None:
@@ -282,17 +351,24 @@ async def show_block(
     if chain is None:
         chain = await get_chain(context.deps.db, state["chain"])
     step = _step_of(chain, state["step"])
+    draft = state["draft"]
+    sms_count = None
+    if kind is BlockKind.ACTION and draft.get("channel") == Channel.SMS:
+        sms_count = await _sms_count(context, chain, step.position, draft.get("text") or "")
     view = texts.BlockScreen(
         chain=chain,
         step=step,
         kind=kind,
-        draft=state["draft"],
+        draft=draft,
         unsaved=unsaved(state),
         waiting_for=state.get("input"),
         problems=problems or [],
         note=note,
         currency=context.deps.currency,
         sms_frame=context.deps.messages.sms_frame,
+        today=_today(context).date(),
+        sms_count=sms_count,
+        placeholders=placeholders,
     )
     await _screen(
         update,
@@ -327,12 +403,34 @@ async def _ask_to_leave(update: Update, context: Context, pending: str) -> None:
     state.pop("input", None)
     chain = await get_chain(context.deps.db, state["chain"])
     step = _step_of(chain, state["step"])
-    await _screen(
+    before = state.get("screen")
+    shown = await _screen(
         update,
         context,
         texts.leave_question(step, _block(state)),  # type: ignore[arg-type]
         keyboards.leave_question(),
     )
+    if before and before != shown:
+        # A command's question comes as a new message: the block's screen above it still
+        # says "● unsaved" until the answer settles it (`_settle_left_screen`).
+        state["left_screen"] = before
+
+
+async def _settle_left_screen(
+    update: Update, context: Context, kind: BlockKind, *, saved: bool
+) -> None:
+    """The block's older screen, left behind by the leave question, says what became of
+    its changes instead of "● unsaved"."""
+    state = _state(context)
+    message_id = state.pop("left_screen", None)
+    chat = update.effective_chat
+    if not message_id or chat is None:
+        return
+    chain = await get_chain(context.deps.db, state["chain"])
+    text = texts.left_behind(_step_of(chain, state["step"]), kind, saved=saved)
+    # Gone or too old to edit: nothing to settle.
+    with contextlib.suppress(BadRequest):
+        await context.bot.edit_message_text(text, chat.id, message_id)
 
 
 async def navigate(update: Update, context: Context, data: str) -> None:
@@ -347,11 +445,15 @@ async def navigate(update: Update, context: Context, data: str) -> None:
 async def _go(update: Update, context: Context, data: str) -> None:
     state = _state(context)
     if data.startswith("/"):
-        command = data.split()[0]
+        command, *args = data.split()
         _close_block(state)
         if command == "/cancel":
             state.clear()
             await _screen(update, context, _(texts.EDITOR_CLOSED))
+        elif command in commands.REPLAYABLE:
+            # Where the command was going: its answer, in place of the question.
+            context.args = args
+            await commands.REPLAYABLE[command](update, context)
         else:
             await _screen(update, context, texts.carry_on(command))
         return
@@ -416,12 +518,14 @@ async def leave_guard(update: Update, context: Context) -> None:
             await _ask_to_leave(update, context, query.data or Action.MENU.value)
             raise ApplicationHandlerStop
     elif message is not None and (message.text or "").startswith("/"):
-        command = message.text.split()[0].split("@")[0]  # type: ignore[union-attr]
+        command, *args = message.text.split()  # type: ignore[union-attr]
+        command = command.split("@")[0]
         if command in ("/cancel", "/new"):
             return
         state.pop("input", None)
         if unsaved(state):
-            await _ask_to_leave(update, context, command)
+            # Its arguments too: the answer replays it (`_go`).
+            await _ask_to_leave(update, context, " ".join([command, *args])[:200])
             raise ApplicationHandlerStop
 
 
@@ -449,9 +553,17 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
     state = _state(context)
     kind = _block(state)
     if kind is None:
-        await show(update, _(texts.STALE_BUTTON))
+        await _nothing_open(update, context)
         return
     chain_id, position = _where(state)
+    if kind is BlockKind.ACTION and state.get("warned") != state["draft"]:
+        found = await check_placeholders(context.deps.db, state["draft"])
+        if found.unknown:
+            # Said once for this draft; Save anyway (Save again) goes on.
+            state["warned"] = copy.deepcopy(state["draft"])
+            state.pop("pending", None)
+            await show_block(update, context, placeholders=found)
+            return
     if not impact_seen:
         try:
             impact = await preview_block(
@@ -474,6 +586,7 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
     if saved is None:
         return
     if pending is not None:
+        await _settle_left_screen(update, context, kind, saved=True)
         await _go(update, context, pending)
         return
     version = saved.impact.version
@@ -485,6 +598,23 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
         toast=texts.saved_toast(saved.warnings, version),
         note=describe(saved.impact, _now()) if version is not None else None,
     )
+
+
+async def _nothing_open(update: Update, context: Context) -> None:
+    """Save or Discard of a block no longer open (an older screen, another device): said
+    so, and the screen shows where the editor is now."""
+    state = _state(context)
+    query = update.callback_query
+    if query is None or query.message is None:
+        await show(update, texts.STALE_BUTTON)
+        return
+    await query.answer(_(texts.ALREADY_SAVED_OR_DISCARDED), show_alert=True)
+    if state.get("chain") and state.get("screen") in (None, query.message.message_id):
+        await _back_to_place(update, context, toast=None)
+    else:
+        # The live screen is further down: this one only loses its buttons.
+        with contextlib.suppress(BadRequest):
+            await query.edit_message_reply_markup(reply_markup=None)
 
 
 async def _show_impact(
@@ -526,6 +656,7 @@ async def on_leave(update: Update, context: Context, args: list[str]) -> None:
     choice = args[0] if args else "keep"
     if choice == "keep" or state.get("pending") is None:
         state.pop("pending", None)
+        state.pop("left_screen", None)
         await show_block(update, context)
         return
     if choice == "save":
@@ -533,7 +664,10 @@ async def on_leave(update: Update, context: Context, args: list[str]) -> None:
         await on_save(update, context, impact_seen=False)
         return
     pending = state.pop("pending")
+    kind = _block(state)
     _close_block(state)
+    if kind is not None:
+        await _settle_left_screen(update, context, kind, saved=False)
     await _go(update, context, pending)
 
 
@@ -643,7 +777,7 @@ async def on_button(update: Update, context: Context) -> None:
             await on_save(update, context, impact_seen=_sure(args, 0))
         case Action.DISCARD_BLOCK:
             if not state.get("block"):
-                await show(update, _(texts.STALE_BUTTON))
+                await _nothing_open(update, context)
                 return
             _close_block(state)
             await _show_step_after(update, context, state, _(texts.DISCARDED_TOAST))
@@ -669,7 +803,16 @@ async def _ask_chain_name(update: Update, context: Context) -> None:
 
 
 async def _create_chain(update: Update, context: Context, name: str) -> None:
-    chain_id = await create_chain(context.deps.db, name, actor=context.actor)
+    try:
+        chain_id = await create_chain(context.deps.db, name, actor=context.actor)
+    except InvalidBlock as refused:
+        # Still waiting for the name: asked again, with what was wrong.
+        await _screen(
+            update,
+            context,
+            texts.name_refused(name, refused.problems) + "\n\n" + texts.ASK_CHAIN_NAME,
+        )
+        return
     state = _state(context)
     state.clear()
     state.update(chain=chain_id)
@@ -691,7 +834,20 @@ async def _ask_new_step_name(update: Update, context: Context, chain_id: int) ->
 
 
 async def _add_step(update: Update, context: Context, chain_id: int, name: str) -> None:
-    step = await add_step(context.deps.db, chain_id, name, actor=context.actor)
+    try:
+        step = await add_step(context.deps.db, chain_id, name, actor=context.actor)
+    except InvalidBlock as refused:
+        chain = await get_chain(context.deps.db, chain_id)
+        position = len(chain.steps) + 1
+        await _screen(
+            update,
+            context,
+            texts.name_refused(name, refused.problems)
+            + "\n\n"
+            + texts.ask_step_name(chain, position),
+            keyboards.default_step_name(chain_id, position),
+        )
+        return
     state = _state(context)
     state.pop("input", None)
     await show_step(update, context, chain_id, step.position, toast=_(texts.STEP_ADDED_TOAST))
@@ -930,11 +1086,25 @@ async def _typed_step_name(update: Update, context: Context, state: State, text:
 
 async def _typed_rename(update: Update, context: Context, state: State, text: str) -> None:
     chain_id = state["chain"]
-    if state.pop("input") == "step_rename":
-        await rename_step(context.deps.db, chain_id, state["step"], text, actor=context.actor)
+    step = state["input"] == "step_rename"
+    try:
+        if step:
+            await rename_step(context.deps.db, chain_id, state["step"], text, actor=context.actor)
+        else:
+            await rename_chain(context.deps.db, chain_id, text, actor=context.actor)
+    except InvalidBlock as refused:
+        # Still waiting for the new name.
+        await _screen(
+            update,
+            context,
+            texts.name_refused(text, refused.problems),
+            keyboards.cancel_input(chain_id, state["step"] if step else 0),
+        )
+        return
+    state.pop("input")
+    if step:
         await show_step(update, context, chain_id, state["step"], toast=_(texts.RENAMED_TOAST))
     else:
-        await rename_chain(context.deps.db, chain_id, text, actor=context.actor)
         await show_overview(update, context, chain_id, toast=_(texts.RENAMED_TOAST))
 
 
@@ -994,11 +1164,10 @@ async def _typed_days(update: Update, context: Context, state: State, text: str)
 
 async def _typed_amount(update: Update, context: Context, state: State, text: str) -> None:
     try:
-        amount = Decimal(text.strip().replace(",", ".").replace(" ", ""))
-    except InvalidOperation:
-        amount = Decimal(-1)
-    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
-        await show_block(update, context, note=texts.not_amount(text))
+        amount = parse_amount(text)
+    except NotAnAmount as refused:
+        # Still waiting for the amount: the block says what is wrong and asks again.
+        await show_block(update, context, note=texts.not_amount(text, refused.problem))
         return
     state.pop("input")
     whole = amount == amount.to_integral_value()

@@ -543,3 +543,20 @@ async def admins_command(update: Update, context: Context) -> None:
         )
     else:
         await show(update, _(texts.ADMINS_USAGE))
+
+
+# Commands the chain editor carries out once its leave question is answered (Save or
+# Discard): they answer with `show`, so from the question's button they edit the question
+# into their answer. /import is a conversation of its own and is only named.
+REPLAYABLE: dict[str, Callable[[Update, Context], Awaitable[None]]] = {
+    "/start": start_command,
+    "/help": help_command,
+    "/chains": chains_command,
+    "/pause": pause_command,
+    "/resume": resume_command,
+    "/pause_all": pause_all_command,
+    "/stats": stats_command,
+    "/subscribe": subscribe_command,
+    "/unsubscribe": unsubscribe_command,
+    "/admins": admins_command,
+}

@@ -12,7 +12,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from handlers import texts, when
 from handlers.callbacks import Action, encode
 from i18n import _, weekday_names
-from models.chainfile import Term
+from models.chainfile import Term, later_only_terms, terms_for_channel
 from models.chains import ChainSummary, ChainView, StepView
 from models.segments import SegmentInfo
 from models.tables import ChainStatus, Role
@@ -416,8 +416,9 @@ def editor_block(
             rows = _schedule_rows(view, state, today)
         case _:
             rows = _conversion_rows(view)
+    warned = view.placeholders is not None and bool(view.placeholders.unknown)
     save = [
-        button(_(texts.BUTTON_SAVE), Action.SAVE_BLOCK),
+        button(_(texts.BUTTON_SAVE_ANYWAY if warned else texts.BUTTON_SAVE), Action.SAVE_BLOCK),
         button(_(texts.BUTTON_DISCARD), Action.DISCARD_BLOCK),
     ]
     return keyboard(*rows, save, back)
@@ -449,9 +450,13 @@ def _audience_rows(view: texts.BlockScreen, state: dict[str, Any]) -> list[Row]:
     ]
     if terms:
         chosen = set(draft.get("terms") or [])
+        # Only terms that can come true after the previous step's channel, and any already
+        # chosen (a file may have them), to be taken off. The index stays Term's own.
+        offered = terms_for_channel(view.previous_channel)
         toggles = [
             _edit(texts.checkbox(_(texts.TERM_LABELS[term]), term.value in chosen), "term", index)
             for index, term in enumerate(Term)
+            if term in offered or term.value in chosen
         ]
         rows += columns(toggles, 2)
         rows.append([_edit(texts.match_button(draft.get("match", "any")), "match")])
@@ -484,11 +489,10 @@ def _action_rows(view: texts.BlockScreen) -> list[Row]:
 
 def _schedule_rows(view: texts.BlockScreen, state: dict[str, Any], today: date) -> list[Row]:
     send = view.draft.get("send")
+    # A term known only later (not opened…) needs a wait: Now is not offered.
+    kinds = ("after", "at") if later_only_terms(view.step.audience) else ("now", "after", "at")
     rows = [
-        [
-            _edit(_chosen(_(texts.SEND_LABELS[kind]), send == kind), "send", kind)
-            for kind in ("now", "after", "at")
-        ]
+        [_edit(_chosen(_(texts.SEND_LABELS[kind]), send == kind), "send", kind) for kind in kinds]
     ]
     if send == "after":
         rows += columns([_edit(delay, "after", delay) for delay in QUICK_DELAYS], 4)

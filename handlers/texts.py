@@ -16,14 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
 
 from telegram.constants import MessageLimit
 
 from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
+from models.amounts import MAX_AMOUNT, AmountProblem
 from models.chainfile import (
+    NAME_LIMIT,
+    OPENED_AFTER_SMS_CODE,
+    SEND_NOW_LATER_CODE,
+    SMS_BEFORE_OPENED_CODE,
     Action,
     Audience,
     BlockKind,
@@ -39,14 +44,16 @@ from models.chainfile import (
     TermsAudience,
     format_duration,
     format_moment,
+    later_only_terms,
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.holds import Hold, HoldKind
 from models.segments import SegmentInfo
-from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
+from models.sms_parts import BARE_SMS, SampleCount, SmsCount, SmsFrame, sms_as_sent, sms_parts
 from models.stats import ChainStats, DailyStats, MessageNumbers, StepStats, VersionStats
 from models.tables import ChainStatus, Enrollment, Role
+from services.editing import Placeholders
 from services.forecast import Forecast, WaveProgress
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH
@@ -1115,7 +1122,6 @@ HTML_NOT_UTF8 = N_("That file is not UTF-8 text; please save it as UTF-8 and sen
 NO_SUCH_DATE = N_("there is no such day")
 YEAR_OUT_OF_RANGE = N_("the year must be between {first} and {last}")
 NO_SUCH_TIME = N_("the time must be between 00:00 and 23:59")
-MOMENT_FORMS = N_("try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00")
 NO_SEGMENTS_TO_PICK = N_(
     "There are no segments yet. Make one from the menu (🎯 Segments, ➕ New segment), "
     "or on the server: <code>chainmail segments add NAME --tags a,b</code>"
@@ -1138,10 +1144,24 @@ class BlockScreen:
     currency: str
     # The opt-out line and short links of every SMS, counted in its parts.
     sms_frame: SmsFrame = BARE_SMS
+    # The shop's date (its examples of typed moments are tomorrow's).
+    today: date | None = None
+    # An SMS draft counted over sample customers (`services.preview.sms_sample_count`).
+    sms_count: SampleCount | None = None
+    # Placeholders no customer has, shown before Save goes on (Save anyway).
+    placeholders: Placeholders | None = None
 
     @property
     def terms_audience(self) -> bool:
         return isinstance(self.step.audience, TermsAudience)
+
+    @property
+    def previous_channel(self) -> str | None:
+        """The channel of the previous step's saved message, None if there is none."""
+        for step in self.chain.steps:
+            if step.position == self.step.position - 1 and step.action is not None:
+                return "email" if isinstance(step.action, EmailAction) else "sms"
+        return None
 
 
 def checkbox(label: str, checked: bool) -> str:
@@ -1238,7 +1258,9 @@ def _schedule_short(schedule: Schedule | None) -> str:
     return _("now")
 
 
-def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
+def _action_short(
+    action: Action | None, sms_frame: SmsFrame, sms_count: SampleCount | None = None
+) -> str:
     if action is None:
         return _("not set")
     if isinstance(action, EmailAction):
@@ -1246,10 +1268,10 @@ def _action_short(action: Action | None, sms_frame: SmsFrame) -> str:
         if action.html:
             return _("email «{subject}» + HTML").format(subject=subject)
         return _("email «{subject}»").format(subject=subject)
-    count = sms_parts(sms_as_sent(action.text, sms_frame))
-    return ngettext(
-        "SMS, {count} part: «{text}»", "SMS, {count} parts: «{text}»", count.parts
-    ).format(count=count.parts, text=esc(short(action.text, 40)))
+    count = sms_count.longest if sms_count else sms_parts(sms_as_sent(action.text, sms_frame))
+    return _("SMS, {parts}: «{text}»").format(
+        parts=sms_parts_word(count.parts), text=esc(short(action.text, 40))
+    )
 
 
 def _conversion_short(conversion: Conversion | None, currency: str) -> str:
@@ -1292,13 +1314,15 @@ def editor_step(
     *,
     sms_frame: SmsFrame = BARE_SMS,
     currency: str,
+    sms_count: SampleCount | None = None,
 ) -> str:
     """`note`: what the change just made did, in the services' words (describe);
     `sms_frame`: the opt-out line and short links, counted in an SMS's parts; `currency`:
-    the shop's (SHOP_CURRENCY), of the minimum amount."""
+    the shop's (SHOP_CURRENCY), of the minimum amount; `sms_count`: an SMS counted over
+    sample customers (the costliest is shown)."""
     rows = [
         (BlockKind.AUDIENCE, esc(_audience(step.audience, step.position))),
-        (BlockKind.ACTION, _action_short(step.action, sms_frame)),
+        (BlockKind.ACTION, _action_short(step.action, sms_frame, sms_count)),
         (BlockKind.SCHEDULE, _schedule_short(step.schedule)),
         (BlockKind.CONVERSION, _conversion_short(step.conversion, currency)),
     ]
@@ -1348,27 +1372,32 @@ def _draft_lines(view: BlockScreen) -> list[str]:
             known = Term._value2member_map_
             terms = [_(TERM_LABELS[Term(t)]) for t in draft.get("terms") or [] if t in known]
             joined = _terms_joined(terms, draft.get("match", "any")) if terms else None
-            return [
+            lines = [
                 _("Only customers who, since the previous step's message, {terms}").format(
                     terms=joined or _("… (tap the terms)")
                 ),
             ]
+            if view.previous_channel == "sms":
+                lines.append(_(TERMS_AFTER_SMS))
+            return lines
         case BlockKind.ACTION:
             if draft.get("channel") == "sms":
                 text = draft.get("text")
                 if not text:
                     return [_("📱 SMS text: not written yet")]
-                count = sms_parts(sms_as_sent(text, view.sms_frame))
                 opt_out = (
                     [_(SMS_OPT_OUT_LINE).format(line=esc(view.sms_frame.shown_opt_out))]
                     if view.sms_frame.shown_opt_out
                     else []
                 )
+                counted = view.sms_count
+                if counted is None:
+                    count = sms_parts(sms_as_sent(text, view.sms_frame))
+                    counted = SampleCount(count, count, None, 0)
                 return [
                     _("📱 SMS: «{text}»").format(text=esc(short(text, 600))),
                     *opt_out,
-                    f"📏 {characters_count(count.characters)} · {sms_count(count.parts)}"
-                    f" ({count.encoding})",
+                    *sms_count_lines(counted),
                 ]
             html = draft.get("html")
             subject = esc(short(draft["subject"], 200)) if draft.get("subject") else "—"
@@ -1401,6 +1430,8 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                     if at
                     else _("At… (pick a day)")
                 ]
+            elif later_only_terms(view.step.audience):
+                lines = [_("When: not chosen yet")]
             elif view.step.position > 1:
                 lines = [_("Now: right after the previous step")]
             else:
@@ -1408,6 +1439,9 @@ def _draft_lines(view: BlockScreen) -> list[str]:
             if view.step.position > 1 and view.terms_audience:
                 wait = days_count(draft.get("wait_days", 30))
                 lines.append(_("Terms are awaited at most {wait}.").format(wait=wait))
+            later = later_only_terms(view.step.audience)
+            if later:
+                lines += ["", now_not_offered(later)]
             return lines
         case BlockKind.CONVERSION:
             min_amount = draft.get("min_amount") or 0
@@ -1427,7 +1461,6 @@ WAITING_FOR = {
     "html": N_("✏️ Send the HTML as text or as a .html file."),
     "sms": N_("✏️ Send the SMS text."),
     "after": N_("✏️ Or type a delay: 90m, 3h, 2d."),
-    "at": N_("✏️ Or type a moment: 2026-12-01 10:00, 01.12 10:00, tomorrow 10:00."),
     "wait": N_("✏️ Send the number of days to wait for the terms."),
     "window": N_("✏️ Send the conversion window in days."),
     "amount": N_("✏️ Send the minimum order amount (0 for any)."),
@@ -1452,12 +1485,20 @@ def editor_block(view: BlockScreen) -> str:
         lines += [f"• {esc(problem_text(problem))}" for problem in view.problems[:20]]
     if view.note:
         lines += ["", f"⚠️ {esc(view.note)}"]
+    if view.placeholders is not None and view.placeholders.unknown:
+        lines += ["", *placeholder_warning(view.placeholders)]
     if view.waiting_for in WAITING_FOR:
         lines += ["", _(WAITING_FOR[view.waiting_for])]
+    elif view.waiting_for == "at" and view.today is not None:
+        lines += ["", typed_moment_hint(view.today)]
     return "\n".join(fit(lines, LIMIT - 100))
 
 
 def problem_text(problem: Problem) -> str:
+    """A problem of a block, in the bot's words where the chain file's would show its
+    syntax (`send: now`, `not_opened`)."""
+    if problem.code:
+        return _coded_problem(problem)
     field = problem.path.split("[")[0].split(".")[0]
     name = _(FIELD_NAMES[field]) if field in FIELD_NAMES else problem.path
     return f"{name}: {problem.message}" if problem.path else problem.message
@@ -1560,9 +1601,193 @@ def not_days(text: str, limit: int) -> str:
     )
 
 
-def not_amount(text: str) -> str:
-    return _("«{text}» is not an amount; send a number like 1500 or 999.90.").format(
-        text=short(text, 40)
+def not_amount(text: str, problem: AmountProblem = AmountProblem.NOT_DIGITS) -> str:
+    if problem is AmountProblem.TOO_BIG:
+        return _("«{text}» is more than {limit}: send a smaller minimum amount.").format(
+            text=short(text, 40), limit=number(MAX_AMOUNT)
+        )
+    return _(
+        "«{text}» is not an amount: write it in digits, with a comma or point before the"
+        " kopecks, like 1500, 1 500 or 999,90."
+    ).format(text=short(text, 40))
+
+
+# --- The editor's dead ends, mended (issue 14) -------------------------------------------
+
+BUTTON_SAVE_ANYWAY = N_("💾 Save anyway")
+ALREADY_SAVED_OR_DISCARDED = N_("These changes were already saved or discarded.")
+TERMS_AFTER_SMS = N_(
+    "The previous step sends an SMS: an SMS tells whether it was delivered and whether its"
+    " links were clicked, never whether it was opened, so only those terms are offered."
+)
+# Why a step with such a term cannot go out the moment the previous one did.
+LATER_TERM_REASONS = {
+    Term.NOT_OPENED: N_("someone who has not opened the message yet may still open it"),
+    Term.NOT_CLICKED: N_("someone who has not clicked yet may still click"),
+    Term.NOT_DELIVERED: N_("a message not delivered yet may still be delivered"),
+    Term.NOT_ORDERED: N_("someone who has not ordered yet may still order"),
+}
+PLACEHOLDERS_SHOWN = 15
+
+
+def sms_parts_word(parts: int) -> str:
+    """`1 SMS part`, `3 SMS parts`: how the bot counts parts everywhere."""
+    return ngettext("{count} SMS part", "{count} SMS parts", parts).format(count=number(parts))
+
+
+def _counted(count: SmsCount) -> str:
+    return _("{characters} characters · {parts} ({encoding})").format(
+        characters=number(count.characters),
+        parts=sms_parts_word(count.parts),
+        encoding=count.encoding,
+    )
+
+
+def sms_count_lines(counted: SampleCount) -> list[str]:
+    """The composer's counter: the costliest rendering over the sample customers, and a
+    warning when a placeholder switches the SMS to UCS-2."""
+    count, whose = _counted(counted.longest), esc(short(counted.whose or "", 30))
+    if counted.sampled < 2:
+        # Nothing but the template, or the made-up customer: no customers yet.
+        head = "📏 " + count
+    else:
+        head = ngettext(
+            "📏 Up to {count}: {whose}'s, the longest of {sampled} customer checked",
+            "📏 Up to {count}: {whose}'s, the longest of {sampled} customers checked",
+            counted.sampled,
+        ).format(count=count, whose=whose, sampled=number(counted.sampled))
+    lines = [head]
+    if counted.switched:
+        names = ", ".join(f"{{{{ {name} }}}}" for name in counted.switching)
+        if names:
+            warning = _(
+                "⚠️ The text alone goes as GSM-7 ({template}), but {placeholders} of some"
+                " customers is not in the GSM-7 alphabet (Cyrillic, for instance), so their SMS"
+                " goes as UCS-2, 70 characters a part: up to {parts}."
+            )
+        else:
+            warning = _(
+                "⚠️ The text alone goes as GSM-7 ({template}), but for some customers what the"
+                " placeholders put in is not in the GSM-7 alphabet (Cyrillic, for instance), so"
+                " their SMS goes as UCS-2, 70 characters a part: up to {parts}."
+            )
+        lines.append(
+            warning.format(
+                template=sms_parts_word(counted.template.parts),
+                placeholders=esc(names),
+                parts=sms_parts_word(counted.longest.parts),
+            )
+        )
+    return lines
+
+
+def _later_reasons(terms: Iterable[str]) -> str:
+    reasons = [_(LATER_TERM_REASONS[Term(term)]) for term in terms if term in LATER_TERM_REASONS]
+    return "; ".join(reasons)
+
+
+def now_not_offered(terms: Sequence[Term]) -> str:
+    """Under a When block whose step waits for a term known only later."""
+    return _(
+        "⏳ “Now” is not offered: {reasons}. Choose how long to wait (After…) or a moment"
+        " (At…); the terms are checked then."
+    ).format(reasons=_later_reasons(terms))
+
+
+def _term_labels(terms: Iterable[str]) -> str:
+    known = Term._value2member_map_
+    return ", ".join(f"«{TERM_LABELS[Term(term)]}»" for term in terms if term in known)
+
+
+def _coded_problem(problem: Problem) -> str:
+    if problem.code == SEND_NOW_LATER_CODE:
+        if problem.path == "send":
+            return _(
+                "“Now” cannot wait for {terms}: {reasons}. Choose After… or At… instead."
+            ).format(terms=_term_labels(problem.about), reasons=_later_reasons(problem.about))
+        return _(
+            "{terms} need a wait: {reasons}. This step's ⏰ When is “Now”: set it to After… or"
+            " At… first, then save these terms."
+        ).format(terms=_term_labels(problem.about), reasons=_later_reasons(problem.about))
+    if problem.code == OPENED_AFTER_SMS_CODE:
+        return _(
+            "The previous step sends an SMS, and nobody can tell whether an SMS was opened:"
+            " choose «delivered» or «clicked» instead of {terms}."
+        ).format(terms=_term_labels(problem.about))
+    if problem.code == SMS_BEFORE_OPENED_CODE:
+        following, *terms = problem.about
+        return _(
+            "Step {step} waits to see whether this message was opened ({terms}), which an SMS"
+            " never tells: change the 👥 Who of step {step} first."
+        ).format(step=following, terms=_term_labels(terms))
+    return problem.message
+
+
+def placeholder_warning(found: Placeholders) -> list[str]:
+    """The placeholders no customer has, with the known ones offered; Save anyway keeps them."""
+    lines = [_("⚠️ <b>These placeholders would come out empty:</b>")]
+    for key, unknown in found.unknown[:10]:
+        line = _(
+            "• {field}, line {line}: {placeholder} is neither a customer field nor an"
+            " attribute any customer has."
+        ).format(
+            field=FIELD_NAMES.get(key, key),
+            line=unknown.line,
+            placeholder=esc(f"{{{{ {short(unknown.name, 40)} }}}}"),
+        )
+        if unknown.suggestion:
+            line += " " + _("Did you mean {placeholder}?").format(
+                placeholder=esc(f"{{{{ {unknown.suggestion} }}}}")
+            )
+        lines.append(line)
+    shown = [esc(f"{{{{ {name} }}}}") for name in found.known[:PLACEHOLDERS_SHOWN]]
+    if len(found.known) > PLACEHOLDERS_SHOWN:
+        shown.append("…")
+    lines.append(_("Placeholders you can use: {names}").format(names=", ".join(shown)))
+    lines.append(_("Fix the text, or tap 💾 Save anyway to keep it as it is."))
+    return lines
+
+
+def typed_moment_hint(today: date) -> str:
+    """The forms a moment may be typed in, the example tomorrow 10:00 in the shop's zone."""
+    return _("✏️ Or type a moment: {forms}.").format(forms=_moment_examples(today))
+
+
+def moment_forms(today: date) -> str:
+    """Why a typed moment was not understood: the forms that work, for tomorrow."""
+    return _("try {forms}").format(forms=_moment_examples(today))
+
+
+def _moment_examples(today: date) -> str:
+    tomorrow = today + timedelta(days=1)
+    return _("{iso}, {dotted} or tomorrow 10:00").format(
+        iso=f"{tomorrow:%Y-%m-%d} 10:00", dotted=f"{tomorrow:%d.%m} 10:00"
+    )
+
+
+def name_refused(text: str, problems: Sequence[Problem]) -> str:
+    """A typed name refused: what is wrong and what to send instead."""
+    if len(text) > NAME_LIMIT:
+        return _(
+            "That name has {length} characters; a name fits in {limit}. Send a shorter one"
+            " (or /cancel)."
+        ).format(length=number(len(text)), limit=number(NAME_LIMIT))
+    if "\n" in text.strip():
+        return _("A name is one line: send it again without line breaks (or /cancel).")
+    reason = "; ".join(problem.message for problem in problems)
+    return _("That name cannot be used: {reason}. Send another one (or /cancel).").format(
+        reason=esc(reason)
+    )
+
+
+def left_behind(step: StepView, kind: BlockKind, *, saved: bool) -> str:
+    """What an older screen of a block says once the leave question is answered."""
+    if saved:
+        message = _("💾 Step {position} ({name}), {block}: saved.")
+    else:
+        message = _("🗑 Step {position} ({name}), {block}: changes discarded.")
+    return message.format(
+        position=step.position, name=esc(short(step.name, 40)), block=BLOCK_TITLES[kind]
     )
 
 
@@ -1797,7 +2022,9 @@ def sms_preview(
         "",
         _cut_body(text) if text else _("(empty)"),
         "",
-        f"📏 {characters_count(characters)} · {sms_count(parts)} ({encoding})",
+        _("📏 {characters} characters · {parts} ({encoding})").format(
+            characters=number(characters), parts=sms_parts_word(parts), encoding=encoding
+        ),
     ]
     if links:
         lines.append(_("🔗 Its short links lead to (a click counts as clicked):"))

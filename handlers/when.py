@@ -63,7 +63,7 @@ def parse_moment_typed(text: str, today: date) -> datetime:
         offset = texts.DAY_WORDS.get(found["word"])
         if offset is not None:
             return _moment(today + timedelta(days=offset), found["hour"], found["minute"])
-    raise NotUnderstood(_(texts.MOMENT_FORMS))
+    raise NotUnderstood(texts.moment_forms(today))
 
 
 def parse_delay_typed(text: str) -> str:

@@ -217,6 +217,31 @@ LATER_ONLY_TERMS = frozenset(
 # Known of an email only: an SMS is delivered and its links clicked, but nothing
 # tells whether it was read.
 EMAIL_ONLY_TERMS = frozenset({Term.OPENED, Term.NOT_OPENED})
+# Terms that are about the other channel than the previous step's message: after an SMS,
+# an email unsubscribe has nothing to do with that message.
+_OFF_CHANNEL_TERMS = {Channel.SMS: frozenset({Term.UNSUBSCRIBED_EMAIL})}
+# `Problem.code`s a door words itself.
+SEND_NOW_LATER_CODE = "send-now-later-terms"
+OPENED_AFTER_SMS_CODE = "opened-after-sms"
+SMS_BEFORE_OPENED_CODE = "sms-before-opened"
+
+
+def terms_for_channel(channel: str | None) -> tuple[Term, ...]:
+    """The terms worth offering after a message of this channel (None: not chosen yet,
+    every term): after an SMS neither whether it was opened, which an SMS never tells,
+    nor an email unsubscribe, which is not about it."""
+    if channel != Channel.SMS:
+        return tuple(Term)
+    refused = EMAIL_ONLY_TERMS | _OFF_CHANNEL_TERMS[Channel.SMS]
+    return tuple(term for term in Term if term not in refused)
+
+
+def later_only_terms(audience: Audience | None) -> tuple[Term, ...]:
+    """The audience's terms that can only be known once a wait is over (`not_opened`…):
+    such a step cannot go out `now`."""
+    if not isinstance(audience, TermsAudience):
+        return ()
+    return tuple(term for term in audience.terms if term in LATER_ONLY_TERMS)
 
 
 class Send(StrEnum):
@@ -239,6 +264,11 @@ class BlockKind(StrEnum):
 class Problem:
     path: str  # "" for the document or block as a whole
     message: str
+    # What kind of problem, for a door that says it in its own words (the bot never
+    # shows chain-file syntax): one of the `*_CODE`s below, or "" (the message is it).
+    code: str = field(default="", compare=False)
+    # What the code is about, e.g. the terms (`Term` values).
+    about: tuple[str, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -491,10 +521,11 @@ def default_campaign(name: str) -> str:
     return tag or "chain"
 
 
-def _email_only_terms(audience: Audience | None, previous: Action | None) -> str:
+def email_only_terms(audience: Audience | None, previous: Action | None) -> tuple[str, ...]:
+    """The audience's terms an SMS as the previous message never tells (`opened`…)."""
     if not isinstance(audience, TermsAudience) or not isinstance(previous, SmsAction):
-        return ""
-    return ", ".join(term.value for term in audience.terms if term in EMAIL_ONLY_TERMS)
+        return ()
+    return tuple(term.value for term in audience.terms if term in EMAIL_ONLY_TERMS)
 
 
 def terms_after_sms_refusal(
@@ -502,7 +533,7 @@ def terms_after_sms_refusal(
 ) -> str | None:
     """Why the terms of the step at `position` cannot follow its previous step's
     action, if they cannot: `opened` / `not_opened` after an SMS."""
-    terms = _email_only_terms(audience, previous)
+    terms = ", ".join(email_only_terms(audience, previous))
     return OPENED_AFTER_SMS.format(terms=terms, previous=position - 1) if terms else None
 
 
@@ -511,16 +542,16 @@ def sms_before_terms_refusal(
 ) -> str | None:
     """Why the step at `position` cannot send this action, if it cannot: the next
     step's terms ask whether it was opened, and it is an SMS."""
-    terms = _email_only_terms(next_audience, action)
+    terms = ", ".join(email_only_terms(next_audience, action))
     return SMS_BEFORE_OPENED.format(terms=terms, next=position + 1) if terms else None
 
 
 def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None:
     """Why this schedule cannot go with this audience, if it cannot."""
-    if send is not Send.NOW or not isinstance(audience, TermsAudience):
+    if send is not Send.NOW:
         return None
-    later = [term.value for term in audience.terms if term in LATER_ONLY_TERMS]
-    return SEND_NOW_WITH_LATER_TERMS.format(terms=", ".join(later)) if later else None
+    later = ", ".join(later_only_terms(audience))
+    return SEND_NOW_WITH_LATER_TERMS.format(terms=later) if later else None
 
 
 # --- Validation machinery -------------------------------------------------------
@@ -551,8 +582,8 @@ class _Report:
             path = f"{self.path}.{key}" if self.path else key
         return _Report(path, self.problems, self.warnings, stored=self.stored)
 
-    def problem(self, message: str) -> None:
-        self.problems.append(Problem(self.path, message))
+    def problem(self, message: str, code: str = "", about: tuple[str, ...] = ()) -> None:
+        self.problems.append(Problem(self.path, message, code, about))
 
     def warning(self, message: str) -> None:
         self.warnings.append(Problem(self.path, message))
@@ -801,7 +832,8 @@ def _schedule(data: Any, report: _Report, *, audience: Audience | None) -> Sched
     wait_days = _days(fields, "wait_days", report, DEFAULT_WAIT_DAYS)
     refusal = send_now_refusal(audience, send)
     if refusal:
-        report.at("send").problem(refusal)
+        later = tuple(term.value for term in later_only_terms(audience))
+        report.at("send").problem(refusal, SEND_NOW_LATER_CODE, later)
     if send is None or wait_days is None or len(report.problems) > before:
         return None
     return Schedule(send, after, at, wait_days)

@@ -18,6 +18,9 @@ from sqlalchemy.orm import selectinload
 from models import audit
 from models.chainfile import (
     NAME_LIMIT,
+    OPENED_AFTER_SMS_CODE,
+    SEND_NOW_LATER_CODE,
+    SMS_BEFORE_OPENED_CODE,
     Action,
     Audience,
     Block,
@@ -33,6 +36,8 @@ from models.chainfile import (
     TermsAudience,
     default_campaign,
     dump_yaml,
+    email_only_terms,
+    later_only_terms,
     load_yaml,
     send_now_refusal,
     sms_before_terms_refusal,
@@ -445,17 +450,20 @@ def checked_block(
         saved_schedule: Schedule = stored_block(BlockKind.SCHEDULE, step.schedule, position)
         refusal = send_now_refusal(block, saved_schedule.send)
         if refusal:
-            problems.append(Problem("terms", refusal))
+            later = tuple(term.value for term in later_only_terms(block))
+            problems.append(Problem("terms", refusal, SEND_NOW_LATER_CODE, later))
     if isinstance(block, TermsAudience):
         previous = stored_block(BlockKind.ACTION, previous_action, position - 1)
         refusal = terms_after_sms_refusal(block, previous, position)
         if refusal:
-            problems.append(Problem("terms", refusal))
+            about = email_only_terms(block, previous)
+            problems.append(Problem("terms", refusal, OPENED_AFTER_SMS_CODE, about))
     if isinstance(block, SmsAction):
         following = stored_block(BlockKind.AUDIENCE, next_audience, position + 1)
         refusal = sms_before_terms_refusal(block, following, position)
         if refusal:
-            problems.append(Problem("channel", refusal))
+            about = (str(position + 1), *email_only_terms(following, block))
+            problems.append(Problem("channel", refusal, SMS_BEFORE_OPENED_CODE, about))
     if problems or block is None:
         raise InvalidBlock(problems)
     return block.to_block(), checked.warnings

@@ -165,3 +165,29 @@ def checked_address(channel: str, typed: str, *, default_phone_region: str) -> s
         refusal = BAD_EMAIL if field == "email" else BAD_PHONE
         raise BadAddress(refusal.format(value=repr(typed)))
     return address
+
+
+async def sample_customers(
+    db: Database,
+    *,
+    segments: Sequence[str],
+    channel: str,
+    limit: int,
+    default_language: str,
+    now: datetime,
+) -> list[PreviewCustomer]:
+    """Up to `limit` customers of `segments` (any customers when there are none or they
+    are empty) with the channel's contact: whose renderings a composer counts."""
+    contact = Customer.email if channel == Channel.EMAIL else Customer.phone
+    query = select(Customer).where(contact.is_not(None)).order_by(Customer.id).limit(limit)
+    async with db.session() as session:
+        if segments:
+            rules = await segment_rules(session, segments)
+            if rules:
+                dialect = session.bind.dialect.name
+                members = segment_members_query(rules, now=now, dialect=dialect).scalar_subquery()
+                found = list(await session.scalars(query.where(Customer.id.in_(members))))
+                if found:
+                    return [_preview_customer(c, default_language) for c in found]
+        found = list(await session.scalars(query))
+    return [_preview_customer(customer, default_language) for customer in found]

@@ -14,7 +14,7 @@ septets followed by `€` takes two parts, not one part and a half.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,7 +53,7 @@ class SmsCount:
 
 
 def sms_parts(text: str) -> SmsCount:
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+    if is_gsm7(text):
         widths = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
         return _count("GSM-7", widths, GSM7_SINGLE, GSM7_PER_PART)
     widths = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
@@ -146,3 +146,50 @@ def sms_as_sent(text: str, frame: SmsFrame, token: Callable[[str, int], str] = _
         text = rewrite_text_links(text, shorten)
     sent = [f"{text}\n{line}" if line else text for line in frame.opt_out_lines]
     return max(sent, key=lambda candidate: (sms_parts(candidate).parts, len(candidate)))
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+@dataclass(frozen=True)
+class SampleCount:
+    """An SMS template counted as customers get it: the costliest of its renderings."""
+
+    # The template as written, as sent (placeholders left as typed).
+    template: SmsCount
+    # The costliest rendering (most parts, then most characters); the template's own
+    # count when there was nothing to render.
+    longest: SmsCount
+    # Whose rendering that is (as the door names a customer), or None.
+    whose: str | None
+    # How many renderings were counted.
+    sampled: int
+    # The template alone would go as GSM-7, and some rendering goes as UCS-2.
+    switched: bool = False
+    # The placeholders whose values are not GSM-7 in the first such rendering.
+    switching: tuple[str, ...] = ()
+
+
+def costliest(
+    template_as_sent: str,
+    renderings: Iterable[tuple[str, str, Mapping[str, object]]],
+    placeholders: Iterable[str] = (),
+) -> SampleCount:
+    """The count of the costliest rendering: `renderings` are (whose, the SMS as sent,
+    the values it was rendered with); `placeholders`, the names the template reads, are
+    looked up in those values to say which switch the encoding."""
+    template = sms_parts(template_as_sent)
+    names = sorted(set(placeholders))
+    longest, whose, sampled = template, None, 0
+    switched = False
+    switching: tuple[str, ...] = ()
+    for who, text, values in renderings:
+        sampled += 1
+        count = sms_parts(text)
+        if sampled == 1 or (count.parts, count.characters) > (longest.parts, longest.characters):
+            longest, whose = count, who
+        if not switched and template.encoding == "GSM-7" and count.encoding == "UCS-2":
+            switched = True
+            switching = tuple(name for name in names if not is_gsm7(str(values.get(name) or "")))
+    return SampleCount(template, longest, whose, sampled, switched, switching)

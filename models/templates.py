@@ -27,12 +27,14 @@ allocate. The caps on each rendered part are the renderer's
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, meta, nodes, pass_context
@@ -41,7 +43,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import generate_lorem_ipsum
 
-from i18n import customer_language
+from i18n import _, customer_language
 
 CUSTOMER_FIELDS = frozenset(
     {"external_id", "email", "phone", "first_name", "last_name", "timezone", "language"}
@@ -363,14 +365,20 @@ NESTED_LOOPS_TOO_LONG = "loops nested over range() would go round {count} times:
 
 
 def template_problems(source: str) -> tuple[str | None, set[str]]:
-    """Why `source` is not a usable template ("line 2: unexpected '}'") or None, and the
-    names it reads from its context (empty when it has a problem); parsed once."""
+    """Why `source` is not a usable template ("line 2: a placeholder is not closed: …")
+    or None, and the names it reads from its context (empty when it has a problem);
+    parsed once."""
     try:
         ast = TEXT_ENV.parse(source)
     except TemplateSyntaxError as exc:
-        return f"line {exc.lineno}: {exc.message}", set()
+        line = syntax_error_line(source, exc.lineno or 1, exc.message or "")
+        reason = syntax_error_reason(source, exc.lineno or 1, exc.message or "")
+        return _("line {line}: {reason}").format(line=line, reason=reason), set()
     except RecursionError:
         return NESTED_TOO_DEEPLY, set()
+    unknown = _unknown_filter(ast)
+    if unknown is not None:
+        return unknown, set()
     # The sandbox has no template loader: including another template could only fail.
     if any(True for _ in meta.find_referenced_templates(ast)):
         return "a message template cannot include, import or extend other templates", set()
@@ -509,3 +517,172 @@ def customer_context(customer: Any, default_language: str) -> dict[str, Any]:
     fields = {name: getattr(customer, name) for name in CUSTOMER_FIELDS}
     fields["language"] = customer_language(fields["language"], fields["phone"], default_language)
     return template_context(fields, customer.attributes or {})
+
+
+# --- Template problems in a manager's words -------------------------------------------
+# Jinja says what its parser expected ("expected token 'end of print statement', got
+# 'Friday'"); a manager needs what to write instead, on which line.
+
+EXAMPLE_PLACEHOLDER = "{{ first_name }}"
+# Filters a manager is likely to want, offered when one is misspelt.
+COMMON_FILTERS = ("upper", "lower", "title", "capitalize", "trim", "default", "truncate")
+_UNKNOWN_TAG = re.compile(r"Encountered unknown tag '(?P<tag>\w+)'")
+_INNERMOST = re.compile(r"innermost block that needs to be closed is '(?P<tag>\w+)'")
+_NAME = re.compile(r"\s*(?P<name>[^\W\d]\w*)")
+_ENDS = {"if": "{% endif %}", "for": "{% endfor %}"}
+
+
+def _placeholder_at(source_line: str) -> tuple[str, bool]:
+    """The last `{{ … }}` opened on the line, as written, and whether it is closed."""
+    start = source_line.rfind("{{")
+    if start < 0:
+        return "", True
+    end = source_line.find("}}", start)
+    if end < 0:
+        return source_line[start:].rstrip(), False
+    return source_line[start : end + 2], True
+
+
+def _closed_example(opened: str) -> str:
+    """`{{ first_name ` → `{{ first_name }}`; the usual placeholder when no name follows."""
+    found = _NAME.match(opened[2:])
+    return f"{{{{ {found['name']} }}}}" if found else EXAMPLE_PLACEHOLDER
+
+
+def _opening_line(source: str, tag: str, before: int) -> int:
+    """The line of the `{% tag %}` left open: the last one opened before line `before`
+    that its end tag does not close."""
+    depth = 0
+    lines = source.splitlines()[:before]
+    for number in range(len(lines), 0, -1):
+        text = lines[number - 1]
+        depth += len(re.findall(rf"{{%-?\s*end{tag}\b", text))
+        depth -= len(re.findall(rf"{{%-?\s*{tag}\b", text))
+        if depth < 0:
+            return number
+    return before
+
+
+def _tag(name: str) -> str:
+    return f"«{{% {name} %}}»"
+
+
+def syntax_error_line(source: str, line: int, message: str) -> int:
+    """Where to look: Jinja's line, except for a block left open, which Jinja finds at
+    the end of the template: the line that opened it."""
+    innermost = _INNERMOST.search(message)
+    if innermost and innermost["tag"] in _ENDS and not _UNKNOWN_TAG.search(message):
+        return _opening_line(source, innermost["tag"], line)
+    return line
+
+
+def syntax_error_reason(source: str, line: int, message: str) -> str:
+    """What is wrong on `line` of `source`, which Jinja refused with `message`, in plain
+    words with what to write instead."""
+    lines = source.splitlines() or [""]
+    text = lines[min(line, len(lines)) - 1]
+    placeholder, closed = _placeholder_at(text)
+    if "end of print statement" in message and "Expected an expression" in message:
+        return _("«{placeholder}» is empty: put a name in it, like {example}").format(
+            placeholder="{{ }}", example=EXAMPLE_PLACEHOLDER
+        )
+    if placeholder and (not closed or message.startswith("unexpected '}'")):
+        return _("a placeholder is not closed: write {example}").format(
+            example=_closed_example(placeholder)
+        )
+    if "expected token 'end of print statement'" in message and placeholder:
+        return _(
+            "«{placeholder}» is not a placeholder: between the braces goes one name"
+            " without spaces, like {example}"
+        ).format(placeholder=placeholder, example=EXAMPLE_PLACEHOLDER)
+    if "end of statement block" in message and "Expected an expression" not in message:
+        return _("a tag opened with {opening} is not closed with {closing}").format(
+            opening="{%", closing="%}"
+        )
+    if message.startswith("Missing end of comment"):
+        return _("a comment opened with {opening} is not closed with {closing}").format(
+            opening="{#", closing="#}"
+        )
+    if message.startswith("unexpected char") and ("'" in message[16:18] or '"' in message):
+        return _("a quotation mark in «{placeholder}» is not closed").format(
+            placeholder=placeholder or text.strip()
+        )
+    innermost = _INNERMOST.search(message)
+    unknown = _UNKNOWN_TAG.search(message)
+    if innermost and innermost["tag"] in _ENDS:
+        tag = innermost["tag"]
+        opened = _opening_line(source, tag, line)
+        if unknown:
+            return _("{found} comes before the {tag} of line {opened} is closed with {end}").format(
+                found=_tag(unknown["tag"]), tag=_tag(tag), opened=opened, end=_ENDS[tag]
+            )
+        return _("{tag} is not closed: end it with {end}").format(tag=_tag(tag), end=_ENDS[tag])
+    if unknown:
+        tag = unknown["tag"]
+        if tag in ("endif", "else", "elif", "endfor"):
+            opening = "«{% for … %}»" if tag == "endfor" else "«{% if … %}»"
+            return _("{tag} has no {opening} before it").format(tag=_tag(tag), opening=opening)
+        return _("there is no {tag}: a message can use {tags}").format(
+            tag=_tag(tag),
+            tags="{% if … %}, {% elif … %}, {% else %}, {% endif %}, {% for … %}, {% set … %}",
+        )
+    return _("Jinja, the template language, cannot read it: {detail}").format(
+        detail=message.rstrip(".")
+    )
+
+
+def _unknown_filter(ast: nodes.Template) -> str | None:
+    """Why a filter (`{{ name|upcase }}`) or test the template uses does not exist, or None:
+    it would only fail when rendered, for every customer."""
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        name = node.name
+        known = TEXT_ENV.filters if isinstance(node, nodes.Filter) else TEXT_ENV.tests
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, COMMON_FILTERS, n=1)
+        if isinstance(node, nodes.Test):
+            reason = _("there is no test «{name}» for «is»").format(name=name)
+        elif close:
+            reason = _("there is no filter «{name}»: did you mean «{close}»?").format(
+                name=name, close=close[0]
+            )
+        else:
+            reason = _("there is no filter «{name}»; filters you can use: {filters}").format(
+                name=name, filters=", ".join(COMMON_FILTERS)
+            )
+        return _("line {line}: {reason}").format(line=node.lineno, reason=reason)
+    return None
+
+
+@dataclass(frozen=True)
+class UnknownPlaceholder:
+    """A name a template reads that no customer has: it renders empty."""
+
+    name: str
+    # Where it is first read.
+    line: int
+    # The known name it most likely means, or None.
+    suggestion: str | None
+
+
+def unknown_placeholders(source: str, known: Collection[str]) -> list[UnknownPlaceholder]:
+    """The names `source` reads that are not in `known` (customer fields and attribute
+    keys), in the order they first appear; nothing for a template with a problem."""
+    problem, read = template_problems(source)
+    if problem is not None:
+        return []
+    unknown = read - set(known)
+    if not unknown:
+        return []
+    lines: dict[str, int] = {}
+    for node in TEXT_ENV.parse(source).find_all(nodes.Name):
+        if node.name in unknown and node.ctx == "load":
+            lines.setdefault(node.name, node.lineno)
+    by_lower = {name.lower(): name for name in known}
+    found = []
+    for name in sorted(unknown, key=lambda name: (lines.get(name, 0), name)):
+        close = by_lower.get(name.lower()) or next(
+            iter(difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)), None
+        )
+        found.append(UnknownPlaceholder(name, lines.get(name, 1), close))
+    return found

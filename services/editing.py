@@ -71,6 +71,7 @@ from models.tables import (
     StepVersion,
     utcnow,
 )
+from models.templates import CUSTOMER_FIELDS, UnknownPlaceholder, unknown_placeholders
 from scheduler import planning
 from scheduler.steps import step_plan
 
@@ -387,6 +388,30 @@ async def save_block(
             impact=impact.as_audit(),
         )
     return Saved(warnings, impact)
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """The placeholders of a message no customer has (they come out empty), by field
+    ("subject", "text", "html"), and the names that are known, to offer instead."""
+
+    unknown: tuple[tuple[str, UnknownPlaceholder], ...]
+    known: tuple[str, ...]
+
+
+async def check_placeholders(db: Database, action: Mapping[str, Any]) -> Placeholders:
+    """The unknown placeholders of an action block (as the chain file's warnings find
+    them: neither a customer field nor an attribute key some customer has)."""
+    names = await known_names(db, BlockKind.ACTION)
+    known = CUSTOMER_FIELDS | set(names[1] or ())
+    unknown = tuple(
+        (key, found)
+        for key in ("subject", "text", "html")
+        if isinstance(action.get(key), str)
+        for found in unknown_placeholders(action[key], known)
+    )
+    fields_first = sorted(CUSTOMER_FIELDS) + sorted(known - CUSTOMER_FIELDS)
+    return Placeholders(unknown, tuple(fields_first))
 
 
 # --- Stopping and removing a step -----------------------------------------------------

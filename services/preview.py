@@ -17,8 +17,9 @@ import email.policy
 import html
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any, cast
@@ -31,12 +32,14 @@ from channels.sms import OutboxSmsTransport, SmsComposer, SmsTransport
 from channels.smtp import EmailTransport, OutboxEmailTransport
 from models import audit
 from models.db import Database, installation_id, secret_key
-from models.preview import PreviewCustomer
-from models.sms_parts import SmsCount, SmsFrame, sms_parts
+from models.preview import PreviewCustomer, made_up_customer, sample_customers
+from models.sms_parts import SampleCount, SmsCount, SmsFrame, costliest, sms_as_sent, sms_parts
 from models.tables import Channel
+from models.templates import template_problems
 from models.tokens import TokenKind, make_token
 
 __all__ = [
+    "SMS_SAMPLE",
     "MessageSetup",
     "PreviewEmail",
     "PreviewSms",
@@ -45,11 +48,14 @@ __all__ = [
     "TestSendResult",
     "render_preview",
     "send_test",
+    "sms_sample_count",
 ]
 
 log = logging.getLogger(__name__)
 
 TEST_DELIVERY_ID = 0
+# Customers an SMS template is rendered for to count its parts, besides the made-up one.
+SMS_SAMPLE = 200
 TEST_SUBJECT_PREFIX = "[TEST] "
 # Where an email goes when the customer has none: the preview still shows the message.
 NO_ADDRESS = "customer@example.com"
@@ -312,3 +318,49 @@ async def send_test(
         else:
             log.warning("test send to the outbox %s failed: %s", outbox, result.detail)
     return TestSendResult(sent, result.detail or result.status.value, outbox is not None)
+
+
+async def sms_sample_count(
+    db: Database,
+    setup: MessageSetup,
+    text: str,
+    *,
+    segments: Sequence[str],
+    default_timezone: str,
+    now: datetime,
+    limit: int = SMS_SAMPLE,
+) -> SampleCount:
+    """An SMS template's parts as customers get them: rendered by the engine's composer
+    for up to `limit` customers with a phone (of `segments`, else any) and the made-up
+    one, the costliest counted (models.sms_parts.costliest). A rendering that fails is
+    left out: the preview and the engine report it."""
+    customers = await sample_customers(
+        db,
+        segments=segments,
+        channel=Channel.SMS.value,
+        limit=limit,
+        default_language=setup.default_language,
+        now=now,
+    )
+    customers.append(made_up_customer(default_timezone, setup.default_language))
+    secret = await secret_key(db, setup.secret_key)
+    return await asyncio.to_thread(_sms_sample_count, setup, text, customers, secret)
+
+
+def _sms_sample_count(
+    setup: MessageSetup, text: str, customers: list[PreviewCustomer], secret: str
+) -> SampleCount:
+    composer = SmsComposer(
+        text, setup.sms_frame, secret_key=secret, campaign="count", position=1, utm=False
+    )
+
+    def renderings() -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        for customer in customers:
+            try:
+                composed = composer.compose(TEST_DELIVERY_ID, customer.context)
+            except RenderError:
+                continue
+            yield customer.first_name or customer.external_id, composed.text, customer.context
+
+    names = template_problems(text)[1]
+    return costliest(sms_as_sent(text, setup.sms_frame), renderings(), names)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -121,7 +123,9 @@ async def test_build_the_three_step_chain_by_taps_and_text(bot: BotUnderTest, db
     await phone.send("We saved your cart.")
     await phone.tap("💾 Save")
     await phone.tap("⏰ When")
-    await phone.tap("After")
+    # Not opened is known only after a wait: Now is not offered, After… is preselected.
+    assert phone.labels()[:2] == ["● After…", "At…"]
+    assert "someone who has not opened the message yet may still open it" in phone.text
     await phone.send("2d")
     assert "After 2d" in phone.text
     await phone.tap("💾 Save")
@@ -139,7 +143,7 @@ async def test_build_the_three_step_chain_by_taps_and_text(bot: BotUnderTest, db
     await phone.tap("📱 SMS")
     await phone.tap("✏️ Text")
     await phone.send("You can always come back: -10% with code BACK")
-    assert "1 SMS (GSM-7)" in phone.text
+    assert "1 SMS part (GSM-7)" in phone.text
     await phone.tap("💾 Save")
     await phone.tap("⏰ When")
     await phone.tap("💾 Save")
@@ -202,7 +206,9 @@ async def test_leaving_a_block_with_unsaved_changes_asks_and_discard_drops_them(
     await phone.send("/chains")
     assert "unsaved changes in step 1 (Main)" in phone.text
     await phone.tap("🗑 Discard")
-    assert "send /chains again" in phone.text
+    # Where the command was going: the chain list, in place of the question.
+    assert phone.text.startswith("📋 Chains")
+    assert "Spring sale" in phone.text
     [chain] = await list_chains(db)
     assert (await get_chain(db, chain.id)).steps[0].audience is None
     # /cancel asks too; Save there saves.
@@ -291,10 +297,27 @@ async def test_later_terms_cannot_be_sent_now_and_the_reason_is_given(
     await open_in_editor(phone, "📝 Welcome series")
     await phone.tap("2 · Reminder")
     await phone.tap("⏰ When")
-    await phone.tap("Now")
+    # Now is not offered, and the manager reads why.
+    assert "Now" not in phone.labels()
+    assert "● After…" in phone.labels()
+    assert (
+        "“Now” is not offered: someone who has not opened the message yet may still open it."
+        " Choose how long to wait (After…) or a moment (At…)" in phone.text
+    )
+    # Step 3 goes out Now: a term known only later is refused in the bot's words,
+    # never in the chain file's.
+    await phone.tap("◀ Step 2")
+    await phone.tap("Step ▶")
+    await phone.tap("👥 Who")
+    await phone.tap("☐ not ordered")
     await phone.tap("💾 Save")
     assert "Not saved:" in phone.text
-    assert "not_opened" in phone.text
+    assert "«not ordered» need a wait: someone who has not ordered yet may still order" in (
+        phone.text
+    )
+    assert "⏰ When is “Now”: set it to After… or At… first" in phone.text
+    assert "send:" not in phone.text
+    assert "not_ordered" not in phone.text
     stored = (await get_chain(db, chain_id)).steps[1].schedule
     assert stored is not None
     assert stored.send.value == "after"
@@ -313,7 +336,11 @@ async def test_typed_moments_and_the_date_picker(bot: BotUnderTest, db: Database
     await phone.send("31.02 10:00")
     assert "there is no such day" in phone.text
     await phone.send("next week")
-    assert "try 2026-12-01 10:00, 01.12 10:00 or tomorrow 10:00" in phone.text
+    # The examples are tomorrow's, in the shop's zone: never a moment already past.
+    tomorrow = datetime.now(ZoneInfo("Europe/Moscow")).date() + timedelta(days=1)
+    forms = f"{tomorrow:%Y-%m-%d} 10:00, {tomorrow:%d.%m} 10:00 or tomorrow 10:00"
+    assert f"try {forms}" in phone.text
+    assert f"✏️ Or type a moment: {forms}." in phone.text
     await phone.send("tomorrow 10:00")
     assert "At 20" in phone.text
     assert "10:00, in each customer's own time zone" in phone.text
@@ -535,7 +562,7 @@ async def test_a_long_chain_with_long_names_pages_its_map_within_telegram_limits
     await phone.tap("25 · ")
     assert "Step 25 of 25" in phone.text
     await phone.tap("✉️ Message")
-    assert "6 SMS (UCS-2)" in phone.text
+    assert "6 SMS parts (UCS-2)" in phone.text
     # The map opens on the page of the step worked on.
     await phone.tap("◀ Step 25")
     await phone.tap("🗺 Map")

@@ -149,7 +149,7 @@ async def test_a_customer_picked_by_email_then_back_to_the_sample(
         await phone.tap("🎲 Sample customer")
         assert "For Maria (id c-1, sample)" in phone.text
         assert "Maria, your cart is waiting" in phone.text
-        assert "📏 27 characters · 1 SMS (GSM-7)" in phone.text
+        assert "📏 27 characters · 1 SMS part (GSM-7)" in phone.text
 
 
 async def test_an_unsaved_draft_is_previewed_and_back_returns_to_it(
@@ -305,7 +305,7 @@ async def test_a_test_sms_ends_with_the_opt_out_line_as_every_sms_does(
         await phone.tap("Step ▶")
         await phone.tap("👁 Preview")
         assert "STOP: 0000" in phone.text
-        assert "📏 38 characters · 1 SMS (GSM-7)" in phone.text
+        assert "📏 38 characters · 1 SMS part (GSM-7)" in phone.text
         await phone.tap("◀ Step 2")
         await phone.tap("🧪 Send test to me")
         await phone.send("8 (916) 000-11-22")

@@ -239,14 +239,16 @@ def test_the_base_document_is_valid() -> None:
         (("steps[0].action.html", ""), ["steps[0].action.html: must not be empty"]),
         (
             ("steps[0].action.text", "Hi {{ first_name }"),
-            ["steps[0].action.text: not a valid template: line 1: unexpected '}'"],
+            [
+                "steps[0].action.text: not a valid template: line 1: a placeholder is not "
+                "closed: write {{ first_name }}"
+            ],
         ),
         (
             ("steps[0].action.html", "<p>\n{% if city %}</p>"),
             [
-                "steps[0].action.html: not a valid template: line 2: Unexpected end of template. "
-                "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. "
-                "The innermost block that needs to be closed is 'if'."
+                "steps[0].action.html: not a valid template: line 2: «{% if %}» is not "
+                "closed: end it with {% endif %}"
             ],
         ),
         (
@@ -612,7 +614,9 @@ def test_a_default_campaign_tag_is_always_a_valid_one(name: str) -> None:
 
 
 def test_template_errors_name_the_line() -> None:
-    assert compile_problems("Hi\n{{ first_name }") == "line 2: unexpected '}'"
+    assert compile_problems("Hi\n{{ first_name }") == (
+        "line 2: a placeholder is not closed: write {{ first_name }}"
+    )
     assert compile_problems("Hi {{ first_name | upper }}") is None
 
 

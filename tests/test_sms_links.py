@@ -406,11 +406,11 @@ async def test_the_bot_counts_and_previews_the_sms_with_its_short_link(
         phone = Phone(bot, ADMIN)
         await new_sms_chain(phone, f"Sale {long_link}")
         # "Sale " and a 43-character short link, not the 221 characters as written.
-        assert "48 characters · 1 SMS (GSM-7)" in phone.text
+        assert "48 characters · 1 SMS part (GSM-7)" in phone.text
 
         await phone.tap("👁 Preview")
 
         assert f"Sale {BASE}/s/" in phone.text
-        assert "48 characters · 1 SMS (GSM-7)" in phone.text
+        assert "48 characters · 1 SMS part (GSM-7)" in phone.text
         assert "Its short links lead to" in phone.text
         assert f"1. {long_link[:100]}" in phone.text

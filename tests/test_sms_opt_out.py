@@ -196,15 +196,15 @@ async def test_the_bot_composer_counts_the_line_and_save_refuses_eleven_parts(
     phone = Phone(bot_with_opt_out, ADMIN)
     await new_sms_chain(phone, "a" * 150)
     assert "«STOP: 0000»" in phone.text
-    assert "161 characters · 2 SMS (GSM-7)" in phone.text
+    assert "161 characters · 2 SMS parts (GSM-7)" in phone.text
 
     await phone.tap("✏️ Text")
     await phone.send("a" * 1525)
-    assert "11 SMS (GSM-7)" in phone.text
+    assert "11 SMS parts (GSM-7)" in phone.text
     await phone.tap("💾 Save")
     assert "with the opt-out line 'STOP: 0000'): at most 10" in phone.text
 
     await phone.tap("✏️ Text")
     await phone.send("a" * 150)
     await phone.tap("💾 Save")
-    assert "SMS, 2 parts" in phone.text
+    assert "SMS, 2 SMS parts" in phone.text

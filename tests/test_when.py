@@ -37,9 +37,10 @@ def test_typed_moments(typed: str, moment: datetime) -> None:
         ("31.02 10:00", "there is no such day"),
         ("2026-13-01 10:00", "there is no such day"),
         ("tomorrow 25:00", "the time must be between 00:00 and 23:59"),
-        ("next week", "try 2026-12-01 10:00"),
-        ("10:00", "try 2026-12-01 10:00"),
-        ("yesterday 10:00", "try 2026-12-01 10:00"),
+        # The examples are tomorrow's (TODAY + 1), never a moment already past.
+        ("next week", "try 2026-11-29 10:00, 29.11 10:00 or tomorrow 10:00"),
+        ("10:00", "try 2026-11-29 10:00"),
+        ("yesterday 10:00", "try 2026-11-29 10:00"),
     ],
 )
 def test_what_is_not_a_moment_says_why(typed: str, reason: str) -> None:
