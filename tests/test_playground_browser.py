@@ -294,7 +294,8 @@ def test_on_a_phone_an_order_placed_in_the_shop_counts_for_the_email_read_before
     chat = ChatPage(phone.new_page(), playground.url)
     chat.switch_user("Olga")
     chat.send("/stats Spring sale")
-    assert "Sale announcement" in chat.wait_for_text("🛒 1 order · 4321.00")
+    # In the shop's currency (SHOP_CURRENCY, RUB by default), as an English user reads it.
+    assert "Sale announcement" in chat.wait_for_text("🛒 1 order · RUB4,321.00")
 
 
 def test_at_360_pixels_wide_no_page_scrolls_sideways(phone: Any, playground: Playground) -> None:
