@@ -82,21 +82,6 @@ def orders_count(count: int) -> str:
     return ngettext("{count} order", "{count} orders", count).format(count=count)
 
 
-def characters_count(count: int) -> str:
-    return ngettext("{count} character", "{count} characters", count).format(count=count)
-
-
-def sms_count(count: int) -> str:
-    return ngettext("{count} SMS", "{count} SMS", count).format(count=count)
-
-
-def amount(value: object) -> str:
-    """Revenue, in the shop's currency (not named: orders may come in several), written
-    with the language's decimal mark and, like every count of these dense screens,
-    without grouping (they are made to fit a phone's line and Telegram's limit)."""
-    return number(value, 2, grouping=False)  # type: ignore[arg-type]
-
-
 def fit(lines: Sequence[str], budget: int = PAGE_BUDGET, total: int | None = None) -> list[str]:
     """As many lines as fit in the budget, then how many of `total` (default: all) are left out."""
     total = len(lines) if total is None else total

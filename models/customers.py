@@ -126,19 +126,6 @@ FILE_EMPTY = "{name} is empty"
 NO_EXTERNAL_ID_COLUMN = "{name} has no external_id column in its first line (found: {found})"
 DUPLICATE_COLUMN = "{name} has the column {column} twice"
 
-FIELDS = frozenset(
-    {
-        "external_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "timezone",
-        "language",
-        "tags",
-        "attributes",
-    }
-)
 CSV_COLUMNS = (
     "external_id",
     "email",
@@ -149,6 +136,8 @@ CSV_COLUMNS = (
     "language",
     "tags",
 )
+# A CSV's other columns are attributes; a JSON record names them as one object.
+FIELDS = frozenset({*CSV_COLUMNS, "attributes"})
 
 # Column widths of models.tables.Customer / CustomerTag: PostgreSQL would refuse longer
 # values with an error that takes the whole batch down, so they are refused row by row.

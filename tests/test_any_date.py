@@ -50,6 +50,8 @@ def test_engine_tests_pass_with_the_clock_five_years_ahead(tmp_path: Path) -> No
             "tests/test_stats_versions.py",
             "tests/test_busy_database.py",
             "tests/test_sms_inbound.py",
+            "tests/test_segment_rules.py",
+            "tests/test_editor_rules.py",
             "tests/test_protection.py",
             # One database is enough for the clock; PostgreSQL's own clock is not faked.
             # Threaded loopback servers (the slow SMTP one, the SMS gateway and Telegram
