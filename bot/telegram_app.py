@@ -169,7 +169,7 @@ async def on_error(update: object, context: Context) -> None:
         log.error("bot error outside an update", exc_info=error)
         return
     if isinstance(error, ChainmailError):
-        message = texts.refused(str(error))
+        message = texts.refused(error.translated())
     else:
         log.error("update %s failed", update.update_id, exc_info=error)
         message = _(texts.FAILED)

@@ -1,8 +1,27 @@
-"""Errors that carry a message meant for people (CLI, bot, API) rather than a traceback."""
+"""Errors that carry a message meant for people (CLI, bot, API) rather than a traceback.
+
+A refusal's message is English. Raised as a catalogue message with its values apart —
+``ChainmailError(N_("chain {id} has no steps yet"), id=chain.id)`` — it can also be
+said in the reader's language: `str(exc)` is the English the CLI and the API show,
+`exc.translated()` the words of `i18n.current_language()` that the bot shows.
+"""
+
+from __future__ import annotations
+
+from i18n import _
 
 
 class ChainmailError(Exception):
     """A refusal with a reason the user can act on."""
+
+    def __init__(self, message: str = "", /, **values: object) -> None:
+        self.template = message
+        self.values = values
+        super().__init__(message.format(**values) if values else message)
+
+    def translated(self) -> str:
+        template = _(self.template) if self.template else ""
+        return template.format(**self.values) if self.values else template
 
 
 class NotFound(ChainmailError):
