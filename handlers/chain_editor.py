@@ -81,6 +81,7 @@ from models.chains import (
     rename_step,
     set_enrollment,
 )
+from models.errors import InvalidValue
 from models.segments import list_segments
 from models.sms_parts import SampleCount
 from models.tables import ChainStatus, Enrollment, Role
@@ -1121,8 +1122,8 @@ async def _typed_field(update: Update, context: Context, state: State, text: str
 async def _typed_after(update: Update, context: Context, state: State, text: str) -> None:
     try:
         delay = when.parse_delay_typed(text)
-    except ValueError as exc:
-        await show_block(update, context, note=texts.not_understood(text, str(exc)))
+    except InvalidValue as exc:
+        await show_block(update, context, note=texts.not_understood(text, exc.translated()))
         return
     draft = state["draft"]
     wait = draft.get("wait_days")

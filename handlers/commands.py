@@ -420,7 +420,7 @@ async def receive_csv(update: Update, context: Context) -> str | int:
             actor=context.actor,
         )
     except ChainmailError as exc:
-        await progress.edit_text(f"{texts.refused(str(exc))}\n{_(texts.SEND_ANOTHER)}")
+        await progress.edit_text(f"{texts.refused(exc.translated())}\n{_(texts.SEND_ANOTHER)}")
         return WAITING_FOR_CSV
     await progress.edit_text(texts.import_report(name, report))
     return ConversationHandler.END

@@ -378,7 +378,7 @@ async def _typed_address(update: Update, context: Context, state: State, text: s
             channel, text, default_phone_region=context.deps.default_phone_region
         )
     except BadAddress as exc:
-        await _ask_address(update, context, chain_id, position, channel, str(exc))
+        await _ask_address(update, context, chain_id, position, channel, exc.translated())
         return
     _test_addresses(context)[channel] = address
     await send_test_to_admin(update, context, chain_id, position)

@@ -327,7 +327,7 @@ async def _add_days(update: Update, context: Context, typed: str) -> None:
         await show_draft(
             update,
             context,
-            problems=refused.problems,
+            problems=refused.translated_problems(),
             question=_(texts.ASK_SEGMENT_DAYS),
             markup=keyboards.segment_days(),
         )
@@ -359,7 +359,7 @@ async def _typed(update: Update, context: Context, text: str) -> None:
             parse_definition(state["draft"])
         except InvalidSegment as refused:
             state["draft"]["tags"].remove(text)
-            await show_draft(update, context, problems=refused.problems)
+            await show_draft(update, context, problems=refused.translated_problems())
             return
         await show_draft(update, context)
     elif field == "key":
@@ -373,7 +373,7 @@ async def _typed(update: Update, context: Context, text: str) -> None:
             await show_draft(
                 update,
                 context,
-                problems=refused.problems,
+                problems=refused.translated_problems(),
                 question=question,
                 markup=keyboards.segment_back(),
             )
@@ -398,10 +398,10 @@ async def _save(update: Update, context: Context) -> bool:
         else:
             segment = await update_segment(db, state["name"], definition, actor=context.actor)
     except InvalidSegment as refused:
-        await show_draft(update, context, problems=refused.problems)
+        await show_draft(update, context, problems=refused.translated_problems())
         return False
     except ChainmailError as refused:
-        await show_draft(update, context, problems=[str(refused)])
+        await show_draft(update, context, problems=[refused.translated()])
         return False
     state.clear()
     state["last"] = segment.id

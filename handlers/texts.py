@@ -823,7 +823,7 @@ def import_report(name: str, report: ImportReport) -> str:
             )
         )
         # The service keeps the reasons of the first lines only; the count covers them all.
-        errors = [esc(short(str(error), 200)) for error in report.errors]
+        errors = [esc(short(error.translated(), 200)) for error in report.errors]
         lines += fit(errors, total=report.refused)
     return "\n".join(lines)
 
@@ -922,7 +922,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     trouble += _deliverability(total)
     if total.skipped:
         reasons = ", ".join(
-            f"{esc(short(reason, 30))} {count}"
+            f"{esc(short(reason_words(reason), 30))} {count}"
             for reason, count in list(total.skipped_by_reason.items())[:3]
         )
         more = ", …" if len(total.skipped_by_reason) > 3 else ""
@@ -1486,7 +1486,7 @@ def problem_text(problem: Problem) -> str:
         return _coded_problem(problem)
     field = problem.path.split("[")[0].split(".")[0]
     name = _(FIELD_NAMES[field]) if field in FIELD_NAMES else problem.path
-    return f"{name}: {problem.message}" if problem.path else problem.message
+    return f"{name}: {problem.translated()}" if problem.path else problem.translated()
 
 
 def leave_question(step: StepView, kind: BlockKind) -> str:
@@ -1705,7 +1705,7 @@ def _coded_problem(problem: Problem) -> str:
             "Step {step} waits to see whether this message was opened ({terms}), which an SMS"
             " never tells: change the 👥 Who of step {step} first."
         ).format(step=following, terms=_term_labels(terms))
-    return problem.message
+    return problem.translated()
 
 
 def placeholder_warning(found: Placeholders) -> list[str]:
@@ -1759,7 +1759,7 @@ def name_refused(text: str, problems: Sequence[Problem]) -> str:
         ).format(length=number(len(text)), limit=number(NAME_LIMIT))
     if "\n" in text.strip():
         return _("A name is one line: send it again without line breaks (or /cancel).")
-    reason = "; ".join(problem.message for problem in problems)
+    reason = "; ".join(problem.translated() for problem in problems)
     return _("That name cannot be used: {reason}. Send another one (or /cancel).").format(
         reason=esc(reason)
     )
@@ -1795,8 +1795,14 @@ def cannot_activate(chain: ChainView, incomplete: Sequence[StepView]) -> str:
     return "\n".join(lines)
 
 
+def reason_words(reason: str | None) -> str:
+    """A stored skip or failure reason (models/reasons.py) in the reader's language; a
+    channel's own words as they came."""
+    return _(reason) if reason else _("other")
+
+
 def _reasons(counts: dict[str, int]) -> list[str]:
-    return [f"  · {esc(reason or _('other'))}: {count}" for reason, count in counts.items()]
+    return [f"  · {esc(reason_words(reason))}: {count}" for reason, count in counts.items()]
 
 
 def forecast(chain: ChainView, found: Forecast) -> str:

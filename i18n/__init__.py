@@ -14,7 +14,7 @@ and pages, for each chat's summary — with `use_language`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import date, datetime
@@ -99,6 +99,63 @@ def ngettext(singular: str, plural: str, count: int) -> str:
 def N_(message: str) -> str:
     """Marks a constant for the catalogue; `_()` translates it where it is shown."""
     return message
+
+
+class Phrase(str):
+    """A sentence said later, in the language of whoever reads it: a catalogue message
+    (`N_`) with `{name}` fields and its values. As a string it is the English (logs, the
+    CLI, the API); `translated()` gives the current language's, values that are phrases
+    translated too."""
+
+    template: str
+    values: dict[str, object]
+
+    def __new__(cls, template: str, /, **values: object) -> Phrase:
+        phrase = super().__new__(cls, template.format(**values) if values else template)
+        phrase.template = template
+        phrase.values = values
+        return phrase
+
+    def translated(self) -> str:
+        template = _(self.template) if self.template else ""
+        if not self.values:
+            return template
+        values = {
+            name: value.translated() if isinstance(value, Phrase | Phrases | Number) else value
+            for name, value in self.values.items()
+        }
+        return template.format(**values)
+
+
+class Number:
+    """A count or size in a phrase: 20,000 in English, 20 000 in Russian."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | Decimal) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return f"{self.value:,}"
+
+    def translated(self) -> str:
+        return number(self.value)
+
+
+class Phrases:
+    """Phrases said one after the other, as one value of a phrase."""
+
+    __slots__ = ("items", "separator")
+
+    def __init__(self, items: Iterable[Phrase], separator: str = "; ") -> None:
+        self.items = tuple(items)
+        self.separator = separator
+
+    def __str__(self) -> str:
+        return self.separator.join(str(item) for item in self.items)
+
+    def translated(self) -> str:
+        return self.separator.join(item.translated() for item in self.items)
 
 
 @cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from i18n import N_
 from models import audit
 from models.db import Database
 from models.errors import ChainmailError
@@ -14,7 +15,7 @@ async def add_admin(
     db: Database, telegram_id: int, role: Role, *, name: str | None, actor: str
 ) -> None:
     if role is Role.OWNER:
-        raise ChainmailError("owners are set with the ADMIN_IDS setting, not added")
+        raise ChainmailError(N_("owners are set with the ADMIN_IDS setting, not added"))
     async with db.writer() as session:
         admin = await session.get(Admin, telegram_id)
         if admin is None:

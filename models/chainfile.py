@@ -29,7 +29,8 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from models.errors import ChainmailError
+from i18n import N_, Number, Phrase
+from models.errors import ChainmailError, InvalidValue
 from models.sms_parts import BARE_SMS, SmsFrame, sms_as_sent, sms_parts
 from models.tables import Channel, Enrollment
 from models.templates import (
@@ -42,73 +43,73 @@ from models.templates import (
 # Every problem and warning text a person reads, in one place. Problem.__str__
 # puts the path in front ("steps[0].action.subject: missing").
 
-NOT_YAML = "not YAML: {error}"
-KEY_GIVEN_TWICE = "key {key} given twice"
-NOT_A_CHAIN_DOCUMENT = "a chain file is a YAML mapping with format, name and steps"
-WRONG_FORMAT = "{value} is not a chain file format this version reads: write format: {format}"
-UNKNOWN_KEY = "unknown key"
-MISSING = "missing"
-NOT_A_MAPPING = "must be a mapping"
-NOT_A_LIST = "must be a list"
-NOT_TEXT = "must be text"
-EMPTY = "must not be empty"
-NOT_ONE_LINE = "must be one line"
-TOO_LONG = "must be at most {limit:,} characters"
-NOT_TRUE_OR_FALSE = "must be true or false"
-NOT_ONE_OF = "{value} is not one of: {choices}"
-NOT_A_NUMBER_OF_DAYS = "{value} is not a whole number of days from 1 to {max}"
-NOT_AN_AMOUNT = "{value} is not an amount of 0 or more"
-BAD_CAMPAIGN = "{value} must be Latin letters, digits and _ only"
-NO_STEPS = "must list at least one step"
-LISTED_TWICE = "{value} is listed twice"
-MAIN_STEP_GOES_TO_SEGMENTS = (
+NOT_YAML = N_("not YAML: {error}")
+KEY_GIVEN_TWICE = N_("key {key} given twice")
+NOT_A_CHAIN_DOCUMENT = N_("a chain file is a YAML mapping with format, name and steps")
+WRONG_FORMAT = N_("{value} is not a chain file format this version reads: write format: {format}")
+UNKNOWN_KEY = N_("unknown key")
+MISSING = N_("missing")
+NOT_A_MAPPING = N_("must be a mapping")
+NOT_A_LIST = N_("must be a list")
+NOT_TEXT = N_("must be text")
+EMPTY = N_("must not be empty")
+NOT_ONE_LINE = N_("must be one line")
+TOO_LONG = N_("must be at most {limit} characters")
+NOT_TRUE_OR_FALSE = N_("must be true or false")
+NOT_ONE_OF = N_("{value} is not one of: {choices}")
+NOT_A_NUMBER_OF_DAYS = N_("{value} is not a whole number of days from 1 to {max}")
+NOT_AN_AMOUNT = N_("{value} is not an amount of 0 or more")
+BAD_CAMPAIGN = N_("{value} must be Latin letters, digits and _ only")
+NO_STEPS = N_("must list at least one step")
+LISTED_TWICE = N_("{value} is listed twice")
+MAIN_STEP_GOES_TO_SEGMENTS = N_(
     "the main step goes to segments ({segments: [name, …]}); who: is for later steps"
 )
-NO_SEGMENTS = "must list at least one segment"
-UNKNOWN_SEGMENT = "{value} is not a known segment"
-ONLY_MAIN_STEP_HAS_SEGMENTS = (
+NO_SEGMENTS = N_("must list at least one segment")
+UNKNOWN_SEGMENT = N_("{value} is not a known segment")
+ONLY_MAIN_STEP_HAS_SEGMENTS = N_(
     "only the main step goes to segments; later steps use who: all or who: terms"
 )
-ONLY_WITH_TERMS = "only goes with who: terms"
-NO_TERMS = "must list at least one term"
-UNKNOWN_TERM = "{value} is not a term; terms are: {terms}"
-ONLY_FOR_EMAIL = "only an email has this; an sms has only text"
-TEMPLATE_ERROR = "not a valid template: {error}"
-TOO_MANY_SMS_PARTS = (
+ONLY_WITH_TERMS = N_("only goes with who: terms")
+NO_TERMS = N_("must list at least one term")
+UNKNOWN_TERM = N_("{value} is not a term; terms are: {terms}")
+ONLY_FOR_EMAIL = N_("only an email has this; an sms has only text")
+TEMPLATE_ERROR = N_("not a valid template: {error}")
+TOO_MANY_SMS_PARTS = N_(
     "{parts} SMS parts ({characters} {encoding} characters as written{links}{opt_out}): "
     "at most {limit}"
 )
-WITH_SHORT_LINKS = ", each link as a {length}-character short link"
-WITH_OPT_OUT = ", with the opt-out line {line!r}"
-ONLY_WITH_SEND = "only goes with send: {send}"
-OPENED_AFTER_SMS = (
+WITH_SHORT_LINKS = N_(", each link as a {length}-character short link")
+WITH_OPT_OUT = N_(", with the opt-out line {line!r}")
+ONLY_WITH_SEND = N_("only goes with send: {send}")
+OPENED_AFTER_SMS = N_(
     "{terms}: step {previous} sends an SMS, and whether an SMS was opened is never known; "
     "use delivered or clicked (and their not_ forms)"
 )
-SMS_BEFORE_OPENED = (
+SMS_BEFORE_OPENED = N_(
     "step {next} goes by whether this message was opened ({terms}), which an SMS never "
     "tells: change step {next}'s terms first"
 )
-NOT_A_DURATION = "{value} is not a duration"
-DURATION_TOO_LONG = "{value} is longer than {max} days"
-NOT_A_MOMENT = "{value} is not a date and time like 2026-12-01 10:00"
-MOMENT_OUT_OF_RANGE = "{value} is not between the years {first} and {last}"
-HAS_NUL = "contains a NUL character (\\0), which cannot be stored"
-HAS_SURROGATE = "contains a lone surrogate ({code}), which is not text"
-FILE_TOO_LONG = "the file has {length:,} characters: at most {limit:,}"
-NESTED_TOO_DEEPLY = "line {line}: nested more than {limit} levels deep"
-ALIASES_EXPAND = "line {line}: aliases expand the file to more than {limit:,} values"
-ALIAS_IN_ITSELF = "line {line}: alias *{anchor} is used inside the value it names"
-NOT_UNICODE_TEXT = "character {position}: a lone surrogate ({code}), which is not text"
-SEND_NOW_WITH_LATER_TERMS = (
+NOT_A_DURATION = N_("{value} is not a duration")
+DURATION_TOO_LONG = N_("{value} is longer than {max} days")
+NOT_A_MOMENT = N_("{value} is not a date and time like 2026-12-01 10:00")
+MOMENT_OUT_OF_RANGE = N_("{value} is not between the years {first} and {last}")
+HAS_NUL = N_("contains a NUL character (\\0), which cannot be stored")
+HAS_SURROGATE = N_("contains a lone surrogate ({character}), which is not text")
+FILE_TOO_LONG = N_("the file has {length} characters: at most {limit}")
+NESTED_TOO_DEEPLY = N_("line {line}: nested more than {limit} levels deep")
+ALIASES_EXPAND = N_("line {line}: aliases expand the file to more than {limit} values")
+ALIAS_IN_ITSELF = N_("line {line}: alias *{anchor} is used inside the value it names")
+NOT_UNICODE_TEXT = N_("character {position}: a lone surrogate ({code}), which is not text")
+SEND_NOW_WITH_LATER_TERMS = N_(
     "send: now cannot wait for {terms}: known only later; use send: after or send: at"
 )
 # Warnings.
-UNKNOWN_VARIABLE = (
+UNKNOWN_VARIABLE = N_(
     "{{{{ {name} }}}} is neither a customer field nor an attribute any customer has: "
     "it will be empty"
 )
-WAIT_DAYS_UNUSED = "has no effect: wait_days is only used with who: terms"
+WAIT_DAYS_UNUSED = N_("has no effect: wait_days is only used with who: terms")
 
 
 # How much of a value a message quotes: cut before it is formatted, so that a
@@ -269,9 +270,27 @@ class Problem:
     code: str = field(default="", compare=False)
     # What the code is about, e.g. the terms (`Term` values).
     about: tuple[str, ...] = field(default=(), compare=False)
+    # The message as a catalogue message with its values, for a door in another language.
+    phrase: Phrase | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        path: str,
+        message: str | Phrase,
+        code: str = "",
+        about: tuple[str, ...] = (),
+        **values: Any,
+    ) -> Problem:
+        phrase = message if isinstance(message, Phrase) else Phrase(message, **values)
+        return cls(path, str(phrase), code, about, phrase)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+    def translated(self) -> str:
+        """The message (without the path) in the current language."""
+        return self.phrase.translated() if self.phrase is not None else self.message
 
 
 T = TypeVar("T")
@@ -460,10 +479,10 @@ def parse_duration(text: str) -> timedelta:
     """`90s`, `45m`, `3h`, `2d`: a whole number above 0 and a unit, at most MAX_DAYS."""
     found = _DURATION.fullmatch(text)
     if not found or int(found.group(1)) == 0:
-        raise ValueError(NOT_A_DURATION.format(value=_shown(text)))
+        raise InvalidValue(NOT_A_DURATION, value=_shown(text))
     seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
     if seconds > MAX_DAYS * _UNIT_SECONDS["d"]:
-        raise ValueError(DURATION_TOO_LONG.format(value=_shown(text), max=MAX_DAYS))
+        raise InvalidValue(DURATION_TOO_LONG, value=_shown(text), max=MAX_DAYS)
     return timedelta(seconds=seconds)
 
 
@@ -481,14 +500,14 @@ def parse_moment(text: str, *, bounded: bool = True) -> datetime:
     """`2026-12-01 10:00` as a naive datetime (no zone: each customer's own applies),
     in the years FIRST_YEAR to LAST_YEAR unless not `bounded`."""
     if not _MOMENT.fullmatch(text):
-        raise ValueError(NOT_A_MOMENT.format(value=_shown(text)))
+        raise InvalidValue(NOT_A_MOMENT, value=_shown(text))
     try:
         moment = datetime.strptime(text, _MOMENT_FORMAT)
     except ValueError:
-        raise ValueError(NOT_A_MOMENT.format(value=_shown(text))) from None
+        raise InvalidValue(NOT_A_MOMENT, value=_shown(text)) from None
     if bounded and not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        raise ValueError(
-            MOMENT_OUT_OF_RANGE.format(value=_shown(text), first=FIRST_YEAR, last=LAST_YEAR)
+        raise InvalidValue(
+            MOMENT_OUT_OF_RANGE, value=_shown(text), first=FIRST_YEAR, last=LAST_YEAR
         )
     return moment
 
@@ -530,28 +549,28 @@ def email_only_terms(audience: Audience | None, previous: Action | None) -> tupl
 
 def terms_after_sms_refusal(
     audience: Audience | None, previous: Action | None, position: int
-) -> str | None:
+) -> Phrase | None:
     """Why the terms of the step at `position` cannot follow its previous step's
     action, if they cannot: `opened` / `not_opened` after an SMS."""
     terms = ", ".join(email_only_terms(audience, previous))
-    return OPENED_AFTER_SMS.format(terms=terms, previous=position - 1) if terms else None
+    return Phrase(OPENED_AFTER_SMS, terms=terms, previous=position - 1) if terms else None
 
 
 def sms_before_terms_refusal(
     action: Action | None, next_audience: Audience | None, position: int
-) -> str | None:
+) -> Phrase | None:
     """Why the step at `position` cannot send this action, if it cannot: the next
     step's terms ask whether it was opened, and it is an SMS."""
     terms = ", ".join(email_only_terms(next_audience, action))
-    return SMS_BEFORE_OPENED.format(terms=terms, next=position + 1) if terms else None
+    return Phrase(SMS_BEFORE_OPENED, terms=terms, next=position + 1) if terms else None
 
 
-def send_now_refusal(audience: Audience | None, send: Send | None) -> str | None:
+def send_now_refusal(audience: Audience | None, send: Send | None) -> Phrase | None:
     """Why this schedule cannot go with this audience, if it cannot."""
     if send is not Send.NOW:
         return None
     later = ", ".join(later_only_terms(audience))
-    return SEND_NOW_WITH_LATER_TERMS.format(terms=later) if later else None
+    return Phrase(SEND_NOW_WITH_LATER_TERMS, terms=later) if later else None
 
 
 # --- Validation machinery -------------------------------------------------------
@@ -582,11 +601,13 @@ class _Report:
             path = f"{self.path}.{key}" if self.path else key
         return _Report(path, self.problems, self.warnings, stored=self.stored)
 
-    def problem(self, message: str, code: str = "", about: tuple[str, ...] = ()) -> None:
-        self.problems.append(Problem(self.path, message, code, about))
+    def problem(
+        self, message: str | Phrase, code: str = "", about: tuple[str, ...] = (), **values: Any
+    ) -> None:
+        self.problems.append(Problem.of(self.path, message, code, about, **values))
 
-    def warning(self, message: str) -> None:
-        self.warnings.append(Problem(self.path, message))
+    def warning(self, message: str | Phrase, **values: Any) -> None:
+        self.warnings.append(Problem.of(self.path, message, **values))
 
 
 def _checked(check: Callable[[_Report], T | None], *, stored: bool = False) -> Checked[T]:
@@ -625,11 +646,11 @@ def _text(
     if not isinstance(value, str):
         here.problem(NOT_TEXT)
     elif limit is not None and len(value) > limit and not report.stored:
-        here.problem(TOO_LONG.format(limit=limit))
+        here.problem(TOO_LONG, limit=Number(limit))
     elif "\0" in value:
         here.problem(HAS_NUL)
     elif (surrogate := _SURROGATE.search(value)) is not None:
-        here.problem(HAS_SURROGATE.format(code=f"\\u{ord(surrogate.group()):04x}"))
+        here.problem(HAS_SURROGATE, character=f"\\u{ord(surrogate.group()):04x}")
     elif not value.strip():
         here.problem(EMPTY)
     elif one_line and "\n" in value.strip("\n"):
@@ -655,7 +676,7 @@ def _choice(
     if isinstance(value, str) and value in choices._value2member_map_:
         return choices(value)
     names = ", ".join(member.value for member in choices)
-    report.at(key).problem(NOT_ONE_OF.format(value=_shown(value), choices=names))
+    report.at(key).problem(NOT_ONE_OF, value=_shown(value), choices=names)
     return None
 
 
@@ -664,7 +685,7 @@ def _days(fields: dict[Any, Any], key: str, report: _Report, default: int) -> in
     # YAML's true is an int to Python; it is not a number of days.
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_DAYS:
         return value
-    report.at(key).problem(NOT_A_NUMBER_OF_DAYS.format(value=_shown(value), max=MAX_DAYS))
+    report.at(key).problem(NOT_A_NUMBER_OF_DAYS, value=_shown(value), max=MAX_DAYS)
     return None
 
 
@@ -689,7 +710,7 @@ def _name_list(
         if not isinstance(value, str):
             here.problem(NOT_TEXT)
         elif value in seen:
-            here.problem(LISTED_TWICE.format(value=_shown(value)))
+            here.problem(LISTED_TWICE, value=_shown(value))
         else:
             seen.add(value)
             names.append((here, value))
@@ -721,7 +742,7 @@ def _audience(
         segments = _name_list(fields, "segments", report, empty=NO_SEGMENTS)
         for here, name in segments or []:
             if known_segments is not None and name not in known_segments:
-                here.problem(UNKNOWN_SEGMENT.format(value=_shown(name)))
+                here.problem(UNKNOWN_SEGMENT, value=_shown(name))
         if segments is None or len(report.problems) > before:
             return None
         return SegmentsAudience(tuple(name for _, name in segments))
@@ -741,7 +762,7 @@ def _audience(
     known_terms = ", ".join(Term)
     for here, name in terms or []:
         if name not in Term._value2member_map_:
-            here.problem(UNKNOWN_TERM.format(value=_shown(name), terms=known_terms))
+            here.problem(UNKNOWN_TERM, value=_shown(name), terms=known_terms)
     if match is None or terms is None or len(report.problems) > before:
         return None
     return TermsAudience(match, tuple(Term(name) for _, name in terms))
@@ -758,10 +779,10 @@ def _templates(
             continue
         error, variables = template_problems(source)
         if error:
-            report.at(key).problem(TEMPLATE_ERROR.format(error=error))
+            report.at(key).problem(TEMPLATE_ERROR, error=error)
         elif known_attributes is not None:
             for name in sorted(variables - known):
-                report.at(key).warning(UNKNOWN_VARIABLE.format(name=name))
+                report.at(key).warning(UNKNOWN_VARIABLE, name=name)
 
 
 def _action(
@@ -793,16 +814,15 @@ def _action(
             shortened = as_sent != sms_as_sent(text, replace(sms_frame, public_base_url=""))
             opt_out = sms_frame.shown_opt_out
             report.at("text").problem(
-                TOO_MANY_SMS_PARTS.format(
-                    parts=count.parts,
-                    characters=count.characters,
-                    encoding=count.encoding,
-                    links=WITH_SHORT_LINKS.format(length=sms_frame.short_link_length)
-                    if shortened
-                    else "",
-                    opt_out=WITH_OPT_OUT.format(line=opt_out) if opt_out else "",
-                    limit=MAX_SMS_PARTS,
-                )
+                TOO_MANY_SMS_PARTS,
+                parts=count.parts,
+                characters=count.characters,
+                encoding=count.encoding,
+                links=Phrase(WITH_SHORT_LINKS, length=sms_frame.short_link_length)
+                if shortened
+                else "",
+                opt_out=Phrase(WITH_OPT_OUT, line=opt_out) if opt_out else "",
+                limit=MAX_SMS_PARTS,
             )
     if len(report.problems) > before or text is None:
         return None
@@ -823,7 +843,7 @@ def _schedule(data: Any, report: _Report, *, audience: Audience | None) -> Sched
     if send is not None:
         for key, needs in (("after", Send.AFTER), ("at", Send.AT)):
             if key in fields and send is not needs:
-                report.at(key).problem(ONLY_WITH_SEND.format(send=needs.value))
+                report.at(key).problem(ONLY_WITH_SEND, send=needs.value)
     if send is Send.AFTER:
         after = _parsed(fields, "after", report, parse_duration, NOT_A_DURATION)
     if send is Send.AT:
@@ -852,12 +872,12 @@ def _parsed(
         return None
     value = fields[key]
     if not isinstance(value, str):
-        report.at(key).problem(not_text.format(value=_shown(value)))
+        report.at(key).problem(not_text, value=_shown(value))
         return None
     try:
         return parse(value)
-    except ValueError as exc:
-        report.at(key).problem(str(exc))
+    except InvalidValue as exc:
+        report.at(key).problem(exc.phrase)
         return None
 
 
@@ -868,12 +888,12 @@ def _conversion(data: Any, report: _Report) -> Conversion | None:
     before = len(report.problems)
     goal = fields.get("goal", GOAL_ORDER)
     if goal != GOAL_ORDER:
-        report.at("goal").problem(NOT_ONE_OF.format(value=_shown(goal), choices=GOAL_ORDER))
+        report.at("goal").problem(NOT_ONE_OF, value=_shown(goal), choices=GOAL_ORDER)
     window_days = _days(fields, "window_days", report, DEFAULT_WINDOW_DAYS)
     amount = fields.get("min_amount", 0)
     is_amount = isinstance(amount, int | float) and not isinstance(amount, bool)
     if not (is_amount and math.isfinite(amount) and amount >= 0):
-        report.at("min_amount").problem(NOT_AN_AMOUNT.format(value=_shown(amount)))
+        report.at("min_amount").problem(NOT_AN_AMOUNT, value=_shown(amount))
     if window_days is None or len(report.problems) > before:
         return None
     return Conversion(window_days, Decimal(str(amount)))
@@ -1035,16 +1055,14 @@ def _chain(
     if "format" not in fields:
         report.at("format").problem(MISSING)
     elif fields["format"] != FORMAT:
-        report.at("format").problem(
-            WRONG_FORMAT.format(value=_shown(fields["format"]), format=FORMAT)
-        )
+        report.at("format").problem(WRONG_FORMAT, value=_shown(fields["format"]), format=FORMAT)
     name = _text(fields, "name", report, required=True, one_line=True, limit=NAME_LIMIT)
     enrollment = _choice(fields, "enrollment", Enrollment, report, default=Enrollment.ONCE)
     campaign = _text(fields, "campaign", report, required=False)
     if campaign is not None and not (
         _CAMPAIGN.fullmatch(campaign) and len(campaign) <= CAMPAIGN_LIMIT
     ):
-        report.at("campaign").problem(BAD_CAMPAIGN.format(value=_shown(campaign)))
+        report.at("campaign").problem(BAD_CAMPAIGN, value=_shown(campaign))
     utm = fields.get("utm", True)
     if not isinstance(utm, bool):
         report.at("utm").problem(NOT_TRUE_OR_FALSE)
@@ -1168,7 +1186,7 @@ def _check_structure(text: str) -> None:
             if open_nodes[-1][0] > VALUES_LIMIT:
                 line = event.start_mark.line + 1
                 raise InvalidChainFile(
-                    [Problem("", ALIASES_EXPAND.format(line=line, limit=VALUES_LIMIT))]
+                    [Problem.of("", ALIASES_EXPAND, line=line, limit=Number(VALUES_LIMIT))]
                 )
 
     for event in yaml.parse(text, Loader=_Loader):
@@ -1176,7 +1194,7 @@ def _check_structure(text: str) -> None:
             if len(open_nodes) >= DEPTH_LIMIT:
                 line = event.start_mark.line + 1
                 raise InvalidChainFile(
-                    [Problem("", NESTED_TOO_DEEPLY.format(line=line, limit=DEPTH_LIMIT))]
+                    [Problem.of("", NESTED_TOO_DEEPLY, line=line, limit=DEPTH_LIMIT)]
                 )
             open_nodes.append([1, event.anchor])
         elif isinstance(event, _CLOSING):
@@ -1192,11 +1210,7 @@ def _check_structure(text: str) -> None:
             if any(anchor == event.anchor for _, anchor in open_nodes):
                 line = event.start_mark.line + 1
                 raise InvalidChainFile(
-                    [
-                        Problem(
-                            "", ALIAS_IN_ITSELF.format(line=line, anchor=event.anchor[:SHOWN_LIMIT])
-                        )
-                    ]
+                    [Problem.of("", ALIAS_IN_ITSELF, line=line, anchor=event.anchor[:SHOWN_LIMIT])]
                 )
             add(sizes.get(event.anchor, 1), event)
 
@@ -1204,12 +1218,12 @@ def _check_structure(text: str) -> None:
 def load_yaml(text: str) -> Any:
     if len(text) > FILE_LIMIT:
         raise InvalidChainFile(
-            [Problem("", FILE_TOO_LONG.format(length=len(text), limit=FILE_LIMIT))]
+            [Problem.of("", FILE_TOO_LONG, length=Number(len(text)), limit=Number(FILE_LIMIT))]
         )
     if (surrogate := _SURROGATE.search(text)) is not None:
         code = f"\\u{ord(surrogate.group()):04x}"
-        error = NOT_UNICODE_TEXT.format(position=surrogate.start() + 1, code=code)
-        raise InvalidChainFile([Problem("", NOT_YAML.format(error=error))])
+        error = Phrase(NOT_UNICODE_TEXT, position=surrogate.start() + 1, code=code)
+        raise InvalidChainFile([Problem.of("", NOT_YAML, error=error)])
     try:
         _check_structure(text)
         return yaml.load(text, Loader=_Loader)
@@ -1219,7 +1233,7 @@ def load_yaml(text: str) -> Any:
         error = f"{where}{exc.problem}"
     except yaml.YAMLError as exc:
         error = str(exc)
-    raise InvalidChainFile([Problem("", NOT_YAML.format(error=error[:200]))])
+    raise InvalidChainFile([Problem.of("", NOT_YAML, error=error[:200])])
 
 
 class _Dumper(yaml.SafeDumper):

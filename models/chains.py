@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from i18n import N_, Phrase, Phrases
 from models import audit
 from models.chainfile import (
     NAME_LIMIT,
@@ -170,7 +171,7 @@ async def get_chain(db: Database, chain_id: int) -> ChainView:
             select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
         )
     if chain is None:
-        raise NotFound(f"there is no chain {chain_id}")
+        raise NotFound(N_("there is no chain {id}"), id=chain_id)
     return ChainView(
         id=chain.id,
         name=chain.name,
@@ -255,12 +256,19 @@ async def import_chain(
 def chain_spec(chain: ChainView) -> ChainSpec:
     """The chain as a complete document; refused while a step still lacks a block."""
     if not chain.steps:
-        raise ChainmailError(f"chain {chain.id} has no steps yet")
+        raise ChainmailError(N_("chain {id} has no steps yet"), id=chain.id)
     steps: list[StepSpec] = []
-    gaps: list[str] = []
+    gaps: list[Phrase] = []
     for step in chain.steps:
         if step.missing:
-            gaps.append(f"step {step.position} ({step.name}) has no {', '.join(step.missing)}")
+            gaps.append(
+                Phrase(
+                    N_("step {position} ({name}) has no {blocks}"),
+                    position=step.position,
+                    name=step.name,
+                    blocks=", ".join(step.missing),
+                )
+            )
             continue
         blocks = (step.audience, step.action, step.schedule, step.conversion)
         steps.append(
@@ -271,7 +279,9 @@ def chain_spec(chain: ChainView) -> ChainSpec:
             )
         )
     if gaps:
-        raise ChainmailError(f"chain {chain.id} is not complete: {'; '.join(gaps)}")
+        raise ChainmailError(
+            N_("chain {id} is not complete: {gaps}"), id=chain.id, gaps=Phrases(gaps, "; ")
+        )
     return ChainSpec(
         name=chain.name,
         enrollment=chain.enrollment,
@@ -301,7 +311,7 @@ async def _locked_chain(session: AsyncSession, chain_id: int) -> Chain:
     # writer transaction already does); it is left out on SQLite.
     chain = await session.scalar(select(Chain).where(Chain.id == chain_id).with_for_update())
     if chain is None:
-        raise NotFound(f"there is no chain {chain_id}")
+        raise NotFound(N_("there is no chain {id}"), id=chain_id)
     return chain
 
 
@@ -310,7 +320,7 @@ async def _step_at(session: AsyncSession, chain_id: int, position: int) -> Step:
         select(Step).where(Step.chain_id == chain_id, Step.position == position)
     )
     if step is None:
-        raise NotFound(f"chain {chain_id} has no step {position}")
+        raise NotFound(N_("chain {id} has no step {position}"), id=chain_id, position=position)
     return step
 
 
@@ -332,7 +342,7 @@ async def copy_chain(db: Database, chain_id: int, *, actor: str, name: str | Non
             select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
         )
         if source is None:
-            raise NotFound(f"there is no chain {chain_id}")
+            raise NotFound(N_("there is no chain {id}"), id=chain_id)
         suffix = " (copy)"
         name = _checked_name(name or source.name[: NAME_LIMIT - len(suffix)] + suffix)
         copy = Chain(
@@ -451,19 +461,19 @@ def checked_block(
         refusal = send_now_refusal(block, saved_schedule.send)
         if refusal:
             later = tuple(term.value for term in later_only_terms(block))
-            problems.append(Problem("terms", refusal, SEND_NOW_LATER_CODE, later))
+            problems.append(Problem.of("terms", refusal, SEND_NOW_LATER_CODE, later))
     if isinstance(block, TermsAudience):
         previous = stored_block(BlockKind.ACTION, previous_action, position - 1)
         refusal = terms_after_sms_refusal(block, previous, position)
         if refusal:
             about = email_only_terms(block, previous)
-            problems.append(Problem("terms", refusal, OPENED_AFTER_SMS_CODE, about))
+            problems.append(Problem.of("terms", refusal, OPENED_AFTER_SMS_CODE, about))
     if isinstance(block, SmsAction):
         following = stored_block(BlockKind.AUDIENCE, next_audience, position + 1)
         refusal = sms_before_terms_refusal(block, following, position)
         if refusal:
             about = (str(position + 1), *email_only_terms(following, block))
-            problems.append(Problem("channel", refusal, SMS_BEFORE_OPENED_CODE, about))
+            problems.append(Problem.of("channel", refusal, SMS_BEFORE_OPENED_CODE, about))
     if problems or block is None:
         raise InvalidBlock(problems)
     return block.to_block(), checked.warnings
@@ -515,7 +525,9 @@ async def set_enrollment(
         chain = await _locked_chain(session, chain_id)
         if chain.status != ChainStatus.DRAFT and chain.enrollment != enrollment:
             raise ChainmailError(
-                f"chain {chain_id} is {chain.status}; enrollment can only change before activation"
+                N_("chain {id} is {status}; enrollment can only change before activation"),
+                id=chain_id,
+                status=chain.status,
             )
         audit.record(session, actor, "chain.enrollment", chain_id=chain_id, enrollment=enrollment)
         chain.enrollment = enrollment

@@ -68,10 +68,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from i18n import LANGUAGES
+from i18n import LANGUAGES, N_, Phrase, _
 from models import audit
 from models.db import Database
-from models.errors import ChainmailError
+from models.errors import ChainmailError, InvalidValue
 from models.tables import Customer, CustomerChange, CustomerTag, EmailStatus, SmsStatus, utcnow
 from models.timezones import (
     TimezoneSource,
@@ -81,50 +81,50 @@ from models.timezones import (
 )
 
 # What people read when a record or a file is refused.
-MISSING_EXTERNAL_ID = "missing external_id"
-TOO_LONG = "{field} is longer than {limit} characters"
-NOT_TEXT = "{field} must be text"
-BAD_EMAIL = "bad email {value}"
-BAD_PHONE = "bad phone {value}"
-UNKNOWN_TIME_ZONE = "unknown time zone {value}"
-UNKNOWN_LANGUAGE = "language {value} is not one of {known}"
-BAD_TAGS = "tags must be a list of text"
-TAG_TOO_LONG = "tag {value} is longer than {limit} characters"
-BAD_ATTRIBUTES = "attributes must be an object"
-ATTRIBUTES_TOO_DEEP = "attributes are nested more than {limit} levels deep"
-ATTRIBUTES_TOO_BIG = "attributes hold more than {limit} characters"
-UNKNOWN_FIELD = "unknown field {value}"
-NOT_AN_OBJECT = "expected an object with an external_id"
-WRONG_COLUMN_COUNT = "expected {expected} columns, found {found}"
-NOT_DECODABLE = "not {encoding} text: save the whole file in one encoding, UTF-8 preferably"
-NOT_STORABLE = "contains a NUL character or a lone surrogate, which no database stores"
-NOT_JSON = "contains a value JSON cannot carry (NaN, infinity or a non-JSON type)"
-UNREADABLE_LINE = "cannot read this line: {reason}"
-LINE_TOO_LONG = "this line is longer than {limit} characters"
+MISSING_EXTERNAL_ID = N_("missing external_id")
+TOO_LONG = N_("{field} is longer than {limit} characters")
+NOT_TEXT = N_("{field} must be text")
+BAD_EMAIL = N_("bad email {value}")
+BAD_PHONE = N_("bad phone {value}")
+UNKNOWN_TIME_ZONE = N_("unknown time zone {value}")
+UNKNOWN_LANGUAGE = N_("language {value} is not one of {known}")
+BAD_TAGS = N_("tags must be a list of text")
+TAG_TOO_LONG = N_("tag {value} is longer than {limit} characters")
+BAD_ATTRIBUTES = N_("attributes must be an object")
+ATTRIBUTES_TOO_DEEP = N_("attributes are nested more than {limit} levels deep")
+ATTRIBUTES_TOO_BIG = N_("attributes hold more than {limit} characters")
+UNKNOWN_FIELD = N_("unknown field {value}")
+NOT_AN_OBJECT = N_("expected an object with an external_id")
+WRONG_COLUMN_COUNT = N_("expected {expected} columns, found {found}")
+NOT_DECODABLE = N_("not {encoding} text: save the whole file in one encoding, UTF-8 preferably")
+NOT_STORABLE = N_("contains a NUL character or a lone surrogate, which no database stores")
+NOT_JSON = N_("contains a value JSON cannot carry (NaN, infinity or a non-JSON type)")
+UNREADABLE_LINE = N_("cannot read this line: {reason}")
+LINE_TOO_LONG = N_("this line is longer than {limit} characters")
 # A quote left open swallows the lines after it into one field: those lines are read
 # again as rows of their own, and the line where the quote opened is refused.
-QUOTE_NOT_CLOSED = (
+QUOTE_NOT_CLOSED = N_(
     "a quote opened on this line is never closed: the lines after it were read on their own"
 )
-QUOTE_TOO_LONG = (
+QUOTE_TOO_LONG = N_(
     "a quote opened on this line runs over more than {limit} lines: "
     "the lines after it were read on their own"
 )
-QUOTED_ROW_UNREADABLE = (
+QUOTED_ROW_UNREADABLE = N_(
     "cannot read the quoted field opened on this line ({reason}): "
     "the lines after it were read on their own"
 )
-QUOTED_ROW_WRONG_COLUMNS = (
+QUOTED_ROW_WRONG_COLUMNS = N_(
     "a quote opened on this line runs over {lines} lines and leaves {found} columns, not "
     "{expected}: the lines after it were read on their own"
 )
-HEADER_NOT_ONE_LINE = "{name}: line 1 opens a quote that it does not close"
-HEADER_UNREADABLE = "{name}: cannot read line 1: {reason}"
-HEADER_TOO_LONG = "{name}: line 1 is longer than {limit} characters (is it a CSV file?)"
-FILE_UNREADABLE = "cannot read {name}: {reason}"
-FILE_EMPTY = "{name} is empty"
-NO_EXTERNAL_ID_COLUMN = "{name} has no external_id column in its first line (found: {found})"
-DUPLICATE_COLUMN = "{name} has the column {column} twice"
+HEADER_NOT_ONE_LINE = N_("{name}: line 1 opens a quote that it does not close")
+HEADER_UNREADABLE = N_("{name}: cannot read line 1: {reason}")
+HEADER_TOO_LONG = N_("{name}: line 1 is longer than {limit} characters (is it a CSV file?)")
+FILE_UNREADABLE = N_("cannot read {name}: {reason}")
+FILE_EMPTY = N_("{name} is empty")
+NO_EXTERNAL_ID_COLUMN = N_("{name} has no external_id column in its first line (found: {found})")
+DUPLICATE_COLUMN = N_("{name} has the column {column} twice")
 
 CSV_COLUMNS = (
     "external_id",
@@ -207,7 +207,7 @@ class UpsertResult:
 @dataclass(frozen=True, slots=True)
 class RecordError:
     index: int
-    reason: str
+    reason: Phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +220,14 @@ class RecordsReport:
 @dataclass(frozen=True, slots=True)
 class LineError:
     line: int
-    reason: str
+    reason: str | Phrase
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+    def translated(self) -> str:
+        reason = self.reason.translated() if isinstance(self.reason, Phrase) else self.reason
+        return _("line {line}: {reason}").format(line=self.line, reason=reason)
 
 
 @dataclass(slots=True)
@@ -246,7 +250,7 @@ class ImportProgress:
     lines: int
 
 
-class _Refused(Exception):
+class _Refused(InvalidValue):
     """A record is refused; the message is the reason shown to people."""
 
 
@@ -260,10 +264,10 @@ def _text(field: str, value: object, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Refused(NOT_TEXT.format(field=field))
+        raise _Refused(Phrase(NOT_TEXT, field=field))
     value = value.strip()
     if len(value) > limit:
-        raise _Refused(TOO_LONG.format(field=field, limit=limit))
+        raise _Refused(Phrase(TOO_LONG, field=field, limit=limit))
     return value or None
 
 
@@ -313,7 +317,7 @@ def _email(value: object) -> str | None:
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError:
-        raise _Refused(BAD_EMAIL.format(value=_shown(raw))) from None
+        raise _Refused(Phrase(BAD_EMAIL, value=_shown(raw))) from None
 
 
 _PHONE_PUNCTUATION = str.maketrans("", "", " ()-")
@@ -337,7 +341,7 @@ def _phone(value: object, region: str) -> str | None:
     try:
         return normalize_phone(raw, region)
     except ValueError:
-        raise _Refused(BAD_PHONE.format(value=_shown(raw))) from None
+        raise _Refused(Phrase(BAD_PHONE, value=_shown(raw))) from None
 
 
 def normalized_phone(raw: str, region: str) -> str:
@@ -345,16 +349,16 @@ def normalized_phone(raw: str, region: str) -> str:
     try:
         phone = _phone(raw, region)
     except _Refused as exc:
-        raise ValueError(str(exc)) from None
+        raise InvalidValue(exc.phrase) from None
     if phone is None:
-        raise ValueError(BAD_PHONE.format(value=_shown(raw)))
+        raise InvalidValue(Phrase(BAD_PHONE, value=_shown(raw)))
     return phone
 
 
 def _timezone(value: object) -> str | None:
     name = _text("timezone", value, NAME_MAX)
     if name is not None and not is_valid_timezone(name):
-        raise _Refused(UNKNOWN_TIME_ZONE.format(value=_shown(name)))
+        raise _Refused(Phrase(UNKNOWN_TIME_ZONE, value=_shown(name)))
     return name
 
 
@@ -364,7 +368,7 @@ def _language(value: object) -> str | None:
         return None
     if language.lower() not in LANGUAGES:
         known = ", ".join(LANGUAGES)
-        raise _Refused(UNKNOWN_LANGUAGE.format(value=_shown(language), known=known))
+        raise _Refused(Phrase(UNKNOWN_LANGUAGE, value=_shown(language), known=known))
     return language.lower()
 
 
@@ -383,7 +387,7 @@ def _tags(value: object) -> tuple[str, ...] | None:
             raise _Refused(BAD_TAGS)
         tag = part.strip()
         if len(tag) > TAG_MAX:
-            raise _Refused(TAG_TOO_LONG.format(value=_shown(tag), limit=TAG_MAX))
+            raise _Refused(Phrase(TAG_TOO_LONG, value=_shown(tag), limit=TAG_MAX))
         if tag:
             tags[tag] = None
     return tuple(tags)
@@ -412,11 +416,11 @@ def _attributes(value: object) -> dict[str, Any] | None:
                 elif isinstance(item, dict | list):
                     inner.append(item)
         if chars > ATTRIBUTES_MAX_CHARS:
-            raise _Refused(ATTRIBUTES_TOO_BIG.format(limit=ATTRIBUTES_MAX_CHARS))
+            raise _Refused(Phrase(ATTRIBUTES_TOO_BIG, limit=ATTRIBUTES_MAX_CHARS))
         if not inner:
             return value
         level = inner
-    raise _Refused(ATTRIBUTES_TOO_DEEP.format(limit=ATTRIBUTES_MAX_DEPTH))
+    raise _Refused(Phrase(ATTRIBUTES_TOO_DEEP, limit=ATTRIBUTES_MAX_DEPTH))
 
 
 # A record names a subset of FIELDS (checked first), so there are at most 2**9 of these:
@@ -427,16 +431,16 @@ _FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 def validate_customer(
     record: object, *, default_timezone: str, default_phone_region: str
-) -> CleanCustomer | str:
+) -> CleanCustomer | Phrase:
     """Check one incoming customer (a CSV row or a JSON object); return it clean or the
     reason it is refused. Empty strings count as not given values; keys left out are
     fields the record does not carry."""
     if not isinstance(record, dict):
-        return NOT_AN_OBJECT
+        return Phrase(NOT_AN_OBJECT)
     try:
         if not FIELDS.issuperset(record):
             unknown = min(record.keys() - FIELDS)
-            raise _Refused(UNKNOWN_FIELD.format(value=_shown(str(unknown))))
+            raise _Refused(Phrase(UNKNOWN_FIELD, value=_shown(str(unknown))))
         # In the order of the CSV columns: the first problem of a row is the one told.
         external_id = _external_id(record.get("external_id"))
         email = _email(record.get("email"))
@@ -448,7 +452,7 @@ def validate_customer(
         tags = _tags(record.get("tags"))
         attributes = _attributes(record.get("attributes"))
     except _Refused as refusal:
-        return str(refusal)
+        return refusal.phrase
     timezone, source = resolve_timezone(explicit_zone, phone, default_timezone)
     given = frozenset(record)
     return CleanCustomer(
@@ -754,7 +758,7 @@ async def upsert_customers(
     return result
 
 
-def _unstorable(item: object) -> str | None:
+def _unstorable(item: object) -> Phrase | None:
     """Why a JSON object cannot be stored whatever its fields say, if it cannot.
 
     CSV lines are checked for these as they are read; JSON can carry them anywhere.
@@ -762,8 +766,8 @@ def _unstorable(item: object) -> str | None:
     try:
         text = json.dumps(item, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
-        return NOT_JSON
-    return NOT_STORABLE if _UNSTORABLE.search(text) else None
+        return Phrase(NOT_JSON)
+    return Phrase(NOT_STORABLE) if _UNSTORABLE.search(text) else None
 
 
 def _validate_all(
@@ -776,9 +780,9 @@ def _validate_all(
         checked = validate_customer(
             item, default_timezone=default_timezone, default_phone_region=default_phone_region
         )
-        if not isinstance(checked, str):
+        if not isinstance(checked, Phrase):
             checked = _unstorable(item) or checked
-        if isinstance(checked, str):
+        if isinstance(checked, Phrase):
             errors.append(RecordError(index, checked))
         else:
             clean.append(checked)
@@ -866,12 +870,12 @@ def _columns(header: list[str], name: str) -> _Columns:
             continue
         key = title.lower() if title.lower() in CSV_COLUMNS else title
         if key in seen:
-            raise ChainmailError(DUPLICATE_COLUMN.format(name=name, column=_shown(key)))
+            raise ChainmailError(Phrase(DUPLICATE_COLUMN, name=name, column=_shown(key)))
         seen.add(key)
         (known if key in CSV_COLUMNS else extra).append((index, key))
     if "external_id" not in seen:
         found = ", ".join(title.strip() for title in header) or "nothing"
-        raise ChainmailError(NO_EXTERNAL_ID_COLUMN.format(name=name, found=found[:200]))
+        raise ChainmailError(Phrase(NO_EXTERNAL_ID_COLUMN, name=name, found=found[:200]))
     return _Columns(width=len(header), known=known, extra=extra)
 
 
@@ -993,9 +997,9 @@ class _CsvBatches:
         try:
             first = next(lines)
         except StopIteration:
-            raise ChainmailError(FILE_EMPTY.format(name=name)) from None
+            raise ChainmailError(Phrase(FILE_EMPTY, name=name)) from None
         except _LineTooLong:
-            raise ChainmailError(HEADER_TOO_LONG.format(name=name, limit=MAX_LINE_CHARS)) from None
+            raise ChainmailError(Phrase(HEADER_TOO_LONG, name=name, limit=MAX_LINE_CHARS)) from None
         delimiter = ";" if first.count(";") > first.count(",") else ","
         lines.read_again(1, [first])
         lines.next_row()
@@ -1003,11 +1007,11 @@ class _CsvBatches:
         try:
             header = next(rows)
         except csv.Error as exc:
-            raise ChainmailError(HEADER_UNREADABLE.format(name=name, reason=exc)) from None
+            raise ChainmailError(Phrase(HEADER_UNREADABLE, name=name, reason=exc)) from None
         except (_LineTooLong, _RowTooLong):
-            raise ChainmailError(HEADER_NOT_ONE_LINE.format(name=name)) from None
+            raise ChainmailError(Phrase(HEADER_NOT_ONE_LINE, name=name)) from None
         if len(lines.taken) > 1 or lines.ended_in_row:
-            raise ChainmailError(HEADER_NOT_ONE_LINE.format(name=name))
+            raise ChainmailError(Phrase(HEADER_NOT_ONE_LINE, name=name))
         return rows, _columns(header, name)
 
     def close(self) -> None:
@@ -1018,13 +1022,13 @@ class _CsvBatches:
         read = self._stream.tell() - self._start
         return ImportProgress(read, self._total, self._lines.read)
 
-    def _refuse(self, line: int, reason: str) -> None:
+    def _refuse(self, line: int, reason: str | Phrase) -> None:
         self._refused += 1
         if self._kept < MAX_KEPT_ERRORS:
             self._kept += 1
             self._errors.append(LineError(line, reason))
 
-    def _quote_left_open(self, line: int, reason: str) -> None:
+    def _quote_left_open(self, line: int, reason: str | Phrase) -> None:
         """Refuse the row starting at `line` and read the lines after it on their own."""
         self._refuse(line, reason)
         self._lines.read_again(line + 1, self._lines.taken[1:])
@@ -1035,7 +1039,7 @@ class _CsvBatches:
             return None
         rows, columns, lines = self._rows, self._columns, self._lines
         batch: list[CleanCustomer] = []
-        for _ in range(size):
+        for _row in range(size):
             line = lines.next_row()
             try:
                 row = next(rows)
@@ -1045,14 +1049,14 @@ class _CsvBatches:
             except _LineTooLong as exc:
                 if lines.taken:
                     reason = f"it runs into line {exc.line}, which is too long"
-                    self._quote_left_open(line, QUOTED_ROW_UNREADABLE.format(reason=reason))
-                self._refuse(exc.line, LINE_TOO_LONG.format(limit=MAX_LINE_CHARS))
+                    self._quote_left_open(line, Phrase(QUOTED_ROW_UNREADABLE, reason=reason))
+                self._refuse(exc.line, Phrase(LINE_TOO_LONG, limit=MAX_LINE_CHARS))
                 continue
             except _RowTooLong:
-                self._quote_left_open(line, QUOTE_TOO_LONG.format(limit=MAX_ROW_LINES))
+                self._quote_left_open(line, Phrase(QUOTE_TOO_LONG, limit=MAX_ROW_LINES))
                 continue
             except csv.Error as exc:
-                self._quote_left_open(line, QUOTED_ROW_UNREADABLE.format(reason=exc))
+                self._quote_left_open(line, Phrase(QUOTED_ROW_UNREADABLE, reason=exc))
                 continue
             if lines.ended_in_row:
                 self._quote_left_open(line, QUOTE_NOT_CLOSED)
@@ -1063,18 +1067,21 @@ class _CsvBatches:
                 if len(lines.taken) > 1:
                     self._quote_left_open(
                         line,
-                        QUOTED_ROW_WRONG_COLUMNS.format(
-                            lines=len(lines.taken), found=len(row), expected=columns.width
+                        Phrase(
+                            QUOTED_ROW_WRONG_COLUMNS,
+                            lines=len(lines.taken),
+                            found=len(row),
+                            expected=columns.width,
                         ),
                     )
                 else:
                     self._refuse(
-                        line, WRONG_COLUMN_COUNT.format(expected=columns.width, found=len(row))
+                        line, Phrase(WRONG_COLUMN_COUNT, expected=columns.width, found=len(row))
                     )
                 continue
             text = "".join(row)
             if _UNDECODED.search(text):
-                self._refuse(line, NOT_DECODABLE.format(encoding=self._encoding_name))
+                self._refuse(line, Phrase(NOT_DECODABLE, encoding=self._encoding_name))
                 continue
             if "\x00" in text:
                 self._refuse(line, NOT_STORABLE)
@@ -1089,7 +1096,7 @@ class _CsvBatches:
                 default_timezone=self._default_timezone,
                 default_phone_region=self._default_phone_region,
             )
-            if isinstance(checked, str):
+            if isinstance(checked, Phrase):
                 self._refuse(line, checked)
             else:
                 batch.append(checked)
@@ -1108,7 +1115,7 @@ def _binary(source: CsvSource) -> Iterator[tuple[BinaryIO, str]]:
         stream = path.open("rb")
     except OSError as exc:
         raise ChainmailError(
-            FILE_UNREADABLE.format(name=path, reason=exc.strerror or exc)
+            Phrase(FILE_UNREADABLE, name=path, reason=exc.strerror or exc)
         ) from None
     with stream:
         yield stream, str(path)

@@ -8,20 +8,29 @@ said in the reader's language: `str(exc)` is the English the CLI and the API sho
 
 from __future__ import annotations
 
-from i18n import _
+from i18n import Phrase
 
 
 class ChainmailError(Exception):
     """A refusal with a reason the user can act on."""
 
-    def __init__(self, message: str = "", /, **values: object) -> None:
-        self.template = message
-        self.values = values
-        super().__init__(message.format(**values) if values else message)
+    def __init__(self, message: str | Phrase = "", /, **values: object) -> None:
+        self.phrase = message if isinstance(message, Phrase) else Phrase(message, **values)
+        super().__init__(str(self.phrase))
 
     def translated(self) -> str:
-        template = _(self.template) if self.template else ""
-        return template.format(**self.values) if self.values else template
+        return self.phrase.translated()
+
+
+class InvalidValue(ValueError):
+    """A value refused with a reason, said in the reader's language as ChainmailError's."""
+
+    def __init__(self, message: str | Phrase, /, **values: object) -> None:
+        self.phrase = message if isinstance(message, Phrase) else Phrase(message, **values)
+        super().__init__(str(self.phrase))
+
+    def translated(self) -> str:
+        return self.phrase.translated()
 
 
 class NotFound(ChainmailError):

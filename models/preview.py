@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
+from i18n import Phrase
 from models.customers import BAD_EMAIL, BAD_PHONE, validate_customer
 from models.db import Database
+from models.errors import InvalidValue
 from models.segments import segment_members_query, segment_rules
 from models.tables import Channel, Customer
 from models.templates import customer_context, template_context
@@ -46,7 +48,7 @@ class PreviewCustomer:
         return self.email if channel == Channel.EMAIL else self.phone
 
 
-class BadAddress(ValueError):
+class BadAddress(InvalidValue):
     """An address an admin typed for test sends is not usable; the message says why."""
 
 
@@ -102,14 +104,14 @@ async def find_customer(
         default_timezone="UTC",
         default_phone_region=default_phone_region,
     )
-    if not isinstance(checked, str) and checked.email:
+    if not isinstance(checked, Phrase) and checked.email:
         matches.append(func.lower(Customer.email) == checked.email.lower())
     checked = validate_customer(
         {"external_id": typed, "phone": typed},
         default_timezone="UTC",
         default_phone_region=default_phone_region,
     )
-    if not isinstance(checked, str) and checked.phone:
+    if not isinstance(checked, Phrase) and checked.phone:
         matches.append(Customer.phone == checked.phone)
     query = (
         select(Customer)
@@ -158,12 +160,12 @@ def checked_address(channel: str, typed: str, *, default_phone_region: str) -> s
         default_timezone="UTC",
         default_phone_region=default_phone_region,
     )
-    if isinstance(checked, str):
+    if isinstance(checked, Phrase):
         raise BadAddress(checked)
     address = checked.email if field == "email" else checked.phone
     if not address:
         refusal = BAD_EMAIL if field == "email" else BAD_PHONE
-        raise BadAddress(refusal.format(value=repr(typed)))
+        raise BadAddress(refusal, value=repr(typed))
     return address
 
 

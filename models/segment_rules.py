@@ -33,6 +33,7 @@ from sqlalchemy import Float, and_, case, cast, exists, func, literal, select, t
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Numeric
 
+from i18n import N_, Phrase
 from models.errors import ChainmailError
 from models.tables import (
     Channel,
@@ -145,9 +146,15 @@ def definition_json(rule: SegmentRule) -> dict[str, Any]:
 class InvalidSegment(ChainmailError):
     """Every problem of a definition, each a sentence a manager can act on."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
+    def __init__(self, problems: Sequence[Phrase]) -> None:
         self.problems = list(problems)
+        super().__init__("; ".join(str(problem) for problem in self.problems))
+
+    def translated(self) -> str:
+        return "; ".join(self.translated_problems())
+
+    def translated_problems(self) -> list[str]:
+        return [problem.translated() for problem in self.problems]
 
 
 # --- Checking ---------------------------------------------------------------------------
@@ -190,52 +197,92 @@ def parse_days(value: object) -> int:
         days = int(value.strip())
     if days is None or not MIN_DAYS <= days <= MAX_DAYS:
         raise InvalidSegment(
-            [f"days must be a whole number from {MIN_DAYS} to {MAX_DAYS}, not {value!r}"]
+            [
+                Phrase(
+                    N_("days must be a whole number from {first} to {last}, not {value}"),
+                    first=MIN_DAYS,
+                    last=MAX_DAYS,
+                    value=repr(value),
+                )
+            ]
         )
     return days
 
 
 def parse_attribute(key: object, operator: object, value: object) -> AttributeCondition:
-    problems: list[str] = []
+    problems: list[Phrase] = []
     if not isinstance(key, str) or not key.strip():
-        problems.append("an attribute condition needs the attribute's name")
+        problems.append(Phrase(N_("an attribute condition needs the attribute's name")))
         key = ""
     key = key.strip()
     if not _storable(key):
-        problems.append("an attribute name has a character that cannot be stored")
+        problems.append(Phrase(N_("an attribute name has a character that cannot be stored")))
         key = ""
     if len(key) > KEY_LIMIT:
-        problems.append(f"attribute name {key[:20]!r}… is longer than {KEY_LIMIT} characters")
+        problems.append(
+            Phrase(
+                N_("attribute name {key}… is longer than {limit} characters"),
+                key=repr(key[:20]),
+                limit=KEY_LIMIT,
+            )
+        )
     if '"' in key:
-        problems.append(f"attribute name {key!r} has a double quote, which segments cannot read")
+        problems.append(
+            Phrase(
+                N_("attribute name {key} has a double quote, which segments cannot read"),
+                key=repr(key),
+            )
+        )
     names = ", ".join(op.value for op in Operator)
     if not isinstance(operator, str) or operator not in set(Operator):
-        problems.append(f"{operator!r} is not a way to compare an attribute: use one of {names}")
+        problems.append(
+            Phrase(
+                N_("{operator} is not a way to compare an attribute: use one of {names}"),
+                operator=repr(operator),
+                names=names,
+            )
+        )
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        problems.append(f"the value to compare {key!r} with must be text or a number")
+        problems.append(
+            Phrase(N_("the value to compare {key} with must be text or a number"), key=repr(key))
+        )
         value = ""
     text = value if isinstance(value, str) else str(value)
     text = text.strip()
     if not _storable(text):
-        problems.append(f"the value to compare {key!r} with has a character that cannot be stored")
+        problems.append(
+            Phrase(
+                N_("the value to compare {key} with has a character that cannot be stored"),
+                key=repr(key),
+            )
+        )
         text = "?"
     if not text:
-        problems.append(f"the value to compare {key!r} with is empty")
+        problems.append(Phrase(N_("the value to compare {key} with is empty"), key=repr(key)))
     if len(text) > VALUE_LIMIT:
         problems.append(
-            f"the value to compare {key!r} with is longer than {VALUE_LIMIT} characters"
+            Phrase(
+                N_("the value to compare {key} with is longer than {limit} characters"),
+                key=repr(key),
+                limit=VALUE_LIMIT,
+            )
         )
     if problems:
         raise InvalidSegment(problems)
     op = Operator(operator)
     number = number_of(text)
-    if op in (Operator.GREATER, Operator.LESS):
-        word = "greater" if op is Operator.GREATER else "less"
-        if number is None:
-            raise InvalidSegment([f"{text!r} is not a number: {word} than compares numbers"])
+    if op in (Operator.GREATER, Operator.LESS) and number is None:
+        compares = (
+            N_("{value} is not a number: greater than compares numbers")
+            if op is Operator.GREATER
+            else N_("{value} is not a number: less than compares numbers")
+        )
+        raise InvalidSegment([Phrase(compares, value=repr(text))])
     if number is not None and op is not Operator.CONTAINS:
         if abs(number) > NUMBER_LIMIT:
-            raise InvalidSegment([f"{text!r} is too large a number for a segment"])
+            raise InvalidSegment(
+                [Phrase(N_("{value} is too large a number for a segment"), value=repr(text))]
+            )
         text = _plain(number)
     return AttributeCondition(key, op, text)
 
@@ -243,44 +290,64 @@ def parse_attribute(key: object, operator: object, value: object) -> AttributeCo
 def parse_behaviour(behaviour: object, days: object = None) -> BehaviourCondition:
     names = ", ".join(kind.value for kind in Behaviour)
     if not isinstance(behaviour, str) or behaviour not in set(Behaviour):
-        raise InvalidSegment([f"{behaviour!r} is not a behaviour: use one of {names}"])
+        raise InvalidSegment(
+            [
+                Phrase(
+                    N_("{behaviour} is not a behaviour: use one of {names}"),
+                    behaviour=repr(behaviour),
+                    names=names,
+                )
+            ]
+        )
     kind = Behaviour(behaviour)
     if kind in WITH_DAYS:
         return BehaviourCondition(kind, parse_days(days))
     if days is not None:
-        raise InvalidSegment([f"{kind.value} takes no days"])
+        raise InvalidSegment([Phrase(N_("{behaviour} takes no days"), behaviour=kind.value)])
     return BehaviourCondition(kind)
 
 
-def _clean_tags(tags: object, problems: list[str]) -> tuple[str, ...]:
+def _clean_tags(tags: object, problems: list[Phrase]) -> tuple[str, ...]:
     if isinstance(tags, str):
         tags = tags.split(",")
     if not isinstance(tags, list | tuple):
-        problems.append("tags must be a list of text")
+        problems.append(Phrase(N_("tags must be a list of text")))
         return ()
     cleaned: list[str] = []
     for tag in tags:
         if not isinstance(tag, str):
-            problems.append("tags must be a list of text")
+            problems.append(Phrase(N_("tags must be a list of text")))
             return ()
         tag = tag.strip()
         if not _storable(tag):
-            problems.append("a tag has a character that cannot be stored")
+            problems.append(Phrase(N_("a tag has a character that cannot be stored")))
         elif len(tag) > TAG_LIMIT:
-            problems.append(f"tag {tag[:20]!r}… is longer than {TAG_LIMIT} characters")
+            problems.append(
+                Phrase(
+                    N_("tag {tag}… is longer than {limit} characters"),
+                    tag=repr(tag[:20]),
+                    limit=TAG_LIMIT,
+                )
+            )
         elif tag and tag not in cleaned:
             cleaned.append(tag)
     return tuple(cleaned)
 
 
-def _each(items: object, what: str, problems: list[str]) -> list[Mapping[str, Any]]:
+def _each(items: object, what: str, problems: list[Phrase]) -> list[Mapping[str, Any]]:
     if items is None:
         return []
     if not isinstance(items, list | tuple) or not all(isinstance(i, Mapping) for i in items):
-        problems.append(f"{what} must be a list of conditions")
+        problems.append(Phrase(N_("{what} must be a list of conditions"), what=what))
         return []
     if len(items) > CONDITIONS_LIMIT:
-        problems.append(f"a segment takes at most {CONDITIONS_LIMIT} {what} conditions")
+        problems.append(
+            Phrase(
+                N_("a segment takes at most {limit} {what} conditions"),
+                limit=CONDITIONS_LIMIT,
+                what=what,
+            )
+        )
         return []
     return list(items)
 
@@ -291,14 +358,16 @@ def parse_definition(data: Mapping[str, Any]) -> SegmentDefinition:
     `{"tags": [..], "match": "any"|"all", "attributes": [{"key", "operator", "value"}],
     "behaviour": [{"behaviour", "days"?}]}`, every part optional. Repeated conditions
     count once."""
-    problems: list[str] = []
+    problems: list[Phrase] = []
     unknown = set(data) - {"tags", "match", "attributes", "behaviour"}
     if unknown:
-        problems.append(f"a segment has no {', '.join(sorted(map(str, unknown)))}")
+        problems.append(
+            Phrase(N_("a segment has no {keys}"), keys=", ".join(sorted(map(str, unknown))))
+        )
     tags = _clean_tags(data.get("tags") or [], problems)
     match = data.get("match") or "any"
     if not isinstance(match, str) or match not in MATCHES:
-        problems.append(f"match must be any or all, not {match!r}")
+        problems.append(Phrase(N_("match must be any or all, not {match}"), match=repr(match)))
     attributes: list[AttributeCondition] = []
     for item in _each(data.get("attributes"), "attribute", problems):
         try:

@@ -13,6 +13,7 @@ from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from i18n import N_
 from models import audit
 from models.db import Database
 from models.errors import ChainmailError, NotFound
@@ -77,6 +78,10 @@ def _info(segment: Segment) -> SegmentInfo:
     )
 
 
+_TAKEN = N_("segment {name} already exists")
+_NO_SEGMENT = N_("there is no segment {name}")
+
+
 class SegmentTaken(ChainmailError):
     """Another segment has the name."""
 
@@ -92,8 +97,9 @@ def is_segment_name(name: str) -> bool:
 def _check_name(name: str) -> None:
     if not is_segment_name(name):
         raise ChainmailError(
-            f"segment name {name!r} must be letters, digits, - and _ "
-            f"(at most {NAME_LIMIT} characters)"
+            N_("segment name {name} must be letters, digits, - and _ (at most {limit} characters)"),
+            name=repr(name),
+            limit=NAME_LIMIT,
         )
 
 
@@ -134,7 +140,7 @@ async def create_segment(
     try:
         async with db.writer() as session:
             if await session.scalar(select(Segment.id).where(Segment.name == name)):
-                raise SegmentTaken(f"segment {name!r} already exists")
+                raise SegmentTaken(_TAKEN, name=repr(name))
             segment = Segment(name=name)
             document = _store(segment, definition)
             session.add(segment)
@@ -142,7 +148,7 @@ async def create_segment(
             audit.record(session, actor, "segment.add", name=name, **document)
     except IntegrityError:
         # Another process added the same name between the check and the insert.
-        raise SegmentTaken(f"segment {name!r} already exists") from None
+        raise SegmentTaken(_TAKEN, name=repr(name)) from None
     return _info(segment)
 
 
@@ -154,7 +160,7 @@ async def update_segment(
     async with db.writer() as session:
         segment = await session.scalar(select(Segment).where(Segment.name == name))
         if segment is None:
-            raise NotFound(f"there is no segment {name!r}")
+            raise NotFound(_NO_SEGMENT, name=repr(name))
         before = definition_json(_info(segment))
         document = _store(segment, definition)
         if document != before:
@@ -166,7 +172,7 @@ async def get_segment(db: Database, name: str) -> SegmentInfo:
     async with db.session() as session:
         segment = await session.scalar(select(Segment).where(Segment.name == name))
         if segment is None:
-            raise NotFound(f"there is no segment {name!r}")
+            raise NotFound(_NO_SEGMENT, name=repr(name))
         return _info(segment)
 
 
@@ -225,10 +231,14 @@ async def delete_segment(db: Database, name: str, *, actor: str) -> None:
     async with db.writer() as session:
         segment = await session.scalar(select(Segment).where(Segment.name == name))
         if segment is None:
-            raise NotFound(f"there is no segment {name!r}")
+            raise NotFound(_NO_SEGMENT, name=repr(name))
         users = await chains_using(session, name)
         if users:
-            raise SegmentInUse(f"segment {name!r} is used by chain {', '.join(users)}")
+            raise SegmentInUse(
+                N_("segment {name} is used by chain {chains}"),
+                name=repr(name),
+                chains=", ".join(users),
+            )
         await session.delete(segment)
         audit.record(session, actor, "segment.delete", name=name)
 

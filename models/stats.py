@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, select, text
 
+from i18n import N_
 from models import reasons
 from models.attribution_table import EVENT_FLAGS, LEFT_SQL
 from models.db import Database
@@ -239,7 +240,7 @@ async def chain_stats(
     async with db.session() as session:
         chain = await session.get(Chain, chain_id)
         if chain is None:
-            raise NotFound(f"no chain with id {chain_id}")
+            raise NotFound(N_("no chain with id {id}"), id=chain_id)
         steps = list(
             await session.scalars(
                 select(Step).where(Step.chain_id == chain_id).order_by(Step.position)

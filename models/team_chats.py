@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from i18n import N_
 from models import audit
 from models.db import Database
 from models.errors import ChainmailError
@@ -39,7 +40,9 @@ async def subscribe_chat(
     """Subscribe a chat, or update its title, zone and language if it already is; the
     language is the subscriber's (models/bot_users.py moves it along with their choice)."""
     if timezone is not None and not is_valid_timezone(timezone):
-        raise ChainmailError(f"{timezone!r} is not a time zone like Europe/Moscow")
+        raise ChainmailError(
+            N_("{timezone} is not a time zone like Europe/Moscow"), timezone=repr(timezone)
+        )
     async with db.writer() as session:
         chat = await session.get(SubscribedChat, chat_id)
         if chat is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from i18n import N_
 from models.chainfile import (
     Action,
     BlockKind,
@@ -73,7 +74,9 @@ class StepPlan:
 def step_plan(step: Step) -> StepPlan:
     """Plain values of a step whose audience, action and schedule are saved."""
     if missing_blocks(step):
-        raise ChainmailError(f"step {step.position} ({step.name}) is not complete")
+        raise ChainmailError(
+            N_("step {position} ({name}) is not complete"), position=step.position, name=step.name
+        )
     audience = stored_block(BlockKind.AUDIENCE, step.audience, step.position)
     action = stored_block(BlockKind.ACTION, step.action, step.position)
     schedule = stored_block(BlockKind.SCHEDULE, step.schedule, step.position)

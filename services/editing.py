@@ -37,6 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from i18n import N_, Number, Phrase, _, ngettext, number
 from models import audit, reasons
 from models.chainfile import (
     BlockKind,
@@ -173,10 +174,14 @@ def _refusals(
 ) -> list[Problem]:
     if step.stopped_at is not None:
         return [
-            Problem(
+            Problem.of(
                 "",
-                f"step {step.position} ({step.name}) is stopped: its blocks stay as they were."
-                " Add a step after it, or copy the chain and change the copy",
+                N_(
+                    "step {position} ({name}) is stopped: its blocks stay as they were."
+                    " Add a step after it, or copy the chain and change the copy"
+                ),
+                position=step.position,
+                name=step.name,
             )
         ]
     refused = []
@@ -184,11 +189,18 @@ def _refusals(
     old_channel, new_channel = _channel(step.action), _channel(new_action)
     if counts.handed and old_channel and new_channel and old_channel != new_channel:
         refused.append(
-            Problem(
+            Problem.of(
                 "channel",
-                f"step {step.position} ({step.name}) has sent {counts.handed:,} messages by"
-                f" {old_channel}: its channel cannot change. Add a step with {new_channel}"
-                " after it, or copy the chain and change the copy",
+                N_(
+                    "step {position} ({name}) has sent {count} messages by {old}: its channel"
+                    " cannot change. Add a step with {new} after it, or copy the chain and"
+                    " change the copy"
+                ),
+                position=step.position,
+                name=step.name,
+                count=Number(counts.handed),
+                old=old_channel,
+                new=new_channel,
             )
         )
     return refused
@@ -417,24 +429,34 @@ async def check_placeholders(db: Database, action: Mapping[str, Any]) -> Placeho
 # --- Stopping and removing a step -----------------------------------------------------
 
 
-def _stop_refusal(step: Step, counts: _Counts) -> str | None:
+def _stop_refusal(step: Step, counts: _Counts) -> Phrase | None:
     """Why the step cannot be stopped, or None: only a step with messages can be, once."""
     if step.stopped_at is not None:
-        return f"step {step.position} ({step.name}) is already stopped"
+        return Phrase(
+            N_("step {position} ({name}) is already stopped"),
+            position=step.position,
+            name=step.name,
+        )
     if not counts.total:
-        return f"step {step.position} ({step.name}) has no messages yet: remove it instead"
+        return Phrase(
+            N_("step {position} ({name}) has no messages yet: remove it instead"),
+            position=step.position,
+            name=step.name,
+        )
     return None
 
 
-def _remove_refusal(step: Step, counts: _Counts, last: int) -> str | None:
+def _remove_refusal(step: Step, counts: _Counts, last: int) -> Phrase | None:
     """Why the step cannot be removed, or None. `last`: the chain's last position."""
     if counts.total:
-        return (
-            f"step {step.position} ({step.name}) has {counts.total:,} messages: it cannot be"
-            " removed, only stopped"
+        return Phrase(
+            N_("step {position} ({name}) has {count} messages: it cannot be removed, only stopped"),
+            position=step.position,
+            name=step.name,
+            count=Number(counts.total),
         )
     if step.position == 1 and last > 1:
-        return "the main step cannot be removed while other steps follow it"
+        return Phrase(N_("the main step cannot be removed while other steps follow it"))
     return None
 
 
@@ -503,7 +525,10 @@ async def _remove(session: AsyncSession, chain: Chain, step: Step, *, apply: boo
     )
     if refused:
         raise ChainmailError(
-            f"step {step.position + 1} would follow step {step.position - 1}: {refused}"
+            N_("step {next} would follow step {previous}: {refused}"),
+            next=step.position + 1,
+            previous=step.position - 1,
+            refused=refused,
         )
     if apply:
         await session.delete(step)
@@ -598,10 +623,14 @@ async def _weigh_or_apply(
     plan = _Plan()
     if chain.enrollment != spec.enrollment and chain.status != ChainStatus.DRAFT:
         plan.problems.append(
-            Problem(
+            Problem.of(
                 "enrollment",
-                f"the chain is {chain.status}: enrollment ({chain.enrollment}) can only"
-                " change before activation",
+                N_(
+                    "the chain is {status}: enrollment ({enrollment}) can only change before"
+                    " activation"
+                ),
+                status=chain.status,
+                enrollment=chain.enrollment,
             )
         )
     steps = list(chain.steps)
@@ -640,13 +669,17 @@ async def _weigh_or_apply(
             try:
                 plan.impacts.append(await _stop(session, chain, step, now, apply=apply))
             except ChainmailError as refused:
-                plan.problems.append(Problem(f"{path}.stopped", str(refused)))
+                plan.problems.append(Problem.of(f"{path}.stopped", refused.phrase))
         elif not step_spec.stopped and step.stopped_at is not None:
             plan.problems.append(
-                Problem(
+                Problem.of(
                     f"{path}.stopped",
-                    f"step {step.position} ({step.name}) was stopped and stays stopped:"
-                    " add a new step instead",
+                    N_(
+                        "step {position} ({name}) was stopped and stays stopped: add a new step"
+                        " instead"
+                    ),
+                    position=step.position,
+                    name=step.name,
                 )
             )
     for step in reversed(steps[len(spec.steps) :]):
@@ -654,7 +687,11 @@ async def _weigh_or_apply(
             plan.impacts.append(await _remove(session, chain, step, apply=apply))
         except ChainmailError as refused:
             plan.problems.append(
-                Problem(f"steps[{step.position - 1}]", f"{refused}: mark it `stopped: true`")
+                Problem.of(
+                    f"steps[{step.position - 1}]",
+                    N_("{refused}: mark it `stopped: true`"),
+                    refused=refused.phrase,
+                )
             )
     if apply:
         chain.name = spec.name
@@ -666,7 +703,7 @@ async def _weigh_or_apply(
 
 
 def _at(prefix: str, problem: Problem) -> Problem:
-    return Problem(prefix if not problem.path else f"{prefix}.{problem.path}", problem.message)
+    return replace(problem, path=prefix if not problem.path else f"{prefix}.{problem.path}")
 
 
 def _in_file(path: str, problem: Problem) -> Problem:
@@ -729,7 +766,7 @@ async def _chain(session: AsyncSession, chain_id: int, *, lock: bool = False) ->
         query = query.with_for_update()
     chain = await session.scalar(query)
     if chain is None:
-        raise NotFound(f"there is no chain {chain_id}")
+        raise NotFound(N_("there is no chain {id}"), id=chain_id)
     return chain
 
 
@@ -737,63 +774,90 @@ def _step(chain: Chain, position: int) -> Step:
     for step in chain.steps:
         if step.position == position:
             return step
-    raise NotFound(f"chain {chain.id} has no step {position}")
+    raise NotFound(N_("chain {id} has no step {position}"), id=chain.id, position=position)
 
 
 # --- In words (the CLI and the bot alike) -----------------------------------------------
 
 
+# The blocks as an impact line names them.
+BLOCK_WORDS = {
+    BlockKind.AUDIENCE.value: N_("audience"),
+    BlockKind.ACTION.value: N_("action"),
+    BlockKind.SCHEDULE.value: N_("schedule"),
+    BlockKind.CONVERSION.value: N_("conversion"),
+}
+
+
 def _when(first_due: datetime, now: datetime) -> str:
     ahead = first_due - now
     if ahead <= timedelta(seconds=30):
-        return "now"
+        return _("now")
     minutes = round(ahead.total_seconds() / 60)
     if minutes < 90:
-        return f"in {minutes} minute{'s' if minutes != 1 else ''}"
+        return ngettext("in {count} minute", "in {count} minutes", minutes).format(count=minutes)
     hours = round(minutes / 60)
     if hours < 48:
-        return f"in {hours} hours"
-    return f"in {round(hours / 24)} days"
+        return ngettext("in {count} hour", "in {count} hours", hours).format(count=hours)
+    days = round(hours / 24)
+    return ngettext("in {count} day", "in {count} days", days).format(count=days)
 
 
 def describe(impact: Impact, now: datetime) -> str:
-    """One line for a person: what the change does, in numbers."""
-    where = f"step {impact.position} ({impact.name})"
+    """One line for a person, in the current language: what the change does, in numbers."""
+    where = _("step {position} ({name})").format(position=impact.position, name=impact.name)
+    kept, to_go = number(impact.kept), number(impact.to_go)
     if impact.change == "added":
-        return f"{where}: added at the end"
+        return _("{step}: added at the end").format(step=where)
     if impact.change == "removed":
-        return f"{where}: removed (no message had come of it); the steps after it move up"
-    if impact.change == "renamed":
-        return f"{where}: renamed"
-    if impact.change == "stopped":
-        return (
-            f"{where}: stopped: {impact.to_go:,} waiting skipped, nobody moves past it;"
-            f" the {impact.kept:,} sent stay sent"
+        return _("{step}: removed (no message had come of it); the steps after it move up").format(
+            step=where
         )
+    if impact.change == "renamed":
+        return _("{step}: renamed").format(step=where)
+    if impact.change == "stopped":
+        return _(
+            "{step}: stopped: {to_go} waiting skipped, nobody moves past it; the {kept} sent"
+            " stay sent"
+        ).format(step=where, to_go=to_go, kept=kept)
     if not impact.blocks:
-        return f"{where}: nothing changes"
-    changed = ", ".join(impact.blocks)
+        return _("{step}: nothing changes").format(step=where)
+    changed = ", ".join(_(BLOCK_WORDS[block]) for block in impact.blocks)
     if impact.version is None:
-        return f"{where}: {changed} saved (nothing planned or sent yet)"
-    parts = [f"{where}: {changed} → version {impact.version}"]
+        return _("{step}: {blocks} saved (nothing planned or sent yet)").format(
+            step=where, blocks=changed
+        )
+    parts = [
+        _("{step}: {blocks} → version {version}").format(
+            step=where, blocks=changed, version=impact.version
+        )
+    ]
     if BlockKind.ACTION.value in impact.blocks:
         parts.append(
-            f"{impact.kept:,} already got the old text and keep it · {impact.to_go:,} still to"
-            " go get the new one"
+            _(
+                "{kept} already got the old text and keep it · {to_go} still to go get the new one"
+            ).format(kept=kept, to_go=to_go)
         )
     if impact.replanned or BlockKind.SCHEDULE.value in impact.blocks:
-        waiting = f"{impact.replanned:,} waiting re-planned"
+        waiting = _("{count} waiting re-planned").format(count=number(impact.replanned))
         if impact.first_due is not None:
-            waiting += f": the first go out {_when(impact.first_due, now)}"
+            waiting = _("{waiting}: the first go out {when}").format(
+                waiting=waiting, when=_when(impact.first_due, now)
+            )
         parts.append(waiting)
     notes = {
-        ONCE_KEEPS_AUDIENCE: "a once chain keeps the audience it took at activation:"
-        " the new segments reach nobody new",
-        CONTINUOUS_TAKES_NEW_AUDIENCE: "the chain takes in the new audience from now on;"
-        " those already in stay in",
-        DECIDED_BY_NEW_TERMS: f"{impact.to_go:,} waiting are decided by the new terms",
-        CONVERSION_FROM_NOW: f"the new conversion counts for messages of version"
-        f" {impact.version} on; the {impact.kept:,} sent keep theirs",
+        ONCE_KEEPS_AUDIENCE: _(
+            "a once chain keeps the audience it took at activation: the new segments reach"
+            " nobody new"
+        ),
+        CONTINUOUS_TAKES_NEW_AUDIENCE: _(
+            "the chain takes in the new audience from now on; those already in stay in"
+        ),
+        DECIDED_BY_NEW_TERMS: _("{count} waiting are decided by the new terms").format(count=to_go),
+        CONVERSION_FROM_NOW: _(
+            "the new conversion counts for messages of version {version} on; the {kept} sent"
+            " keep theirs"
+        ).format(version=impact.version, kept=kept),
     }
     parts += [notes[note] for note in impact.notes if note in notes]
     return " · ".join(parts)

@@ -9,10 +9,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from i18n import N_, Phrase, Phrases
 from models import audit
 from models.chains import missing_blocks
 from models.db import Database
-from models.errors import ChainmailError, NotFound
+from models.errors import ChainmailError, InvalidValue, NotFound
 from models.tables import Chain, ChainStatus, Enrollment
 from scheduler import planning
 from scheduler.steps import step_plan
@@ -28,15 +29,22 @@ class Activation:
     enrolled: int
 
 
-def chain_problems(chain: Chain) -> list[str]:
+def chain_problems(chain: Chain) -> list[Phrase]:
     """Why a chain cannot run yet: no steps, or steps lacking a block."""
     if not chain.steps:
-        return ["it has no steps"]
+        return [Phrase(N_("it has no steps"))]
     problems = []
     for step in chain.steps:
         missing = missing_blocks(step)
         if missing:
-            problems.append(f"step {step.position} ({step.name}) has no {', '.join(missing)} yet")
+            problems.append(
+                Phrase(
+                    N_("step {position} ({name}) has no {blocks} yet"),
+                    position=step.position,
+                    name=step.name,
+                    blocks=", ".join(missing),
+                )
+            )
     return problems
 
 
@@ -45,7 +53,7 @@ async def _chain(session: AsyncSession, chain_id: int) -> Chain:
         select(Chain).where(Chain.id == chain_id).options(selectinload(Chain.steps))
     )
     if chain is None:
-        raise NotFound(f"no chain with id {chain_id}")
+        raise NotFound(N_("no chain with id {id}"), id=chain_id)
     return chain
 
 
@@ -58,11 +66,17 @@ async def activate_chain(
         chain = await _chain(session, chain_id)
         if chain.status != ChainStatus.DRAFT:
             raise ChainmailError(
-                f"chain {chain_id} is {chain.status}; only a draft can be activated"
+                N_("chain {id} is {status}; only a draft can be activated"),
+                id=chain_id,
+                status=status_word(chain.status),
             )
         problems = chain_problems(chain)
         if problems:
-            raise ChainNotReady(f"chain {chain_id} cannot be activated:\n" + "\n".join(problems))
+            raise ChainNotReady(
+                N_("chain {id} cannot be activated:\n{problems}"),
+                id=chain_id,
+                problems=Phrases(problems, "\n"),
+            )
         chain.status = ChainStatus.ACTIVE
         chain.activated_at = now
         chain.updated_at = now
@@ -76,11 +90,33 @@ async def activate_chain(
                 # A moment no zone of the audience can read (a row from before the
                 # chain file's bounds): refused in words, the chain stays a draft.
                 raise ChainNotReady(
-                    f"chain {chain_id} cannot be activated: step 1 ({main.name}) cannot be"
-                    f" planned: {exc}"
+                    N_(
+                        "chain {id} cannot be activated: step 1 ({name}) cannot be planned: {error}"
+                    ),
+                    id=chain_id,
+                    name=main.name,
+                    error=exc.phrase if isinstance(exc, InvalidValue) else exc,
                 ) from exc
         audit.record(session, actor, "chain.activate", chain_id=chain_id, enrolled=enrolled)
     return Activation(chain_id, enrolled)
+
+
+# A move refused from any other status.
+_ONLY_FROM = {
+    ChainStatus.PAUSED: N_("chain {id} is {status}; only an active chain can be paused"),
+    ChainStatus.ACTIVE: N_("chain {id} is {status}; only a paused chain can be resumed"),
+}
+_STATUS_WORDS = {
+    ChainStatus.DRAFT: N_("draft"),
+    ChainStatus.ACTIVE: N_("active"),
+    ChainStatus.PAUSED: N_("paused"),
+    ChainStatus.FINISHED: N_("finished"),
+    ChainStatus.ARCHIVED: N_("archived"),
+}
+
+
+def status_word(status: str) -> Phrase:
+    return Phrase(_STATUS_WORDS[ChainStatus(status)])
 
 
 async def _move(
@@ -91,9 +127,7 @@ async def _move(
         if chain.status == target:
             return
         if chain.status != source:
-            raise ChainmailError(
-                f"chain {chain_id} is {chain.status}; only an {source} chain can be {target}"
-            )
+            raise ChainmailError(_ONLY_FROM[target], id=chain_id, status=status_word(chain.status))
         chain.status = target
         chain.updated_at = datetime.now(UTC)
         if target == ChainStatus.ACTIVE:

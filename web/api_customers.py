@@ -100,5 +100,7 @@ async def post_customers(request: Request) -> CustomersAnswer:
     return CustomersAnswer(
         created=report.created,
         updated=report.updated,
-        errors=[CustomerError(index=error.index, error=error.reason) for error in report.errors],
+        errors=[
+            CustomerError(index=error.index, error=str(error.reason)) for error in report.errors
+        ],
     )

@@ -4,12 +4,14 @@ definition documents as the bot's drafts and the CLI's options (models/segment_r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from i18n import Phrase
 from models.errors import ChainmailError, NotFound
 from models.segment_rules import (
     CONDITIONS_LIMIT,
@@ -88,8 +90,11 @@ def _answer(segment: SegmentInfo, **more: Any) -> dict[str, Any]:
     return {"name": segment.name, **definition_json(segment), **more}
 
 
-def _refused(problems: list[str]) -> JSONResponse:
-    return JSONResponse({"errors": problems}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+def _refused(problems: Sequence[object]) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [str(problem) for problem in problems]},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 async def _document(request: Request) -> dict[str, Any]:
@@ -141,7 +146,7 @@ async def post_segment(request: Request) -> Any:
     try:
         definition = parse_definition(document)
         if not isinstance(name, str):
-            raise InvalidSegment(["a segment needs a name"])
+            raise InvalidSegment([Phrase(texts.SEGMENT_NEEDS_NAME)])
         segment = await create_segment(request.app.state.db, name, definition, actor=ACTOR)
     except InvalidSegment as refused:
         return _refused(refused.problems)

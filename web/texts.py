@@ -25,6 +25,7 @@ NOT_AN_ORDER_OR_LIST = "the body must be one order (a JSON object) or a JSON lis
 UNKNOWN_SMS = "no SMS with id {id!r}"
 NOT_A_SEGMENT = "the body must be a JSON object: a segment's name and definition"
 NO_SEGMENT = "there is no segment {name!r}"
+SEGMENT_NEEDS_NAME = "a segment needs a name"
 
 # Pages the shop's customers see after following a link in a message; shop-neutral,
 # as no setting names the shop.
