@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from i18n import N_
 from models.errors import DatabaseBusy
 from models.tables import AppState
 
@@ -30,6 +31,7 @@ INSTALLATION_ID_STATE = "installation_id"
 
 # How long a write waits for SQLite's lock when nothing bounds it tighter.
 BUSY_TIMEOUT_MS = 30_000
+BUSY = N_("the database is busy: try again in a few seconds")
 
 # PostgreSQL's codes for "waited too long" and "not taking connections now":
 # lock_not_available, query_canceled (statement_timeout), admin or crash shutdown,
@@ -169,7 +171,7 @@ class Database:
             if not is_busy(exc):
                 raise
             self.last_busy_at = time.monotonic()
-            raise DatabaseBusy("the database is busy: try again in a few seconds") from exc
+            raise DatabaseBusy(BUSY) from exc
         self.last_written_at = time.monotonic()
 
     @property
@@ -187,7 +189,7 @@ class Database:
                 await self._write_turn.acquire()
         except TimeoutError:
             self.last_busy_at = time.monotonic()
-            raise DatabaseBusy("the database is busy: try again in a few seconds") from None
+            raise DatabaseBusy(BUSY) from None
         try:
             yield
         finally:

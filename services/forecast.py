@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import case, func, literal, select
 
+from i18n import N_
 from models.chainfile import SegmentsAudience
 from models.chains import ChainView
 from models.db import Database
@@ -46,7 +47,9 @@ async def forecast_activation(db: Database, chain: ChainView, *, now: datetime) 
     """The main step's audience if the chain were activated at `now`, by channel rules."""
     main = chain.steps[0] if chain.steps else None
     if main is None or not isinstance(main.audience, SegmentsAudience) or main.action is None:
-        raise NotReady(f"chain {chain.id} has no main step with an audience and a message yet")
+        raise NotReady(
+            N_("chain {id} has no main step with an audience and a message yet"), id=chain.id
+        )
     channel = main.action.channel.value
     reason = case(
         *((condition, literal(name)) for name, condition in contact_rules(channel)),
