@@ -5,6 +5,7 @@ import re
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import phonenumbers
 import pytest
@@ -21,6 +22,7 @@ from models.timezones import (
     resolve_timezone,
     timezone_for_phone,
 )
+from tests.cli import chainmail
 
 DEFAULT = "Europe/Moscow"
 TABLE = {
@@ -256,6 +258,14 @@ def test_the_table_says_how_old_its_numbering_plan_is() -> None:
     plan_date = sources["numbering-plan"].split()[0]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", plan_date)
     assert sources["area-codes"].startswith("phonenumbers ")
+
+
+def test_chainmail_version_tells_the_age_of_the_numbering_plan(tmp_path: Path) -> None:
+    result = chainmail(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", "--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan_date = phone_zones_sources()["numbering-plan"].split()[0]
+    assert f"Russian numbering plan of {plan_date}" in result.stdout
+    assert f"phonenumbers {phonenumbers.__version__}" in result.stdout
 
 
 def test_zoneinfo_has_kazakhstan_on_one_zone() -> None:
