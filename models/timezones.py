@@ -131,7 +131,7 @@ def tzdata_version() -> str:
 
 # The table's prefixes are read in two steps: the first four digits ('+7913'), then the
 # lengths of the table's prefixes that start with them, longest first. A number probes
-# two or three lengths, not the ten lengths the table has.
+# one to four lengths (seven at most), not all ten the table has.
 _HEAD = len("+7913")
 
 

@@ -393,7 +393,8 @@ def check_kazakhstan_is_one_zone(today: date) -> None:
     if offsets != {KAZAKHSTAN_OFFSET}:
         raise SystemExit(
             f"zoneinfo's {KAZAKHSTAN_ZONE} is not UTC+5 all through {today.year} and "
-            f"{today.year + 1} (tzdata older than 2024a?): install the tzdata package"
+            f"{today.year + 1} (tzdata older than 2024a?): update the system's tzdata, or "
+            "run with PYTHONTZPATH= to read the tzdata package's"
         )
 
 
