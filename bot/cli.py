@@ -12,6 +12,9 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version
+
+import phonenumbers
 
 from bot import (
     cli_admin,
@@ -26,14 +29,19 @@ from bot import (
 from bot.runtime import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from models.errors import ChainmailError
+from models.timezones import phone_zones_sources, tzdata_version
 
 Handler = Callable[[Settings, argparse.Namespace], Awaitable[int] | int]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="chainmail", description="Chains of marketing mailings, run from Telegram."
+        prog="chainmail",
+        description="Chains of marketing mailings, run from Telegram.",
+        # Keeps the lines of --version as they are.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
         cli_serve,
@@ -47,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         module.register(commands)
     return parser
+
+
+def version_text() -> str:
+    """Chainmail's version and the age of what tells customers' time zones."""
+    plan = phone_zones_sources()["numbering-plan"]
+    return (
+        f"chainmail {version('chainmail')}\n"
+        f"time zones from phones: Russian numbering plan of {plan};\n"
+        f"  phonenumbers {phonenumbers.__version__}, tzdata {tzdata_version()}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
