@@ -1,10 +1,14 @@
 """Why a delivery was skipped or failed: the words stored in `deliveries.reason`.
 
 The engine records them and stats group by them, so both import them from here.
-Failures reported by a channel carry the channel's own words instead.
+Failures reported by a channel carry the channel's own words instead. A reason
+marked `N_` is translated where the bot shows it (`_(reason)`); the others read as
+stored.
 """
 
 from __future__ import annotations
+
+from i18n import N_
 
 NO_EMAIL = "no email"
 INVALID_EMAIL = "invalid email"
@@ -17,6 +21,9 @@ TERMS_FALSE = "terms not met"
 RENDER_FAILED = "template failed"
 OUTCOME_LOST = "outcome lost"
 STEP_STOPPED = "step stopped"
+# The customer had as many messages of the channel in the period as FREQUENCY_CAP_*
+# allows, over all chains (models/frequency_caps.py): in reach, so part of coverage.
+FREQUENCY_CAP = N_("frequency cap")
 
 # Skipped for these, a customer was never one the step could reach: stats leave
 # them out of coverage (SPEC §7: the audience less missing or invalid contacts

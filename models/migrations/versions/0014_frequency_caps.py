@@ -1,0 +1,33 @@
+"""Frequency caps: an index on a customer's messages that went out, by channel and time
+
+Revision ID: 0014
+Revises: 0011
+Create Date: 2026-12-06 10:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Read in every claim of a capped channel (scheduler/claims.py): how many messages
+    # of the channel each due customer had in the cap's period. Partial: the rows never
+    # sent (planned, skipped) are left out, so planning writes nothing more.
+    op.create_index(
+        "ix_deliveries_customer_id_channel_sent_at",
+        "deliveries",
+        ["customer_id", "channel", "sent_at", "status"],
+        sqlite_where=sa.text("sent_at IS NOT NULL"),
+        postgresql_where=sa.text("sent_at IS NOT NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deliveries_customer_id_channel_sent_at", table_name="deliveries")
