@@ -23,6 +23,7 @@ from typing import Any
 from telegram.constants import MessageLimit
 
 from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
+from models import reasons
 from models.amounts import MAX_AMOUNT, AmountProblem
 from models.chainfile import (
     NAME_LIMIT,
@@ -48,6 +49,7 @@ from models.chainfile import (
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
+from models.frequency_caps import FrequencyCap
 from models.holds import Hold, HoldKind
 from models.segments import SegmentInfo
 from models.sms_parts import BARE_SMS, SampleCount, SmsCount, SmsFrame, sms_as_sent, sms_parts
@@ -80,6 +82,27 @@ def days_count(count: int) -> str:
 
 def orders_count(count: int) -> str:
     return ngettext("{count} order", "{count} orders", count).format(count=count)
+
+
+def period_words(period: timedelta) -> str:
+    """`1 day`, `12 hours`, `90 minutes`: a period in its largest whole unit, as said
+    after "in" (Russian "за": its minutes and seconds are in the accusative)."""
+    seconds = int(period.total_seconds())
+    if seconds % 86400 == 0:
+        return days_count(seconds // 86400)
+    if seconds % 3600 == 0:
+        count = seconds // 3600
+        return ngettext("{count} hour", "{count} hours", count).format(count=count)
+    if seconds % 60 == 0:
+        count = seconds // 60
+        return ngettext("{count} minute", "{count} minutes", count).format(count=count)
+    return ngettext("{count} second", "{count} seconds", seconds).format(count=seconds)
+
+
+def skip_reason(reason: str | None) -> str:
+    """A stored skip reason as shown: in the reader's language where the catalogue has it
+    (models/reasons.py marks them), else as stored."""
+    return _(reason) if reason else _("other")
 
 
 def fit(lines: Sequence[str], budget: int = PAGE_BUDGET, total: int | None = None) -> list[str]:
@@ -479,6 +502,21 @@ def _waiting_for_terms(step: StepStats) -> str:
     ).format(count=step.waiting_for_terms, terms=_terms_words(step.terms, step.terms_match))
 
 
+def _capped(step: StepStats) -> list[str]:
+    """The messages the frequency cap held back, on a line of their own: another chain's
+    doing, which the step's own numbers do not explain."""
+    count = step.skipped_by_reason.get(reasons.FREQUENCY_CAP, 0)
+    if not count:
+        return []
+    return [
+        ngettext(
+            "🚦 {count} message skipped by the frequency cap",
+            "🚦 {count} messages skipped by the frequency cap",
+            count,
+        ).format(count=count)
+    ]
+
+
 def _step_stats(step: StepStats, currency: str) -> str:
     """Four short lines a phone shows without scrolling sideways, then one per version
     if the step has several; zeros of trouble left out. Amounts in `currency`."""
@@ -515,6 +553,7 @@ def _step_stats(step: StepStats, currency: str) -> str:
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {_channel_name(step.channel)}",
             " · ".join(progress),
             *([_waiting_for_terms(step)] if step.waiting_for_terms else []),
+            *_capped(step),
             reach,
             *(["⚠ " + " · ".join(trouble)] if trouble else []),
             "🛒 "
@@ -921,13 +960,13 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     ]
     trouble += _deliverability(total)
     if total.skipped:
-        reasons = ", ".join(
-            f"{esc(short(reason, 30))} {count}"
+        why = ", ".join(
+            f"{esc(short(skip_reason(reason), 30))} {count}"
             for reason, count in list(total.skipped_by_reason.items())[:3]
         )
         more = ", …" if len(total.skipped_by_reason) > 3 else ""
         trouble.append(
-            _("skipped {count} ({reasons})").format(count=total.skipped, reasons=reasons + more)
+            _("skipped {count} ({reasons})").format(count=total.skipped, reasons=why + more)
         )
     lines = [
         f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {_channel_name(total.channel)}",
@@ -1667,8 +1706,8 @@ def sms_count_lines(counted: SampleCount) -> list[str]:
 
 
 def _later_reasons(terms: Iterable[str]) -> str:
-    reasons = [_(LATER_TERM_REASONS[Term(term)]) for term in terms if term in LATER_TERM_REASONS]
-    return "; ".join(reasons)
+    why = [_(LATER_TERM_REASONS[Term(term)]) for term in terms if term in LATER_TERM_REASONS]
+    return "; ".join(why)
 
 
 def now_not_offered(terms: Sequence[Term]) -> str:
@@ -1796,7 +1835,23 @@ def cannot_activate(chain: ChainView, incomplete: Sequence[StepView]) -> str:
 
 
 def _reasons(counts: dict[str, int]) -> list[str]:
-    return [f"  · {esc(reason or _('other'))}: {count}" for reason, count in counts.items()]
+    return [f"  · {esc(skip_reason(reason))}: {count}" for reason, count in counts.items()]
+
+
+def frequency_cap(channel: str, cap: FrequencyCap) -> str:
+    """A FREQUENCY_CAP_* setting in words, with its value."""
+    return ngettext(
+        "🚦 {channel}: at most {count} message per customer in {period}, over all chains "
+        "({value}).",
+        "🚦 {channel}: at most {count} messages per customer in {period}, over all chains "
+        "({value}).",
+        cap.limit,
+    ).format(
+        channel=_channel_name(channel),
+        count=cap.limit,
+        period=period_words(cap.period),
+        value=esc(cap),
+    )
 
 
 def forecast(chain: ChainView, found: Forecast) -> str:
@@ -1822,6 +1877,7 @@ def forecast(chain: ChainView, found: Forecast) -> str:
                 channels=later
             )
         )
+    lines += [frequency_cap(channel, cap) for channel, cap in found.caps]
     if found.enrollment is Enrollment.CONTINUOUS:
         lines.append(_("Customers who join the segments later enter the chain too."))
     if not found.audience and found.enrollment is Enrollment.ONCE:
