@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram.constants import MessageLimit
 
@@ -911,8 +912,8 @@ SPAM_COUNT = N_("spam {count}")
 
 
 def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency: str) -> str:
-    """A step of a daily summary: yesterday with the change against the day before, then
-    totals; amounts in `currency`."""
+    """A step of a daily summary: the last 24 hours with the change against the 24 hours
+    before, then totals; amounts in `currency`."""
     if total.channel == "email":
         reach = [("opened", OPENED_COUNT), ("clicked", CLICKED_COUNT)]
     else:
@@ -921,12 +922,12 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     def changed(now: int, earlier: int) -> str:
         return f"{now}{_change(now, earlier)}"
 
-    yesterday = [_(SENT_COUNT).format(count=changed(day.sent, before.sent))]
-    yesterday += [
+    last_day = [_(SENT_COUNT).format(count=changed(day.sent, before.sent))]
+    last_day += [
         _(label).format(count=changed(getattr(day, name), getattr(before, name)))
         for name, label in reach
     ]
-    yesterday += [
+    last_day += [
         _(label).format(count=changed(count, earlier))
         for count, earlier, label in (
             (day.bounced, before.bounced, BOUNCED_COUNT),
@@ -934,7 +935,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
         )
         if count
     ]
-    yesterday.append(f"🛒 {changed(day.orders, before.orders)} · {money(day.revenue, currency)}")
+    last_day.append(f"🛒 {changed(day.orders, before.orders)} · {money(day.revenue, currency)}")
     overall = [_(SENT_COUNT).format(count=total.sent)]
     overall += [
         _(label).format(count=getattr(total, name))
@@ -970,7 +971,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
         )
     lines = [
         f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {_channel_name(total.channel)}",
-        _("yesterday: {numbers}").format(numbers=" · ".join(yesterday)),
+        _("last 24 h: {numbers}").format(numbers=" · ".join(last_day)),
         _("in total: {numbers}").format(numbers=" · ".join(overall)),
     ]
     if trouble:
@@ -978,11 +979,20 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     return "\n".join(lines)
 
 
-def summary_header(day: date, zone: str) -> str:
+def summary_header(day: date, zone: str, start: datetime, end: datetime) -> str:
+    """The summary of `day` covers [start, end) (models.summaries.summary_period), told
+    in the chat's `zone`."""
+    local = ZoneInfo(zone)
     return _(
         "📬 <b>Daily summary</b> · {day} ({zone})\n"
-        "Yesterday, with the change against the day before; totals to the end of yesterday."
-    ).format(day=short_day(day), zone=esc(zone))
+        "From {start} yesterday to {end} today, with the change against the 24 hours "
+        "before; totals up to {end} today."
+    ).format(
+        day=short_day(day),
+        zone=esc(zone),
+        start=f"{start.astimezone(local):%H:%M}",
+        end=f"{end.astimezone(local):%H:%M}",
+    )
 
 
 def summary_messages(numbers: DailyStats, header: str | None = None, *, currency: str) -> list[str]:
