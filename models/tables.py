@@ -319,6 +319,16 @@ class Delivery(Base):
             sqlite_where=text("sent_at IS NOT NULL"),
             postgresql_where=text("sent_at IS NOT NULL"),
         ),
+        # And those claimed to go now, by customer: few rows, but the claim looks them up
+        # for every candidate (not by worker, as ix_deliveries_claimed_by does).
+        Index(
+            "ix_deliveries_customer_id_channel_claimed",
+            "customer_id",
+            "channel",
+            "status",
+            sqlite_where=text("claimed_by IS NOT NULL"),
+            postgresql_where=text("claimed_by IS NOT NULL"),
+        ),
         # Lets the per-step (and per-version) status counts of stats read the index
         # alone, in the order they group by.
         Index(

@@ -129,9 +129,9 @@ def messages_counted_by_cap(
     enclosing query): their messages of `channel` that went out after `since` (sent,
     uncertain, or `sending`: on the wire), and those a worker claimed to send now.
 
-    Two indexed looks per customer: the first off (customer_id, channel, sent_at,
-    status), which holds only rows that went out; the second off the customer's own
-    rows, a handful.
+    Two indexed looks per customer, each off a partial index of its own: (customer_id,
+    channel, sent_at, status) of the rows that went out, and (customer_id, channel,
+    status) of the rows claimed now (a few hundred at most).
     """
 
     def count(rows: Any, *conditions: ColumnElement[bool]) -> ColumnElement[int]:

@@ -326,8 +326,8 @@ async def test_two_workers_claiming_at_once_take_turns_per_customer(
 
 
 async def test_the_claims_count_reads_the_index_of_messages_that_went_out(db: Database) -> None:
-    """SQLite's plan for the claim's details with a cap: the customer's messages that
-    went out from the partial index alone, never a scan of deliveries."""
+    """SQLite's plan for what the cap counts: the customer's messages that went out from
+    their partial index alone, those claimed from theirs, never a scan of deliveries."""
     if not db.is_sqlite:
         pytest.skip("the plan is read on SQLite; PostgreSQL picks by table size")
     since = Clock()()
@@ -340,6 +340,11 @@ async def test_the_claims_count_reads_the_index_of_messages_that_went_out(db: Da
     assert any(
         "COVERING INDEX ix_deliveries_customer_id_channel_sent_at (customer_id=? AND channel=? "
         "AND sent_at>?)" in line
+        for line in plan
+    ), plan
+    assert any(
+        "INDEX ix_deliveries_customer_id_channel_claimed (customer_id=? AND channel=? AND "
+        "status=?)" in line
         for line in plan
     ), plan
     assert sum(line.startswith("SCAN") for line in plan) == 1, plan  # the outer table only

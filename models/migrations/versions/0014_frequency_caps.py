@@ -1,4 +1,4 @@
-"""Frequency caps: an index on a customer's messages that went out, by channel and time
+"""Frequency caps: indexes on a customer's messages that went out or are claimed to go
 
 Revision ID: 0014
 Revises: 0011
@@ -27,7 +27,17 @@ def upgrade() -> None:
         sqlite_where=sa.text("sent_at IS NOT NULL"),
         postgresql_where=sa.text("sent_at IS NOT NULL"),
     )
+    # The rows claimed to go now, by customer: looked up for each candidate of a claim.
+    # ix_deliveries_claimed_by (by worker) would be walked whole for each of them.
+    op.create_index(
+        "ix_deliveries_customer_id_channel_claimed",
+        "deliveries",
+        ["customer_id", "channel", "status"],
+        sqlite_where=sa.text("claimed_by IS NOT NULL"),
+        postgresql_where=sa.text("claimed_by IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_customer_id_channel_claimed", table_name="deliveries")
     op.drop_index("ix_deliveries_customer_id_channel_sent_at", table_name="deliveries")
