@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, func, literal, select, text
 
 from models import reasons
 from models.chainfile import SegmentsAudience
@@ -70,6 +70,10 @@ async def forecast_activation(
     async with db.session() as session:
         rules = await segment_rules(session, main.audience.segments)
         dialect = session.bind.dialect.name
+        if dialect == "postgresql" and cap is not None:
+            # Two index looks per customer put the estimate past jit_above_cost, and
+            # compiling took a quarter of the time (0.4 of 1.6 s for 100,000 customers).
+            await session.execute(text("SET LOCAL jit = off"))
         members = segment_members_query(rules, now=now, dialect=dialect).subquery()
         # Each customer's reason first, then counted: the reason's subqueries run once.
         by_customer = (
