@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -82,15 +83,17 @@ async def compose_summary(
     Cut at the summary's moment, not at the moment of composing: a summary sent late,
     or resumed after a crash, reads as it would have on time.
     """
-    start, end = summaries.summary_period(day, zone, at)
-    before = summaries.summary_moment(day - timedelta(days=2), zone, at)
+    before, start = summaries.summary_period(day - timedelta(days=1), zone, at)
+    end = summaries.summary_moment(day, zone, at)
+    # The chart's last day: the one the period ends in (yesterday for SUMMARY_TIME=00:00).
+    last_day = (end - timedelta(microseconds=1)).astimezone(ZoneInfo(zone)).date()
     parts: list[Part] = []
     header: str | None = texts.summary_header(day, zone, start, end)
     for chain in await summaries.reported_chains(db, end - timedelta(days=summaries.REPORTED_DAYS)):
         numbers = await daily_stats(
             db, chain.id, day_before_start=before, day_start=start, day_end=end
         )
-        png = await chain_chart_png(db, numbers.total, last_day=day, zone=zone, until=end)
+        png = await chain_chart_png(db, numbers.total, last_day=last_day, zone=zone, until=end)
         if png is not None:
             parts.append(Photo(png, texts.chart_caption(chain.name)))
         parts += texts.summary_messages(numbers, header, currency=currency)

@@ -391,8 +391,22 @@ async def test_summary_goes_out_once_at_summary_time_and_not_again_after_a_resta
     assert await sent_days(db) == [(TEAM, SUMMARY_DAY, "sent", 1)]
 
 
+@pytest.fixture
+def charts(monkeypatch: pytest.MonkeyPatch) -> list[ChainChart]:
+    """Every chart rendered meanwhile, as handed to the renderer."""
+    drawn: list[ChainChart] = []
+    render = handlers.charts.render_chart
+
+    def keep(chart: ChainChart) -> bytes | None:
+        drawn.append(chart)
+        return render(chart)
+
+    monkeypatch.setattr(handlers.charts, "render_chart", keep)
+    return drawn
+
+
 async def test_an_evening_summary_reports_the_24_hours_before_it_with_the_chart(
-    db: Database, double: TelegramDouble, monkeypatch: pytest.MonkeyPatch
+    db: Database, double: TelegramDouble, charts: list[ChainChart]
 ) -> None:
     """SUMMARY_TIME=18:30: the summary of 10 March covers 18:30 on the 9th to 18:30 on the
     10th, the day's sends and orders included, and totals stop at 18:30 even when the
@@ -408,14 +422,6 @@ async def test_an_evening_summary_reports_the_24_hours_before_it_with_the_chart(
     await shop.order(a, moscow(10, 18, 45), "500.00")
     await shop.delivery(main, (await shop.customers(1))[0], sent_at=moscow(10, 18, 50))
     await subscribed(db, TEAM, moscow(9, 19))
-    charts: list[ChainChart] = []
-    render = handlers.charts.render_chart
-
-    def drawn(chart: ChainChart) -> bytes | None:
-        charts.append(chart)
-        return render(chart)
-
-    monkeypatch.setattr(handlers.charts, "render_chart", drawn)
     settings = load_settings(
         telegram_bot_token=TOKEN,
         telegram_api_base_url=double.api_base_url,
@@ -448,6 +454,19 @@ async def test_an_evening_summary_reports_the_24_hours_before_it_with_the_chart(
     assert chart.day_labels[-1] == "10.03"
     assert chart.orders_per_day == {1: [0] * 13 + [1]}
     assert [step.sent for step in chart.steps] == [3]
+
+
+async def test_a_midnight_summary_is_the_calendar_day_before_and_so_is_its_chart(
+    db: Database, charts: list[ChainChart]
+) -> None:
+    await seeded_chain(db)
+    photo, text = await compose_summary(db, SUMMARY_DAY, ZONE, at=time(0, 0), currency="RUB")
+    assert isinstance(photo, Photo)
+    assert isinstance(text, str)
+    assert text.splitlines()[1].startswith("From 00:00 yesterday to 00:00 today")
+    (chart,) = charts
+    assert chart.day_labels[-1] == "09.03"
+    assert chart.orders_per_day[1][-1] == 1
 
 
 async def test_chats_in_one_zone_share_one_composition_of_their_day(
