@@ -149,7 +149,7 @@ def outcome(rows: list[Delivery]) -> Counter[tuple[str, str | None]]:
 async def test_two_chains_sorry_sms_goes_once_a_day_the_other_is_skipped_by_the_cap(
     world: World,
 ) -> None:
-    customers = await add_customers(world.db, *({} for _ in range(10)))
+    await add_customers(world.db, *({} for _ in range(10)))
     first = await world.chain(sorry_chain("Spring"))
     second = await world.chain(sorry_chain("Summer"))
     engine = world.engine()
@@ -181,17 +181,15 @@ async def test_two_chains_sorry_sms_goes_once_a_day_the_other_is_skipped_by_the_
     page = texts.stats_pages(second_stats, currency="RUB")[0]
     assert "🚦 6 messages skipped by the frequency cap" in page.split("\n\n")[2]
 
-    # A skip leaves the chain there, as any skip does: only the customers whose SMS
-    # went move on to the email a day later.
-    for chain_id in (first, second):
-        texted_here = {d.customer_id for d in await world.deliveries(chain_id, 2) if d.sent_at}
-        planned_next = {d.customer_id for d in await world.deliveries(chain_id, 3)}
-        assert planned_next == texted_here
+    # A skip leaves the chain there, as any skip does: those whose SMS went move on to
+    # the email a day later, the others do not.
+    texted_first = {d.customer_id for d in await world.deliveries(first, 2) if d.sent_at}
+    assert {d.customer_id for d in await world.deliveries(first, 3)} == texted_first
+    assert await world.deliveries(second, 3) == []
     # A day later the period is over, but the skipped ones stay skipped: nothing more.
     world.clock.advance(days=1, seconds=5)
     await engine.tick()
     assert sum(world.phones_texted().values()) == 6
-    assert len(customers) == 10
 
 
 class ThirdPartyAtFirstSms(SmsTransport):
