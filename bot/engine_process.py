@@ -40,6 +40,7 @@ async def engine_for(settings: Settings, db: Database) -> AsyncIterator[Engine]:
         bounce_domain=settings.bounce_domain or None,
         default_language=settings.default_language,
         hold_policy=settings.hold_policy(),
+        frequency_caps=settings.frequency_caps,
     )
     engine = Engine(db, config, email=email, sms=sms)
     try:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from channels.dkim import read_private_key
 from i18n import LANGUAGES
 from inbound.imap import imap_mailbox
+from models.frequency_caps import FrequencyCap, FrequencyCaps, parse_frequency_cap
 from models.protection import HoldPolicy
 from models.sms_parts import SmsFrame
 from models.sms_stop import DEFAULT_SMS_STOP_WORDS, stop_words
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     engine_tick_seconds: float = Field(default=5.0, gt=0)
     email_concurrency: int = Field(default=8, ge=1, le=200)
     sms_rate_per_second: float = Field(default=10.0, gt=0)
+    # At most N messages of the channel to one customer per period, over all chains
+    # (`1/1d`, `3/7d`); None: no cap.
+    frequency_cap_email: Annotated[FrequencyCap | None, NoDecode] = None
+    frequency_cap_sms: Annotated[FrequencyCap | None, NoDecode] = None
 
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -211,6 +216,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a range like 21:00-09:00")
         return parse_hh_mm(start), parse_hh_mm(end)
 
+    @field_validator("frequency_cap_email", "frequency_cap_sms", mode="before")
+    @classmethod
+    def _parse_frequency_cap(cls, value: object) -> object:
+        return parse_frequency_cap(value) if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -298,6 +308,11 @@ class Settings(BaseSettings):
         """SMS_OPT_OUT_TEXT_<LANGUAGE> that are set, as SmsFrame.opt_outs."""
         given = (("ru", self.sms_opt_out_text_ru), ("en", self.sms_opt_out_text_en))
         return tuple((language, line) for language, line in given if line)
+
+    @property
+    def frequency_caps(self) -> FrequencyCaps:
+        """FREQUENCY_CAP_*, for the engine's claim and the activation forecast."""
+        return FrequencyCaps(email=self.frequency_cap_email, sms=self.frequency_cap_sms)
 
     def hold_policy(self) -> HoldPolicy:
         """HOLD_*, for whoever records bounces or complaints (the engine, `inbound`)."""

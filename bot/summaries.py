@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -39,7 +40,7 @@ from models.bot_users import spoken_languages
 from models.db import Database
 from models.holds import claim_untold_holds
 from models.stats import daily_stats
-from models.summaries import Claim, DueSummary, day_start
+from models.summaries import Claim, DueSummary
 from models.team_chats import unsubscribe_chat
 
 log = logging.getLogger(__name__)
@@ -72,22 +73,27 @@ def telegram_bot(settings: Settings) -> ExtBot[None]:
     )
 
 
-async def compose_summary(db: Database, day: date, zone: str, *, currency: str) -> list[Part]:
-    """The summary of local `day`: the day before it, and the chains that ran in the
-    REPORTED_DAYS before that day's end, amounts in `currency`. Nothing when no chain ran."""
-    reported = day - timedelta(days=1)
-    end = day_start(day, zone)
+async def compose_summary(
+    db: Database, day: date, zone: str, *, at: time, currency: str
+) -> list[Part]:
+    """The summary of local `day`, due at `at` (SUMMARY_TIME): the 24 hours up to that
+    moment against the 24 hours before, totals up to it, for the chains that ran in the
+    REPORTED_DAYS before it; amounts in `currency`. Nothing when no chain ran.
+
+    Cut at the summary's moment, not at the moment of composing: a summary sent late,
+    or resumed after a crash, reads as it would have on time.
+    """
+    before, start = summaries.summary_period(day - timedelta(days=1), zone, at)
+    end = summaries.summary_moment(day, zone, at)
+    # The chart's last day: the one the period ends in (yesterday for SUMMARY_TIME=00:00).
+    last_day = (end - timedelta(microseconds=1)).astimezone(ZoneInfo(zone)).date()
     parts: list[Part] = []
-    header: str | None = texts.summary_header(reported, zone)
+    header: str | None = texts.summary_header(day, zone, start, end)
     for chain in await summaries.reported_chains(db, end - timedelta(days=summaries.REPORTED_DAYS)):
         numbers = await daily_stats(
-            db,
-            chain.id,
-            day_before_start=day_start(reported - timedelta(days=1), zone),
-            day_start=day_start(reported, zone),
-            day_end=end,
+            db, chain.id, day_before_start=before, day_start=start, day_end=end
         )
-        png = await chain_chart_png(db, numbers.total, last_day=reported, zone=zone)
+        png = await chain_chart_png(db, numbers.total, last_day=last_day, zone=zone, until=end)
         if png is not None:
             parts.append(Photo(png, texts.chart_caption(chain.name)))
         parts += texts.summary_messages(numbers, header, currency=currency)
@@ -213,7 +219,7 @@ class SummarySender:
         if key not in composed:
             with use_language(language):
                 composed[key] = await compose_summary(
-                    self.db, summary.day, summary.timezone, currency=self.currency
+                    self.db, summary.day, summary.timezone, at=self.at, currency=self.currency
                 )
         parts = composed[key]
         for index in range(claim.parts_sent, len(parts)):

@@ -129,6 +129,7 @@ def build_application(
         default_phone_region=settings.default_phone_region,
         currency=settings.shop_currency,
         messages=message_setup(settings),
+        frequency_caps=settings.frequency_caps,
     )
     builder = (
         ApplicationBuilder()

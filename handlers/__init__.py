@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from telegram import InlineKeyboardMarkup, Update, User
@@ -28,6 +28,7 @@ from models.bot_users import (
     remember_telegram_language,
 )
 from models.db import Database
+from models.frequency_caps import FrequencyCaps
 from models.tables import Role
 from services.preview import MessageSetup
 
@@ -50,6 +51,8 @@ class Deps:
     currency: str
     # Rendering and test sends of a step's message (handlers/preview.py).
     messages: MessageSetup
+    # FREQUENCY_CAP_*: named, and counted, in the activation forecast.
+    frequency_caps: FrequencyCaps = field(default_factory=FrequencyCaps)
 
 
 class RoleCache:

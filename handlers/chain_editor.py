@@ -887,7 +887,9 @@ async def _forecast(update: Update, context: Context, chain_id: int) -> None:
             keyboards.back_to_chain(chain_id),
         )
         return
-    forecast = await forecast_activation(context.deps.db, chain, now=_now())
+    forecast = await forecast_activation(
+        context.deps.db, chain, now=_now(), caps=context.deps.frequency_caps
+    )
     messages = context.deps.messages
     channels = {forecast.channel, *forecast.later_channels} & messages.to_outbox
     text = texts.forecast(chain, forecast) + texts.outbox_notice(channels)

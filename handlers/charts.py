@@ -18,7 +18,7 @@ import asyncio
 import io
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 
 from matplotlib import font_manager
@@ -145,13 +145,22 @@ def chart_figure(chart: ChainChart) -> Figure | None:
 
 
 async def chain_chart_png(
-    db: Database, stats: ChainStats, *, last_day: date, zone: str
+    db: Database,
+    stats: ChainStats,
+    *,
+    last_day: date,
+    zone: str,
+    until: datetime | None = None,
 ) -> bytes | None:
-    """The chart of a chain's numbers and its orders per day up to `last_day` in `zone`,
+    """The chart of a chain's numbers and its orders per day up to `last_day` in `zone`
+    (its orders up to `until` only, a moment of that day, when given: a summary's),
     rendered in a thread; None when there is nothing to draw."""
     first_day = last_day - timedelta(days=DAYS_SHOWN - 1)
     days = [first_day + timedelta(days=offset) for offset in range(DAYS_SHOWN + 1)]
-    per_day = await conversions_by_day(db, stats.chain_id, [day_start(day, zone) for day in days])
+    starts = [day_start(day, zone) for day in days]
+    if until is not None:
+        starts[-1] = until
+    per_day = await conversions_by_day(db, stats.chain_id, starts)
     chart = ChainChart(
         title=stats.name,
         steps=[

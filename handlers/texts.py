@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram.constants import MessageLimit
 
 from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
+from models import reasons
 from models.amounts import MAX_AMOUNT, AmountProblem
 from models.chainfile import (
     NAME_LIMIT,
@@ -48,6 +50,7 @@ from models.chainfile import (
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
+from models.frequency_caps import FrequencyCap
 from models.holds import Hold, HoldKind
 from models.segments import SegmentInfo
 from models.sms_parts import BARE_SMS, SampleCount, SmsCount, SmsFrame, sms_as_sent, sms_parts
@@ -80,6 +83,27 @@ def days_count(count: int) -> str:
 
 def orders_count(count: int) -> str:
     return ngettext("{count} order", "{count} orders", count).format(count=count)
+
+
+def period_words(period: timedelta) -> str:
+    """`1 day`, `12 hours`, `90 minutes`: a period in its largest whole unit, as said
+    after "in" (Russian "за": its minutes and seconds are in the accusative)."""
+    seconds = int(period.total_seconds())
+    if seconds % 86400 == 0:
+        return days_count(seconds // 86400)
+    if seconds % 3600 == 0:
+        count = seconds // 3600
+        return ngettext("{count} hour", "{count} hours", count).format(count=count)
+    if seconds % 60 == 0:
+        count = seconds // 60
+        return ngettext("{count} minute", "{count} minutes", count).format(count=count)
+    return ngettext("{count} second", "{count} seconds", seconds).format(count=seconds)
+
+
+def skip_reason(reason: str | None) -> str:
+    """A stored skip reason as shown: in the reader's language where the catalogue has it
+    (models/reasons.py marks them), else as stored."""
+    return _(reason) if reason else _("other")
 
 
 def fit(lines: Sequence[str], budget: int = PAGE_BUDGET, total: int | None = None) -> list[str]:
@@ -479,6 +503,21 @@ def _waiting_for_terms(step: StepStats) -> str:
     ).format(count=step.waiting_for_terms, terms=_terms_words(step.terms, step.terms_match))
 
 
+def _capped(step: StepStats) -> list[str]:
+    """The messages the frequency cap held back, on a line of their own: another chain's
+    doing, which the step's own numbers do not explain."""
+    count = step.skipped_by_reason.get(reasons.FREQUENCY_CAP, 0)
+    if not count:
+        return []
+    return [
+        ngettext(
+            "🚦 {count} message skipped by the frequency cap",
+            "🚦 {count} messages skipped by the frequency cap",
+            count,
+        ).format(count=count)
+    ]
+
+
 def _step_stats(step: StepStats, currency: str) -> str:
     """Four short lines a phone shows without scrolling sideways, then one per version
     if the step has several; zeros of trouble left out. Amounts in `currency`."""
@@ -515,6 +554,7 @@ def _step_stats(step: StepStats, currency: str) -> str:
             f"<b>{step.position}. {esc(short(step.name, 40))}</b> · {_channel_name(step.channel)}",
             " · ".join(progress),
             *([_waiting_for_terms(step)] if step.waiting_for_terms else []),
+            *_capped(step),
             reach,
             *(["⚠ " + " · ".join(trouble)] if trouble else []),
             "🛒 "
@@ -872,8 +912,8 @@ SPAM_COUNT = N_("spam {count}")
 
 
 def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency: str) -> str:
-    """A step of a daily summary: yesterday with the change against the day before, then
-    totals; amounts in `currency`."""
+    """A step of a daily summary: the last 24 hours with the change against the 24 hours
+    before, then totals; amounts in `currency`."""
     if total.channel == "email":
         reach = [("opened", OPENED_COUNT), ("clicked", CLICKED_COUNT)]
     else:
@@ -882,12 +922,12 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     def changed(now: int, earlier: int) -> str:
         return f"{now}{_change(now, earlier)}"
 
-    yesterday = [_(SENT_COUNT).format(count=changed(day.sent, before.sent))]
-    yesterday += [
+    last_day = [_(SENT_COUNT).format(count=changed(day.sent, before.sent))]
+    last_day += [
         _(label).format(count=changed(getattr(day, name), getattr(before, name)))
         for name, label in reach
     ]
-    yesterday += [
+    last_day += [
         _(label).format(count=changed(count, earlier))
         for count, earlier, label in (
             (day.bounced, before.bounced, BOUNCED_COUNT),
@@ -895,7 +935,7 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
         )
         if count
     ]
-    yesterday.append(f"🛒 {changed(day.orders, before.orders)} · {money(day.revenue, currency)}")
+    last_day.append(f"🛒 {changed(day.orders, before.orders)} · {money(day.revenue, currency)}")
     overall = [_(SENT_COUNT).format(count=total.sent)]
     overall += [
         _(label).format(count=getattr(total, name))
@@ -921,17 +961,17 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     ]
     trouble += _deliverability(total)
     if total.skipped:
-        reasons = ", ".join(
-            f"{esc(short(reason_words(reason), 30))} {count}"
+        why = ", ".join(
+            f"{esc(short(skip_reason(reason), 30))} {count}"
             for reason, count in list(total.skipped_by_reason.items())[:3]
         )
         more = ", …" if len(total.skipped_by_reason) > 3 else ""
         trouble.append(
-            _("skipped {count} ({reasons})").format(count=total.skipped, reasons=reasons + more)
+            _("skipped {count} ({reasons})").format(count=total.skipped, reasons=why + more)
         )
     lines = [
         f"<b>{total.position}. {esc(short(total.name, 40))}</b> · {_channel_name(total.channel)}",
-        _("yesterday: {numbers}").format(numbers=" · ".join(yesterday)),
+        _("last 24 h: {numbers}").format(numbers=" · ".join(last_day)),
         _("in total: {numbers}").format(numbers=" · ".join(overall)),
     ]
     if trouble:
@@ -939,11 +979,20 @@ def _summary_step(day: StepStats, before: StepStats, total: StepStats, currency:
     return "\n".join(lines)
 
 
-def summary_header(day: date, zone: str) -> str:
+def summary_header(day: date, zone: str, start: datetime, end: datetime) -> str:
+    """The summary of `day` covers [start, end) (models.summaries.summary_period), told
+    in the chat's `zone`."""
+    local = ZoneInfo(zone)
     return _(
         "📬 <b>Daily summary</b> · {day} ({zone})\n"
-        "Yesterday, with the change against the day before; totals to the end of yesterday."
-    ).format(day=short_day(day), zone=esc(zone))
+        "From {start} yesterday to {end} today, with the change against the 24 hours "
+        "before; totals up to {end} today."
+    ).format(
+        day=short_day(day),
+        zone=esc(zone),
+        start=f"{start.astimezone(local):%H:%M}",
+        end=f"{end.astimezone(local):%H:%M}",
+    )
 
 
 def summary_messages(numbers: DailyStats, header: str | None = None, *, currency: str) -> list[str]:
@@ -1667,8 +1716,8 @@ def sms_count_lines(counted: SampleCount) -> list[str]:
 
 
 def _later_reasons(terms: Iterable[str]) -> str:
-    reasons = [_(LATER_TERM_REASONS[Term(term)]) for term in terms if term in LATER_TERM_REASONS]
-    return "; ".join(reasons)
+    why = [_(LATER_TERM_REASONS[Term(term)]) for term in terms if term in LATER_TERM_REASONS]
+    return "; ".join(why)
 
 
 def now_not_offered(terms: Sequence[Term]) -> str:
@@ -1795,14 +1844,24 @@ def cannot_activate(chain: ChainView, incomplete: Sequence[StepView]) -> str:
     return "\n".join(lines)
 
 
-def reason_words(reason: str | None) -> str:
-    """A stored skip or failure reason (models/reasons.py) in the reader's language; a
-    channel's own words as they came."""
-    return _(reason) if reason else _("other")
-
-
 def _reasons(counts: dict[str, int]) -> list[str]:
-    return [f"  · {esc(reason_words(reason))}: {count}" for reason, count in counts.items()]
+    return [f"  · {esc(skip_reason(reason))}: {count}" for reason, count in counts.items()]
+
+
+def frequency_cap(channel: str, cap: FrequencyCap) -> str:
+    """A FREQUENCY_CAP_* setting in words, with its value."""
+    return ngettext(
+        "🚦 {channel}: at most {count} message per customer in {period}, over all chains "
+        "({value}).",
+        "🚦 {channel}: at most {count} messages per customer in {period}, over all chains "
+        "({value}).",
+        cap.limit,
+    ).format(
+        channel=_channel_name(channel),
+        count=cap.limit,
+        period=period_words(cap.period),
+        value=esc(cap),
+    )
 
 
 def forecast(chain: ChainView, found: Forecast) -> str:
@@ -1828,6 +1887,7 @@ def forecast(chain: ChainView, found: Forecast) -> str:
                 channels=later
             )
         )
+    lines += [frequency_cap(channel, cap) for channel, cap in found.caps]
     if found.enrollment is Enrollment.CONTINUOUS:
         lines.append(_("Customers who join the segments later enter the chain too."))
     if not found.audience and found.enrollment is Enrollment.ONCE:

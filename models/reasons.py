@@ -21,6 +21,9 @@ TERMS_FALSE = N_("terms not met")
 RENDER_FAILED = N_("template failed")
 OUTCOME_LOST = N_("outcome lost")
 STEP_STOPPED = N_("step stopped")
+# The customer had as many messages of the channel in the period as FREQUENCY_CAP_*
+# allows, over all chains (models/frequency_caps.py): in reach, so part of coverage.
+FREQUENCY_CAP = N_("frequency cap")
 
 # Skipped for these, a customer was never one the step could reach: stats leave
 # them out of coverage (SPEC §7: the audience less missing or invalid contacts

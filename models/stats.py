@@ -283,8 +283,9 @@ async def chain_stats(
 
 @dataclass(frozen=True)
 class DailyStats:
-    """A chain's numbers for a report: one day, the day before it, and everything until
-    the day's end (so that the same day's report reads the same when made again)."""
+    """A chain's numbers for a report: one day (a daily summary's: the 24 hours before its
+    moment), the day before it, and everything until the day's end (so that the same
+    day's report reads the same when made again)."""
 
     day: ChainStats
     day_before: ChainStats

@@ -1,7 +1,8 @@
 """Daily summaries (SPEC §4): which chat is due for which day, and the claim that makes it once.
 
 A chat's summary of local day D is due from SUMMARY_TIME on D in the chat's zone
-and reports day D - 1. Only the latest due day is ever claimed, so a worker back
+and reports the day before that moment: from SUMMARY_TIME on D - 1 to SUMMARY_TIME
+on D (`summary_period`). Only the latest due day is ever claimed, so a worker back
 after days of downtime sends one summary, late, not one per missed day. The row
 `(chat_id, day)` of `summary_sends` is inserted before anything is sent: the
 primary key lets one worker in, whatever the number of workers. docs/reporting.md
@@ -34,7 +35,7 @@ REPORTED_DAYS = 7
 class DueSummary:
     chat_id: int
     timezone: str
-    # The summary's day in the chat's zone; it reports the day before.
+    # The summary's day in the chat's zone; it reports the 24 hours up to its moment.
     day: date
     # The chat's language (its subscriber's); None: subscribed before chats had one.
     language: str | None = None
@@ -65,6 +66,13 @@ def day_start(day: date, zone: str) -> datetime:
 def summary_moment(day: date, zone: str, at: time) -> datetime:
     """When the summary of `day` is due, in UTC (a time skipped by DST: just after the jump)."""
     return datetime.combine(day, at, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def summary_period(day: date, zone: str, at: time) -> tuple[datetime, datetime]:
+    """What the summary of `day` covers, in UTC: from the summary moment of the day before
+    to its own. 24 hours; 23 or 25 across a change of the clocks, so that one day's
+    summary starts where the last one ended."""
+    return summary_moment(day - timedelta(days=1), zone, at), summary_moment(day, zone, at)
 
 
 def latest_due_day(now: datetime, zone: str, at: time) -> date:

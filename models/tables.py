@@ -307,6 +307,28 @@ class Delivery(Base):
             postgresql_where=text("claimed_by IS NOT NULL"),
         ),
         Index("ix_deliveries_chain_id_status", "chain_id", "status"),
+        # The frequency caps (scheduler/claims.py): a customer's messages of a channel
+        # that went out lately, read in the claim. Only rows that went out (or were about
+        # to) have a `sent_at`: planned and skipped ones cost nothing here.
+        Index(
+            "ix_deliveries_customer_id_channel_sent_at",
+            "customer_id",
+            "channel",
+            "sent_at",
+            "status",
+            sqlite_where=text("sent_at IS NOT NULL"),
+            postgresql_where=text("sent_at IS NOT NULL"),
+        ),
+        # And those claimed to go now, by customer: few rows, but the claim looks them up
+        # for every candidate (not by worker, as ix_deliveries_claimed_by does).
+        Index(
+            "ix_deliveries_customer_id_channel_claimed",
+            "customer_id",
+            "channel",
+            "status",
+            sqlite_where=text("claimed_by IS NOT NULL"),
+            postgresql_where=text("claimed_by IS NOT NULL"),
+        ),
         # Lets the per-step (and per-version) status counts of stats read the index
         # alone, in the order they group by.
         Index(

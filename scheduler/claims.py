@@ -12,8 +12,17 @@ never take the same row; SQLite: one writer at a time, BEGIN IMMEDIATE):
    terms that may still come true → parked until `wait_until` (a fact about
    the customer wakes them sooner: models/facts.py); no address, unsubscribed,
    bounced → `skipped` with the reason; an SMS in the customer's quiet hours →
-   `due_at` moved to the hour they end, in that customer's zone;
+   `due_at` moved to the hour they end, in that customer's zone; a customer who
+   had as many messages of the channel in the period as its frequency cap allows,
+   over all chains → `skipped`, `frequency cap`;
 4. the rest are claimed for this worker (`claimed_by`), status still `planned`.
+
+A frequency cap counts the customer's messages of the channel that went out in the
+period and those claimed to go now (`messages_counted_by_cap`), so a message claimed
+counts from that moment: for a later step of the same claim, and for any other
+worker's claim. On PostgreSQL two claims about one customer take turns (an advisory
+lock per customer, `_serialize_customers`); SQLite has one writer. So every message
+is decided by a claim that saw every other message of the customer that may leave.
 
 Right before each group of claimed messages goes on the wire, `recheck` applies
 the contact rules and the chain's status again, so an unsubscribe or a pause
@@ -28,12 +37,14 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
+from models.frequency_caps import FrequencyCap, FrequencyCaps
 from models.tables import (
+    LEFT_STATUSES,
     Chain,
     ChainStatus,
     Channel,
@@ -59,6 +70,12 @@ _step = Step.__table__
 OnStepError = Callable[[AsyncSession, StepPlan, Exception], Awaitable[None]]
 # Rows each due step is offered at least, however many steps are due at once.
 MIN_SHARE = 16
+# What a frequency cap counts of the messages that went out: on the wire, or gone.
+_OUT_STATUSES = (DeliveryStatus.SENDING.value, *LEFT_STATUSES)
+_gone = Delivery.__table__.alias("gone")
+_coming = Delivery.__table__.alias("coming")
+# The class of the claim's advisory locks (the first of the two keys): "freq" in ASCII.
+_CAP_LOCK_CLASS = 0x66726571
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,35 @@ def contact_refusal(channel: str) -> ColumnElement[str | None]:
     return case(*((condition, literal(reason)) for reason, condition in contact_rules(channel)))
 
 
+def messages_counted_by_cap(
+    customer_id: ColumnElement[int], channel: str, since: datetime
+) -> ColumnElement[int]:
+    """What a frequency cap counts for the customer `customer_id` (a column of the
+    enclosing query): their messages of `channel` that went out after `since` (sent,
+    uncertain, or `sending`: on the wire), and those a worker claimed to send now.
+
+    Two indexed looks per customer, each off a partial index of its own: (customer_id,
+    channel, sent_at, status) of the rows that went out, and (customer_id, channel,
+    status) of the rows claimed now (a few hundred at most).
+    """
+
+    def count(rows: Any, *conditions: ColumnElement[bool]) -> ColumnElement[int]:
+        return (
+            select(func.count())
+            .select_from(rows)
+            .where(rows.c.customer_id == customer_id, rows.c.channel == channel, *conditions)
+            .scalar_subquery()
+        )
+
+    gone = count(_gone, _gone.c.sent_at > sql.moment(since), _gone.c.status.in_(_OUT_STATUSES))
+    coming = count(
+        _coming,
+        _coming.c.status == DeliveryStatus.PLANNED.value,
+        _coming.c.claimed_by.is_not(None),
+    )
+    return gone + coming
+
+
 async def earliest_planned(
     session: AsyncSession, step_ids: Sequence[int]
 ) -> dict[int, datetime | None]:
@@ -149,6 +195,10 @@ class Candidate:
     # The first contact rule broken (models.reasons), or None.
     contact_refusal: str | None
     timezone: str
+    # The channel's frequency cap (None: none), and what it counts for the customer
+    # now (`messages_counted_by_cap`).
+    cap_limit: int | None = None
+    counted_by_cap: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +228,9 @@ def decide(
             return Decision(
                 "defer", until=quiet_hours_end(now, candidate.timezone, quiet_hours_sms)
             )
+    # Last: a message that waits (quiet hours) is counted when it may go, not before.
+    if candidate.cap_limit is not None and candidate.counted_by_cap >= candidate.cap_limit:
+        return Decision("skip", reason=reasons.FREQUENCY_CAP)
     return CLAIM
 
 
@@ -236,11 +289,16 @@ async def _pick(
     return picked
 
 
-def _details(step: StepPlan, ids: Sequence[int]) -> Any:
+def _details(step: StepPlan, ids: Sequence[int], now: datetime, cap: FrequencyCap | None) -> Any:
     terms = (
         terms_condition(step.terms, step.match, _previous, _customer).label("terms_hold")
         if step.who == "terms"
         else literal(None).label("terms_hold")
+    )
+    counted = (
+        messages_counted_by_cap(_delivery.c.customer_id, step.channel, now - cap.period)
+        if cap is not None
+        else literal(0)
     )
     return (
         select(
@@ -250,6 +308,7 @@ def _details(step: StepPlan, ids: Sequence[int]) -> Any:
             _delivery.c.wait_until,
             terms,
             contact_refusal(step.channel).label("refusal"),
+            counted.label("counted_by_cap"),
             _customer.c.external_id,
             _customer.c.email,
             _customer.c.phone,
@@ -280,6 +339,7 @@ async def claim(
     quiet_hours_sms: tuple[time, time] | None,
     default_language: str,
     on_error: OnStepError,
+    frequency_caps: FrequencyCaps,
 ) -> Claim:
     """Take up to `limit` due rows of the active `steps` for `worker_id`, rules applied.
 
@@ -292,7 +352,16 @@ async def claim(
     result = Claim()
     current = await _current_steps(session, [step_id for step_id, _ in due], steps)
     due = [(step_id, at) for step_id, at in due if step_id in current]
-    for step_id, ids in (await _pick(session, steps, due, now, limit)).items():
+    picked = await _pick(session, steps, due, now, limit)
+    if session.bind.dialect.name == "postgresql":
+        capped = [
+            row
+            for step_id, ids in picked.items()
+            if frequency_caps.of(steps[step_id].channel) is not None
+            for row in ids
+        ]
+        await _serialize_customers(session, capped)
+    for step_id, ids in picked.items():
         if not ids:
             continue
         step = steps[step_id]
@@ -307,12 +376,37 @@ async def claim(
                     quiet_hours_sms,
                     result,
                     default_language=default_language,
+                    cap=frequency_caps.of(step.channel),
                 )
         except Exception as exc:
             result.rows = [row for row in result.rows if row.step_id != step_id]
             result.skipped.pop(step_id, None)
             await on_error(session, step, exc)
     return result
+
+
+async def _serialize_customers(session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """PostgreSQL: wait for any other claim deciding about the customers of these rows,
+    and make any that comes later wait for this one (until it commits).
+
+    A transaction-scoped advisory lock per customer, all taken in one statement in the
+    order of their keys, before the frequency caps are counted, so that claims never
+    wait on each other in a circle, and a claim that waited counts what the other
+    claimed. Only claims take these locks, so nothing else ever waits on them.
+    """
+    if not delivery_ids:
+        return
+    key = cast(_delivery.c.customer_id % 2147483648, Integer)
+    customers = (
+        select(key.label("key"))
+        .distinct()
+        .where(_delivery.c.id.in_(delivery_ids))
+        .order_by(key)
+        .subquery()
+    )
+    await session.execute(
+        select(func.pg_advisory_xact_lock(literal(_CAP_LOCK_CLASS), customers.c.key))
+    )
 
 
 async def _current_steps(
@@ -346,18 +440,21 @@ async def _claim_step(
     result: Claim,
     *,
     default_language: str,
+    cap: FrequencyCap | None,
 ) -> None:
     step_id = step.step_id
     skips: dict[str, list[int]] = {}
     defers: dict[datetime, list[int]] = {}
     claimed: list[Any] = []
-    for row in await session.execute(_details(step, ids)):
+    for row in await session.execute(_details(step, ids, now, cap)):
         candidate = Candidate(
             channel=step.channel,
             terms_hold=None if row.terms_hold is None else bool(row.terms_hold),
             wait_until=row.wait_until,
             contact_refusal=row.refusal,
             timezone=row.timezone,
+            cap_limit=None if cap is None else cap.limit,
+            counted_by_cap=int(row.counted_by_cap),
         )
         decision = decide(candidate, now, quiet_hours_sms)
         if decision.action == "skip":

@@ -38,6 +38,7 @@ from models.chainfile import EmailAction
 from models.chains import missing_blocks
 from models.db import Database, installation_id
 from models.facts import messages_triggered
+from models.frequency_caps import FrequencyCaps
 from models.holds import HoldKind, hold_chain
 from models.protection import HoldPolicy
 from models.sms_parts import SmsFrame
@@ -90,6 +91,9 @@ class EngineConfig:
     default_language: str = "ru"
     # HOLD_*: when a step's bounces refused at SMTP time hold its chain (models/protection.py).
     hold_policy: HoldPolicy = field(default_factory=HoldPolicy)
+    # FREQUENCY_CAP_*: at most N messages of a channel per customer and period, over all
+    # chains, applied in the claim (scheduler/claims.py).
+    frequency_caps: FrequencyCaps = field(default_factory=FrequencyCaps)
 
 
 @dataclass
@@ -288,6 +292,7 @@ class Engine:
                 limit=self._batch_limit(),
                 quiet_hours_sms=self.config.quiet_hours_sms,
                 default_language=self.config.default_language,
+                frequency_caps=self.config.frequency_caps,
                 on_error=lambda session, step, exc: self._hold(
                     session, step.chain_id, step, "claiming", exc
                 ),

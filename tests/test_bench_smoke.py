@@ -38,6 +38,25 @@ def test_idle_tick_bench_runs_a_tick_with_rows_waiting(tmp_path: Path) -> None:
     assert "ratio to baseline" in run.stdout
 
 
+def bench_output(tmp_path: Path, script: str, *arguments: str) -> str:
+    """What a tiny run of bench/`script` printed (it must succeed within 3 minutes)."""
+    command = [sys.executable, str(ROOT / "bench" / script), *arguments]
+    run = subprocess.run(
+        command, cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180
+    )
+    return run.stdout
+
+
+def test_frequency_caps_bench_claims_with_and_without_the_cap(tmp_path: Path) -> None:
+    printed = bench_output(
+        tmp_path, "frequency_caps.py", "--customers", "2000", "--batches", "2",
+        "--databases", "sqlite",
+    )  # fmt: skip
+    assert "sqlite: claim of 500: no cap (baseline)" in printed
+    assert "ratio to baseline" in printed
+    assert "reachable 1,000" in printed
+
+
 def test_interleave_bench_measures_every_small_message(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "interleave.py"), "--big", "300", "--tick", "1",

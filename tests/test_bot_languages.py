@@ -6,7 +6,7 @@ too. Through the Telegram double, on both databases."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, time
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from models.customers import ImportReport, LineError
 from models.db import Database
 from models.segments import SegmentInfo
 from models.stats import DailyStats
+from models.summaries import summary_period
 from models.tables import ChainStatus, Enrollment, Role, SubscribedChat
 from telegram_double import TelegramDouble
 from tests.test_bot_support import (
@@ -177,11 +178,12 @@ async def test_commands_menu_is_in_english_and_russian(
 
 @pytest.mark.parametrize("steps", [1, 20, 100])
 def test_russian_stats_and_summaries_stay_within_the_limit(steps: int) -> None:
+    day, zone = date(2026, 12, 4), "Asia/Vladivostok"
     with use_language("ru"):
         pages = texts.stats_pages(stats(steps), currency="RUB")
         summary = texts.summary_messages(
             DailyStats(stats(steps), stats(steps), stats(steps)),
-            texts.summary_header(date(2026, 12, 4), "Asia/Vladivostok"),
+            texts.summary_header(day, zone, *summary_period(day, zone, time(18, 30))),
             currency="RUB",
         )
     for page in pages + summary:

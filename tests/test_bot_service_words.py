@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from handlers.texts import reason_words
+from handlers.texts import skip_reason
 from i18n import Phrase, _, use_language
 from models import reasons
 from models.admins import add_admin
@@ -114,9 +114,9 @@ def test_a_phrase_is_its_english_text_and_translates_its_values_too() -> None:
 
 def test_stored_skip_reasons_are_shown_in_the_readers_language() -> None:
     with use_language("ru"):
-        assert reason_words(reasons.NO_EMAIL) == "нет email"
-        assert reason_words(reasons.TERMS_FALSE) == "условия не выполнены"
+        assert skip_reason(reasons.NO_EMAIL) == "нет email"
+        assert skip_reason(reasons.TERMS_FALSE) == "условия не выполнены"
         # A channel's own words, and none at all.
-        assert reason_words("550 5.1.1 user unknown") == "550 5.1.1 user unknown"
-        assert reason_words(None) == "другое"
-    assert reason_words(reasons.NO_EMAIL) == "no email"
+        assert skip_reason("550 5.1.1 user unknown") == "550 5.1.1 user unknown"
+        assert skip_reason(None) == "другое"
+    assert skip_reason(reasons.NO_EMAIL) == "no email"

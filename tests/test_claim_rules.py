@@ -62,6 +62,21 @@ def test_terms_come_before_contacts_and_contacts_before_quiet_hours() -> None:
     assert decide(both, NOW, QUIET) == Decision("skip", reason=reasons.TERMS_FALSE)
 
 
+def test_a_customer_at_the_frequency_cap_is_skipped_once_the_message_may_go() -> None:
+    assert decide(sms(cap_limit=1, counted_by_cap=0), NOW, QUIET) == CLAIM
+    assert decide(sms(cap_limit=1, counted_by_cap=1), NOW, QUIET) == Decision(
+        "skip", reason=reasons.FREQUENCY_CAP
+    )
+    assert decide(sms(cap_limit=3, counted_by_cap=2), NOW, QUIET) == CLAIM
+    assert decide(sms(counted_by_cap=5), NOW, QUIET) == CLAIM  # no cap
+    # A message that waits for the end of quiet hours is counted then, not now.
+    waiting = decide(sms("Asia/Vladivostok", cap_limit=1, counted_by_cap=1), NOW, QUIET)
+    assert waiting.action == "defer"
+    # The other reasons come first: they say more about the customer.
+    unsubscribed = sms(contact_refusal=reasons.SMS_UNSUBSCRIBED, cap_limit=1, counted_by_cap=1)
+    assert decide(unsubscribed, NOW, QUIET).reason == reasons.SMS_UNSUBSCRIBED
+
+
 @given(
     zone=st.sampled_from(ZONES),
     now=st.datetimes(
@@ -72,6 +87,8 @@ def test_terms_come_before_contacts_and_contacts_before_quiet_hours() -> None:
         st.none(), st.timedeltas(min_value=-timedelta(days=40), max_value=timedelta(days=40))
     ),
     refusal=st.sampled_from([None, reasons.NO_PHONE, reasons.SMS_UNSUBSCRIBED]),
+    cap=st.one_of(st.none(), st.integers(min_value=1, max_value=5)),
+    counted=st.integers(min_value=0, max_value=6),
 )
 def test_every_decision_follows_the_rules(
     zone: str,
@@ -79,19 +96,33 @@ def test_every_decision_follows_the_rules(
     terms: bool | None,
     wait: timedelta | None,
     refusal: str | None,
+    cap: int | None,
+    counted: int,
 ) -> None:
     wait_until = None if wait is None else now + wait
-    candidate = sms(zone, terms_hold=terms, wait_until=wait_until, contact_refusal=refusal)
+    candidate = sms(
+        zone,
+        terms_hold=terms,
+        wait_until=wait_until,
+        contact_refusal=refusal,
+        cap_limit=cap,
+        counted_by_cap=counted,
+    )
     decision = decide(candidate, now, QUIET)
+    over_cap = cap is not None and counted >= cap
     if decision.action == "claim":
         assert terms is not False
         assert refusal is None
         assert not in_quiet_hours(now.astimezone(ZoneInfo(zone)).time(), QUIET)
+        assert not over_cap
     elif decision.action == "skip":
-        assert decision.reason in {reasons.TERMS_FALSE, refusal}
+        assert decision.reason in {reasons.TERMS_FALSE, refusal, reasons.FREQUENCY_CAP}
         if decision.reason == reasons.TERMS_FALSE:
             assert terms is False
             assert wait_until is None or wait_until <= now
+        if decision.reason == reasons.FREQUENCY_CAP:
+            assert over_cap
+            assert not in_quiet_hours(now.astimezone(ZoneInfo(zone)).time(), QUIET)
     else:
         # A deferral always moves the row later, never earlier: it is not re-scanned
         # until then, and it is never sent before it may be.

@@ -52,12 +52,12 @@ async def test_a_team_chat_gets_its_summary_and_chart_in_its_subscribers_languag
     photo, summary = bot_messages(double, TEAM)
     assert photo["caption"] == "📈 Welcome: воронка по шагам, заказы по дням"
     lines = summary["text"].splitlines()
-    assert lines[0] == "📬 Ежедневная сводка · пн 09 мар. (Europe/Moscow)"
+    assert lines[0] == "📬 Ежедневная сводка · вт 10 мар. (Europe/Moscow)"
     assert lines[3] == "📊 Welcome · ▶️ работает"
-    assert lines[6].startswith("вчера: отправлено 2 (+1) · открыли 1 · клики 0")
+    assert lines[6].startswith("за сутки: отправлено 2 (+1) · открыли 1 · клики 0")
     assert lines[7].startswith("всего: отправлено 3 · открыли 2 (67 %)")
     # A chat subscribed without a language (before there were any) reads English.
-    assert bot_messages(double, other)[1]["text"].startswith("📬 Daily summary · Mon 09 Mar")
+    assert bot_messages(double, other)[1]["text"].startswith("📬 Daily summary · Tue 10 Mar")
 
 
 def drawn_words(monkeypatch: pytest.MonkeyPatch, chart: ChainChart) -> list[str]:

@@ -11,7 +11,7 @@ import asyncio
 import io
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from matplotlib.text import Text
 from PIL import Image
 from sqlalchemy import select, update
 
+import handlers.charts
 from bot.settings import load_settings
 from bot.summaries import Photo, SummarySender, compose_summary, summary_sender, telegram_bot
 from handlers import texts
@@ -48,9 +49,11 @@ from tests.test_engine import Harness, add_customers, harness, import_seed  # no
 from tests.test_stats import Shop
 
 ZONE = "Europe/Moscow"
-# The summary of 10 March reports 9 March (Moscow: UTC+3), compared with 8 March.
+# The summary of 10 March at 09:00 reports from 09:00 on 9 March (Moscow: UTC+3), compared
+# with the 24 hours before.
 SUMMARY_DAY = date(2026, 3, 10)
 REPORTED = date(2026, 3, 9)
+NINE = time(9, 0)
 TOKEN = "123:ABC"
 TEAM = -5001
 ANTON = 1002
@@ -89,24 +92,28 @@ async def seeded_chain(db: Database) -> int:
 
 async def test_summary_numbers_match_a_hand_count(db: Database) -> None:
     chain = await seeded_chain(db)
-    parts = await compose_summary(db, SUMMARY_DAY, ZONE, currency="RUB")
+    parts = await compose_summary(db, SUMMARY_DAY, ZONE, at=NINE, currency="RUB")
     assert isinstance(parts[0], Photo)
     assert parts[0].caption == texts.chart_caption("Welcome")
     (text,) = parts[1:]
     assert isinstance(text, str)
     lines = text.splitlines()
-    assert lines[0] == f"📬 <b>Daily summary</b> · Mon 09 Mar ({ZONE})"
+    assert lines[:2] == [
+        f"📬 <b>Daily summary</b> · Tue 10 Mar ({ZONE})",
+        "From 09:00 yesterday to 09:00 today, with the change against the 24 hours before; "
+        "totals up to 09:00 today.",
+    ]
     assert lines[3] == "📊 <b>Welcome</b> · ▶️ active"
     assert lines[5:8] == [
         "<b>1. Welcome 1</b> · email",
-        # b and c yesterday, a the day before; one open each day; b's order once.
-        "yesterday: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 · RUB100.00",
+        # b and c in the last 24 hours, a in the 24 before; one open each; b's order once.
+        "last 24 h: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 · RUB100.00",
         # a and b converted of three sent; a's second order went to step 2.
         "in total: sent 3 · opened 2 (67%) · clicked 0 (0%) · 🛒 2 · RUB150.00 · conv. 66.7%",
     ]
     assert lines[9:] == [
         "<b>2. Welcome 2</b> · email",
-        "yesterday: sent 1 (+1) · opened 1 (+1) · clicked 1 (+1) · 🛒 1 (+1) · RUB250.00",
+        "last 24 h: sent 1 (+1) · opened 1 (+1) · clicked 1 (+1) · 🛒 1 (+1) · RUB250.00",
         "in total: sent 1 · opened 1 (100%) · clicked 1 (100%) · 🛒 1 · RUB250.00 · conv. 100.0%",
     ]
     starts = [day_start(date(2026, 3, 6) + timedelta(days=n), ZONE) for n in range(5)]
@@ -130,12 +137,12 @@ async def test_a_summary_shows_yesterdays_bounces_and_complaints_and_their_rates
     shop = Shop(db)
     await shop.delivery(main, d, sent_at=utc(9, 15), events=("bounced",))
     await shop.delivery(main, e, sent_at=utc(9, 16), events=("opened", "complained"))
-    (_, text) = await compose_summary(db, SUMMARY_DAY, ZONE, currency="RUB")
+    (_, text) = await compose_summary(db, SUMMARY_DAY, ZONE, at=NINE, currency="RUB")
     assert isinstance(text, str)
     lines = text.splitlines()
     assert lines[5:9] == [
         "<b>1. Welcome 1</b> · email",
-        "yesterday: sent 4 (+3) · opened 2 (+1) · clicked 0 · bounced 1 (+1) · spam 1 (+1)"
+        "last 24 h: sent 4 (+3) · opened 2 (+1) · clicked 0 · bounced 1 (+1) · spam 1 (+1)"
         " · 🛒 1 · RUB100.00",
         "in total: sent 5 · opened 3 (60%) · clicked 0 (0%) · 🛒 2 · RUB150.00 · conv. 40.0%",
         "bounced 1 (20.0%) · spam 1 (20.0%)",
@@ -283,7 +290,9 @@ async def test_messages_waiting_for_their_terms_are_not_counted_as_to_go(
 def test_summary_of_a_twenty_step_chain_passes_telegrams_limits() -> None:
     stats = ChainStats(1, "Ж" * 200, "active", [busy_step(n) for n in range(1, 21)])
     messages = texts.summary_messages(
-        DailyStats(stats, stats, stats), texts.summary_header(REPORTED, ZONE), currency="RUB"
+        DailyStats(stats, stats, stats),
+        texts.summary_header(SUMMARY_DAY, ZONE, moscow(9, 9), moscow(10, 9)),
+        currency="RUB",
     )
     assert len(messages) > 1
     fake = TelegramDouble(TOKEN)
@@ -372,7 +381,7 @@ async def test_summary_goes_out_once_at_summary_time_and_not_again_after_a_resta
     messages = bot_messages(double, TEAM)
     assert [("photo" in m) for m in messages] == [True, False]
     assert messages[0]["caption"] == "📈 Welcome: funnel per step, orders per day"
-    assert messages[1]["text"].startswith("📬 Daily summary · Mon 09 Mar (Europe/Moscow)")
+    assert messages[1]["text"].startswith("📬 Daily summary · Tue 10 Mar (Europe/Moscow)")
     # A restarted worker (a new sender) later that day finds it sent.
     clock.now = moscow(10, 15, 0)
     assert await sender(db, double, clock).send_due() == 0
@@ -380,6 +389,84 @@ async def test_summary_goes_out_once_at_summary_time_and_not_again_after_a_resta
     assert await sender(db, double, clock).send_due() == 0
     assert len(bot_messages(double, TEAM)) == 2
     assert await sent_days(db) == [(TEAM, SUMMARY_DAY, "sent", 1)]
+
+
+@pytest.fixture
+def charts(monkeypatch: pytest.MonkeyPatch) -> list[ChainChart]:
+    """Every chart rendered meanwhile, as handed to the renderer."""
+    drawn: list[ChainChart] = []
+    render = handlers.charts.render_chart
+
+    def keep(chart: ChainChart) -> bytes | None:
+        drawn.append(chart)
+        return render(chart)
+
+    monkeypatch.setattr(handlers.charts, "render_chart", keep)
+    return drawn
+
+
+async def test_an_evening_summary_reports_the_24_hours_before_it_with_the_chart(
+    db: Database, double: TelegramDouble, charts: list[ChainChart]
+) -> None:
+    """SUMMARY_TIME=18:30: the summary of 10 March covers 18:30 on the 9th to 18:30 on the
+    10th, the day's sends and orders included, and totals stop at 18:30 even when the
+    worker sends it late."""
+    shop = Shop(db)
+    a, b, c = await shop.customers(3)
+    _, (main,) = await shop.chain("Evening", [("email", None)])
+    await shop.delivery(main, a, sent_at=moscow(9, 17), events=("opened",))  # the day before
+    await shop.delivery(main, b, sent_at=moscow(10, 10), events=("opened",))
+    await shop.delivery(main, c, sent_at=moscow(10, 18))
+    await shop.order(b, moscow(10, 12), "80.00")
+    # After the summary's moment: in tomorrow's summary, not in this one.
+    await shop.order(a, moscow(10, 18, 45), "500.00")
+    await shop.delivery(main, (await shop.customers(1))[0], sent_at=moscow(10, 18, 50))
+    await subscribed(db, TEAM, moscow(9, 19))
+    settings = load_settings(
+        telegram_bot_token=TOKEN,
+        telegram_api_base_url=double.api_base_url,
+        default_timezone=ZONE,
+        admin_ids=[ANTON],
+        summary_time=time(18, 30),
+    )
+    worker = summary_sender(settings, db)
+    assert worker is not None
+    worker.clock = Clock(moscow(10, 18, 29))
+    assert await worker.send_due() == 0
+    worker.clock.now = moscow(10, 19, 0)  # half an hour late
+    assert await worker.send_due() == 1
+
+    photo, summary = bot_messages(double, TEAM)
+    assert photo["caption"] == "📈 Evening: funnel per step, orders per day"
+    assert "photo" in photo
+    assert summary["text"].splitlines()[:2] == [
+        f"📬 Daily summary · Tue 10 Mar ({ZONE})",
+        "From 18:30 yesterday to 18:30 today, with the change against the 24 hours before; "
+        "totals up to 18:30 today.",
+    ]
+    assert summary["text"].splitlines()[5:8] == [
+        "1. Evening 1 · email",
+        "last 24 h: sent 2 (+1) · opened 1 · clicked 0 · 🛒 1 (+1) · RUB80.00",
+        "in total: sent 3 · opened 2 (67%) · clicked 0 (0%) · 🛒 1 · RUB80.00 · conv. 33.3%",
+    ]
+    # The chart's last day is today up to 18:30: b's order is on it, a's later one is not.
+    (chart,) = charts
+    assert chart.day_labels[-1] == "10.03"
+    assert chart.orders_per_day == {1: [0] * 13 + [1]}
+    assert [step.sent for step in chart.steps] == [3]
+
+
+async def test_a_midnight_summary_is_the_calendar_day_before_and_so_is_its_chart(
+    db: Database, charts: list[ChainChart]
+) -> None:
+    await seeded_chain(db)
+    photo, text = await compose_summary(db, SUMMARY_DAY, ZONE, at=time(0, 0), currency="RUB")
+    assert isinstance(photo, Photo)
+    assert isinstance(text, str)
+    assert text.splitlines()[1].startswith("From 00:00 yesterday to 00:00 today")
+    (chart,) = charts
+    assert chart.day_labels[-1] == "09.03"
+    assert chart.orders_per_day[1][-1] == 1
 
 
 async def test_chats_in_one_zone_share_one_composition_of_their_day(
@@ -393,9 +480,9 @@ async def test_chats_in_one_zone_share_one_composition_of_their_day(
     await subscribed(db, ANTON, moscow(1, 0), "Asia/Vladivostok")
     composed: list[tuple[date, str]] = []
 
-    async def counted(db: Database, day: date, zone: str, *, currency: str) -> list[Any]:
+    async def counted(db: Database, day: date, zone: str, **kwargs: Any) -> list[Any]:
         composed.append((day, zone))
-        return await compose_summary(db, day, zone, currency=currency)
+        return await compose_summary(db, day, zone, **kwargs)
 
     monkeypatch.setattr("bot.summaries.compose_summary", counted)
     assert await sender(db, double, Clock(moscow(10, 9, 0))).send_due() == 3

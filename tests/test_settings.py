@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.settings import SettingsError, load_settings
+from models.frequency_caps import FrequencyCap, FrequencyCaps
 from models.protection import HoldPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # No .env of the developer's may leak in: run from an empty folder.
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("SMTP_", "SMS_", "TELEGRAM_", "HOLD_")) or name in {
+        if name.startswith(("SMTP_", "SMS_", "TELEGRAM_", "HOLD_", "FREQUENCY_CAP_")) or name in {
             "ADMIN_IDS",
             "DATABASE_URL",
             "DEFAULT_TIMEZONE",
@@ -73,6 +74,19 @@ def test_the_hold_policy_defaults_and_reads_its_rates_exactly(
     )
 
 
+def test_frequency_caps_are_read_as_messages_per_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().frequency_caps == FrequencyCaps()
+    monkeypatch.setenv("FREQUENCY_CAP_EMAIL", " 3/7d ")
+    monkeypatch.setenv("FREQUENCY_CAP_SMS", "1/12h")
+    caps = load_settings().frequency_caps
+    assert caps == FrequencyCaps(
+        email=FrequencyCap(3, timedelta(days=7)), sms=FrequencyCap(1, timedelta(hours=12))
+    )
+    assert (str(caps.email), str(caps.sms)) == ("3/7d", "1/12h")
+    monkeypatch.setenv("FREQUENCY_CAP_SMS", "")
+    assert load_settings().frequency_caps.sms is None
+
+
 def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DEFAULT_TIMEZONE=Asia/Vladivostok\nWEB_PORT=9000\n")
     settings = load_settings()
@@ -104,6 +118,10 @@ def test_values_are_read_from_dotenv_file(tmp_path: Path) -> None:
         ("HOLD_COMPLAINT_RATE", "inf", "setting HOLD_COMPLAINT_RATE: 'inf' is not a rate"),
         ("HOLD_MIN_SENT", "0", "setting HOLD_MIN_SENT: Input should be greater than or equal"),
         ("HOLD_MIN_SENT", "many", "setting HOLD_MIN_SENT:"),
+        ("FREQUENCY_CAP_SMS", "1/1x", "setting FREQUENCY_CAP_SMS: '1/1x' is not a cap like 1/1d"),
+        ("FREQUENCY_CAP_SMS", "0/1d", "setting FREQUENCY_CAP_SMS: '0/1d' is not a cap like"),
+        ("FREQUENCY_CAP_EMAIL", "3", "setting FREQUENCY_CAP_EMAIL: '3' is not a cap like 1/1d"),
+        ("FREQUENCY_CAP_EMAIL", "day/1", "setting FREQUENCY_CAP_EMAIL: 'day/1' is not a cap"),
     ],
 )
 def test_malformed_setting_is_named(
