@@ -50,6 +50,7 @@ from models.chainfile import (
 from models.chains import (
     blocks_of,
     checked_block,
+    holdout_refusal,
     known_names,
     locked_step,
     missing_blocks,
@@ -604,6 +605,9 @@ async def _weigh_or_apply(
                 " change before activation",
             )
         )
+    holdout = holdout_refusal(chain, spec.holdout_percent)
+    if holdout is not None:
+        plan.problems.append(Problem("holdout_percent", str(holdout)))
     steps = list(chain.steps)
     for index, step_spec in enumerate(spec.steps):
         path = f"steps[{index}]"
@@ -661,6 +665,7 @@ async def _weigh_or_apply(
         chain.campaign_tag = spec.campaign
         chain.utm_enabled = spec.utm
         chain.enrollment = spec.enrollment
+        chain.holdout_percent = spec.holdout_percent
         chain.updated_at = utcnow()
     return plan
 
