@@ -533,8 +533,8 @@ async def set_enrollment(
 # The refusals of `set_holdout`, and of a chain file applied to a running chain.
 NOT_A_HOLDOUT = N_("a holdout of {value} is not a whole number of percent from 0 to {max}")
 HOLDOUT_FIXED = N_(
-    "chain {id} holds out {percent}% since its activation, and that cannot change: customers"
-    " would move between the groups being compared. Copy the chain to start another holdout"
+    "the holdout of chain {id} ({percent}%) is fixed since its activation: changing it would"
+    " move customers between the groups being compared. Copy the chain to start another one"
 )
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import UTC, datetime, time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from models.chains import export_chain, get_chain, import_chain, set_holdout
 from models.db import Database
@@ -24,14 +28,17 @@ from models.lift import (
     newcombe_interval,
     wilson_interval,
 )
-from models.stats import chain_stats
+from models.migrate import alembic_config, upgrade
+from models.orders import record_orders
+from models.stats import chain_stats, stats_document
 from models.tables import Delivery, EmailStatus, Step
 from scheduler.claims import HOLD_OUT, Candidate, decide
-from services.editing import update_chain
-from services.forecast import wave_progress
+from services.editing import stop_step, update_chain
+from services.forecast import forecast_activation, wave_progress
 from services.lifecycle import activate_chain
 from tests.test_engine import START, Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture
+from tests.test_migrations import AT, customers_and_a_chain, upgraded_with
 
 # --- The draw --------------------------------------------------------------------------
 
@@ -200,7 +207,9 @@ async def test_once_activated_the_holdout_cannot_change_by_any_door(db: Database
     await activate_chain(db, chain_id, actor="test")
     with pytest.raises(ChainmailError) as caught:
         await set_holdout(db, chain_id, 20, actor="test")
-    assert str(caught.value).startswith(f"chain {chain_id} holds out 10% since its activation")
+    assert str(caught.value).startswith(
+        f"the holdout of chain {chain_id} (10%) is fixed since its activation"
+    )
     # The same value is no change, and a file that keeps it applies.
     await set_holdout(db, chain_id, 10, actor="test")
     await update_chain(db, chain_id, HOLDOUT_CHAIN.replace("Sale\n", "Big sale\n", 1), actor="t")
@@ -211,7 +220,7 @@ async def test_once_activated_the_holdout_cannot_change_by_any_door(db: Database
             HOLDOUT_CHAIN.replace("holdout_percent: 10", "holdout_percent: 0"),
             actor="test",
         )
-    assert f"holdout_percent: chain {chain_id} holds out 10%" in str(refused.value)
+    assert f"holdout_percent: the holdout of chain {chain_id} (10%)" in str(refused.value)
     assert (await get_chain(db, chain_id)).holdout_percent == 10
 
 
@@ -297,3 +306,182 @@ async def test_the_held_out_tenth_is_never_emailed_and_never_planned_into_step_t
         500 - len(held),
         len(held),
     )
+
+
+# --- Counting it ---------------------------------------------------------------------------
+
+# One step, half of it held out: groups of over a hundred from a few hundred customers.
+HALF_HELD_OUT = (
+    HOLDOUT_CHAIN.split("  - name: Reminder")[0]
+    .replace("name: Spring sale", "name: Half and half")
+    .replace("holdout_percent: 10", "holdout_percent: 50")
+)
+
+
+def _order(number: int, customer: int, at: datetime, amount: str = "150.00") -> dict[str, str]:
+    return {
+        "external_id": f"o{number}",
+        "customer_external_id": f"c{customer}",
+        "amount": amount,
+        "created_at": at.isoformat(),
+    }
+
+
+async def test_the_groups_count_every_order_in_each_customers_window(harness: Harness) -> None:
+    db = harness.db
+    ids = await add_customers(db, *({} for _ in range(240)))
+    chain_id = await import_seed(db, HALF_HELD_OUT)
+    await activate_chain(db, chain_id, actor="test", now=harness.clock())
+    await harness.engine.tick()
+    numbers = {customer: number for number, customer in enumerate(ids)}
+    held = [numbers[c] for c in ids if is_held_out(chain_id, c, 50)]
+    treated = [numbers[c] for c in ids if not is_held_out(chain_id, c, 50)]
+    assert min(len(held), len(treated)) >= MIN_GROUP_CUSTOMERS
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    orders = [
+        # Counted: twelve treated customers order in their window, one of them twice.
+        *(_order(n, customer, START + hour) for n, customer in enumerate(treated[:12])),
+        _order(100, treated[0], START + 6 * day, "1000.00"),
+        # Not counted: before the moment, at the window's end, under the minimum.
+        _order(101, treated[20], START - hour),
+        _order(102, treated[21], START + 7 * day),
+        _order(103, treated[22], START + hour, "99.99"),
+        # Held out: four order in theirs (attributed to nothing: no message went), one after.
+        *(_order(300 + n, customer, START + 2 * day) for n, customer in enumerate(held[:4])),
+        _order(310, held[10], START + 8 * day),
+    ]
+    result = await record_orders(db, orders, START + 9 * day)
+    assert result.created == len(orders)
+
+    stats = await chain_stats(db, chain_id)
+    holdout = stats.holdout
+    assert holdout is not None
+    expected_treated = Group(len(treated), 12, 13, Decimal("2800.00"))
+    expected_held = Group(len(held), 4, 4, Decimal("600.00"))
+    assert (holdout.treated, holdout.held_out) == (expected_treated, expected_held)
+    assert (holdout.percent, holdout.window_days, holdout.min_amount) == (50, 7, Decimal(100))
+    assert holdout.lift == lift(expected_treated, expected_held)
+    assert holdout.enough_data
+    # The step counts only what is attributed: no order of a held-out customer.
+    assert stats.steps[0].orders == 0
+
+    chain = stats_document(stats)["chain"]
+    found = lift(expected_treated, expected_held)
+    assert found is not None
+    assert chain == {
+        "id": chain_id,
+        "name": "Half and half",
+        "status": "finished",
+        "holdout_percent": 50,
+        "treated": {
+            "customers": len(treated),
+            "orders": 13,
+            "revenue": "2800.00",
+            "conversion_rate": round(12 / len(treated), 4),
+        },
+        "holdout": {
+            "customers": len(held),
+            "orders": 4,
+            "revenue": "600.00",
+            "conversion_rate": round(4 / len(held), 4),
+        },
+        "lift": {
+            "conversion_rate_delta": round(12 / len(treated) - 4 / len(held), 4),
+            "ci95": [
+                round(bound, 4) for bound in newcombe_interval(12, len(treated), 4, len(held))
+            ],
+            "incremental_orders": round((13 / len(treated) - 4 / len(held)) * len(treated), 2),
+            "incremental_revenue": f"{found.incremental_revenue:.2f}",
+            "enough_data": True,
+        },
+    }
+    assert found.incremental_revenue == (
+        (Decimal("2800.00") / len(treated) - Decimal("600.00") / len(held)) * len(treated)
+    ).quantize(Decimal("0.01"))
+
+    # Up to a moment: the orders placed before it.
+    early = await chain_stats(db, chain_id, until=START + day)
+    assert early.holdout is not None
+    assert (early.holdout.treated.orders, early.holdout.held_out.orders) == (12, 0)
+    assert (early.holdout.treated.converted, early.holdout.held_out.converted) == (12, 0)
+    # Over a period the groups are not narrowed: no holdout.
+    assert (await chain_stats(db, chain_id, since=START)).holdout is None
+
+
+async def test_a_chain_without_holdout_has_the_document_of_before(harness: Harness) -> None:
+    await add_customers(harness.db, {})
+    chain_id = await import_seed(harness.db)
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    await harness.engine.tick()
+    stats = await chain_stats(harness.db, chain_id)
+    assert stats.holdout is None
+    assert set(stats_document(stats)["chain"]) == {"id", "name", "status"}
+
+
+async def test_an_empty_group_has_no_lift_and_rows_stopped_before_their_moment_count_nowhere(
+    harness: Harness,
+) -> None:
+    await add_customers(harness.db, *({} for _ in range(30)))
+    chain_id = await import_seed(
+        harness.db,
+        HALF_HELD_OUT.replace("schedule: {send: now}", "schedule: {send: after, after: 1d}"),
+    )
+    await activate_chain(harness.db, chain_id, actor="test", now=harness.clock())
+    await stop_step(harness.db, chain_id, 1, actor="test", now=harness.clock())
+    assert await harness.statuses(1, chain_id) == {"skipped": 30}
+    stats = await chain_stats(harness.db, chain_id)
+    assert stats.holdout is not None
+    assert (stats.holdout.treated.customers, stats.holdout.held_out.customers) == (0, 0)
+    assert stats_document(stats)["chain"]["lift"] == {
+        "conversion_rate_delta": None,
+        "ci95": None,
+        "incremental_orders": None,
+        "incremental_revenue": None,
+        "enough_data": False,
+    }
+
+
+async def test_the_forecast_says_about_how_many_will_be_held_out(db: Database) -> None:
+    await add_customers(db, *({} for _ in range(40)))
+    chain_id = await import_seed(db, HOLDOUT_CHAIN)
+    found = await forecast_activation(db, await get_chain(db, chain_id), now=START)
+    assert (found.audience, found.holdout_percent, found.held_out) == (40, 10, 4)
+
+
+# --- The migration ---------------------------------------------------------------------
+
+
+async def test_the_migration_adds_the_status_and_takes_it_back_as_skipped(tmp_path: Path) -> None:
+    rows = [
+        *customers_and_a_chain(2),
+        "INSERT INTO steps (id, chain_id, position, name, action, created_at, updated_at)"
+        f""" VALUES (1, 1, 1, 'Sale', '{{"channel": "email"}}', {AT}, {AT})""",
+        "INSERT INTO deliveries (id, chain_id, step_id, customer_id, channel, status,"
+        " eligible_at, due_at, attempts, created_at, sent_at, triggered_at)"
+        f" VALUES (7, 1, 1, 1, 'email', 'sent', {AT}, {AT}, 1, {AT}, {AT}, {AT})",
+    ]
+    db = await upgraded_with(tmp_path, "0011", rows)
+    held = (
+        "INSERT INTO deliveries (id, chain_id, step_id, customer_id, channel, status,"
+        f" eligible_at, due_at, attempts, created_at) VALUES"
+        f" (8, 1, 1, 2, 'email', 'held_out', {AT}, {AT}, 0, {AT})"
+    )
+    async with db.writer() as session:
+        assert await session.scalar(text("SELECT holdout_percent FROM chains")) == 0
+        await session.execute(text(held))
+        with pytest.raises(IntegrityError):
+            async with session.begin_nested():
+                await session.execute(text(held.replace("(8,", "(9,").replace("held_out", "lost")))
+    await db.dispose()
+    url = db.url
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(command.downgrade, alembic_config(url), "0011").result()
+    db = Database(url)
+    async with db.session() as session:
+        rows_back = await session.execute(text("SELECT id, status, reason FROM deliveries"))
+        assert sorted(rows_back) == [(7, "sent", None), (8, "skipped", "held out")]
+        integrity = await session.scalar(text("PRAGMA integrity_check"))
+        assert integrity == "ok"
+    await db.dispose()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, url).result()
