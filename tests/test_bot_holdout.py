@@ -5,11 +5,10 @@ Through the Telegram double, on both databases."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
 from decimal import Decimal
 
 from PIL import Image
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from bot.summaries import Photo, compose_summary
 from bot.telegram_app import build_application
@@ -20,7 +19,6 @@ from models.admins import add_admin
 from models.chains import get_chain, list_chains
 from models.db import Database
 from models.lift import Group, enough_data, lift
-from models.orders import record_orders
 from models.stats import HoldoutStats, chain_stats
 from models.tables import Chain, Role
 from telegram_double import TelegramDouble
@@ -28,8 +26,8 @@ from tests.editor_driver import Phone
 from tests.test_bot_editor import bot as bot  # the fixture
 from tests.test_bot_editor import open_first_step
 from tests.test_bot_support import ADMIN, VIEWER, BotUnderTest, bot_settings
+from tests.test_holdout import holdout_chain
 from tests.test_reporting import SUMMARY_DAY, ZONE
-from tests.test_stats import T0, Shop
 
 # --- The editor ---------------------------------------------------------------------------
 
@@ -114,41 +112,6 @@ async def test_an_active_chains_holdout_is_shown_fixed_and_a_stale_button_is_ref
 # --- The numbers ---------------------------------------------------------------------------
 
 
-async def _holdout_chain(db: Database, treated: int, held_out: int, *, ordered: int) -> int:
-    """An active chain holding out `held_out` of its main step's customers: each group's
-    first `ordered` customers ordered 100.00 a day after T0."""
-    shop = Shop(db)
-    chain_id, (main,) = await shop.chain(
-        "Spring sale", [("email", {"goal": "order", "window_days": 7, "min_amount": 0})]
-    )
-    customers = await shop.customers(treated + held_out)
-    moment = "'2026-03-01 09:00:00.000000'" if db.is_sqlite else "TIMESTAMPTZ '2026-03-01 09:00Z'"
-    async with db.writer() as session:
-        await session.execute(update(Chain).where(Chain.id == chain_id).values(holdout_percent=10))
-        for number, customer in enumerate(customers):
-            status, sent = ("sent", moment) if number < treated else ("held_out", "NULL")
-            await session.execute(
-                text(
-                    "INSERT INTO deliveries (chain_id, step_id, customer_id, channel, status,"
-                    " eligible_at, due_at, attempts, created_at, sent_at, triggered_at)"
-                    f" VALUES ({chain_id}, {main}, {customer}, 'email', '{status}', {moment},"
-                    f" {moment}, 0, {moment}, {sent}, {sent})"
-                )
-            )
-    buyers = customers[:ordered] + customers[treated : treated + ordered]
-    orders = [
-        {
-            "external_id": f"o{buyer}",
-            "customer_external_id": f"c{buyer}",
-            "amount": "100.00",
-            "created_at": (T0 + timedelta(days=1)).isoformat(),
-        }
-        for buyer in buyers
-    ]
-    await record_orders(db, orders, T0 + timedelta(days=2))
-    return chain_id
-
-
 async def _stats_through_the_double(
     db: Database, double: TelegramDouble, chain_id: int
 ) -> tuple[str, bytes]:
@@ -165,7 +128,7 @@ async def _stats_through_the_double(
 async def test_stats_show_the_groups_and_not_enough_data_yet(
     db: Database, double: TelegramDouble
 ) -> None:
-    chain_id = await _holdout_chain(db, 60, 8, ordered=2)
+    chain_id = await holdout_chain(db, 60, 8, ordered=2)
     page, png = await _stats_through_the_double(db, double, chain_id)
     assert "🧪 Holdout 10% · every order within 7 days" in page
     assert "treated 60: conv. 3.3% · 2 orders · RUB200.00" in page
@@ -180,7 +143,7 @@ async def test_stats_show_the_groups_and_not_enough_data_yet(
 async def test_stats_show_the_lift_with_its_interval_once_there_is_enough(
     db: Database, double: TelegramDouble
 ) -> None:
-    chain_id = await _holdout_chain(db, 300, 100, ordered=10)
+    chain_id = await holdout_chain(db, 300, 100, ordered=10)
     stats = await chain_stats(db, chain_id)
     assert stats.holdout is not None
     assert stats.holdout.enough_data
@@ -195,7 +158,7 @@ async def test_stats_show_the_lift_with_its_interval_once_there_is_enough(
 
 
 async def test_the_chart_and_the_daily_summary_carry_the_holdout(db: Database) -> None:
-    chain_id = await _holdout_chain(db, 60, 8, ordered=2)
+    chain_id = await holdout_chain(db, 60, 8, ordered=2)
     stats = await chain_stats(db, chain_id)
     png = await chain_chart_png(db, stats, last_day=SUMMARY_DAY, zone=ZONE)
     assert png is not None

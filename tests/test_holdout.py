@@ -3,6 +3,7 @@ comparison of stats, on both databases; the interval against published figures."
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from models.chains import export_chain, get_chain, import_chain, set_holdout
@@ -31,14 +32,16 @@ from models.lift import (
 from models.migrate import alembic_config, upgrade
 from models.orders import record_orders
 from models.stats import chain_stats, stats_document
-from models.tables import Delivery, EmailStatus, Step
+from models.tables import Chain, Delivery, EmailStatus, Step
 from scheduler.claims import HOLD_OUT, Candidate, decide
 from services.editing import stop_step, update_chain
 from services.forecast import forecast_activation, wave_progress
 from services.lifecycle import activate_chain
+from tests.cli import chainmail
 from tests.test_engine import START, Harness, add_customers, import_seed
 from tests.test_engine import harness as harness  # the fixture
 from tests.test_migrations import AT, customers_and_a_chain, upgraded_with
+from tests.test_stats import T0, Shop
 
 # --- The draw --------------------------------------------------------------------------
 
@@ -446,6 +449,74 @@ async def test_the_forecast_says_about_how_many_will_be_held_out(db: Database) -
     chain_id = await import_seed(db, HOLDOUT_CHAIN)
     found = await forecast_activation(db, await get_chain(db, chain_id), now=START)
     assert (found.audience, found.holdout_percent, found.held_out) == (40, 10, 4)
+
+
+async def holdout_chain(db: Database, treated: int, held_out: int, *, ordered: int) -> int:
+    """An active chain holding out `held_out` of its main step's customers: each group's
+    first `ordered` customers ordered 100.00 a day after T0."""
+    shop = Shop(db)
+    chain_id, (main,) = await shop.chain(
+        "Spring sale", [("email", {"goal": "order", "window_days": 7, "min_amount": 0})]
+    )
+    customers = await shop.customers(treated + held_out)
+    moment = "'2026-03-01 09:00:00.000000'" if db.is_sqlite else "TIMESTAMPTZ '2026-03-01 09:00Z'"
+    async with db.writer() as session:
+        await session.execute(update(Chain).where(Chain.id == chain_id).values(holdout_percent=10))
+        for number, customer in enumerate(customers):
+            status, sent = ("sent", moment) if number < treated else ("held_out", "NULL")
+            await session.execute(
+                text(
+                    "INSERT INTO deliveries (chain_id, step_id, customer_id, channel, status,"
+                    " eligible_at, due_at, attempts, created_at, sent_at, triggered_at)"
+                    f" VALUES ({chain_id}, {main}, {customer}, 'email', '{status}', {moment},"
+                    f" {moment}, 0, {moment}, {sent}, {sent})"
+                )
+            )
+    buyers = customers[:ordered] + customers[treated : treated + ordered]
+    orders = [
+        {
+            "external_id": f"o{buyer}",
+            "customer_external_id": f"c{buyer}",
+            "amount": "100.00",
+            "created_at": (T0 + timedelta(days=1)).isoformat(),
+        }
+        for buyer in buyers
+    ]
+    await record_orders(db, orders, T0 + timedelta(days=2))
+    return chain_id
+
+
+async def test_chainmail_stats_prints_the_comparison_and_its_json_document(
+    db_url: str, db: Database, tmp_path: Path
+) -> None:
+    chain_id = await holdout_chain(db, 60, 8, ordered=2)
+    done = chainmail(db_url, "stats", str(chain_id), "--json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    document = json.loads(done.stdout)
+    assert document == stats_document(await chain_stats(db, chain_id))
+    assert list(document["chain"]) == [
+        "id",
+        "name",
+        "status",
+        "holdout_percent",
+        "treated",
+        "holdout",
+        "lift",
+    ]
+    assert document["chain"]["holdout"] == {
+        "customers": 8,
+        "orders": 2,
+        "revenue": "200.00",
+        "conversion_rate": 0.25,
+    }
+    table = chainmail(db_url, "stats", str(chain_id), cwd=tmp_path)
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[-4:] == [
+        "holdout 10% of step 1, orders within 7 days of at least 0",
+        "treated: 60 customers, 3.33% ordered, 2 orders, 200.00",
+        "held out: 8 customers, 25.00% ordered, 2 orders, 200.00",
+        "lift: not enough data yet",
+    ]
 
 
 # --- The migration ---------------------------------------------------------------------
