@@ -321,7 +321,8 @@ async def _holdout_groups(db: Database, period: _Period, main: Step) -> list[Row
     """The main step's two groups (models.holdout.itt_sql), one row each."""
     window_days, min_amount = conversion_settings(main.conversion)
     sql = itt_sql(db.engine.dialect.name, window_days, until=period.until is not None)
-    return await period.rows(db, sql, None, params={"step_id": main.id, "min_amount": min_amount})
+    params = {"step_id": main.id, "min_amount": min_amount}
+    return await period.rows(db, sql, main.chain_id, params=params)
 
 
 def _holdout_stats(percent: int, main: Step, groups: list[Row[Any]]) -> HoldoutStats:
