@@ -3,6 +3,7 @@ keeping attribution costs per fact, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/stats.py [--customers 1000000] [--orders 1000000] [--runs 5]
                                     [--facts 200] [--databases sqlite,postgresql]
+                                    [--holdout-percent 10]
 
 The shop, made in the database by set-based statements (recursive CTE /
 generate_series), for C customers: the measured chain, four steps (email, SMS,
@@ -113,7 +114,9 @@ def _numbers(db: Database, last: int) -> tuple[str, str]:
     return "", f"generate_series(1, {last}) AS g(n)"
 
 
-def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
+def _shop_statements(
+    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+) -> list[str]:
     now = _moment(db, "0")
     true = "1" if db.is_sqlite else "TRUE"
     with_numbers, numbers = _numbers(db, customers)
@@ -126,7 +129,7 @@ def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
         " created_at, updated_at, holdout_percent) VALUES "
         + ", ".join(
             f"({chain}, 'Chain {chain}', 'active', 'once', 'chain_{chain}', {true}, {now}, {now},"
-            f" {HOLDOUT_PERCENT if chain == MEASURED_CHAIN else 0})"
+            f" {holdout if chain == MEASURED_CHAIN else 0})"
             for chain in sorted({chain for chain, *_ in STEPS})
         ),
     ]
@@ -172,7 +175,7 @@ def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
     statements.append(
         "UPDATE deliveries SET status = 'held_out', reason = NULL, sent_at = NULL,"
         " triggered_at = NULL, version = NULL"
-        f" WHERE step_id = 1 AND {_hash('customer_id', 50)} < {HOLDOUT_PERCENT * 10}"
+        f" WHERE step_id = 1 AND {_hash('customer_id', 50)} < {holdout * 10}"
     )
     statements += _event_statements(db)
     with_orders, order_numbers = _numbers(db, orders)
@@ -207,9 +210,11 @@ def _event_statements(db: Database) -> list[str]:
     ]
 
 
-async def make_shop(db: Database, customers: int, orders: int) -> None:
+async def make_shop(
+    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+) -> None:
     started = time.perf_counter()
-    for statement in _shop_statements(db, customers, orders):
+    for statement in _shop_statements(db, customers, orders, holdout):
         async with db.writer() as session:
             if not db.is_sqlite:
                 # Loading only: foreign keys unchecked (they hold by construction).
@@ -393,7 +398,7 @@ def report(
 async def run(url: str, options: argparse.Namespace) -> tuple[float, dict, dict]:
     db = Database(url)
     try:
-        await make_shop(db, options.customers, options.orders)
+        await make_shop(db, options.customers, options.orders, options.holdout_percent)
         rebuilt = await rebuild(db)
         stats = await measure_stats(db, options.runs)
         facts = await measure_facts(db, options.facts)
@@ -407,6 +412,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--holdout-percent", type=int, default=HOLDOUT_PERCENT, help="0: no holdout, as before"
+    )
     parser.add_argument("--facts", type=int, default=200)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--scratch", default="bench_stats", help="the scratch database's name")

@@ -950,8 +950,8 @@ async def _activate(update: Update, context: Context, chain_id: int) -> None:
 
 
 async def open_holdout(update: Update, context: Context, chain_id: int) -> None:
-    """The holdout's block with its saved share as the draft; a chain that is no longer a
-    draft shows its map with the reason instead."""
+    """The holdout's block with its saved share as the draft; for a chain that is no
+    longer a draft (an older button), the reason it cannot change, and the way back."""
     chain = await get_chain(context.deps.db, chain_id)
     state = _state(context)
     if chain.status is not ChainStatus.DRAFT:
