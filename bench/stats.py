@@ -3,10 +3,12 @@ keeping attribution costs per fact, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/stats.py [--customers 1000000] [--orders 1000000] [--runs 5]
                                     [--facts 200] [--databases sqlite,postgresql]
+                                    [--holdout-percent 10]
 
 The shop, made in the database by set-based statements (recursive CTE /
 generate_series), for C customers: the measured chain, four steps (email, SMS,
-email, SMS) to every fourth customer (C deliveries), and nine one-step chains
+email, SMS) to every fourth customer (C deliveries), holding out 10 % of its first
+step (`held_out`, by a hash of the row number), and nine one-step chains
 to every customer (9 C), so 10 C deliveries, each of version 1 once it left
 `planned` (as migration 0006 leaves them) but the measured chain's first step,
 edited once while it ran: half its messages are of version 2; their events (emails: 30 % opened,
@@ -17,7 +19,9 @@ the old `/stats` redid on every call) and, alternating, each run timed:
 
   bare   the chain's deliveries counted by step and status, one grouped query
          over its index: the least any per-step report reads;
-  stats  `chain_stats` of the measured chain, everything `/stats` shows.
+  stats  `chain_stats` of the measured chain, everything `/stats` shows, the
+         holdout's comparison (`models.holdout.itt_sql`) among it;
+  holdout that comparison alone.
 
 Then, one transaction each, on customers that have orders (so a refresh has
 work to do), against a bare transaction writing the same row:
@@ -53,6 +57,7 @@ from bench.common import scratch_postgres, scratch_sqlite
 from models import attribution_table
 from models.db import Database
 from models.facts import messages_triggered
+from models.holdout import itt_sql
 from models.orders import record_orders
 from models.stats import chain_stats
 from models.tables import UtcDateTime
@@ -61,6 +66,7 @@ from models.tracking import record_open
 START = "2026-03-01 09:00:00"
 NOW = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)
 MEASURED_CHAIN = 1
+HOLDOUT_PERCENT = 10
 # (chain, position, channel, days after START it is sent, window days, minimum amount)
 STEPS = [
     (1, 1, "email", 0, 7, 0),
@@ -108,7 +114,9 @@ def _numbers(db: Database, last: int) -> tuple[str, str]:
     return "", f"generate_series(1, {last}) AS g(n)"
 
 
-def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
+def _shop_statements(
+    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+) -> list[str]:
     now = _moment(db, "0")
     true = "1" if db.is_sqlite else "TRUE"
     with_numbers, numbers = _numbers(db, customers)
@@ -118,9 +126,10 @@ def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
         f" SELECT n, 'c' || n, 'c' || n || '@example.com', '+7913' || n, 'Europe/Moscow',"
         f" 'default', 'subscribed', 'subscribed', '{{}}', {now}, {now} FROM {numbers}",
         "INSERT INTO chains (id, name, status, enrollment, campaign_tag, utm_enabled,"
-        " created_at, updated_at) VALUES "
+        " created_at, updated_at, holdout_percent) VALUES "
         + ", ".join(
-            f"({chain}, 'Chain {chain}', 'active', 'once', 'chain_{chain}', {true}, {now}, {now})"
+            f"({chain}, 'Chain {chain}', 'active', 'once', 'chain_{chain}', {true}, {now}, {now},"
+            f" {holdout if chain == MEASURED_CHAIN else 0})"
             for chain in sorted({chain for chain, *_ in STEPS})
         ),
     ]
@@ -162,6 +171,12 @@ def _shop_statements(db: Database, customers: int, orders: int) -> list[str]:
         " CROSS JOIN (SELECT 1 AS version UNION ALL SELECT 2) v"
         f" WHERE id = {EDITED_STEP}"
     )
+    # The measured chain's main step holds out its share: never sent, no events.
+    statements.append(
+        "UPDATE deliveries SET status = 'held_out', reason = NULL, sent_at = NULL,"
+        " triggered_at = NULL, version = NULL"
+        f" WHERE step_id = 1 AND {_hash('customer_id', 50)} < {holdout * 10}"
+    )
     statements += _event_statements(db)
     with_orders, order_numbers = _numbers(db, orders)
     customer = f"1 + {_bits('n', 5)} % {customers}"
@@ -195,9 +210,11 @@ def _event_statements(db: Database) -> list[str]:
     ]
 
 
-async def make_shop(db: Database, customers: int, orders: int) -> None:
+async def make_shop(
+    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+) -> None:
     started = time.perf_counter()
-    for statement in _shop_statements(db, customers, orders):
+    for statement in _shop_statements(db, customers, orders, holdout):
         async with db.writer() as session:
             if not db.is_sqlite:
                 # Loading only: foreign keys unchecked (they hold by construction).
@@ -255,6 +272,13 @@ async def _stats(db: Database) -> None:
     await chain_stats(db, MEASURED_CHAIN)
 
 
+async def _holdout(db: Database) -> None:
+    async with db.session() as session:
+        sql = itt_sql(db.engine.dialect.name, 7, until=False)
+        params = {"chain_id": MEASURED_CHAIN, "step_id": 1, "min_amount": 0}
+        list(await session.execute(text(sql), params))
+
+
 async def _timed(run: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await run()
@@ -262,11 +286,12 @@ async def _timed(run: Callable[[], Awaitable[object]]) -> float:
 
 
 async def measure_stats(db: Database, runs: int) -> dict[str, list[float]]:
-    seconds: dict[str, list[float]] = {"bare": [], "stats": []}
+    runners = {"bare": _bare_count, "stats": _stats, "holdout": _holdout}
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(runs):
-        order = ["bare", "stats"] if round_ % 2 == 0 else ["stats", "bare"]
+        order = list(runners) if round_ % 2 == 0 else list(reversed(runners))
         for name in order:
-            run = _bare_count if name == "bare" else _stats
+            run = runners[name]
             seconds[name].append(await _timed(lambda run=run: run(db)))
     return seconds
 
@@ -353,11 +378,11 @@ def _median_ms(values: list[float]) -> str:
 def report(
     kind: str, rebuilt: float, stats: dict[str, list[float]], facts: dict[str, list[float]]
 ) -> None:
-    bare, full = (statistics.median(stats[name]) for name in ("bare", "stats"))
+    bare, full, holdout = (statistics.median(stats[name]) for name in ("bare", "stats", "holdout"))
     runs = ", ".join(f"{s:.2f}" for s in stats["stats"])
     print(
         f"{kind}: rebuild {rebuilt:.1f} s; bare {bare:.3f} s, chain_stats {full:.3f} s"
-        f" (runs {runs}), stats/bare {full / bare:.2f}",
+        f" (runs {runs}), stats/bare {full / bare:.2f}; holdout alone {holdout:.3f} s",
         flush=True,
     )
     for name in ("open", "order", "send"):
@@ -373,7 +398,7 @@ def report(
 async def run(url: str, options: argparse.Namespace) -> tuple[float, dict, dict]:
     db = Database(url)
     try:
-        await make_shop(db, options.customers, options.orders)
+        await make_shop(db, options.customers, options.orders, options.holdout_percent)
         rebuilt = await rebuild(db)
         stats = await measure_stats(db, options.runs)
         facts = await measure_facts(db, options.facts)
@@ -387,6 +412,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--holdout-percent", type=int, default=HOLDOUT_PERCENT, help="0: no holdout, as before"
+    )
     parser.add_argument("--facts", type=int, default=200)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--scratch", default="bench_stats", help="the scratch database's name")

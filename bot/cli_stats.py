@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from bot.runtime import open_database
 from bot.settings import Settings
-from models.stats import ChainStats, StepStats, chain_stats, stats_document
+from models.lift import Group
+from models.stats import ChainStats, HoldoutStats, StepStats, chain_stats, stats_document
 
 NAME_WIDTH = 24
 
@@ -98,4 +99,34 @@ def render_table(stats: ChainStats) -> str:
             for (header, _), cell, width in zip(COLUMNS, row, widths, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
+    if stats.holdout is not None:
+        lines += ["", *holdout_lines(stats.holdout)]
     return "\n".join(lines)
+
+
+def _group_line(label: str, group: Group) -> str:
+    return (
+        f"{label}: {group.customers} customers, {group.conversion_rate:.2%} ordered,"
+        f" {group.orders} orders, {group.revenue:.2f}"
+    )
+
+
+def holdout_lines(holdout: HoldoutStats) -> list[str]:
+    """The holdout's comparison under the table (docs/attribution.md)."""
+    lines = [
+        f"holdout {holdout.percent}% of step 1, orders within {holdout.window_days} days"
+        f" of at least {holdout.min_amount}",
+        _group_line("treated", holdout.treated),
+        _group_line("held out", holdout.held_out),
+    ]
+    found = holdout.lift
+    if found is None or not holdout.enough_data:
+        lines.append("lift: not enough data yet")
+    else:
+        low, high = found.ci95
+        lines.append(
+            f"lift: {found.conversion_rate_delta * 100:+.2f} pp"
+            f" (95% CI {low * 100:+.2f} to {high * 100:+.2f} pp),"
+            f" {found.incremental_orders:+.1f} orders, {found.incremental_revenue:+.2f} revenue"
+        )
+    return lines

@@ -34,6 +34,7 @@ and the limit is in bytes.
 | `esn:<chain>:<pos>` | add the step with its default name ("Step 2")       | admin    |
 | `er:<chain>:<pos>`  | rename the step (`<pos>` 0: the chain)              | admin    |
 | `eu:<chain>`        | switch enrollment once ⇄ continuous                 | admin    |
+| `eh:<chain>`        | the chain's holdout (a draft's): `ex:hp:<n>` picks a share | admin |
 | `ec:<chain>`        | copy the chain into a new draft                     | admin    |
 | `ea:<chain>`        | activation forecast; `ey:<chain>` activates         | admin    |
 | `eq`                | close the editor                                    | admin    |
@@ -95,6 +96,7 @@ class Action(StrEnum):
     STEP_NAME = "esn"
     RENAME = "er"
     ENROLLMENT = "eu"
+    HOLDOUT = "eh"
     COPY_CHAIN = "ec"
     ACTIVATE = "ea"
     CONFIRM_ACTIVATE = "ey"
@@ -128,6 +130,7 @@ EDITOR_ACTIONS = frozenset(
         Action.STEP_NAME,
         Action.RENAME,
         Action.ENROLLMENT,
+        Action.HOLDOUT,
         Action.COPY_CHAIN,
         Action.ACTIVATE,
         Action.CONFIRM_ACTIVATE,

@@ -10,6 +10,10 @@ is saved before. A draft that differs from the saved block is unsaved; leaving i
 editor) asks Save / Discard / Keep editing first: `navigate` for the editor's own
 buttons, `leave_guard` (handler group -1) for everything else.
 
+The chain's holdout (`holdout_percent`) is a chain-level block of the same kind: its
+draft is `{"holdout_percent": n}` under `block = "holdout"`, with Save / Discard and
+the same leave question; it can change only while the chain is a draft.
+
 A running chain is changed under the rules of `services.editing`, and the editor shows
 their numbers before it acts: Save on a live step (one with messages, whose save makes
 a new version) first shows what it does (`preview_block`, `describe`) with ✅ Save /
@@ -59,6 +63,7 @@ from i18n import _
 from models.amounts import NotAnAmount, parse_amount
 from models.chainfile import (
     MAX_DAYS,
+    MAX_HOLDOUT,
     BlockKind,
     Channel,
     InvalidBlock,
@@ -71,6 +76,7 @@ from models.chainfile import (
     later_only_terms,
 )
 from models.chains import (
+    HOLDOUT_FIXED,
     ChainView,
     StepView,
     add_step,
@@ -80,8 +86,9 @@ from models.chains import (
     rename_chain,
     rename_step,
     set_enrollment,
+    set_holdout,
 )
-from models.errors import InvalidValue
+from models.errors import ChainmailError, InvalidValue
 from models.segments import list_segments
 from models.sms_parts import SampleCount
 from models.tables import ChainStatus, Enrollment, Role
@@ -105,6 +112,8 @@ from services.preview import sms_sample_count
 
 EDITOR = "editor"
 GUARD_GROUP = -1
+# The open block when it is the chain's holdout rather than one of a step's four.
+HOLDOUT = "holdout"
 BLOCK_CODES = {
     BlockKind.AUDIENCE: "a",
     BlockKind.ACTION: "m",
@@ -147,7 +156,13 @@ def unsaved(state: State) -> bool:
 
 
 def _block(state: State) -> BlockKind | None:
-    return BlockKind(state["block"]) if state.get("block") else None
+    """The step block open, if one is (not the holdout)."""
+    value = state.get("block")
+    return BlockKind(value) if value in BlockKind._value2member_map_ else None
+
+
+def _holdout_open(state: State) -> bool:
+    return state.get("block") == HOLDOUT
 
 
 def _where(state: State) -> tuple[int, int]:
@@ -202,7 +217,7 @@ async def show_overview(
     """The chain and its minimap; without a page, the page of the step last worked on."""
     state = _state(context)
     chain = await get_chain(context.deps.db, chain_id)
-    if state.get("chain") != chain_id:
+    if state.get("chain") != chain_id or _holdout_open(state):
         _close_block(state)
     state.update(chain=chain_id, step=state.get("step") if state.get("chain") == chain_id else 1)
     if page is None:
@@ -217,7 +232,7 @@ async def show_overview(
 
 
 def _unsaved_step(state: State) -> int | None:
-    return state.get("step") if unsaved(state) else None
+    return state.get("step") if unsaved(state) and not _holdout_open(state) else None
 
 
 async def show_step(
@@ -236,7 +251,7 @@ async def show_step(
         await _ask_new_step_name(update, context, chain_id)
         return
     step = _step_of(chain, position)
-    if (state.get("chain"), state.get("step")) != (chain_id, position):
+    if (state.get("chain"), state.get("step")) != (chain_id, position) or _holdout_open(state):
         _close_block(state)
     state.update(chain=chain_id, step=step.position)
     state.pop("input", None)
@@ -345,6 +360,9 @@ async def show_block(
     """`chain`: the chain as just read, if the caller has it; `placeholders`: unknown ones
     to warn about before Save goes on."""
     state = _state(context)
+    if _holdout_open(state):
+        await show_holdout(update, context, note=note, toast=toast)
+        return
     kind = _block(state)
     if kind is None:
         await show_step(update, context, *_where(state))
@@ -385,6 +403,8 @@ async def show_block(
 
 def _same_block(state: State, data: str) -> bool:
     action, args = decode(data)
+    if action == Action.HOLDOUT:
+        return _holdout_open(state) and int_arg(args, 0) == state.get("chain")
     if action != Action.EDIT_BLOCK:
         return False
     return (
@@ -403,14 +423,12 @@ async def _ask_to_leave(update: Update, context: Context, pending: str) -> None:
     state["pending"] = pending
     state.pop("input", None)
     chain = await get_chain(context.deps.db, state["chain"])
-    step = _step_of(chain, state["step"])
+    if _holdout_open(state):
+        question = texts.holdout_leave_question(chain)
+    else:
+        question = texts.leave_question(_step_of(chain, state["step"]), _block(state))  # type: ignore[arg-type]
     before = state.get("screen")
-    shown = await _screen(
-        update,
-        context,
-        texts.leave_question(step, _block(state)),  # type: ignore[arg-type]
-        keyboards.leave_question(),
-    )
+    shown = await _screen(update, context, question, keyboards.leave_question())
     if before and before != shown:
         # A command's question comes as a new message: the block's screen above it still
         # says "● unsaved" until the answer settles it (`_settle_left_screen`).
@@ -418,17 +436,20 @@ async def _ask_to_leave(update: Update, context: Context, pending: str) -> None:
 
 
 async def _settle_left_screen(
-    update: Update, context: Context, kind: BlockKind, *, saved: bool
+    update: Update, context: Context, kind: BlockKind | None, *, saved: bool
 ) -> None:
     """The block's older screen, left behind by the leave question, says what became of
-    its changes instead of "● unsaved"."""
+    its changes instead of "● unsaved"; `kind` None: the holdout's."""
     state = _state(context)
     message_id = state.pop("left_screen", None)
     chat = update.effective_chat
     if not message_id or chat is None:
         return
     chain = await get_chain(context.deps.db, state["chain"])
-    text = texts.left_behind(_step_of(chain, state["step"]), kind, saved=saved)
+    if kind is None:
+        text = texts.holdout_left_behind(chain, saved=saved)
+    else:
+        text = texts.left_behind(_step_of(chain, state["step"]), kind, saved=saved)
     # Gone or too old to edit: nothing to settle.
     with contextlib.suppress(BadRequest):
         await context.bot.edit_message_text(text, chat.id, message_id)
@@ -479,6 +500,8 @@ async def _go(update: Update, context: Context, data: str) -> None:
             await _ask_rename(update, context, chain_id, int_arg(args, 1, 0))
         case Action.ENROLLMENT:
             await _toggle_enrollment(update, context, chain_id)
+        case Action.HOLDOUT:
+            await open_holdout(update, context, chain_id)
         case Action.NEW_CHAIN:
             await _ask_chain_name(update, context)
         case Action.STOP_STEP:
@@ -552,6 +575,9 @@ async def on_save(update: Update, context: Context, *, impact_seen: bool) -> Non
     confirmed); a refusal is shown under the draft before anything is asked; a step
     without messages saves at once. Then the step, or where the leave question led."""
     state = _state(context)
+    if _holdout_open(state):
+        await _save_holdout(update, context)
+        return
     kind = _block(state)
     if kind is None:
         await _nothing_open(update, context)
@@ -665,9 +691,9 @@ async def on_leave(update: Update, context: Context, args: list[str]) -> None:
         await on_save(update, context, impact_seen=False)
         return
     pending = state.pop("pending")
-    kind = _block(state)
+    kind, holdout = _block(state), _holdout_open(state)
     _close_block(state)
-    if kind is not None:
+    if kind is not None or holdout:
         await _settle_left_screen(update, context, kind, saved=False)
     await _go(update, context, pending)
 
@@ -749,6 +775,11 @@ async def cancel_command(update: Update, context: Context) -> None:
     if unsaved(state):
         await _ask_to_leave(update, context, "/cancel")
         return
+    if _holdout_open(state):
+        # Nothing unsaved: back to the chain's map.
+        _close_block(state)
+        await show_overview(update, context, state["chain"])
+        return
     if state.pop("input", None) and state.get("chain"):
         await _back_to_place(update, context, toast=None)
         return
@@ -780,7 +811,11 @@ async def on_button(update: Update, context: Context) -> None:
             if not state.get("block"):
                 await _nothing_open(update, context)
                 return
+            holdout = _holdout_open(state)
             _close_block(state)
+            if holdout:
+                await show_overview(update, context, state["chain"], toast=_(texts.DISCARDED_TOAST))
+                return
             await _show_step_after(update, context, state, _(texts.DISCARDED_TOAST))
         case Action.EDIT_OP:
             await _edit(update, context, args)
@@ -913,11 +948,108 @@ async def _activate(update: Update, context: Context, chain_id: int) -> None:
         )
 
 
+# --- The holdout: a chain-level block ---------------------------------------------------
+
+
+async def open_holdout(update: Update, context: Context, chain_id: int) -> None:
+    """The holdout's block with its saved share as the draft; for a chain that is no
+    longer a draft (an older button), the reason it cannot change, and the way back."""
+    chain = await get_chain(context.deps.db, chain_id)
+    state = _state(context)
+    if chain.status is not ChainStatus.DRAFT:
+        refusal = ChainmailError(HOLDOUT_FIXED, id=chain.id, percent=chain.holdout_percent)
+        await _screen(
+            update,
+            context,
+            texts.refused(refusal.translated()),
+            keyboards.back_to_chain(chain_id),
+        )
+        return
+    if not (_holdout_open(state) and state.get("chain") == chain_id):
+        _close_block(state)
+        saved = {"holdout_percent": chain.holdout_percent}
+        state.update(chain=chain_id, block=HOLDOUT, saved=saved, draft=dict(saved), input=HOLDOUT)
+    await show_holdout(update, context, chain=chain)
+
+
+async def show_holdout(
+    update: Update,
+    context: Context,
+    *,
+    note: str | None = None,
+    toast: str | None = None,
+    chain: ChainView | None = None,
+) -> None:
+    state = _state(context)
+    if chain is None:
+        chain = await get_chain(context.deps.db, state["chain"])
+    state["input"] = HOLDOUT
+    draft = int(state["draft"]["holdout_percent"])
+    await _screen(
+        update,
+        context,
+        texts.holdout_screen(chain, draft, unsaved=unsaved(state), note=note),
+        keyboards.holdout(chain.id, draft),
+        toast=toast,
+    )
+
+
+async def _save_holdout(update: Update, context: Context) -> None:
+    """Save the draft share; a refusal (the chain was activated meanwhile) is shown under
+    it, still unsaved. Then the map, or where the leave question led."""
+    state = _state(context)
+    chain_id = state["chain"]
+    try:
+        await set_holdout(
+            context.deps.db, chain_id, state["draft"]["holdout_percent"], actor=context.actor
+        )
+    except ChainmailError as refused:
+        state.pop("pending", None)
+        await show_holdout(update, context, note=texts.esc(refused.translated()))
+        return
+    # Saving closes the block, and with it the leave question's destination.
+    pending = state.pop("pending", None)
+    _close_block(state)
+    if pending is not None:
+        await _settle_left_screen(update, context, None, saved=True)
+        await _go(update, context, pending)
+        return
+    await show_overview(update, context, chain_id, toast=_(texts.HOLDOUT_SAVED_TOAST))
+
+
+def _typed_share(text: str) -> int | None:
+    """A share typed as `10`, `10%` or `10 %`: a whole number 0–50, else None."""
+    digits = text.strip().removesuffix("%").strip()
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    share = int(digits)
+    return share if share <= MAX_HOLDOUT else None
+
+
+async def _typed_holdout(update: Update, context: Context, state: State, text: str) -> None:
+    if not _holdout_open(state):
+        await on_unknown_message(update, context)
+        return
+    share = _typed_share(text)
+    if share is None:
+        # Still waiting for a share: asked again, the draft as it was.
+        await show_holdout(update, context, note=texts.not_a_holdout(text))
+        return
+    state["draft"] = {"holdout_percent": share}
+    await show_holdout(update, context)
+
+
 # --- Editing a draft ------------------------------------------------------------------
 
 
 async def _edit(update: Update, context: Context, args: list[str]) -> None:
     state = _state(context)
+    if _holdout_open(state) and args and args[0] == "hp":
+        share = int_arg(args, 1, -1)
+        if 0 <= share <= MAX_HOLDOUT:
+            state["draft"] = {"holdout_percent": share}
+        await show_holdout(update, context)
+        return
     kind = _block(state)
     if kind is None or not args:
         await show(update, _(texts.STALE_BUTTON))
@@ -1192,5 +1324,6 @@ INPUTS: dict[str, Input] = {
     "wait": _typed_days,
     "window": _typed_days,
     "amount": _typed_amount,
+    HOLDOUT: _typed_holdout,
     **preview.INPUTS,
 }

@@ -27,9 +27,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 
-from i18n import N_, _, ngettext
+from handlers import texts
+from i18n import N_, _, ngettext, percent
 from models.db import Database
-from models.stats import ChainStats, conversions_by_day
+from models.lift import wilson_interval
+from models.stats import ChainStats, HoldoutStats, conversions_by_day
 from models.summaries import day_start
 
 # 1080 px wide, the width of most phone screens, so Telegram shows it unscaled.
@@ -43,6 +45,9 @@ FUNNEL_STEPS_SHOWN = 12
 STEP_ROW_INCHES = 0.9
 FUNNEL_EXTRA_INCHES = 2.4
 DAYS_PANEL_INCHES = 6.0
+# The holdout's comparison, for a chain with one: two bars and the lift.
+HOLDOUT_PANEL_INCHES = 3.2
+HOLDOUT_COLOURS = ("#2171b5", "#969696")
 # Steps named in the orders-per-day legend; the others are added up as one.
 DAY_SERIES_NAMED = 5
 DAYS_SHOWN = 14
@@ -77,6 +82,8 @@ class ChainChart:
     day_labels: list[str]
     # {step position: orders on each day of `day_labels`}
     orders_per_day: dict[int, list[int]]
+    # The chain's holdout, drawn as a third panel.
+    holdout: HoldoutStats | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -85,10 +92,13 @@ class ChainChart:
         return nothing_sent and no_orders
 
 
-def chart_size(steps: int) -> tuple[int, int]:
-    """The picture's (width, height) in pixels for a chain of `steps` steps."""
+def chart_size(steps: int, *, holdout: bool = False) -> tuple[int, int]:
+    """The picture's (width, height) in pixels for a chain of `steps` steps (`holdout`:
+    with the holdout's panel)."""
     rows = max(1, min(steps, FUNNEL_STEPS_SHOWN))
     height = FUNNEL_EXTRA_INCHES + STEP_ROW_INCHES * rows + DAYS_PANEL_INCHES
+    if holdout:
+        height += HOLDOUT_PANEL_INCHES
     return round(WIDTH_INCHES * DPI), round(height * DPI)
 
 
@@ -128,18 +138,23 @@ def chart_figure(chart: ChainChart) -> Figure | None:
     """The chart drawn, not yet rendered; None when there is nothing to draw."""
     if chart.is_empty:
         return None
-    width, height = chart_size(len(chart.steps))
+    width, height = chart_size(len(chart.steps), holdout=chart.holdout is not None)
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     funnel_rows = max(1, min(len(chart.steps), FUNNEL_STEPS_SHOWN))
     funnel_inches = FUNNEL_EXTRA_INCHES + STEP_ROW_INCHES * funnel_rows
-    grid = figure.add_gridspec(2, 1, height_ratios=[funnel_inches, DAYS_PANEL_INCHES])
+    ratios = [funnel_inches, DAYS_PANEL_INCHES]
+    if chart.holdout is not None:
+        ratios.append(HOLDOUT_PANEL_INCHES)
+    grid = figure.add_gridspec(len(ratios), 1, height_ratios=ratios)
     # Names are text, not TeX: "$5 off, then $10" is not a formula.
     figure.suptitle(
         _short(drawable(chart.title), 40), fontsize=TITLE_FONT, fontweight="bold", parse_math=False
     )
     _draw_funnel(figure.add_subplot(grid[0]), chart.steps)
     _draw_days(figure.add_subplot(grid[1]), chart)
+    if chart.holdout is not None:
+        _draw_holdout(figure.add_subplot(grid[2]), chart.holdout)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     return figure
 
@@ -179,6 +194,7 @@ async def chain_chart_png(
         ],
         day_labels=[f"{day:%d.%m}" for day in days[:-1]],
         orders_per_day=per_day,
+        holdout=stats.holdout,
     )
     if chart.is_empty:
         return None
@@ -287,4 +303,62 @@ def _draw_days(axes: Axes, chart: ChainChart) -> None:
     # Headroom for the legend above the highest bar.
     axes.set_ylim(0, max(max(bottom, default=0) * 1.45, 1))
     for spine in ("top", "right"):
+        axes.spines[spine].set_visible(False)
+
+
+def _draw_holdout(axes: Axes, holdout: HoldoutStats) -> None:
+    """The two groups' conversion rates with their 95 % (Wilson) intervals, and the lift
+    or why it is not shown yet."""
+    title = ngettext(
+        "Holdout {percent}: ordered within {count} day of the main step",
+        "Holdout {percent}: ordered within {count} days of the main step",
+        holdout.window_days,
+    )
+    axes.set_title(
+        title.format(percent=percent(holdout.percent / 100, 0), count=holdout.window_days),
+        fontsize=FONT,
+        loc="left",
+    )
+    groups = (
+        (_("treated"), holdout.treated),
+        (_("held out"), holdout.held_out),
+    )
+    rates = [group.conversion_rate for _label, group in groups]
+    highest = 0.0
+    for row, ((label, group), colour) in enumerate(zip(groups, HOLDOUT_COLOURS, strict=True)):
+        axes.barh(row, group.conversion_rate, height=0.5, color=colour)
+        if group.customers:
+            low, high = wilson_interval(group.converted, group.customers)
+            axes.errorbar(
+                group.conversion_rate,
+                row,
+                xerr=[[group.conversion_rate - low], [high - group.conversion_rate]],
+                color="#252525",
+                capsize=8,
+            )
+            highest = max(highest, high)
+        axes.text(
+            0,
+            row - 0.3,
+            f"{label} {group.customers}: {percent(group.conversion_rate)}",
+            fontsize=FONT - 4,
+            va="bottom",
+        )
+    found = holdout.lift
+    if found is None or not holdout.enough_data:
+        verdict = _("lift: not enough data yet")
+    else:
+        low, high = found.ci95
+        verdict = _("lift {delta} (95% CI {low} to {high})").format(
+            delta=texts.points(found.conversion_rate_delta),
+            low=texts.points(low),
+            high=texts.points(high),
+        )
+    axes.text(0, 1.75, verdict, fontsize=FONT - 4, va="center", parse_math=False)
+    axes.set_ylim(2.1, -0.6)
+    axes.set_xlim(0, max(highest, *rates, 0.01) * 1.1)
+    axes.xaxis.set_major_formatter(lambda value, _position: percent(value, 1))
+    axes.tick_params(axis="x", labelsize=FONT - 4)
+    axes.set_yticks([])
+    for spine in ("top", "right", "left"):
         axes.spines[spine].set_visible(False)

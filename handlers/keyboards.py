@@ -11,7 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers import texts, when
 from handlers.callbacks import Action, encode
-from i18n import _, weekday_names
+from i18n import _, percent, weekday_names
 from models.chainfile import Term, later_only_terms, terms_for_channel
 from models.chains import ChainSummary, ChainView, StepView
 from models.segments import SegmentInfo
@@ -331,6 +331,9 @@ def editor_overview(
                 button(texts.enrollment_button(chain.enrollment), Action.ENROLLMENT, chain.id),
             ]
         )
+        actions.append(
+            [button(texts.holdout_button(chain.holdout_percent), Action.HOLDOUT, chain.id)]
+        )
     elif chain.status is ChainStatus.ACTIVE:
         actions.append([button(_(texts.BUTTON_PAUSE), Action.PAUSE, chain.id)])
     elif chain.status is ChainStatus.PAUSED:
@@ -554,6 +557,22 @@ def _conversion_rows(view: texts.BlockScreen) -> list[Row]:
             _edit(_(texts.BUTTON_MIN_AMOUNT), "in", "amount"),
         ],
     ]
+
+
+def holdout(chain_id: int, draft: int) -> InlineKeyboardMarkup:
+    """The holdout's shares to pick, Save and Discard, the way back to the map."""
+    shares = [
+        _edit(_chosen(percent(share / 100, 0), share == draft), "hp", share)
+        for share in texts.HOLDOUT_CHOICES
+    ]
+    return keyboard(
+        shares,
+        [
+            button(_(texts.BUTTON_SAVE), Action.SAVE_BLOCK),
+            button(_(texts.BUTTON_DISCARD), Action.DISCARD_BLOCK),
+        ],
+        [button(_(texts.BUTTON_MAP), Action.EDIT_CHAIN, chain_id)],
+    )
 
 
 def leave_question() -> InlineKeyboardMarkup:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
 from models import reasons
 from models.amounts import MAX_AMOUNT, AmountProblem
 from models.chainfile import (
+    MAX_HOLDOUT,
     NAME_LIMIT,
     OPENED_AFTER_SMS_CODE,
     SEND_NOW_LATER_CODE,
@@ -52,9 +54,17 @@ from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
 from models.frequency_caps import FrequencyCap
 from models.holds import Hold, HoldKind
+from models.lift import MIN_CONVERTED, MIN_GROUP_CUSTOMERS, Group
 from models.segments import SegmentInfo
 from models.sms_parts import BARE_SMS, SampleCount, SmsCount, SmsFrame, sms_as_sent, sms_parts
-from models.stats import ChainStats, DailyStats, MessageNumbers, StepStats, VersionStats
+from models.stats import (
+    ChainStats,
+    DailyStats,
+    HoldoutStats,
+    MessageNumbers,
+    StepStats,
+    VersionStats,
+)
 from models.tables import ChainStatus, Enrollment, Role
 from services.editing import Placeholders
 from services.forecast import Forecast, WaveProgress
@@ -346,6 +356,8 @@ def chain_card(chain: ChainView) -> str:
         f"{status(chain.status)} · {steps_count(len(chain.steps))}",
         "",
     ]
+    if chain.holdout_percent:
+        lines[2:2] = [holdout_note(chain)]
     if chain.hold_reason:
         lines[2:2] = [
             _("⚠ Held by the engine: {reason}").format(reason=esc(short(chain.hold_reason, 300)))
@@ -591,7 +603,10 @@ def stats_pages(stats: ChainStats, *, currency: str) -> list[str]:
         return [f"{header}\n\n{_(NO_STEPS_YET)}"]
     # Room for the header and its page number (" · page 10/10", " · стр. 10/10").
     budget = LIMIT - len(header) - 30
-    pages = _pages((_step_stats(step, currency) for step in stats.steps), budget)
+    blocks = [_step_stats(step, currency) for step in stats.steps]
+    if stats.holdout is not None:
+        blocks.insert(0, "\n".join(holdout_lines(stats.holdout, currency)))
+    pages = _pages(blocks, budget)
     return [
         f"{header}{page_note(index, len(pages))}\n\n" + "\n\n".join(blocks)
         for index, blocks in enumerate(pages)
@@ -888,6 +903,80 @@ NOT_SUBSCRIBED = N_("This chat was not getting daily summaries.")
 
 # --- Reports: daily summaries and charts ----------------------------------------------
 
+# --- Holdout and lift ------------------------------------------------------------------
+
+
+def _signed(value: float | Decimal, decimals: int) -> str:
+    """`+1.2`, `-0.3`: a change, with its sign, as the language writes numbers."""
+    shown = number(value, decimals, grouping=False)
+    return shown if shown.startswith(("-", "−")) else f"+{shown}"
+
+
+def _signed_money(amount: Decimal, currency: str) -> str:
+    shown = money(amount, currency)
+    return shown if amount < 0 else f"+{shown}"
+
+
+def points(fraction: float) -> str:
+    """A difference of two rates, in percentage points: `+1.2 pp`."""
+    return _("{points} pp").format(points=_signed(fraction * 100, 1))
+
+
+def _holdout_group(template: str, group: Group, currency: str) -> str:
+    return _(template).format(
+        customers=group.customers,
+        conversion=percent(group.conversion_rate),
+        orders=orders_count(group.orders),
+        revenue=money(group.revenue, currency),
+    )
+
+
+HOLDOUT_TREATED = N_("treated {customers}: conv. {conversion} · {orders} · {revenue}")
+HOLDOUT_HELD_OUT = N_("held out {customers}: conv. {conversion} · {orders} · {revenue}")
+
+
+def not_enough_data() -> str:
+    return _(
+        "📈 lift: not enough data yet (it takes {customers} customers in each group"
+        " and {converted} who ordered)"
+    ).format(customers=MIN_GROUP_CUSTOMERS, converted=MIN_CONVERTED)
+
+
+def lift_line(holdout: HoldoutStats, currency: str) -> str:
+    """The lift with its interval, or why it is not shown yet."""
+    found = holdout.lift
+    if found is None or not holdout.enough_data:
+        return not_enough_data()
+    low, high = found.ci95
+    return _("📈 lift {delta} (95% CI {low} to {high}) · {orders} orders · {revenue}").format(
+        delta=points(found.conversion_rate_delta),
+        low=points(low),
+        high=points(high),
+        orders=_signed(found.incremental_orders, 1),
+        revenue=_signed_money(found.incremental_revenue, currency),
+    )
+
+
+def holdout_lines(holdout: HoldoutStats, currency: str) -> list[str]:
+    """The comparison of the treated and held-out customers (docs/attribution.md): in
+    /stats and the daily summaries; amounts in `currency`."""
+    window = days_count(holdout.window_days)
+    if holdout.min_amount:
+        head = _("🧪 <b>Holdout {percent}</b> · orders of {amount} or more within {window}")
+    else:
+        head = _("🧪 <b>Holdout {percent}</b> · every order within {window}")
+    return [
+        head.format(
+            percent=percent(holdout.percent / 100, 0),
+            amount=money(holdout.min_amount, currency),
+            window=window,
+        ),
+        _holdout_group(HOLDOUT_TREATED, holdout.treated, currency),
+        _holdout_group(HOLDOUT_HELD_OUT, holdout.held_out, currency),
+        lift_line(holdout, currency),
+    ]
+
+
 BUTTON_CHART = N_("📈 Chart")
 NOTHING_TO_DRAW = N_("Nothing to draw yet: no message of this chain was sent and no order counted.")
 
@@ -1012,6 +1101,8 @@ def summary_messages(numbers: DailyStats, header: str | None = None, *, currency
         for step in total.steps
         if step.position in days and step.position in befores
     ]
+    if total.holdout is not None:
+        blocks.append("\n".join(holdout_lines(total.holdout, currency)))
     pages = _pages(blocks, LIMIT - len(title) - 30)
     return [
         f"{title}{page_note(index, len(pages))}\n\n" + "\n\n".join(page)
@@ -1254,6 +1345,76 @@ def enrollment_toast(enrollment: Enrollment) -> str:
     return _("Customers who join the segments later enter too")
 
 
+def holdout_button(holdout_percent: int) -> str:
+    if not holdout_percent:
+        return _("🧪 Holdout: none")
+    return _("🧪 Holdout: {percent}").format(percent=percent(holdout_percent / 100, 0))
+
+
+def holdout_note(chain: ChainView) -> str:
+    """A chain's holdout in one line: its share, and whether it may still change."""
+    share = percent(chain.holdout_percent / 100, 0)
+    if chain.status is ChainStatus.DRAFT:
+        return _("🧪 holdout {percent} of the main step").format(percent=share)
+    return _("🧪 holdout {percent} of the main step, fixed since activation").format(percent=share)
+
+
+HOLDOUT_CHOICES = (0, 5, 10, 20)
+HOLDOUT_SAVED_TOAST = N_("Holdout saved")
+
+
+def holdout_screen(chain: ChainView, draft: int, *, unsaved: bool, note: str | None) -> str:
+    """The holdout's block: the draft share, what it does, how to change it."""
+    mark = _(" ● unsaved") if unsaved else ""
+    if draft:
+        share = _("Held out: {percent} of the main step's audience.").format(
+            percent=percent(draft / 100, 0)
+        )
+    else:
+        share = _("Held out: nobody. Every customer of the main step gets it.")
+    lines = [
+        _("🧪 <b>Holdout</b> · {name}{unsaved}").format(
+            name=esc(short(chain.name, 60)), unsaved=mark
+        ),
+        "",
+        share,
+        _(
+            "Held-out customers get nothing from this chain; their orders are compared with"
+            " everyone else's over the main step's window: the lift in /stats. Who is held"
+            " out is drawn per customer once, and the share is fixed once the chain is"
+            " activated."
+        ),
+    ]
+    if note:
+        lines += ["", f"⚠️ {note}"]
+    lines += [
+        "",
+        _("Tap a share, or send a whole number from 0 to {max}.").format(max=MAX_HOLDOUT),
+    ]
+    return "\n".join(lines)
+
+
+def not_a_holdout(text: str) -> str:
+    return _("«{text}» is not a whole number of percent from 0 to {max}.").format(
+        text=esc(short(text, 40)), max=MAX_HOLDOUT
+    )
+
+
+def holdout_leave_question(chain: ChainView) -> str:
+    return _(
+        "You have unsaved changes to the holdout of {name}.\n"
+        "Save them, discard them, or keep editing?"
+    ).format(name=esc(short(chain.name, 40)))
+
+
+def holdout_left_behind(chain: ChainView, *, saved: bool) -> str:
+    if saved:
+        message = _("💾 Holdout of {name}: saved.")
+    else:
+        message = _("🗑 Holdout of {name}: changes discarded.")
+    return message.format(name=esc(short(chain.name, 40)))
+
+
 def _channel(step: StepView) -> str:
     if step.action is None:
         return "…"
@@ -1325,6 +1486,8 @@ def editor_overview(chain: ChainView, unsaved_step: int | None) -> str:
         f"{status(chain.status)} · {steps_count(len(chain.steps))} · "
         f"{enrollment_button(chain.enrollment).lower()}",
     ]
+    if chain.holdout_percent:
+        lines.append(holdout_note(chain))
     if not chain.steps:
         lines.append(_("No steps yet: ➕ Add step."))
     elif unsaved_step is not None:
@@ -1880,6 +2043,13 @@ def forecast(chain: ChainView, found: Forecast) -> str:
             _("⏭ {count} would be skipped:").format(count=number(sum(found.skipped.values())))
         )
         lines += _reasons(found.skipped)
+    if found.holdout_percent:
+        lines.append(
+            _(
+                "🧪 About {count} of them ({percent}) are held out: never sent, kept to"
+                " measure the lift."
+            ).format(count=found.held_out, percent=percent(found.holdout_percent / 100, 0))
+        )
     if found.later_channels:
         later = ", ".join(_channel_name(channel) for channel in found.later_channels)
         lines.append(
@@ -1933,6 +2103,10 @@ def wave_progress(
     if progress.uncertain:
         lines.append(
             _("uncertain (maybe sent, not resent): {count}").format(count=progress.uncertain)
+        )
+    if progress.held_out:
+        lines.append(
+            _("🧪 held out (never sent, for the lift): {count}").format(count=progress.held_out)
         )
     if progress.skipped:
         lines.append(_("skipped {count}:").format(count=number(sum(progress.skipped.values()))))

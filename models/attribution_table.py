@@ -102,20 +102,31 @@ _SQLITE_WINDOW_DAYS = (
 _POSTGRESQL_WINDOW_DAYS = (
     f"COALESCE(CAST(s.conversion ->> 'window_days' AS INTEGER), {DEFAULT_WINDOW_DAYS:d})"
 )
+
+
+def window_end_sql(dialect: str, moment: str, days: str) -> str:
+    """The SQL of `moment` plus `days` whole days (both SQL expressions): where a
+    conversion window ends.
+
+    SQLite keeps moments as text 'YYYY-MM-DD HH:MM:SS.ffffff': datetime() drops the
+    fraction, which whole days never change, so it is put back to compare exactly.
+    PostgreSQL adds hours, not days: a day interval follows the session's time zone
+    across DST.
+    """
+    if dialect == "sqlite":
+        return f"datetime({moment}, '+' || {days} || ' days') || substr({moment}, 20)"
+    return f"{moment} + {days} * INTERVAL '24 hours'"
+
+
 _SPELLING = {
     "sqlite": {
-        # Text 'YYYY-MM-DD HH:MM:SS.ffffff': datetime() drops the fraction, which
-        # whole days never change, so it is put back to compare exactly.
-        "window_end": (
-            f"datetime(d.sent_at, '+' || {_SQLITE_WINDOW_DAYS} || ' days') || substr(d.sent_at, 20)"
-        ),
+        "window_end": window_end_sql("sqlite", "d.sent_at", _SQLITE_WINDOW_DAYS),
         "min_amount": (
             f"COALESCE(json_extract(s.conversion, '$.min_amount'), {int(DEFAULT_MIN_AMOUNT)})"
         ),
     },
     "postgresql": {
-        # Hours, not days: a day interval follows the session's time zone across DST.
-        "window_end": f"d.sent_at + {_POSTGRESQL_WINDOW_DAYS} * INTERVAL '24 hours'",
+        "window_end": window_end_sql("postgresql", "d.sent_at", _POSTGRESQL_WINDOW_DAYS),
         "min_amount": (
             f"COALESCE(CAST(s.conversion ->> 'min_amount' AS NUMERIC), {int(DEFAULT_MIN_AMOUNT)})"
         ),

@@ -59,6 +59,7 @@ NOT_TRUE_OR_FALSE = N_("must be true or false")
 NOT_ONE_OF = N_("{value} is not one of: {choices}")
 NOT_A_NUMBER_OF_DAYS = N_("{value} is not a whole number of days from 1 to {max}")
 NOT_AN_AMOUNT = N_("{value} is not an amount of 0 or more")
+NOT_A_HOLDOUT_PERCENT = N_("{value} is not a whole number of percent from 0 to {max}")
 BAD_CAMPAIGN = N_("{value} must be Latin letters, digits and _ only")
 NO_STEPS = N_("must list at least one step")
 LISTED_TWICE = N_("{value} is listed twice")
@@ -185,6 +186,8 @@ FILE_LIMIT = 20_000_000
 DEPTH_LIMIT = 32
 VALUES_LIMIT = 1_000_000
 CAMPAIGN_LIMIT = 100
+# The largest share of a main step's audience a chain may hold out (models/holdout.py).
+MAX_HOLDOUT = 50
 GOAL_ORDER = "order"
 
 
@@ -454,6 +457,8 @@ class ChainSpec:
     campaign: str
     utm: bool
     steps: tuple[StepSpec, ...]
+    # The share of the main step's audience held out (models/holdout.py).
+    holdout_percent: int = 0
 
     def to_document(self) -> dict[str, Any]:
         """The canonical document: every default explicit, keys in a fixed order."""
@@ -463,6 +468,7 @@ class ChainSpec:
             "enrollment": self.enrollment.value,
             "campaign": self.campaign,
             "utm": self.utm,
+            "holdout_percent": self.holdout_percent,
             "steps": [step.to_document() for step in self.steps],
         }
 
@@ -725,7 +731,7 @@ _SCHEDULE_KEYS = ("send", "after", "at", "wait_days")
 _CONVERSION_KEYS = ("goal", "window_days", "min_amount")
 # `stopped: true`: the step was stopped in a running chain (services/editing.py).
 _STEP_KEYS = ("name", *BlockKind, "stopped")
-_CHAIN_KEYS = ("format", "name", "enrollment", "campaign", "utm", "steps")
+_CHAIN_KEYS = ("format", "name", "enrollment", "campaign", "utm", "holdout_percent", "steps")
 
 
 def _audience(
@@ -1066,6 +1072,7 @@ def _chain(
     utm = fields.get("utm", True)
     if not isinstance(utm, bool):
         report.at("utm").problem(NOT_TRUE_OR_FALSE)
+    holdout_percent = _holdout_percent(fields, report)
     steps: list[StepSpec | None] = []
     if "steps" not in fields:
         report.at("steps").problem(MISSING)
@@ -1091,7 +1098,7 @@ def _chain(
             refusal = terms_after_sms_refusal(step.audience, previous.action, index + 1)
             if refusal:
                 report.at("steps").at(index).at(BlockKind.AUDIENCE).at("terms").problem(refusal)
-    if report.problems or name is None or enrollment is None:
+    if report.problems or name is None or enrollment is None or holdout_percent is None:
         return None
     return ChainSpec(
         name=name,
@@ -1099,7 +1106,25 @@ def _chain(
         campaign=campaign or default_campaign(name),
         utm=utm,
         steps=tuple(step for step in steps if step is not None),
+        holdout_percent=holdout_percent,
     )
+
+
+def holdout_percent_problem(value: Any) -> Phrase | None:
+    """Why `value` is not a holdout percent (a whole number 0–50), or None."""
+    # YAML's true is an int to Python; it is not a percent.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_HOLDOUT:
+        return None
+    return Phrase(NOT_A_HOLDOUT_PERCENT, value=_shown(value), max=MAX_HOLDOUT)
+
+
+def _holdout_percent(fields: dict[Any, Any], report: _Report) -> int | None:
+    value = fields.get("holdout_percent", 0)
+    problem = holdout_percent_problem(value)
+    if problem is not None:
+        report.at("holdout_percent").problem(problem)
+        return None
+    return int(value)
 
 
 def validate_chain(

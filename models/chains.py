@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from i18n import N_, Phrase, Phrases
 from models import audit
 from models.chainfile import (
+    MAX_HOLDOUT,
     NAME_LIMIT,
     OPENED_AFTER_SMS_CODE,
     SEND_NOW_LATER_CODE,
@@ -38,6 +39,7 @@ from models.chainfile import (
     default_campaign,
     dump_yaml,
     email_only_terms,
+    holdout_percent_problem,
     later_only_terms,
     load_yaml,
     send_now_refusal,
@@ -110,6 +112,7 @@ class ChainView:
     utm_enabled: bool
     steps: tuple[StepView, ...]
     hold_reason: str | None = None
+    holdout_percent: int = 0
 
 
 # --- Reading ------------------------------------------------------------------------
@@ -181,6 +184,7 @@ async def get_chain(db: Database, chain_id: int) -> ChainView:
         utm_enabled=chain.utm_enabled,
         steps=tuple(_step_view(step) for step in chain.steps),
         hold_reason=chain.hold_reason,
+        holdout_percent=chain.holdout_percent,
     )
 
 
@@ -233,6 +237,7 @@ async def import_chain(
             enrollment=spec.enrollment,
             campaign_tag=spec.campaign,
             utm_enabled=spec.utm,
+            holdout_percent=spec.holdout_percent,
         )
         session.add(chain)
         await session.flush()
@@ -288,6 +293,7 @@ def chain_spec(chain: ChainView) -> ChainSpec:
         campaign=chain.campaign_tag,
         utm=chain.utm_enabled,
         steps=tuple(steps),
+        holdout_percent=chain.holdout_percent,
     )
 
 
@@ -350,6 +356,7 @@ async def copy_chain(db: Database, chain_id: int, *, actor: str, name: str | Non
             enrollment=source.enrollment,
             campaign_tag=default_campaign(name),
             utm_enabled=source.utm_enabled,
+            holdout_percent=source.holdout_percent,
         )
         session.add(copy)
         await session.flush()
@@ -531,4 +538,34 @@ async def set_enrollment(
             )
         audit.record(session, actor, "chain.enrollment", chain_id=chain_id, enrollment=enrollment)
         chain.enrollment = enrollment
+        chain.updated_at = utcnow()
+
+
+# The refusals of `set_holdout`, and of a chain file applied to a running chain.
+NOT_A_HOLDOUT = N_("a holdout of {value} is not a whole number of percent from 0 to {max}")
+HOLDOUT_FIXED = N_(
+    "the holdout of chain {id} ({percent}%) is fixed since its activation: changing it would"
+    " move customers between the groups being compared. Copy the chain to start another one"
+)
+
+
+def holdout_refusal(chain: Chain, percent: int) -> ChainmailError | None:
+    """Why `chain` cannot take `percent` as its holdout, or None. Only a draft's may
+    change: once activated, the share decides who was emailed and who was held out."""
+    if percent == chain.holdout_percent or chain.status == ChainStatus.DRAFT:
+        return None
+    return ChainmailError(HOLDOUT_FIXED, id=chain.id, percent=chain.holdout_percent)
+
+
+async def set_holdout(db: Database, chain_id: int, percent: Any, *, actor: str) -> None:
+    """The share of the main step's audience held out (0–50), while the chain is a draft."""
+    if holdout_percent_problem(percent) is not None:
+        raise ChainmailError(NOT_A_HOLDOUT, value=percent, max=MAX_HOLDOUT)
+    async with db.writer() as session:
+        chain = await _locked_chain(session, chain_id)
+        refusal = holdout_refusal(chain, percent)
+        if refusal is not None:
+            raise refusal
+        audit.record(session, actor, "chain.holdout", chain_id=chain_id, holdout_percent=percent)
+        chain.holdout_percent = percent
         chain.updated_at = utcnow()

@@ -18,13 +18,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, text
+from sqlalchemy import Numeric, Row, bindparam, select, text
 
 from i18n import N_
 from models import reasons
+from models.attribution import conversion_settings
 from models.attribution_table import EVENT_FLAGS, LEFT_SQL
 from models.db import Database
 from models.errors import NotFound
+from models.holdout import itt_sql
+from models.lift import Group, Lift, enough_data, lift
 from models.tables import LEFT_STATUSES, Chain, DeliveryStatus, Step, UtcDateTime
 
 CENT = Decimal("0.01")
@@ -73,6 +76,9 @@ class StepStats(MessageNumbers):
     # their wait ends (else skipped, "terms not met"); the rest of `planned` will go.
     waiting_for_terms: int
     skipped_by_reason: dict[str, int]
+    # Of the chain's holdout (main step only): never sent, not in `coverage`, not in
+    # the JSON's step numbers (the chain's `holdout` counts them).
+    held_out: int = 0
     # In version order: every version some message of the step was composed with or
     # skipped by; none while everything is still planned.
     versions: tuple[VersionStats, ...] = ()
@@ -88,11 +94,30 @@ class StepStats(MessageNumbers):
 
 
 @dataclass(frozen=True)
+class HoldoutStats:
+    """The main step's treated and held-out customers over its conversion window, and
+    the lift (docs/attribution.md, "Holdout and lift")."""
+
+    percent: int
+    window_days: int
+    min_amount: Decimal
+    treated: Group
+    held_out: Group
+    # None while a group is empty.
+    lift: Lift | None
+    # Whether the groups are big enough for the lift to mean something yet.
+    enough_data: bool
+
+
+@dataclass(frozen=True)
 class ChainStats:
     chain_id: int
     name: str
     status: str
     steps: list[StepStats]
+    # Only for a chain with a holdout, counted up to `until` (none over a period
+    # with `since`: the groups are the chain's whole audience).
+    holdout: HoldoutStats | None = None
 
 
 # The counting queries group by the step version of the message too
@@ -191,11 +216,12 @@ class _Period:
         sql: str,
         chain_id: int | None,
         moments: dict[str, datetime] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> list[Row[Any]]:
         """The rows of one aggregate query, on a connection of its own; `moments` are
-        further named moments the query compares with."""
+        further named moments the query compares with, `params` other values."""
         statement = text(sql)
-        params: dict[str, Any] = {}
+        params = dict(params or {})
         if chain_id is not None:
             params["chain_id"] = chain_id
         named = {"since": self.since, "until": self.until} | (moments or {})
@@ -204,6 +230,10 @@ class _Period:
             if value is not None:
                 statement = statement.bindparams(bindparam(name, type_=UtcDateTime()))
                 params[name] = value
+        # And amounts as the numbers SQLite stores (its driver takes no Decimal).
+        for name, value in params.items():
+            if isinstance(value, Decimal):
+                statement = statement.bindparams(bindparam(name, type_=Numeric(14, 2)))
         async with db.session() as session:
             if not db.is_sqlite:
                 # The estimates for these joins pass jit_above_cost, and compiling
@@ -250,7 +280,8 @@ async def chain_stats(
     # spare cores answer in about the time of the slowest (on a million
     # deliveries, a fraction of a second each). While messages go out, each
     # reads its own moment: numbers may differ by what was sent in between.
-    by_status, waiting, skipped, by_events, conversions = await asyncio.gather(
+    with_holdout = chain.holdout_percent > 0 and bool(steps) and since is None
+    by_status, waiting, skipped, by_events, conversions, groups = await asyncio.gather(
         period.rows(db, _DELIVERIES_BY_STATUS.format(deliveries_in_period=in_period), chain_id),
         period.rows(db, _WAITING_FOR_TERMS.format(deliveries_in_period=in_period), chain_id),
         period.rows(db, _SKIPPED_BY_REASON.format(deliveries_in_period=in_period), chain_id),
@@ -260,6 +291,7 @@ async def chain_stats(
             _ATTRIBUTED_BY_STEP.format(orders_in_period=period.condition("a.ordered_at")),
             chain_id,
         ),
+        _holdout_groups(db, period, steps[0]) if with_holdout else _nothing(),
     )
     # A step added meanwhile may have rows here; it shows from the next call on.
     tallies: defaultdict[int, _Tally] = defaultdict(_Tally)
@@ -278,6 +310,43 @@ async def chain_stats(
         name=chain.name,
         status=chain.status,
         steps=[tallies[step.id].step_stats(step) for step in steps],
+        holdout=_holdout_stats(chain.holdout_percent, steps[0], groups) if with_holdout else None,
+    )
+
+
+async def _nothing() -> list[Row[Any]]:
+    return []
+
+
+async def _holdout_groups(db: Database, period: _Period, main: Step) -> list[Row[Any]]:
+    """The main step's two groups (models.holdout.itt_sql), one row each."""
+    window_days, min_amount = conversion_settings(main.conversion)
+    sql = itt_sql(db.engine.dialect.name, window_days, until=period.until is not None)
+    params = {"step_id": main.id, "min_amount": min_amount}
+    return await period.rows(db, sql, main.chain_id, params=params)
+
+
+def _holdout_stats(percent: int, main: Step, groups: list[Row[Any]]) -> HoldoutStats:
+    found = {
+        held_out: Group(
+            customers=customers,
+            converted=converted,
+            orders=int(orders),
+            revenue=(Decimal(int(revenue_cents)) / 100).quantize(CENT),
+        )
+        for held_out, customers, converted, orders, revenue_cents in groups
+    }
+    nobody = Group(customers=0, converted=0, orders=0, revenue=Decimal("0.00"))
+    treated, held_out = found.get(0, nobody), found.get(1, nobody)
+    window_days, min_amount = conversion_settings(main.conversion)
+    return HoldoutStats(
+        percent=percent,
+        window_days=window_days,
+        min_amount=min_amount,
+        treated=treated,
+        held_out=held_out,
+        lift=lift(treated, held_out),
+        enough_data=enough_data(treated, held_out),
     )
 
 
@@ -423,8 +492,9 @@ class _Tally:
 
     def add_status(self, version: int | None, status: str, count: int) -> None:
         self.step.add_status(status, count)
-        # A planned row has no version yet; any other was composed with or skipped by one.
-        if status != DeliveryStatus.PLANNED:
+        # A planned row has no version yet; any other was composed with or skipped by
+        # one, but a held-out one, for which nothing was composed.
+        if status not in (DeliveryStatus.PLANNED, DeliveryStatus.HELD_OUT):
             self._version(version).add_status(status, count)
 
     def add_events(self, version: int | None, *counts: int) -> None:
@@ -446,15 +516,17 @@ class _Tally:
         out_of_reach = sum(
             n for reason, n in self.skipped_by_reason.items() if reason in reasons.OUT_OF_REACH
         )
+        held_out = count(DeliveryStatus.HELD_OUT, 0)
         audience = step.audience or {}
         terms = tuple(audience.get("terms") or ()) if audience.get("who") == "terms" else ()
         return StepStats(
             position=step.position,
             name=step.name,
             channel=(step.action or {}).get("channel"),
-            coverage=sum(self.step.by_status.values()) - out_of_reach,
+            coverage=sum(self.step.by_status.values()) - out_of_reach - held_out,
             # `sending` is a message on its way: still to go, like `planned`.
             planned=count(DeliveryStatus.PLANNED, 0) + count(DeliveryStatus.SENDING, 0),
+            held_out=held_out,
             waiting_for_terms=self.waiting_for_terms,
             **self.step.numbers(),
             skipped_by_reason=dict(sorted(self.skipped_by_reason.items())),
@@ -469,8 +541,11 @@ class _Tally:
 
 def stats_document(stats: ChainStats) -> dict[str, Any]:
     """The JSON document of `chainmail stats ID --json` (SPEC §7), keys in its order."""
+    chain: dict[str, Any] = {"id": stats.chain_id, "name": stats.name, "status": stats.status}
+    if stats.holdout is not None:
+        chain |= _holdout_document(stats.holdout)
     return {
-        "chain": {"id": stats.chain_id, "name": stats.name, "status": stats.status},
+        "chain": chain,
         "steps": [
             {
                 "position": step.position,
@@ -505,4 +580,32 @@ def _numbers_document(numbers: MessageNumbers) -> dict[str, Any]:
         "orders": numbers.orders,
         "revenue": f"{numbers.revenue:.2f}",
         "conversion_rate": numbers.conversion_rate,
+    }
+
+
+def _group_document(group: Group) -> dict[str, Any]:
+    return {
+        "customers": group.customers,
+        "orders": group.orders,
+        "revenue": f"{group.revenue:.2f}",
+        "conversion_rate": round(group.conversion_rate, 4),
+    }
+
+
+def _holdout_document(holdout: HoldoutStats) -> dict[str, Any]:
+    """The chain's `holdout_percent`, `treated`, `holdout` and `lift` (docs/attribution.md)."""
+    found = holdout.lift
+    return {
+        "holdout_percent": holdout.percent,
+        "treated": _group_document(holdout.treated),
+        "holdout": _group_document(holdout.held_out),
+        "lift": {
+            "conversion_rate_delta": None
+            if found is None
+            else round(found.conversion_rate_delta, 4),
+            "ci95": None if found is None else [round(bound, 4) for bound in found.ci95],
+            "incremental_orders": None if found is None else round(found.incremental_orders, 2),
+            "incremental_revenue": None if found is None else f"{found.incremental_revenue:.2f}",
+            "enough_data": holdout.enough_data,
+        },
     }

@@ -101,6 +101,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     UNCERTAIN = "uncertain"
+    # Of the chain's holdout (models/holdout.py): never sent, and the customer goes no
+    # further; `due_at` is the moment the message would have gone.
+    HELD_OUT = "held_out"
 
 
 # Handed to the channel as far as we know: `uncertain` most likely went out (SPEC §2).
@@ -227,6 +230,9 @@ class Chain(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Why the engine paused it (a step it could not plan or claim); cleared on resume.
     hold_reason: Mapped[str | None] = mapped_column(String(500))
+    # The share of the main step's audience held out (0–50), fixed once activated
+    # (models/holdout.py).
+    holdout_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="chain",

@@ -15,6 +15,9 @@ never take the same row; SQLite: one writer at a time, BEGIN IMMEDIATE):
    `due_at` moved to the hour they end, in that customer's zone; a customer who
    had as many messages of the channel in the period as its frequency cap allows,
    over all chains → `skipped`, `frequency cap`;
+   `due_at` moved to the hour they end, in that customer's zone; a customer of the
+   chain's holdout (main step) → `held_out` where the row would have been sent or
+   skipped, its `due_at` the moment of that decision;
 4. the rest are claimed for this worker (`claimed_by`), status still `planned`.
 
 A frequency cap counts the customer's messages of the channel that went out in the
@@ -43,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from models import reasons
 from models.frequency_caps import FrequencyCap, FrequencyCaps
+from models.holdout import is_held_out
 from models.tables import (
     LEFT_STATUSES,
     Chain,
@@ -96,6 +100,8 @@ class Claim:
     skipped: dict[int, dict[str, int]] = field(default_factory=dict)
     # Rows whose due moment moved (quiet hours, terms still to come true).
     deferred: int = 0
+    # Held out, by step: the chain's holdout, never sent.
+    held_out: dict[int, int] = field(default_factory=dict)
 
     def note_skipped(self, step_id: int, reason: str, count: int) -> None:
         if count:
@@ -199,23 +205,41 @@ class Candidate:
     # now (`messages_counted_by_cap`).
     cap_limit: int | None = None
     counted_by_cap: int = 0
+    # In the chain's holdout (main step only: models/holdout.py).
+    held_out: bool = False
 
 
 @dataclass(frozen=True)
 class Decision:
-    # "claim", "skip" (with `reason`) or "defer" (to `until`).
+    # "claim", "skip" (with `reason`), "defer" (to `until`) or "hold_out".
     action: str
     reason: str | None = None
     until: datetime | None = None
 
 
 CLAIM = Decision("claim")
+HOLD_OUT = Decision("hold_out")
 
 
 def decide(
     candidate: Candidate, now: datetime, quiet_hours_sms: tuple[time, time] | None
 ) -> Decision:
-    """The send-time rules of SPEC §2, in order, for a row due at `now`."""
+    """The send-time rules of SPEC §2, in order, for a row due at `now`.
+
+    A customer of the holdout is held out where the rules would send or skip the
+    message, and waits where they would make it wait: so the held-out group's moments
+    are those its messages would have gone at, and it holds the same customers as the
+    rest of the audience would (the unsubscribed too: docs/attribution.md).
+    """
+    decision = _by_the_rules(candidate, now, quiet_hours_sms)
+    if candidate.held_out and decision.action != "defer":
+        return HOLD_OUT
+    return decision
+
+
+def _by_the_rules(
+    candidate: Candidate, now: datetime, quiet_hours_sms: tuple[time, time] | None
+) -> Decision:
     if candidate.terms_hold is False:
         if candidate.wait_until is not None and candidate.wait_until > now:
             return Decision("defer", until=candidate.wait_until)
@@ -381,6 +405,7 @@ async def claim(
         except Exception as exc:
             result.rows = [row for row in result.rows if row.step_id != step_id]
             result.skipped.pop(step_id, None)
+            result.held_out.pop(step_id, None)
             await on_error(session, step, exc)
     return result
 
@@ -445,6 +470,7 @@ async def _claim_step(
     step_id = step.step_id
     skips: dict[str, list[int]] = {}
     defers: dict[datetime, list[int]] = {}
+    held_out: list[int] = []
     claimed: list[Any] = []
     for row in await session.execute(_details(step, ids, now, cap)):
         candidate = Candidate(
@@ -455,6 +481,8 @@ async def _claim_step(
             timezone=row.timezone,
             cap_limit=None if cap is None else cap.limit,
             counted_by_cap=int(row.counted_by_cap),
+            held_out=step.holdout_percent > 0
+            and is_held_out(step.chain_id, row.customer_id, step.holdout_percent),
         )
         decision = decide(candidate, now, quiet_hours_sms)
         if decision.action == "skip":
@@ -462,8 +490,12 @@ async def _claim_step(
         elif decision.action == "defer":
             assert decision.until is not None
             defers.setdefault(decision.until, []).append(row.id)
+        elif decision.action == "hold_out":
+            held_out.append(row.id)
         else:
             claimed.append(row)
+    # Decided rows keep the moment of the decision as their due moment: what the
+    # holdout's comparison measures each customer's window from (models/holdout.py).
     for reason, skipped in skips.items():
         await _set(
             session,
@@ -471,8 +503,12 @@ async def _claim_step(
             status=DeliveryStatus.SKIPPED.value,
             reason=reason,
             version=step.version,
+            due_at=now,
         )
         result.note_skipped(step_id, reason, len(skipped))
+    if held_out:
+        await _set(session, held_out, status=DeliveryStatus.HELD_OUT.value, due_at=now)
+        result.held_out[step_id] = result.held_out.get(step_id, 0) + len(held_out)
     for until, deferred in defers.items():
         await _set(session, deferred, due_at=until)
         result.deferred += len(deferred)

@@ -148,7 +148,7 @@ def complete_steps(chain: Chain) -> list[StepPlan]:
     for step in chain.steps:
         if missing_blocks(step):
             break
-        steps.append(step_plan(step))
+        steps.append(step_plan(step, chain.holdout_percent))
     return steps
 
 
@@ -300,6 +300,8 @@ class Engine:
         report.deferred += taken.deferred
         for step_id, skipped in taken.skipped.items():
             report.waves.setdefault(step_id, WaveTally()).add_skipped(skipped)
+        for step_id, held_out in taken.held_out.items():
+            report.waves.setdefault(step_id, WaveTally()).held_out += held_out
         if taken.rows:
             try:
                 tallies = await self._sender.send(taken.rows, self._messages, worker_id, deadline)
@@ -319,7 +321,7 @@ class Engine:
                     if self._rate
                     else (handled / elapsed)
                 )
-        return bool(taken.rows or taken.skipped or taken.deferred)
+        return bool(taken.rows or taken.skipped or taken.deferred or taken.held_out)
 
     def _batch_limit(self) -> int:
         """About what this worker sends in half a tick (its measured rate), so that a

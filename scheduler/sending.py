@@ -64,6 +64,8 @@ class WaveTally:
     uncertain: int = 0
     retried: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # Of the chain's holdout: decided at the claim, never sent.
+    held_out: int = 0
 
     def add_skipped(self, counts: Mapping[str, int]) -> None:
         for reason, count in counts.items():
@@ -74,11 +76,19 @@ class WaveTally:
         self.failed += other.failed
         self.uncertain += other.uncertain
         self.retried += other.retried
+        self.held_out += other.held_out
         self.add_skipped(other.skipped)
 
     @property
     def busy(self) -> bool:
-        return bool(self.sent or self.failed or self.uncertain or self.retried or self.skipped)
+        return bool(
+            self.sent
+            or self.failed
+            or self.uncertain
+            or self.retried
+            or self.skipped
+            or self.held_out
+        )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class StepPlan:
     # The version its messages are composed with; a stopped step takes nobody in.
     version: int = 1
     stopped: bool = False
+    # The chain's holdout_percent on its main step (0 on the others): the claim holds
+    # those customers out (models/holdout.py).
+    holdout_percent: int = 0
 
     @property
     def channel(self) -> str:
@@ -71,8 +74,9 @@ class StepPlan:
         return isinstance(self.action, EmailAction)
 
 
-def step_plan(step: Step) -> StepPlan:
-    """Plain values of a step whose audience, action and schedule are saved."""
+def step_plan(step: Step, holdout_percent: int = 0) -> StepPlan:
+    """Plain values of a step whose audience, action and schedule are saved;
+    `holdout_percent`: its chain's, for the main step."""
     if missing_blocks(step):
         raise ChainmailError(
             N_("step {position} ({name}) is not complete"), position=step.position, name=step.name
@@ -97,4 +101,5 @@ def step_plan(step: Step) -> StepPlan:
         match=terms.match.value if terms else "all",
         version=step.version,
         stopped=step.stopped_at is not None,
+        holdout_percent=holdout_percent if step.position == 1 else 0,
     )

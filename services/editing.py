@@ -51,6 +51,7 @@ from models.chainfile import (
 from models.chains import (
     blocks_of,
     checked_block,
+    holdout_refusal,
     known_names,
     locked_step,
     missing_blocks,
@@ -633,6 +634,9 @@ async def _weigh_or_apply(
                 enrollment=chain.enrollment,
             )
         )
+    holdout = holdout_refusal(chain, spec.holdout_percent)
+    if holdout is not None:
+        plan.problems.append(Problem.of("holdout_percent", holdout.phrase))
     steps = list(chain.steps)
     for index, step_spec in enumerate(spec.steps):
         path = f"steps[{index}]"
@@ -698,6 +702,7 @@ async def _weigh_or_apply(
         chain.campaign_tag = spec.campaign
         chain.utm_enabled = spec.utm
         chain.enrollment = spec.enrollment
+        chain.holdout_percent = spec.holdout_percent
         chain.updated_at = utcnow()
     return plan
 

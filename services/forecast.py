@@ -48,6 +48,14 @@ class Forecast:
     # The frequency caps that apply to the chain's channels (FREQUENCY_CAP_*), in the
     # order the chain uses the channels.
     caps: tuple[tuple[str, FrequencyCap], ...] = ()
+    # The chain's holdout: about that share of the audience is held out, whatever the
+    # channel rules say of them (the draw is per customer: models/holdout.py).
+    holdout_percent: int = 0
+
+    @property
+    def held_out(self) -> int:
+        """About how many of the audience will be held out."""
+        return round(self.audience * self.holdout_percent / 100)
 
 
 async def forecast_activation(
@@ -105,6 +113,7 @@ async def forecast_activation(
             for used_channel in used
             if (used_cap := caps.of(used_channel)) is not None
         ),
+        holdout_percent=chain.holdout_percent,
     )
 
 
@@ -115,6 +124,8 @@ class WaveProgress:
     failed: int = 0
     uncertain: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # Of the chain's holdout: decided, never sent.
+    held_out: int = 0
     # Planned or in flight and due by now: the wave is still running.
     due: int = 0
     # Planned for later (a delay, a local time, quiet hours, terms still to come true).
@@ -122,7 +133,7 @@ class WaveProgress:
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.uncertain + sum(self.skipped.values())
+        return self.sent + self.failed + self.uncertain + self.held_out + sum(self.skipped.values())
 
     @property
     def running(self) -> bool:
@@ -157,6 +168,7 @@ async def wave_progress(db: Database, step_id: int, now: datetime) -> WaveProgre
         failed=by_status.get(DeliveryStatus.FAILED, 0),
         uncertain=by_status.get(DeliveryStatus.UNCERTAIN, 0),
         skipped=dict(sorted(skipped.items(), key=lambda item: -item[1])),
+        held_out=by_status.get(DeliveryStatus.HELD_OUT, 0),
         due=due,
         later=later,
     )

@@ -148,6 +148,26 @@ def test_the_base_document_is_valid() -> None:
             ["campaign: 'spring sale' must be Latin letters, digits and _ only"],
         ),
         (("utm", "yes"), ["utm: must be true or false"]),
+        (
+            ("holdout_percent", 51),
+            ["holdout_percent: 51 is not a whole number of percent from 0 to 50"],
+        ),
+        (
+            ("holdout_percent", -1),
+            ["holdout_percent: -1 is not a whole number of percent from 0 to 50"],
+        ),
+        (
+            ("holdout_percent", 12.5),
+            ["holdout_percent: 12.5 is not a whole number of percent from 0 to 50"],
+        ),
+        (
+            ("holdout_percent", True),
+            ["holdout_percent: true is not a whole number of percent from 0 to 50"],
+        ),
+        (
+            ("holdout_percent", "10%"),
+            ["holdout_percent: '10%' is not a whole number of percent from 0 to 50"],
+        ),
         (("steps", DELETE), ["steps: missing"]),
         (("steps", []), ["steps: must list at least one step"]),
         (("steps", {"name": "x"}), ["steps: must be a list"]),
@@ -440,8 +460,17 @@ def test_the_canonical_document_makes_defaults_explicit_in_a_fixed_order() -> No
     spec = validate_chain(BASE, known_segments=SEGMENTS, known_attributes=ATTRIBUTES).value
     assert spec is not None
     doc = spec.to_document()
-    assert list(doc) == ["format", "name", "enrollment", "campaign", "utm", "steps"]
+    assert list(doc) == [
+        "format",
+        "name",
+        "enrollment",
+        "campaign",
+        "utm",
+        "holdout_percent",
+        "steps",
+    ]
     assert doc["enrollment"] == "once"
+    assert doc["holdout_percent"] == 0
     assert doc["steps"][1] == {
         "name": "Reminder",
         "audience": {"who": "terms", "match": "any", "terms": ["not_opened"]},
@@ -451,6 +480,15 @@ def test_the_canonical_document_makes_defaults_explicit_in_a_fixed_order() -> No
     }
     # wait_days only where terms use it.
     assert doc["steps"][2]["schedule"] == {"send": "at", "at": "2026-12-01 10:00"}
+
+
+def test_a_holdout_percent_is_read_and_written_back() -> None:
+    spec = validate_chain(
+        changed(("holdout_percent", 10)), known_segments=SEGMENTS, known_attributes=ATTRIBUTES
+    ).value
+    assert spec is not None
+    assert spec.holdout_percent == 10
+    assert spec.to_document()["holdout_percent"] == 10
 
 
 def test_match_defaults_to_all() -> None:

@@ -99,7 +99,7 @@ async def test_the_export_is_the_canonical_document(db: Database) -> None:
     exported = await export_chain(db, chain_id)
     assert exported.startswith(
         "format: chainmail/1\nname: Welcome series\nenrollment: once\n"
-        "campaign: welcome_series\nutm: true\nsteps:\n  - name: Welcome\n"
+        "campaign: welcome_series\nutm: true\nholdout_percent: 0\nsteps:\n  - name: Welcome\n"
     )
     assert (
         "    action:\n      channel: sms\n      text: |\n"

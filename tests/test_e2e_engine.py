@@ -24,6 +24,7 @@ from channels.sms import HttpSmsGateway
 from channels.smtp import SmtpPool
 from models.chains import import_chain
 from models.db import Database
+from models.holdout import is_held_out
 from models.segments import add_segment
 from models.stats import chain_stats, stats_document
 from models.tables import Customer
@@ -399,3 +400,69 @@ async def test_flaky_smtp_server_still_gets_every_message_exactly_once(world: Wo
             select(Customer.email_status).where(Customer.external_id == "c3")
         )
     assert status == "bounced"
+
+
+HOLDOUT = """
+format: chainmail/1
+name: Holdout
+holdout_percent: 10
+steps:
+  - name: Offer
+    audience: {segments: [new-customers]}
+    action:
+      channel: email
+      subject: Offer
+      text: "-20% for you, {{ first_name }}"
+      html: "<p>-20% for you</p>"
+    schedule: {send: now}
+    conversion: {goal: order, window_days: 7}
+  - name: Everyone again
+    audience: {who: all}
+    action: {channel: email, subject: "Again", text: "Still -20%"}
+    schedule: {send: now}
+"""
+
+
+async def test_nobody_held_out_gets_an_email_and_their_orders_make_the_lift(
+    world: World,
+) -> None:
+    await world.api("/api/v1/customers", customers(500))
+    await add_segment(world.db, "new-customers", ["new"], "any", actor="test")
+    chain_id = (await import_chain(world.db, HOLDOUT, actor="test")).chain_id
+    async with world.db.session() as session:
+        ids = dict((await session.execute(select(Customer.external_id, Customer.id))).all())
+    held = {external for external, id_ in ids.items() if is_held_out(chain_id, id_, 10)}
+    assert abs(len(held) - 50) <= 3 * (500 * 0.1 * 0.9) ** 0.5
+    await activate_chain(world.db, chain_id, actor="test")
+    await world.engine.run_until_idle()
+
+    received = world.smtp.messages
+    recipients = [external_id_of(m) for m in received]
+    assert not held & set(recipients)
+    # Each customer not held out got the offer and the step after it, once each.
+    assert sorted(recipients) == sorted(2 * [external for external in ids if external not in held])
+    offer, again = await world.stats(chain_id)
+    assert (offer["sent"], offer["coverage"], again["sent"], again["planned"]) == (
+        500 - len(held),
+        500 - len(held),
+        500 - len(held),
+        0,
+    )
+    buyers = sorted(held)[:3] + sorted(set(ids) - held)[:30]
+    placed = await world.api(
+        "/api/v1/orders", [order(f"o-{buyer}", buyer, "100") for buyer in buyers]
+    )
+    assert placed["created"] == 33
+    document = stats_document(await chain_stats(world.db, chain_id))["chain"]
+    assert document["holdout"] == {
+        "customers": len(held),
+        "orders": 3,
+        "revenue": "300.00",
+        "conversion_rate": round(3 / len(held), 4),
+    }
+    assert document["treated"]["customers"] == 500 - len(held)
+    assert document["treated"]["orders"] == 30
+    assert document["lift"]["conversion_rate_delta"] == round(
+        30 / (500 - len(held)) - 3 / len(held), 4
+    )
+    assert document["lift"]["enough_data"] is False  # fewer than 100 held out
