@@ -41,7 +41,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
-from functools import cache, lru_cache, partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -51,25 +51,20 @@ from phonenumbers import PhoneMetadata
 from sqlalchemy import (
     Column,
     ColumnElement,
-    Dialect,
     Row,
-    String,
     Table,
-    any_,
     bindparam,
     delete,
     func,
     insert,
-    literal_column,
     select,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from i18n import LANGUAGES
-from models import audit
+from models import audit, batch_sql
 from models.db import Database
 from models.errors import ChainmailError
 from models.tables import Customer, CustomerChange, CustomerTag, EmailStatus, SmsStatus, utcnow
@@ -519,25 +514,6 @@ _CUSTOMERS = Customer.metadata.tables[Customer.__tablename__]
 _TAGS = CustomerTag.metadata.tables[CustomerTag.__tablename__]
 
 
-def _pg_rows(columns: dict[str, Column[Any]]) -> list[ColumnElement[Any]]:
-    """PostgreSQL: a batch comes as one array parameter per column."""
-    arrays = (
-        # Plain VARCHAR: a cast to VARCHAR(n) would cut a value short without a word.
-        bindparam(name, type_=ARRAY(String() if isinstance(c.type, String) else c.type))
-        for name, c in columns.items()
-    )
-    return list(func.unnest(*arrays).table_valued(*columns).render_derived().c)
-
-
-def _sqlite_rows(columns: dict[str, Column[Any]]) -> list[ColumnElement[Any]]:
-    """SQLite: a batch comes as one JSON array of rows, the parameter `rows`."""
-    rows = func.json_each(bindparam("rows")).table_valued("value")
-    # json_extract rather than ->>, which needs SQLite 3.38 (2022).
-    return [
-        func.json_extract(rows.c.value, literal_column(f"'$[{i}]'")) for i in range(len(columns))
-    ]
-
-
 def _batch_statements(
     insert: Callable[[Table], Any],
     rows: Callable[[dict[str, Column[Any]]], list[ColumnElement[Any]]],
@@ -561,14 +537,6 @@ def _batch_statements(
     return upsert, insert_tags
 
 
-def _as_arrays(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    return dict(zip(columns, zip(*rows, strict=True), strict=True))
-
-
-def _as_json(_columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    return {"rows": json.dumps(rows, ensure_ascii=False)}
-
-
 def _as_is(value: Any) -> Any:
     return value
 
@@ -588,32 +556,13 @@ class _BatchWriter(NamedTuple):
 
 
 _WRITERS = {
-    "postgresql": _BatchWriter(*_batch_statements(postgresql.insert, _pg_rows), _as_arrays, True),
-    "sqlite": _BatchWriter(*_batch_statements(sqlite.insert, _sqlite_rows), _as_json, False),
+    "postgresql": _BatchWriter(
+        *_batch_statements(postgresql.insert, batch_sql.pg_rows), batch_sql.as_arrays, True
+    ),
+    "sqlite": _BatchWriter(
+        *_batch_statements(sqlite.insert, batch_sql.sqlite_rows), batch_sql.as_json, False
+    ),
 }
-
-
-def _among(column: Column[Any], values: list[Any], dialect: Dialect) -> ColumnElement[bool]:
-    # One parameter for the whole batch, as for the writes, rather than thousands.
-    if dialect.name == "postgresql":
-        return column == any_(bindparam("values", values, type_=ARRAY(column.type)))
-    listed = func.json_each(bindparam("values", json.dumps(values))).table_valued("value")
-    return column.in_(select(listed.c.value))
-
-
-@cache
-def _compiled(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """The SQL of a statement and the order of its parameters for the driver."""
-    compiled = statement.compile(dialect=dialect)
-    return compiled.string, tuple(compiled.positiontup or ())
-
-
-async def _execute(session: AsyncSession, statement: Any, parameters: dict[str, Any]) -> None:
-    # Straight at the driver with values already as it takes them: SQLAlchemy's own
-    # parameter handling would go over every row of the batch once more.
-    connection = await session.connection()
-    sql, names = _compiled(statement, connection.dialect)
-    await connection.exec_driver_sql(sql, tuple(parameters[name] for name in names))
 
 
 def _row(
@@ -650,11 +599,6 @@ def _row(
     )
 
 
-def _for_driver(column: str, value: Any, dialect: Dialect) -> Any:
-    process = _CUSTOMERS.c[column].type.bind_processor(dialect)
-    return process(value) if process else value
-
-
 async def _store_batch(
     session: AsyncSession, batch: Sequence[CleanCustomer], default_timezone: str
 ) -> UpsertResult:
@@ -666,7 +610,7 @@ async def _store_batch(
     # what was read. Sorted, so two imports lock common customers in the same order.
     stored_rows = await session.execute(
         select(*(_CUSTOMERS.c[name] for name in _READ_BEFORE_UPSERT))
-        .where(_among(_CUSTOMERS.c.external_id, ids, dialect))
+        .where(batch_sql.among(_CUSTOMERS.c.external_id, ids, dialect))
         .order_by(_CUSTOMERS.c.external_id)
         .with_for_update()
     )
@@ -683,27 +627,32 @@ async def _store_batch(
         (EmailStatus.SUBSCRIBED.value, SmsStatus.SUBSCRIBED.value, now, now),
         strict=True,
     )
-    await _execute(
+    await batch_sql.execute(
         session,
         writer.upsert,
         {
             **writer.parameters(_PER_ROW, rows),
-            **{name: _for_driver(name, value, dialect) for name, value in constants},
+            **{
+                name: batch_sql.for_driver(_CUSTOMERS.c[name], value, dialect)
+                for name, value in constants
+            },
         },
     )
 
     retagged = [record for record in batch if record.tags is not None]
     stale = [stored[r.external_id].id for r in retagged if r.external_id in stored]
     if stale:
-        await session.execute(delete(_TAGS).where(_among(_TAGS.c.customer_id, stale, dialect)))
+        await session.execute(
+            delete(_TAGS).where(batch_sql.among(_TAGS.c.customer_id, stale, dialect))
+        )
     tag_rows = [(r.external_id, tag) for r in retagged for tag in r.tags or ()]
     if tag_rows:
-        await _execute(session, writer.insert_tags, writer.parameters(_TAG_ROW, tag_rows))
+        await batch_sql.execute(session, writer.insert_tags, writer.parameters(_TAG_ROW, tag_rows))
     # `continuous` chains take newcomers from this queue (scheduler/engine.py).
     await session.execute(
         insert(CustomerChange.__table__).from_select(
             ["customer_id"],
-            select(_CUSTOMERS.c.id).where(_among(_CUSTOMERS.c.external_id, ids, dialect)),
+            select(_CUSTOMERS.c.id).where(batch_sql.among(_CUSTOMERS.c.external_id, ids, dialect)),
         )
     )
     return UpsertResult(created=len(batch) - len(stored), updated=len(stored))

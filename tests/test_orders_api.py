@@ -75,20 +75,23 @@ async def test_the_same_orders_posted_twice_are_stored_once(
     second = await post(client, orders)
 
     assert first.status_code == second.status_code == 200
-    assert first.json() == {"created": 2, "duplicates": 0, "errors": []}
-    assert second.json() == {"created": 0, "duplicates": 2, "errors": []}
+    assert first.json() == {"created": 2, "updated": 0, "duplicates": 0, "errors": []}
+    assert second.json() == {"created": 0, "updated": 0, "duplicates": 2, "errors": []}
     rows = await stored(db)
     assert sorted(rows) == ["o1", "o2"]
     assert rows["o2"].amount == Decimal("1990.50")
 
 
-async def test_an_order_repeated_within_one_request_is_one_duplicate_and_the_first_wins(
+async def test_an_order_repeated_within_one_request_is_a_duplicate_or_an_update_in_turn(
     db: Database, client: httpx.AsyncClient
 ) -> None:
-    response = await post(client, [order("o1", amount="10"), order("o1", amount="99"), order("o2")])
+    response = await post(
+        client,
+        [order("o1", amount="10"), order("o1", amount="10.00"), order("o1", amount="99")],
+    )
 
-    assert response.json() == {"created": 2, "duplicates": 1, "errors": []}
-    assert (await stored(db))["o1"].amount == Decimal("10.00")
+    assert response.json() == {"created": 1, "updated": 1, "duplicates": 1, "errors": []}
+    assert (await stored(db))["o1"].amount == Decimal("99.00")
 
 
 async def test_one_order_may_be_sent_as_a_single_object(
@@ -96,7 +99,7 @@ async def test_one_order_may_be_sent_as_a_single_object(
 ) -> None:
     response = await post(client, order(" o1 ", currency="usd"))
 
-    assert response.json() == {"created": 1, "duplicates": 0, "errors": []}
+    assert response.json() == {"created": 1, "updated": 0, "duplicates": 0, "errors": []}
     row = (await stored(db))["o1"]
     assert row.currency == "USD"
 
@@ -223,5 +226,5 @@ async def test_record_orders_counts_orders_stored_by_an_earlier_request(db: Data
     first = await record_orders(db, [order("o1"), order("o2")], now)
     second = await record_orders(db, [order("o2"), order("o3"), order("o3")], now + timedelta(1))
 
-    assert (first.created, first.duplicates, first.errors) == (2, 0, [])
-    assert (second.created, second.duplicates, second.errors) == (1, 2, [])
+    assert (first.created, first.updated, first.duplicates, first.errors) == (2, 0, 0, [])
+    assert (second.created, second.updated, second.duplicates, second.errors) == (1, 0, 2, [])
