@@ -22,8 +22,9 @@ PostgreSQL refuses in text.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,7 +43,16 @@ from sqlalchemy import Dialect, Integer, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import batch_sql
+from models import audit, batch_sql
+from models.csv_files import (
+    MAX_KEPT_ERRORS,
+    CsvBatches,
+    CsvColumns,
+    CsvSource,
+    ImportProgress,
+    LineError,
+    binary,
+)
 from models.db import Database
 from models.facts import customer_facts_changed
 from models.tables import Customer, Order, OrderChange
@@ -401,3 +411,120 @@ def _driver_row(
         batch_sql.for_driver(table.c[name], value, dialect)
         for name, value in zip(columns, values, strict=True)
     )
+
+
+# --- CSV files -------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "external_id",
+    "customer_external_id",
+    "amount",
+    "currency",
+    "status",
+    "created_at",
+    "updated_at",
+)
+# An empty cell of these is as if the column were not there.
+_OPTIONAL_COLUMNS = frozenset({"currency", "status", "created_at", "updated_at"})
+DEFAULT_BATCH_SIZE = 5_000
+# Spaces a spreadsheet writes between thousands: plain, no-break and narrow no-break.
+_THOUSANDS = str.maketrans("", "", " \u00a0\u202f")
+
+
+def _amount_from_cell(text: str) -> str:
+    """`1 990,50` (a spreadsheet's, in Russian) as `1990.50`; anything else as written,
+    for OrderItem to judge."""
+    amount = text.strip().translate(_THOUSANDS)
+    if "." not in amount and amount.count(",") == 1:
+        amount = amount.replace(",", ".")
+    return amount
+
+
+def _order_from_row(record: dict[str, object]) -> OrderItem | str:
+    given = {
+        key: value
+        for key, value in record.items()
+        if key not in _OPTIONAL_COLUMNS or str(value).strip()
+    }
+    if isinstance(given.get("amount"), str):
+        given["amount"] = _amount_from_cell(str(given["amount"]))
+    try:
+        return parse_order(given)
+    except ValueError as exc:
+        return str(exc)
+
+
+ORDER_COLUMNS = CsvColumns(
+    known=CSV_COLUMNS,
+    required=("external_id", "customer_external_id", "amount"),
+    check=_order_from_row,
+    numbered=True,
+)
+
+
+@dataclass(slots=True)
+class OrdersImportReport:
+    created: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    # Every refused line counts; only the first MAX_KEPT_ERRORS are kept with a reason.
+    refused: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    # Columns of the file that orders do not have: not read.
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "refused": self.refused,
+        }
+
+    def refuse(self, errors: Iterable[LineError]) -> None:
+        for error in errors:
+            self.refused += 1
+            if len(self.errors) < MAX_KEPT_ERRORS:
+                self.errors.append(error)
+
+
+async def import_orders_csv(
+    db: Database,
+    source: CsvSource,
+    *,
+    actor: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[ImportProgress], None] | None = None,
+) -> OrdersImportReport:
+    """Import an orders CSV file (a path, or a seekable binary stream left open): as the
+    API takes orders, a batch per transaction, so memory stays flat however long the
+    file; refused lines are reported with their line number in the file.
+
+    Lines are taken in the file's order, so a file of an order's states one after the
+    other stores them as its history. Should the import stop midway, the batches
+    before are in: importing the file again is safe (its orders are duplicates).
+    Raises ChainmailError when the file cannot be read at all.
+    """
+    report = OrdersImportReport()
+    with binary(source) as (stream, name):
+        reader = await asyncio.to_thread(CsvBatches, stream, name, ORDER_COLUMNS)
+        try:
+            report.ignored_columns = reader.other_columns
+            while (chunk := await asyncio.to_thread(reader.next_chunk, batch_size)) is not None:
+                # Refusals of the reader and of the store, in line order within a batch.
+                refused = list(chunk.errors)
+                report.refused += chunk.refused - len(chunk.errors)
+                async with db.writer() as session:
+                    result = await store_orders(session, chunk.records, datetime.now(UTC))
+                refused += [LineError(line, reason) for line, reason in result.errors]
+                report.refuse(sorted(refused, key=lambda error: error.line))
+                report.created += result.created
+                report.updated += result.updated
+                report.duplicates += result.duplicates
+                if progress is not None:
+                    progress(chunk.progress)
+        finally:
+            reader.close()
+    async with db.writer() as session:
+        audit.record(session, actor, "orders.import", file=name, **report.counts())
+    return report
