@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from models.chainfile import DEFAULT_MECHANICS, DEFAULT_WINDOW_DAYS, Mechanic
+from models.chainfile import DEFAULT_MECHANICS, DEFAULT_WINDOW_DAYS, Mechanic, mechanics_of
 from models.tables import LEFT_STATUSES, Channel, EventType
 
 DEFAULT_MIN_AMOUNT = Decimal(0)
@@ -132,14 +132,12 @@ class ConversionSettings(NamedTuple):
 
 def conversion_settings(block: Mapping[str, Any] | None) -> ConversionSettings:
     """A step's conversion settings; a block never saved means the defaults."""
-    block = block or {}
-    window_days = block.get("window_days")
-    min_amount = block.get("min_amount")
-    mechanics = block.get("mechanics")
+    window_days = (block or {}).get("window_days")
+    min_amount = (block or {}).get("min_amount")
     return ConversionSettings(
         DEFAULT_WINDOW_DAYS if window_days is None else int(window_days),
         DEFAULT_MIN_AMOUNT if min_amount is None else Decimal(str(min_amount)),
-        frozenset(DEFAULT_MECHANICS if mechanics is None else mechanics),
+        frozenset(mechanics_of(block)),
     )
 
 

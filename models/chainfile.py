@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -258,6 +258,12 @@ class Mechanic(StrEnum):
 
 
 DEFAULT_MECHANICS = (Mechanic.NEW_ORDER,)
+
+
+def mechanics_of(block: Mapping[str, Any] | None) -> list[Mechanic]:
+    """The mechanics a conversion block lists, in Mechanic's order (none: the default)."""
+    listed = (block or {}).get("mechanics") or DEFAULT_MECHANICS
+    return [mechanic for mechanic in Mechanic if mechanic.value in listed]
 
 
 class Send(StrEnum):

@@ -489,3 +489,45 @@ async def test_each_mechanic_counts_an_order_posted_again_once_with_its_revenue(
     assert conversions_by_mechanic[Mechanic.ORDER_INCREASE].at == hour(24)
     assert conversions_by_mechanic[Mechanic.ORDER_RESTORED].revenue == Decimal("500.00")
     await assert_table_follows_the_rule(db)
+
+
+async def test_a_step_version_counts_by_its_own_mechanics(db: Database) -> None:
+    """Saved with order_increase while it ran: the messages sent before keep new orders
+    only, those sent after count increases too."""
+    (chain,), (step,) = await shop_of_one(db, [("sms", None)])
+    async with db.writer() as session:
+        c2 = Customer(external_id="c2", timezone="Europe/Moscow", timezone_source="default")
+        session.add(c2)
+        await session.flush()
+        other = c2.id
+    await order(db, 0, "100.00", external_id="early")
+    await record_orders(
+        db, [{"external_id": "late", "customer_external_id": "c2", "amount": "100"}], hour(0)
+    )
+    await send(db, await handed_over(db, step), sent(6))
+    block = {"goal": "order", "window_days": 7, "mechanics": ["new_order", "order_increase"]}
+    saved = await save_block(db, chain, 1, BlockKind.CONVERSION, block, actor="test")
+    assert saved.impact.version == 2
+    second = await Shop(db).delivery(step, other, status="sending", sent_at=None)
+    await send(db, second, DeliveryPlan(step=0, customer=1, outcome="sent", sent_hour=6))
+
+    await order(db, 0, "300.00", external_id="early", updated_at=hour(12).isoformat())
+    await record_orders(
+        db,
+        [
+            {
+                "external_id": "late",
+                "customer_external_id": "c2",
+                "amount": "250",
+                "updated_at": hour(12).isoformat(),
+            }
+        ],
+        hour(200),
+    )
+
+    [numbers] = (await chain_stats(db, chain)).steps
+    assert [(v.version, v.orders, f"{v.revenue}") for v in numbers.versions] == [
+        (1, 0, "0.00"),
+        (2, 1, "150.00"),
+    ]
+    await assert_table_follows_the_rule(db)
