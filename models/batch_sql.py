@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -29,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.tables import UtcDateTime
 
 Rows = Callable[[dict[str, Column[Any]]], list[ColumnElement[Any]]]
 
@@ -97,5 +100,34 @@ async def execute(
 
 def for_driver(column: Column[Any], value: Any, dialect: Dialect) -> Any:
     """A value as the column's type hands it to the driver (a moment as SQLite's text)."""
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    process = _processor(column, dialect)
     return process(value) if process else value
+
+
+@cache
+def _processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(column.type, UtcDateTime):
+        # SQLAlchemy's own takes five times longer; the text is the same.
+        return sqlite_moment
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def sqlite_moment(value: datetime | None) -> str | None:
+    """A moment as SQLite keeps it: UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def json_rows(
+    columns: list[Column[Any]], rows: list[tuple[Any, ...]], dialect: Dialect
+) -> list[tuple[Any, ...]]:
+    """SQLite's JSON rows: each value as its column's type hands it to the driver."""
+    processors = [_processor(column, dialect) for column in columns]
+    return [
+        tuple(
+            process(value) if process else value
+            for process, value in zip(processors, row, strict=True)
+        )
+        for row in rows
+    ]

@@ -343,10 +343,10 @@ async def store_orders(
     insert_orders, insert_changes = _STATEMENTS[dialect.name]
     parameters = batch_sql.DIALECTS[dialect.name].parameters
     if created:
-        rows = [
-            _driver_row(
-                _ORDERS,
-                _NEW_ORDER,
+        rows = _for_dialect(
+            _ORDERS,
+            _NEW_ORDER,
+            [
                 (
                     external_id,
                     order.customer_id,
@@ -356,25 +356,22 @@ async def store_orders(
                     item.created_at or now,
                     order.updated_at,
                     now,
-                ),
-                dialect,
-            )
-            for external_id, item in created.items()
-            for order in (standing[external_id],)
-        ]
+                )
+                for external_id, item in created.items()
+                for order in (standing[external_id],)
+            ],
+            dialect,
+        )
         inserted = await batch_sql.execute(session, insert_orders, parameters(_NEW_ORDER, rows))
         for order_id, external_id in inserted.all():
             standing[external_id].id = order_id
     if changes:
-        rows = [
-            _driver_row(
-                _CHANGES,
-                _CHANGE,
-                (standing[external_id].id, amount, status, at, now),
-                dialect,
-            )
-            for external_id, amount, status, at in changes
-        ]
+        rows = _for_dialect(
+            _CHANGES,
+            _CHANGE,
+            [(standing[e].id, amount, status, at, now) for e, amount, status, at in changes],
+            dialect,
+        )
         await batch_sql.execute(session, insert_changes, parameters(_CHANGE, rows))
     # Orders created here were inserted as they stand; stored ones take their latest state.
     fresh = {standing[external_id].id for external_id in created}
@@ -400,17 +397,14 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _driver_row(
-    table: Any, columns: tuple[str, ...], values: tuple[Any, ...], dialect: Dialect
-) -> tuple[Any, ...]:
-    """A row's values as the driver takes them: asyncpg as they are; SQLite's JSON
-    moments as its text and amounts as numbers."""
+def _for_dialect(
+    table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]], dialect: Dialect
+) -> list[tuple[Any, ...]]:
+    """Rows as the driver takes them: asyncpg's arrays as they are; SQLite's JSON moments
+    as its text and amounts as numbers."""
     if dialect.name == "postgresql":
-        return values
-    return tuple(
-        batch_sql.for_driver(table.c[name], value, dialect)
-        for name, value in zip(columns, values, strict=True)
-    )
+        return rows
+    return batch_sql.json_rows([table.c[name] for name in columns], rows, dialect)
 
 
 # --- CSV files -------------------------------------------------------------------------

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from sqlalchemy import event, select
+from sqlalchemy.dialects import sqlite
 
+from models import batch_sql
 from models.db import Database
 from models.orders import parse_order, record_orders
 from models.tables import Customer, Order, OrderChange
@@ -211,6 +213,18 @@ def test_any_amount_with_two_decimals_is_accepted_as_text_or_number(amount: Deci
 def test_bad_amounts_are_refused(amount: object) -> None:
     with pytest.raises(ValueError, match=r"^amount: "):
         parse_order(order("o", amount=amount))
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_moments_are_written_for_sqlite_as_sqlalchemy_writes_them(moment: datetime) -> None:
+    """The batch writes (models/batch_sql.py) and the ORM must store the same text, which
+    SQLite compares as text."""
+    dialect = sqlite.dialect()
+    column = Order.__table__.c.created_at
+    assume(datetime.min.replace(tzinfo=UTC) + timedelta(days=1) < moment)
+    assume(moment < datetime.max.replace(tzinfo=UTC) - timedelta(days=1))
+    expected = column.type.dialect_impl(dialect).bind_processor(dialect)(moment)
+    assert batch_sql.for_driver(column, moment, dialect) == expected
 
 
 def test_numeric_ids_are_read_as_text() -> None:
