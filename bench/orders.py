@@ -87,12 +87,12 @@ def make_items(count: int, updates: float, customers: int) -> list[Item]:
     items: list[Item] = []
     placed: list[Item] = []
     latest: dict[str, Item] = {}
-    updating = round(count * updates)
+    to_update = round(count * updates)
     for number in range(count):
         # Placed a day before the message to a day after it; updated after it.
         at = SENT - timedelta(days=1) + timedelta(seconds=number * 172_800 / count)
-        left = count - number
-        if placed and rng.random() < (updating - sum(i.update for i in items)) / left:
+        if placed and rng.random() < to_update / (count - number):
+            to_update -= 1
             order = latest[rng.choice(placed).external_id]
             grown = order.amount + Decimal(rng.randint(1, 500))
             status = rng.choice(_STATUSES) if rng.random() < 0.3 else order.status

@@ -1,15 +1,17 @@
 """The `attributions` table: the rule of `models.attribution`, kept in SQL as facts arrive.
 
 Which message an order counts for depends only on its customer's deliveries,
-their events, their steps' conversion blocks and the customer's orders. So when
+their events, their steps' conversion blocks and the customer's orders with their
+histories (`order_changes`). So when
 one of those facts changes, the rows of that customer's orders are rewritten —
 deleted, then computed again by one `INSERT … SELECT` restricted to the
 customers concerned — in the transaction that records the fact (`models.facts`
 calls in). Stats then group this table instead of joining every order with
 every message on each read.
 
-The SQL is one statement for both databases but for two spellings (the step's
-conversion block, the window's end). On PostgreSQL, transactions refreshing the
+The SQL is one statement for both databases but for a few spellings (reading the
+conversion block and its mechanics, booleans, the window's end). On PostgreSQL,
+transactions refreshing the
 same customer queue on a transaction-scoped advisory lock per customer, taken
 before anything is read: without it, an order and an open recorded at the same
 moment would each compute without the other's uncommitted fact, and neither

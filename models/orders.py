@@ -206,6 +206,86 @@ class _Standing:
     updated_at: datetime
 
 
+@dataclass
+class _Batch:
+    """What a batch of items comes to, decided item by item before anything is written."""
+
+    now: datetime
+    customer_ids: dict[str, int]
+    standing: dict[str, _Standing]
+    created: dict[str, OrderItem] = field(default_factory=dict)
+    # (external id, amount, status, from when), in the order they happened.
+    changes: list[tuple[str, Decimal, str, datetime]] = field(default_factory=list)
+    updated: int = 0
+    duplicates: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def take(self, index: int, item: OrderItem) -> None:
+        order = self.standing.get(item.external_id)
+        if order is None:
+            self._create(index, item)
+            return
+        status = item.status or order.status
+        if item.amount == order.amount and status == order.status:
+            self.duplicates += 1
+            return
+        if item.updated_at is not None and item.updated_at < order.updated_at:
+            given, last = _iso(item.updated_at), _iso(order.updated_at)
+            self.errors.append((index, STALE_UPDATE.format(given=given, last=last)))
+            return
+        # When received, unless the shop says when; never before the state it follows.
+        order.updated_at = max(item.updated_at or self.now, order.updated_at)
+        order.amount, order.status = item.amount, status
+        self.changes.append((item.external_id, order.amount, order.status, order.updated_at))
+        self.updated += 1
+
+    def _create(self, index: int, item: OrderItem) -> None:
+        customer_id = self.customer_ids.get(item.customer_external_id)
+        if customer_id is None:
+            self.errors.append((index, UNKNOWN_CUSTOMER.format(value=item.customer_external_id)))
+            return
+        placed = item.created_at or self.now
+        order = _Standing(None, customer_id, item.amount, item.status or NEW, placed)
+        self.standing[item.external_id] = order
+        self.created[item.external_id] = item
+        self.changes.append((item.external_id, order.amount, order.status, placed))
+
+    def new_orders(self) -> list[tuple[Any, ...]]:
+        """The rows of `_NEW_ORDER`: the orders created, as they stand at the batch's end."""
+        rows = []
+        for external_id, item in self.created.items():
+            order = self.standing[external_id]
+            placed = item.created_at or self.now
+            rows.append(
+                (
+                    external_id,
+                    order.customer_id,
+                    order.amount,
+                    item.currency,
+                    order.status,
+                    placed,
+                    order.updated_at,
+                    self.now,
+                )
+            )
+        return rows
+
+    def states(self) -> list[tuple[Any, ...]]:
+        """The rows of `_CHANGE`, once every order has its id."""
+        return [
+            (self.standing[external_id].id, amount, status, at, self.now)
+            for external_id, amount, status, at in self.changes
+        ]
+
+    def stored_and_changed(self) -> list[int]:
+        """The ids of the orders stored before the batch that it changed."""
+        ids = {self.standing[e].id for e, *_ in self.changes if e not in self.created}
+        return sorted(order_id for order_id in ids if order_id is not None)
+
+    def customers_changed(self) -> set[int]:
+        return {self.standing[external_id].customer_id for external_id, *_ in self.changes}
+
+
 _ORDERS = Order.__table__
 _CHANGES = OrderChange.__table__
 _NEW_ORDER = (
@@ -270,21 +350,63 @@ async def store_orders(
     if not items:
         return OrdersResult(0, 0, 0)
     dialect = session.bind.dialect
-    wanted = {item.customer_external_id for _, item in items}
+    batch = _Batch(
+        now,
+        await _customers(session, {item.customer_external_id for _, item in items}),
+        await _stored(session, sorted({item.external_id for _, item in items})),
+    )
+    for index, item in items:
+        batch.take(index, item)
+
+    insert_orders, insert_changes = _STATEMENTS[dialect.name]
+    parameters = batch_sql.DIALECTS[dialect.name].parameters
+    if batch.created:
+        rows = _for_dialect(_ORDERS, _NEW_ORDER, batch.new_orders(), dialect)
+        inserted = await batch_sql.execute(session, insert_orders, parameters(_NEW_ORDER, rows))
+        for order_id, external_id in inserted.all():
+            batch.standing[external_id].id = order_id
+    if batch.changes:
+        rows = _for_dialect(_CHANGES, _CHANGE, batch.states(), dialect)
+        await batch_sql.execute(session, insert_changes, parameters(_CHANGE, rows))
+        # Created orders were inserted as they stand; stored ones take their latest state.
+        if stored_and_changed := batch.stored_and_changed():
+            await session.execute(
+                update(_ORDERS)
+                .where(batch_sql.among(_ORDERS.c.id, stored_and_changed, dialect))
+                .values(
+                    amount=_latest("amount"),
+                    status=_latest("status"),
+                    updated_at=_latest("changed_at"),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        # An update refreshes attribution like a new order: in this transaction.
+        await customer_facts_changed(session, batch.customers_changed(), now)
+    return OrdersResult(len(batch.created), batch.updated, batch.duplicates, batch.errors)
+
+
+async def _customers(session: AsyncSession, external_ids: set[str]) -> dict[str, int]:
+    """{external id: id} of the customers named that exist."""
     # The orders' foreign keys share-lock their customers; taken here, in the order a
     # customers upsert locks them FOR UPDATE (by external_id, as the database sorts),
     # so the two cannot deadlock on PostgreSQL. SQLite locks the whole file anyway.
+    dialect = session.bind.dialect
     found = await session.execute(
         select(Customer.external_id, Customer.id)
-        .where(batch_sql.among(Customer.__table__.c.external_id, sorted(wanted), dialect))
+        .where(batch_sql.among(Customer.__table__.c.external_id, sorted(external_ids), dialect))
         .order_by(Customer.external_id)
         .with_for_update(read=True, key_share=True)
     )
-    customer_ids: dict[str, int] = dict(found.all())
-    external_ids = sorted({item.external_id for _, item in items})
+    return dict(found.all())
+
+
+async def _stored(session: AsyncSession, external_ids: list[str]) -> dict[str, _Standing]:
+    """The orders stored under these external ids, as they stand."""
+    dialect = session.bind.dialect
     if dialect.name == "postgresql":
         # Two requests posting the same order queue here, so that the second reads what
-        # the first stored: an update, not a second order (one a key, however many).
+        # the first stored: an update, not a second order (a lock per external id, all
+        # taken by one statement, in one order).
         await session.execute(
             text(
                 "SELECT pg_advisory_xact_lock(:class, k) FROM (SELECT unnest(:keys) AS k"
@@ -302,95 +424,7 @@ async def store_orders(
             _ORDERS.c.updated_at,
         ).where(batch_sql.among(_ORDERS.c.external_id, external_ids, dialect))
     )
-    standing = {row.external_id: _Standing(*row[1:]) for row in stored}
-
-    errors: list[tuple[int, str]] = []
-    created: dict[str, OrderItem] = {}
-    # (external id, amount, status, from when), in the order they happened.
-    changes: list[tuple[str, Decimal, str, datetime]] = []
-    updated = duplicates = 0
-    for index, item in items:
-        order = standing.get(item.external_id)
-        if order is None:
-            customer_id = customer_ids.get(item.customer_external_id)
-            if customer_id is None:
-                errors.append((index, UNKNOWN_CUSTOMER.format(value=item.customer_external_id)))
-                continue
-            placed = item.created_at or now
-            order = _Standing(None, customer_id, item.amount, item.status or NEW, placed)
-            standing[item.external_id] = order
-            created[item.external_id] = item
-            changes.append((item.external_id, order.amount, order.status, placed))
-            continue
-        status = item.status or order.status
-        if item.amount == order.amount and status == order.status:
-            duplicates += 1
-            continue
-        if item.updated_at is not None and item.updated_at < order.updated_at:
-            errors.append(
-                (
-                    index,
-                    STALE_UPDATE.format(given=_iso(item.updated_at), last=_iso(order.updated_at)),
-                )
-            )
-            continue
-        # When received, unless the shop says when; never before the state it follows.
-        order.updated_at = max(item.updated_at or now, order.updated_at)
-        order.amount, order.status = item.amount, status
-        changes.append((item.external_id, order.amount, order.status, order.updated_at))
-        updated += 1
-
-    insert_orders, insert_changes = _STATEMENTS[dialect.name]
-    parameters = batch_sql.DIALECTS[dialect.name].parameters
-    if created:
-        rows = _for_dialect(
-            _ORDERS,
-            _NEW_ORDER,
-            [
-                (
-                    external_id,
-                    order.customer_id,
-                    order.amount,
-                    item.currency,
-                    order.status,
-                    item.created_at or now,
-                    order.updated_at,
-                    now,
-                )
-                for external_id, item in created.items()
-                for order in (standing[external_id],)
-            ],
-            dialect,
-        )
-        inserted = await batch_sql.execute(session, insert_orders, parameters(_NEW_ORDER, rows))
-        for order_id, external_id in inserted.all():
-            standing[external_id].id = order_id
-    if changes:
-        rows = _for_dialect(
-            _CHANGES,
-            _CHANGE,
-            [(standing[e].id, amount, status, at, now) for e, amount, status, at in changes],
-            dialect,
-        )
-        await batch_sql.execute(session, insert_changes, parameters(_CHANGE, rows))
-    # Orders created here were inserted as they stand; stored ones take their latest state.
-    fresh = {standing[external_id].id for external_id in created}
-    stored_and_changed = sorted({standing[e].id for e, *_ in changes} - fresh)  # type: ignore[type-var]
-    if stored_and_changed:
-        await session.execute(
-            update(_ORDERS)
-            .where(batch_sql.among(_ORDERS.c.id, stored_and_changed, dialect))
-            .values(
-                amount=_latest("amount"), status=_latest("status"), updated_at=_latest("changed_at")
-            )
-            .execution_options(synchronize_session=False)
-        )
-    if changes:
-        # An update refreshes attribution like a new order: in this transaction.
-        await customer_facts_changed(
-            session, {standing[external_id].customer_id for external_id, *_ in changes}, now
-        )
-    return OrdersResult(len(created), updated, duplicates, errors)
+    return {row.external_id: _Standing(*row[1:]) for row in stored}
 
 
 def _iso(moment: datetime) -> str:
