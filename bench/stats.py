@@ -1,9 +1,9 @@
-"""`/stats` of one chain in a shop of 10,000,000 deliveries and 1,000,000 orders, and what
-keeping attribution costs per fact, on SQLite and PostgreSQL.
+"""`/stats` of one chain in a shop of 10,000,000 deliveries, 1,000,000 orders and 300,000
+order updates, and what keeping attribution costs per fact, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/stats.py [--customers 1000000] [--orders 1000000] [--runs 5]
-                                    [--facts 200] [--databases sqlite,postgresql]
-                                    [--holdout-percent 10]
+    .venv/bin/python bench/stats.py [--customers 1000000] [--orders 1000000]
+                                    [--updates 300000] [--runs 5] [--facts 200]
+                                    [--databases sqlite,postgresql] [--holdout-percent 10]
 
 The shop, made in the database by set-based statements (recursive CTE /
 generate_series), for C customers: the measured chain, four steps (email, SMS,
@@ -13,7 +13,10 @@ to every customer (9 C), so 10 C deliveries, each of version 1 once it left
 `planned` (as migration 0006 leaves them) but the measured chain's first step,
 edited once while it ran: half its messages are of version 2; their events (emails: 30 % opened,
 a third of those clicked, 2 % bounced; SMS: 85 % reported delivered, 3 %
-bounced); the orders, of random customers over 35 days. Then `attributions`
+bounced); the orders, of random customers over 35 days, 3 % placed cancelled, and
+`--updates` of them changed once within 10 days of being placed (the cancelled ones
+restored, the others grown); the measured chain counts every mechanic (new orders,
+increases, restorations), the others new orders only. Then `attributions`
 is built from scratch (`rebuild`: every order of the shop attributed, the work
 the old `/stats` redid on every call) and, alternating, each run timed:
 
@@ -29,6 +32,8 @@ work to do), against a bare transaction writing the same row:
   open   `record_open` of a sent email (event, wake-ups, attribution refreshed)
          vs an `events` row inserted;
   order  `record_orders` of one order vs an `orders` row inserted;
+  update `record_orders` of a stored order grown (its history, the refresh) vs an
+         UPDATE of its row;
   send   a group of 32 SMS recorded `sent` with `messages_triggered` (what the
          engine's record adds) vs the same UPDATE alone.
 
@@ -80,6 +85,8 @@ STEPS = [
     (10, 1, "email", 12, 7, 500),
 ]
 GROUP = 32
+FACTS = ("open", "order", "update", "send")
+EVERY_MECHANIC = '["new_order", "order_increase", "order_restored"]'
 # The measured chain's first step: saved anew while it ran, so of two versions.
 EDITED_STEP = 1
 
@@ -98,9 +105,7 @@ def _hash(value: str, salt: int) -> str:
 
 def _moment(db: Database, seconds: str) -> str:
     if db.is_sqlite:
-        return (
-            f"(strftime('%Y-%m-%d %H:%M:%f', '{START}', '+' || ({seconds}) || ' seconds') || '000')"
-        )
+        return f"(strftime('%Y-%m-%d %H:%M:%f', '{START}', ({seconds}) || ' seconds') || '000')"
     return f"(TIMESTAMPTZ '{START}+00' + ({seconds}) * INTERVAL '1 second')"
 
 
@@ -115,7 +120,7 @@ def _numbers(db: Database, last: int) -> tuple[str, str]:
 
 
 def _shop_statements(
-    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+    db: Database, customers: int, orders: int, updates: int, holdout: int = HOLDOUT_PERCENT
 ) -> list[str]:
     now = _moment(db, "0")
     true = "1" if db.is_sqlite else "TRUE"
@@ -134,7 +139,9 @@ def _shop_statements(
         ),
     ]
     for step_id, (chain, position, channel, _days, window, minimum) in enumerate(STEPS, 1):
-        conversion = f'{{"goal": "order", "window_days": {window}, "min_amount": {minimum}}}'
+        conversion = f'{{"goal": "order", "window_days": {window}, "min_amount": {minimum}'
+        # The measured chain counts every mechanic; the others new orders only.
+        conversion += f', "mechanics": {EVERY_MECHANIC}}}' if chain == MEASURED_CHAIN else "}"
         statements.append(
             "INSERT INTO steps (id, chain_id, position, name, action, conversion, created_at,"
             f" updated_at) VALUES ({step_id}, {chain}, {position}, 'Step {position}',"
@@ -178,17 +185,49 @@ def _shop_statements(
         f" WHERE step_id = 1 AND {_hash('customer_id', 50)} < {holdout * 10}"
     )
     statements += _event_statements(db)
+    statements += _order_statements(db, customers, orders, updates)
+    return statements
+
+
+def _order_statements(db: Database, customers: int, orders: int, updates: int) -> list[str]:
+    """The orders of random customers, each with its placement as its first state: most
+    placed over 35 days after START, 3 % of them cancelled; `updates` of them placed in
+    the 10 days before any message and changed once in the 30 days after START, as a
+    shop's earlier orders are while a campaign runs: the 20 % placed cancelled are
+    restored, the others grown by up to 500. (Orders placed after a message are that
+    message's new orders, whatever they grow to later: docs/attribution.md.)"""
+    now = _moment(db, "0")
     with_orders, order_numbers = _numbers(db, orders)
     customer = f"1 + {_bits('n', 5)} % {customers}"
     amount = f"(({_bits('n', 7)} % 990001 + 1000) / 100.0)"
-    # Over 35 days (3,000,000 seconds) after START.
-    placed = _moment(db, f"{_bits('n', 9)} % 3000000")
-    statements.append(
-        f"{with_orders} INSERT INTO orders (id, external_id, customer_id, amount, currency,"
-        f" created_at, received_at) SELECT n, 'o' || n, {customer}, {amount}, 'RUB',"
-        f" {placed}, {now} FROM {order_numbers}"
+    updates = min(updates, orders)
+    every = max(1, orders // updates) if updates else orders + 1
+    updated = f"(n % {every} = 0 AND n <= {updates * every})"
+    offset = _bits("n", 9)
+    # Up to 10 days before START, or over 35 days (3,000,000 seconds) after it.
+    before = _moment(db, f"-1 - {offset} % 864000")
+    after = _moment(db, f"{offset} % 3000000")
+    placed = f"CASE WHEN {updated} THEN {before} ELSE {after} END"
+    status = (
+        f"CASE WHEN {_hash('n', 11)} < CASE WHEN {updated} THEN 200 ELSE 30 END"
+        " THEN 'cancelled' ELSE 'new' END"
     )
-    return statements
+    changed = _moment(db, f"{_bits('n', 13)} % 2592000")
+    return [
+        f"{with_orders} INSERT INTO orders (id, external_id, customer_id, amount, currency,"
+        f" status, created_at, updated_at, received_at) SELECT n, 'o' || n, {customer},"
+        f" {amount}, 'RUB', {status}, {placed}, {placed}, {now} FROM {order_numbers}",
+        "INSERT INTO order_changes (order_id, amount, status, changed_at, received_at)"
+        " SELECT id, amount, status, created_at, received_at FROM orders",
+        f"{with_orders} INSERT INTO order_changes (order_id, amount, status, changed_at,"
+        f" received_at) SELECT n, CASE WHEN {status} = 'cancelled' THEN {amount}"
+        f" ELSE {amount} + {_bits('n', 15)} % 50000 / 100.0 END, 'new', {changed}, {now}"
+        f" FROM {order_numbers} WHERE {updated}",
+        "UPDATE orders SET (amount, status, updated_at) = (SELECT c.amount, c.status,"
+        " c.changed_at FROM order_changes c WHERE c.order_id = orders.id"
+        " ORDER BY c.changed_at DESC, c.id DESC LIMIT 1)"
+        " WHERE id IN (SELECT order_id FROM order_changes GROUP BY order_id HAVING COUNT(*) > 1)",
+    ]
 
 
 def _event_statements(db: Database) -> list[str]:
@@ -211,10 +250,10 @@ def _event_statements(db: Database) -> list[str]:
 
 
 async def make_shop(
-    db: Database, customers: int, orders: int, holdout: int = HOLDOUT_PERCENT
+    db: Database, customers: int, orders: int, updates: int, holdout: int = HOLDOUT_PERCENT
 ) -> None:
     started = time.perf_counter()
-    for statement in _shop_statements(db, customers, orders, holdout):
+    for statement in _shop_statements(db, customers, orders, updates, holdout):
         async with db.writer() as session:
             if not db.is_sqlite:
                 # Loading only: foreign keys unchecked (they hold by construction).
@@ -233,11 +272,12 @@ async def make_shop(
     async with db.session() as session:
         counts = {
             table: await session.scalar(text(f"SELECT COUNT(*) FROM {table}"))
-            for table in ("deliveries", "events", "orders")
+            for table in ("deliveries", "events", "orders", "order_changes")
         }
     print(
         f"  shop: {counts['deliveries']:,} deliveries, {counts['events']:,} events,"
-        f" {counts['orders']:,} orders in {time.perf_counter() - started:.0f} s",
+        f" {counts['orders']:,} orders, {counts['order_changes'] - counts['orders']:,} order"
+        f" updates in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
 
@@ -252,8 +292,18 @@ async def rebuild(db: Database) -> float:
         async with autocommit.connect() as conn:
             await conn.execute(text("VACUUM ANALYZE attributions"))
     async with db.session() as session:
-        rows = await session.scalar(text("SELECT COUNT(*) FROM attributions"))
-    print(f"  rebuild: {rows:,} orders attributed in {elapsed:.1f} s", flush=True)
+        by_mechanic = dict(
+            list(
+                await session.execute(
+                    text("SELECT mechanic, COUNT(*) FROM attributions GROUP BY mechanic")
+                )
+            )
+        )
+    kinds = ", ".join(f"{count:,} {mechanic}" for mechanic, count in sorted(by_mechanic.items()))
+    print(
+        f"  rebuild: {sum(by_mechanic.values()):,} orders attributed ({kinds}) in {elapsed:.1f} s",
+        flush=True,
+    )
     return elapsed
 
 
@@ -319,7 +369,7 @@ async def measure_facts(db: Database, facts: int) -> dict[str, list[float]]:
         facts * GROUP,
     )
     seconds: dict[str, list[float]] = {
-        name: [] for name in ("bare open", "open", "bare order", "order", "bare send", "send")
+        name: [] for fact in FACTS for name in (f"bare {fact}", fact)
     }
     moment = bindparam("at", type_=UtcDateTime())
     bare_event = text(
@@ -328,7 +378,25 @@ async def measure_facts(db: Database, facts: int) -> dict[str, list[float]]:
     ).bindparams(moment)
     bare_order = text(
         "INSERT INTO orders (external_id, customer_id, amount, currency, created_at,"
-        " received_at) VALUES (:external_id, :customer_id, 1990.00, 'RUB', :at, :at)"
+        " updated_at, received_at) VALUES (:external_id, :customer_id, 1990.00, 'RUB', :at,"
+        " :at, :at)"
+    ).bindparams(moment)
+    # Orders of the measured chain's customers, grown once more by each update.
+    stored = await _sample(
+        db,
+        f"SELECT id FROM orders WHERE customer_id % 4 = 0 LIMIT {facts * 50}",
+        2 * facts,
+    )
+    async with db.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id, external_id, customer_id, amount FROM orders WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": stored},
+        )
+        grown_orders = [tuple(row) for row in rows]
+    bare_update = text(
+        "UPDATE orders SET amount = amount + 10, updated_at = :at WHERE id = :id"
     ).bindparams(moment)
     for number, (email, buyer) in enumerate(zip(emails, buyers, strict=False)):
         group = sms[number * GROUP : (number + 1) * GROUP]
@@ -368,6 +436,22 @@ async def measure_facts(db: Database, facts: int) -> dict[str, list[float]]:
         seconds["order"].append(await _timed(placed))
         seconds["bare send"].append(await _timed(sent))
         seconds["send"].append(await _timed(lambda group=group: sent(group, triggered=True)))
+    for number, (order_id, external_id, customer_id, amount) in enumerate(grown_orders):
+        if number % 2:
+
+            async def bare_grown(order_id: int = order_id) -> None:
+                async with db.writer() as session:
+                    await session.execute(bare_update, {"id": order_id, "at": NOW})
+
+            seconds["bare update"].append(await _timed(bare_grown))
+            continue
+        item = {
+            "external_id": external_id,
+            "customer_external_id": f"c{customer_id}",
+            "amount": f"{amount + 10}",
+            "updated_at": NOW.isoformat(),
+        }
+        seconds["update"].append(await _timed(lambda item=item: record_orders(db, [item], NOW)))
     return seconds
 
 
@@ -385,7 +469,7 @@ def report(
         f" (runs {runs}), stats/bare {full / bare:.2f}; holdout alone {holdout:.3f} s",
         flush=True,
     )
-    for name in ("open", "order", "send"):
+    for name in FACTS:
         plain, kept = statistics.median(facts[f"bare {name}"]), statistics.median(facts[name])
         p95 = statistics.quantiles(facts[name], n=20)[-1] if len(facts[name]) > 1 else kept
         print(
@@ -398,7 +482,9 @@ def report(
 async def run(url: str, options: argparse.Namespace) -> tuple[float, dict, dict]:
     db = Database(url)
     try:
-        await make_shop(db, options.customers, options.orders, options.holdout_percent)
+        await make_shop(
+            db, options.customers, options.orders, options.updates, options.holdout_percent
+        )
         rebuilt = await rebuild(db)
         stats = await measure_stats(db, options.runs)
         facts = await measure_facts(db, options.facts)
@@ -411,6 +497,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--updates", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
         "--holdout-percent", type=int, default=HOLDOUT_PERCENT, help="0: no holdout, as before"

@@ -62,18 +62,21 @@ from handlers.commands import on_unknown_message
 from i18n import _
 from models.amounts import NotAnAmount, parse_amount
 from models.chainfile import (
+    DEFAULT_MECHANICS,
     MAX_DAYS,
     MAX_HOLDOUT,
     BlockKind,
     Channel,
     InvalidBlock,
     Match,
+    Mechanic,
     Problem,
     SegmentsAudience,
     Send,
     SmsAction,
     Term,
     later_only_terms,
+    mechanics_of,
 )
 from models.chains import (
     HOLDOUT_FIXED,
@@ -122,6 +125,7 @@ BLOCK_CODES = {
 }
 BLOCKS_BY_CODE = {code: kind for kind, code in BLOCK_CODES.items()}
 TERMS = list(Term)
+MECHANICS = list(Mechanic)
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # After… for a step whose terms are known only later (not opened…): the wait it starts with.
 DEFAULT_WAIT = "2d"
@@ -1068,8 +1072,8 @@ async def _edit(update: Update, context: Context, args: list[str]) -> None:
         _edit_action(state, draft, op)
     elif kind is BlockKind.SCHEDULE:
         note = _edit_schedule(context, state, draft, op, rest)
-    elif kind is BlockKind.CONVERSION and op == "win":
-        draft["window_days"] = int_arg(rest, 0, 7)
+    elif kind is BlockKind.CONVERSION:
+        note = _edit_conversion(draft, op, rest)
     await show_block(update, context, note=note)
 
 
@@ -1078,6 +1082,23 @@ def _toggle(items: list[Any], item: Any) -> None:
         items.remove(item)
     else:
         items.append(item)
+
+
+def _edit_conversion(draft: dict[str, Any], op: str, rest: list[str]) -> str | None:
+    if op == "win":
+        draft["window_days"] = int_arg(rest, 0, 7)
+    elif op == "mech":
+        index = int_arg(rest, 0, -1)
+        if 0 <= index < len(MECHANICS):
+            chosen = mechanics_of(draft)
+            _toggle(chosen, MECHANICS[index])
+            if not chosen:
+                return _(texts.ONE_MECHANIC_AT_LEAST)
+            # The default is no list, as a block saved before mechanics existed.
+            draft.pop("mechanics", None)
+            if tuple(chosen) != DEFAULT_MECHANICS:
+                draft["mechanics"] = [m.value for m in Mechanic if m in chosen]
+    return None
 
 
 def _edit_audience(state: State, draft: dict[str, Any], op: str, rest: list[str]) -> None:

@@ -12,7 +12,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from handlers import texts, when
 from handlers.callbacks import Action, encode
 from i18n import _, percent, weekday_names
-from models.chainfile import Term, later_only_terms, terms_for_channel
+from models.chainfile import Mechanic, Term, later_only_terms, mechanics_of, terms_for_channel
 from models.chains import ChainSummary, ChainView, StepView
 from models.segments import SegmentInfo
 from models.tables import ChainStatus, Role
@@ -550,12 +550,18 @@ def _conversion_rows(view: texts.BlockScreen) -> list[Row]:
         _edit(_chosen(texts.days_short(days), window == days), "win", days)
         for days in QUICK_WINDOWS
     ]
+    chosen = mechanics_of(view.draft)
+    mechanics = [
+        [_edit(texts.checkbox(_(texts.MECHANIC_LABELS[mechanic]), mechanic in chosen), "mech", i)]
+        for i, mechanic in enumerate(Mechanic)
+    ]
     return [
         quick,
         [
             _edit(_(texts.BUTTON_OTHER_WINDOW), "in", "window"),
             _edit(_(texts.BUTTON_MIN_AMOUNT), "in", "amount"),
         ],
+        *mechanics,
     ]
 
 

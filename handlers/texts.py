@@ -28,6 +28,7 @@ from i18n import N_, _, money, month_name, ngettext, number, percent, short_day
 from models import reasons
 from models.amounts import MAX_AMOUNT, AmountProblem
 from models.chainfile import (
+    DEFAULT_MECHANICS,
     MAX_HOLDOUT,
     NAME_LIMIT,
     OPENED_AFTER_SMS_CODE,
@@ -39,6 +40,7 @@ from models.chainfile import (
     Conversion,
     EmailAction,
     Match,
+    Mechanic,
     PreviousStepAudience,
     Problem,
     Schedule,
@@ -49,6 +51,7 @@ from models.chainfile import (
     format_duration,
     format_moment,
     later_only_terms,
+    mechanics_of,
 )
 from models.chains import ChainSummary, ChainView, StepView
 from models.customers import ImportReport
@@ -1208,6 +1211,28 @@ TERM_LABELS = {
     Term.NOT_ORDERED: N_("not ordered"),
 }
 SEND_LABELS = {"now": N_("Now"), "after": N_("After…"), "at": N_("At…")}
+# What counts as a conversion (docs/attribution.md): the buttons of the goal block,
+# what each means on its screen, and the short words of the step's summary.
+MECHANIC_LABELS = {
+    Mechanic.NEW_ORDER: N_("🆕 New order"),
+    Mechanic.ORDER_INCREASE: N_("📈 Bigger order"),
+    Mechanic.ORDER_RESTORED: N_("♻️ Restored order"),
+}
+MECHANIC_HINTS = {
+    Mechanic.NEW_ORDER: N_("an order placed within the window: its amount counts"),
+    Mechanic.ORDER_INCREASE: N_(
+        "an order placed before the message grew within the window: the increase counts"
+    ),
+    Mechanic.ORDER_RESTORED: N_(
+        "an order cancelled before the message was restored within the window: its amount counts"
+    ),
+}
+MECHANIC_WORDS = {
+    Mechanic.NEW_ORDER: N_("new"),
+    Mechanic.ORDER_INCREASE: N_("bigger"),
+    Mechanic.ORDER_RESTORED: N_("restored"),
+}
+ONE_MECHANIC_AT_LEAST = N_("At least one kind of order must count.")
 # What the fields of a block are called on screen, for the problems Save lists.
 FIELD_NAMES = {
     "segments": N_("segments"),
@@ -1224,6 +1249,7 @@ FIELD_NAMES = {
     "wait_days": N_("wait"),
     "window_days": N_("window"),
     "min_amount": N_("minimum amount"),
+    "mechanics": N_("what counts"),
     "goal": N_("goal"),
 }
 
@@ -1473,10 +1499,16 @@ def _conversion_short(conversion: Conversion | None, currency: str) -> str:
     if conversion is None:
         return _("not set")
     window = days_count(conversion.window_days)
+    amount = money(conversion.min_amount, currency)
+    if conversion.mechanics != DEFAULT_MECHANICS:
+        kinds = ", ".join(_(MECHANIC_WORDS[mechanic]) for mechanic in conversion.mechanics)
+        if conversion.min_amount:
+            return _("orders within {window}, from {amount}: {kinds}").format(
+                window=window, amount=amount, kinds=kinds
+            )
+        return _("orders within {window}: {kinds}").format(window=window, kinds=kinds)
     if conversion.min_amount:
-        return _("an order within {window}, from {amount}").format(
-            window=window, amount=money(conversion.min_amount, currency)
-        )
+        return _("an order within {window}, from {amount}").format(window=window, amount=amount)
     return _("an order within {window}").format(window=window)
 
 
@@ -1649,6 +1681,11 @@ def _draft_lines(view: BlockScreen) -> list[str]:
                 if min_amount
                 else _("Any amount counts")
             )
+            lines.append(_("What counts:"))
+            lines += [
+                f"• {_(MECHANIC_LABELS[mechanic])}: {_(MECHANIC_HINTS[mechanic])}"
+                for mechanic in mechanics_of(draft)
+            ]
             return lines
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -73,6 +73,8 @@ ONLY_MAIN_STEP_HAS_SEGMENTS = N_(
 )
 ONLY_WITH_TERMS = N_("only goes with who: terms")
 NO_TERMS = N_("must list at least one term")
+NO_MECHANICS = N_("must list at least one mechanic")
+UNKNOWN_MECHANIC = N_("{value} is not a mechanic; mechanics are: {mechanics}")
 UNKNOWN_TERM = N_("{value} is not a term; terms are: {terms}")
 ONLY_FOR_EMAIL = N_("only an email has this; an sms has only text")
 TEMPLATE_ERROR = N_("not a valid template: {error}")
@@ -248,6 +250,26 @@ def later_only_terms(audience: Audience | None) -> tuple[Term, ...]:
     return tuple(term for term in audience.terms if term in LATER_ONLY_TERMS)
 
 
+class Mechanic(StrEnum):
+    """What counts as a conversion of a step's message (docs/attribution.md)."""
+
+    # An order placed within the window.
+    NEW_ORDER = "new_order"
+    # An order placed before the message whose amount grew within the window.
+    ORDER_INCREASE = "order_increase"
+    # An order cancelled when the message was sent and restored within the window.
+    ORDER_RESTORED = "order_restored"
+
+
+DEFAULT_MECHANICS = (Mechanic.NEW_ORDER,)
+
+
+def mechanics_of(block: Mapping[str, Any] | None) -> list[Mechanic]:
+    """The mechanics a conversion block lists, in Mechanic's order (none: the default)."""
+    listed = (block or {}).get("mechanics") or DEFAULT_MECHANICS
+    return [mechanic for mechanic in Mechanic if mechanic.value in listed]
+
+
 class Send(StrEnum):
     NOW = "now"
     AFTER = "after"
@@ -412,14 +434,21 @@ class Conversion:
     window_days: int = DEFAULT_WINDOW_DAYS
     min_amount: Decimal = Decimal(0)
     goal: str = GOAL_ORDER
+    # In Mechanic's order, whatever order they were written in.
+    mechanics: tuple[Mechanic, ...] = DEFAULT_MECHANICS
 
     def to_block(self) -> dict[str, Any]:
+        """The block as stored and exported; `mechanics` only when not the default, so
+        that blocks saved before mechanics existed read the same as new ones."""
         amount = self.min_amount
-        return {
+        block: dict[str, Any] = {
             "goal": self.goal,
             "window_days": self.window_days,
             "min_amount": int(amount) if amount == amount.to_integral_value() else float(amount),
         }
+        if self.mechanics != DEFAULT_MECHANICS:
+            block["mechanics"] = [mechanic.value for mechanic in self.mechanics]
+        return block
 
 
 Block = Audience | Action | Schedule | Conversion
@@ -728,7 +757,7 @@ def _name_list(
 _AUDIENCE_KEYS = ("segments", "who", "match", "terms")
 _ACTION_KEYS = ("channel", "subject", "text", "html")
 _SCHEDULE_KEYS = ("send", "after", "at", "wait_days")
-_CONVERSION_KEYS = ("goal", "window_days", "min_amount")
+_CONVERSION_KEYS = ("goal", "window_days", "min_amount", "mechanics")
 # `stopped: true`: the step was stopped in a running chain (services/editing.py).
 _STEP_KEYS = ("name", *BlockKind, "stopped")
 _CHAIN_KEYS = ("format", "name", "enrollment", "campaign", "utm", "holdout_percent", "steps")
@@ -900,9 +929,24 @@ def _conversion(data: Any, report: _Report) -> Conversion | None:
     is_amount = isinstance(amount, int | float) and not isinstance(amount, bool)
     if not (is_amount and math.isfinite(amount) and amount >= 0):
         report.at("min_amount").problem(NOT_AN_AMOUNT, value=_shown(amount))
-    if window_days is None or len(report.problems) > before:
+    mechanics: tuple[Mechanic, ...] | None = DEFAULT_MECHANICS
+    if "mechanics" in fields:
+        mechanics = _mechanics(fields, report)
+    if window_days is None or mechanics is None or len(report.problems) > before:
         return None
-    return Conversion(window_days, Decimal(str(amount)))
+    return Conversion(window_days, Decimal(str(amount)), mechanics=mechanics)
+
+
+def _mechanics(fields: dict[Any, Any], report: _Report) -> tuple[Mechanic, ...] | None:
+    names = _name_list(fields, "mechanics", report, empty=NO_MECHANICS)
+    if names is None:
+        return None
+    known = ", ".join(Mechanic)
+    for here, name in names:
+        if name not in Mechanic._value2member_map_:
+            here.problem(UNKNOWN_MECHANIC, value=_shown(name), mechanics=known)
+    given = {name for _, name in names}
+    return tuple(mechanic for mechanic in Mechanic if mechanic in given)
 
 
 def validate_audience(

@@ -17,19 +17,15 @@ same whatever door it came in by:
 - Time zone: an explicit zone wins; else the phone's; else the default. A stored
   explicit zone stays until a record gives `timezone` (an empty one clears it).
 
-CSV files are read as UTF-8 (with or without BOM) unless their first non-ASCII bytes are
-not UTF-8, then as cp1251. A line that does not decode in the chosen encoding (a file
-pasted together from two encodings) is refused like any other bad line.
+CSV files are read as models/csv_files.py reads any: UTF-8 or cp1251, bad lines refused
+by their number; a customer file's other columns become attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import csv
 import fcntl
 import gc
-import io
 import itertools
 import json
 import os
@@ -39,9 +35,9 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from functools import cache, lru_cache, partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -51,27 +47,33 @@ from phonenumbers import PhoneMetadata
 from sqlalchemy import (
     Column,
     ColumnElement,
-    Dialect,
     Row,
-    String,
     Table,
-    any_,
     bindparam,
     delete,
     func,
     insert,
-    literal_column,
     select,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from i18n import LANGUAGES, N_, Phrase, _
-from models import audit
+from i18n import LANGUAGES, N_, Phrase
+from models import audit, batch_sql
+from models.csv_files import (
+    NOT_STORABLE,
+    Chunk,
+    CsvBatches,
+    CsvColumns,
+    CsvSource,
+    ImportProgress,
+    LineError,
+    binary,
+    shown,
+)
 from models.db import Database
-from models.errors import ChainmailError, InvalidValue
+from models.errors import InvalidValue
 from models.tables import Customer, CustomerChange, CustomerTag, EmailStatus, SmsStatus, utcnow
 from models.timezones import (
     TimezoneSource,
@@ -95,37 +97,8 @@ ATTRIBUTES_TOO_DEEP = N_("attributes are nested more than {limit} levels deep")
 ATTRIBUTES_TOO_BIG = N_("attributes hold more than {limit} characters")
 UNKNOWN_FIELD = N_("unknown field {value}")
 NOT_AN_OBJECT = N_("expected an object with an external_id")
-WRONG_COLUMN_COUNT = N_("expected {expected} columns, found {found}")
-NOT_DECODABLE = N_("not {encoding} text: save the whole file in one encoding, UTF-8 preferably")
-NOT_STORABLE = N_("contains a NUL character or a lone surrogate, which no database stores")
 NOT_JSON = N_("contains a value JSON cannot carry (NaN, infinity or a non-JSON type)")
 UNREADABLE_LINE = N_("cannot read this line: {reason}")
-LINE_TOO_LONG = N_("this line is longer than {limit} characters")
-# A quote left open swallows the lines after it into one field: those lines are read
-# again as rows of their own, and the line where the quote opened is refused.
-QUOTE_NOT_CLOSED = N_(
-    "a quote opened on this line is never closed: the lines after it were read on their own"
-)
-QUOTE_TOO_LONG = N_(
-    "a quote opened on this line runs over more than {limit} lines: "
-    "the lines after it were read on their own"
-)
-QUOTED_ROW_UNREADABLE = N_(
-    "cannot read the quoted field opened on this line ({reason}): "
-    "the lines after it were read on their own"
-)
-QUOTED_ROW_WRONG_COLUMNS = N_(
-    "a quote opened on this line runs over {lines} lines and leaves {found} columns, not "
-    "{expected}: the lines after it were read on their own"
-)
-HEADER_NOT_ONE_LINE = N_("{name}: line 1 opens a quote that it does not close")
-HEADER_UNREADABLE = N_("{name}: cannot read line 1: {reason}")
-HEADER_TOO_LONG = N_("{name}: line 1 is longer than {limit} characters (is it a CSV file?)")
-FILE_UNREADABLE = N_("cannot read {name}: {reason}")
-FILE_EMPTY = N_("{name} is empty")
-NO_EXTERNAL_ID_COLUMN = N_("{name} has no external_id column in its first line (found: {found})")
-DUPLICATE_COLUMN = N_("{name} has the column {column} twice")
-
 CSV_COLUMNS = (
     "external_id",
     "email",
@@ -150,24 +123,10 @@ TAG_MAX = 100
 ATTRIBUTES_MAX_DEPTH = 10
 # Keys and text values, counted together.
 ATTRIBUTES_MAX_CHARS = 65_536
-# A refused value is quoted in the reason; a garbage cell must not make a huge reason.
-SHOWN_MAX = 60
 
 DEFAULT_BATCH_SIZE = 5_000
 # A batch is held in memory twice over (records, then rows): bound it.
 MAX_BATCH_SIZE = 20_000
-# A million-line garbage file must not keep a million reasons in memory.
-MAX_KEPT_ERRORS = 1_000
-# A line is read at most this long, so a file of one 200 MB line is refused in bounded
-# memory; a good row is a few hundred characters.
-MAX_LINE_CHARS = 1 << 20
-# A quoted value may span lines (an address in an attribute column); one spanning more
-# is a quote left open, swallowing the rows after it.
-MAX_ROW_LINES = 20
-_SAMPLE_BYTES = 1 << 16
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
-# `surrogateescape` turns bytes that do not decode into these code points.
-_UNDECODED = re.compile("[\udc80-\udcff]")
 # PostgreSQL refuses NUL in text and JSON, and no driver encodes a lone surrogate: such a
 # value in a batch would take the whole batch down with it.
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]|\\u0000")
@@ -207,7 +166,7 @@ class UpsertResult:
 @dataclass(frozen=True, slots=True)
 class RecordError:
     index: int
-    reason: Phrase
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,19 +174,6 @@ class RecordsReport:
     created: int
     updated: int
     errors: list[RecordError]
-
-
-@dataclass(frozen=True, slots=True)
-class LineError:
-    line: int
-    reason: str | Phrase
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-    def translated(self) -> str:
-        reason = self.reason.translated() if isinstance(self.reason, Phrase) else self.reason
-        return _("line {line}: {reason}").format(line=self.line, reason=reason)
 
 
 @dataclass(slots=True)
@@ -243,21 +189,8 @@ class ImportReport:
         return self.created + self.updated
 
 
-@dataclass(frozen=True, slots=True)
-class ImportProgress:
-    bytes_read: int
-    total_bytes: int
-    lines: int
-
-
 class _Refused(InvalidValue):
     """A record is refused; the message is the reason shown to people."""
-
-
-def _shown(value: str) -> str:
-    if len(value) > SHOWN_MAX:
-        value = value[:SHOWN_MAX] + "…"
-    return repr(value)
 
 
 def _text(field: str, value: object, limit: int) -> str | None:
@@ -317,7 +250,7 @@ def _email(value: object) -> str | None:
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError:
-        raise _Refused(Phrase(BAD_EMAIL, value=_shown(raw))) from None
+        raise _Refused(Phrase(BAD_EMAIL, value=shown(raw))) from None
 
 
 _PHONE_PUNCTUATION = str.maketrans("", "", " ()-")
@@ -341,7 +274,7 @@ def _phone(value: object, region: str) -> str | None:
     try:
         return normalize_phone(raw, region)
     except ValueError:
-        raise _Refused(Phrase(BAD_PHONE, value=_shown(raw))) from None
+        raise _Refused(Phrase(BAD_PHONE, value=shown(raw))) from None
 
 
 def normalized_phone(raw: str, region: str) -> str:
@@ -351,14 +284,14 @@ def normalized_phone(raw: str, region: str) -> str:
     except _Refused as exc:
         raise InvalidValue(exc.phrase) from None
     if phone is None:
-        raise InvalidValue(Phrase(BAD_PHONE, value=_shown(raw)))
+        raise InvalidValue(Phrase(BAD_PHONE, value=shown(raw)))
     return phone
 
 
 def _timezone(value: object) -> str | None:
     name = _text("timezone", value, NAME_MAX)
     if name is not None and not is_valid_timezone(name):
-        raise _Refused(Phrase(UNKNOWN_TIME_ZONE, value=_shown(name)))
+        raise _Refused(Phrase(UNKNOWN_TIME_ZONE, value=shown(name)))
     return name
 
 
@@ -368,7 +301,7 @@ def _language(value: object) -> str | None:
         return None
     if language.lower() not in LANGUAGES:
         known = ", ".join(LANGUAGES)
-        raise _Refused(Phrase(UNKNOWN_LANGUAGE, value=_shown(language), known=known))
+        raise _Refused(Phrase(UNKNOWN_LANGUAGE, value=shown(language), known=known))
     return language.lower()
 
 
@@ -387,7 +320,7 @@ def _tags(value: object) -> tuple[str, ...] | None:
             raise _Refused(BAD_TAGS)
         tag = part.strip()
         if len(tag) > TAG_MAX:
-            raise _Refused(Phrase(TAG_TOO_LONG, value=_shown(tag), limit=TAG_MAX))
+            raise _Refused(Phrase(TAG_TOO_LONG, value=shown(tag), limit=TAG_MAX))
         if tag:
             tags[tag] = None
     return tuple(tags)
@@ -440,7 +373,7 @@ def validate_customer(
     try:
         if not FIELDS.issuperset(record):
             unknown = min(record.keys() - FIELDS)
-            raise _Refused(Phrase(UNKNOWN_FIELD, value=_shown(str(unknown))))
+            raise _Refused(Phrase(UNKNOWN_FIELD, value=shown(str(unknown))))
         # In the order of the CSV columns: the first problem of a row is the one told.
         external_id = _external_id(record.get("external_id"))
         email = _email(record.get("email"))
@@ -523,25 +456,6 @@ _CUSTOMERS = Customer.metadata.tables[Customer.__tablename__]
 _TAGS = CustomerTag.metadata.tables[CustomerTag.__tablename__]
 
 
-def _pg_rows(columns: dict[str, Column[Any]]) -> list[ColumnElement[Any]]:
-    """PostgreSQL: a batch comes as one array parameter per column."""
-    arrays = (
-        # Plain VARCHAR: a cast to VARCHAR(n) would cut a value short without a word.
-        bindparam(name, type_=ARRAY(String() if isinstance(c.type, String) else c.type))
-        for name, c in columns.items()
-    )
-    return list(func.unnest(*arrays).table_valued(*columns).render_derived().c)
-
-
-def _sqlite_rows(columns: dict[str, Column[Any]]) -> list[ColumnElement[Any]]:
-    """SQLite: a batch comes as one JSON array of rows, the parameter `rows`."""
-    rows = func.json_each(bindparam("rows")).table_valued("value")
-    # json_extract rather than ->>, which needs SQLite 3.38 (2022).
-    return [
-        func.json_extract(rows.c.value, literal_column(f"'$[{i}]'")) for i in range(len(columns))
-    ]
-
-
 def _batch_statements(
     insert: Callable[[Table], Any],
     rows: Callable[[dict[str, Column[Any]]], list[ColumnElement[Any]]],
@@ -565,14 +479,6 @@ def _batch_statements(
     return upsert, insert_tags
 
 
-def _as_arrays(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    return dict(zip(columns, zip(*rows, strict=True), strict=True))
-
-
-def _as_json(_columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    return {"rows": json.dumps(rows, ensure_ascii=False)}
-
-
 def _as_is(value: Any) -> Any:
     return value
 
@@ -592,32 +498,13 @@ class _BatchWriter(NamedTuple):
 
 
 _WRITERS = {
-    "postgresql": _BatchWriter(*_batch_statements(postgresql.insert, _pg_rows), _as_arrays, True),
-    "sqlite": _BatchWriter(*_batch_statements(sqlite.insert, _sqlite_rows), _as_json, False),
+    "postgresql": _BatchWriter(
+        *_batch_statements(postgresql.insert, batch_sql.pg_rows), batch_sql.as_arrays, True
+    ),
+    "sqlite": _BatchWriter(
+        *_batch_statements(sqlite.insert, batch_sql.sqlite_rows), batch_sql.as_json, False
+    ),
 }
-
-
-def _among(column: Column[Any], values: list[Any], dialect: Dialect) -> ColumnElement[bool]:
-    # One parameter for the whole batch, as for the writes, rather than thousands.
-    if dialect.name == "postgresql":
-        return column == any_(bindparam("values", values, type_=ARRAY(column.type)))
-    listed = func.json_each(bindparam("values", json.dumps(values))).table_valued("value")
-    return column.in_(select(listed.c.value))
-
-
-@cache
-def _compiled(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """The SQL of a statement and the order of its parameters for the driver."""
-    compiled = statement.compile(dialect=dialect)
-    return compiled.string, tuple(compiled.positiontup or ())
-
-
-async def _execute(session: AsyncSession, statement: Any, parameters: dict[str, Any]) -> None:
-    # Straight at the driver with values already as it takes them: SQLAlchemy's own
-    # parameter handling would go over every row of the batch once more.
-    connection = await session.connection()
-    sql, names = _compiled(statement, connection.dialect)
-    await connection.exec_driver_sql(sql, tuple(parameters[name] for name in names))
 
 
 def _row(
@@ -654,11 +541,6 @@ def _row(
     )
 
 
-def _for_driver(column: str, value: Any, dialect: Dialect) -> Any:
-    process = _CUSTOMERS.c[column].type.bind_processor(dialect)
-    return process(value) if process else value
-
-
 async def _store_batch(
     session: AsyncSession, batch: Sequence[CleanCustomer], default_timezone: str
 ) -> UpsertResult:
@@ -670,7 +552,7 @@ async def _store_batch(
     # what was read. Sorted, so two imports lock common customers in the same order.
     stored_rows = await session.execute(
         select(*(_CUSTOMERS.c[name] for name in _READ_BEFORE_UPSERT))
-        .where(_among(_CUSTOMERS.c.external_id, ids, dialect))
+        .where(batch_sql.among(_CUSTOMERS.c.external_id, ids, dialect))
         .order_by(_CUSTOMERS.c.external_id)
         .with_for_update()
     )
@@ -687,27 +569,32 @@ async def _store_batch(
         (EmailStatus.SUBSCRIBED.value, SmsStatus.SUBSCRIBED.value, now, now),
         strict=True,
     )
-    await _execute(
+    await batch_sql.execute(
         session,
         writer.upsert,
         {
             **writer.parameters(_PER_ROW, rows),
-            **{name: _for_driver(name, value, dialect) for name, value in constants},
+            **{
+                name: batch_sql.for_driver(_CUSTOMERS.c[name], value, dialect)
+                for name, value in constants
+            },
         },
     )
 
     retagged = [record for record in batch if record.tags is not None]
     stale = [stored[r.external_id].id for r in retagged if r.external_id in stored]
     if stale:
-        await session.execute(delete(_TAGS).where(_among(_TAGS.c.customer_id, stale, dialect)))
+        await session.execute(
+            delete(_TAGS).where(batch_sql.among(_TAGS.c.customer_id, stale, dialect))
+        )
     tag_rows = [(r.external_id, tag) for r in retagged for tag in r.tags or ()]
     if tag_rows:
-        await _execute(session, writer.insert_tags, writer.parameters(_TAG_ROW, tag_rows))
+        await batch_sql.execute(session, writer.insert_tags, writer.parameters(_TAG_ROW, tag_rows))
     # `continuous` chains take newcomers from this queue (scheduler/engine.py).
     await session.execute(
         insert(CustomerChange.__table__).from_select(
             ["customer_id"],
-            select(_CUSTOMERS.c.id).where(_among(_CUSTOMERS.c.external_id, ids, dialect)),
+            select(_CUSTOMERS.c.id).where(batch_sql.among(_CUSTOMERS.c.external_id, ids, dialect)),
         )
     )
     return UpsertResult(created=len(batch) - len(stored), updated=len(stored))
@@ -811,320 +698,25 @@ async def save_customers(
 
 # --- CSV files -------------------------------------------------------------------------
 
-CsvSource = str | os.PathLike[str] | BinaryIO
-_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1251": "cp1251"}
 
-
-def _detect_encoding(stream: BinaryIO) -> str:
-    """UTF-8 with BOM, else UTF-8 when the first non-ASCII bytes are UTF-8, else cp1251.
-
-    Looking at the first non-ASCII bytes rather than the first chunk: a cp1251 file can
-    run for megabytes of Latin-only lines before its first Cyrillic name.
-    """
-    start = stream.tell()
-    try:
-        if stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
-            return "utf-8-sig"
-        stream.seek(start)
-        while chunk := stream.read(_SAMPLE_BYTES):
-            if chunk.isascii():
-                continue
-            first = _NON_ASCII.search(chunk)
-            assert first is not None
-            # The rest of that line only: a later line in another encoding is that
-            # line's problem, not the file's.
-            sample = (chunk[first.start() :] + stream.read(_SAMPLE_BYTES)).split(b"\n", 1)[0]
-            try:
-                # Not final: the sample may end inside a character.
-                codecs.getincrementaldecoder("utf-8")().decode(sample[:_SAMPLE_BYTES], final=False)
-            except UnicodeDecodeError:
-                return "cp1251"
-            return "utf-8"
-        return "utf-8"
-    finally:
-        stream.seek(start)
-
-
-def _stream_size(stream: BinaryIO) -> int:
-    start = stream.tell()
-    size = stream.seek(0, io.SEEK_END) - start
-    stream.seek(start)
-    return size
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    width: int
-    known: list[tuple[int, str]]
-    extra: list[tuple[int, str]]
-
-
-def _columns(header: list[str], name: str) -> _Columns:
-    known: list[tuple[int, str]] = []
-    extra: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for index, title in enumerate(header):
-        title = title.strip()
-        # Spreadsheets add unnamed columns at the right: there is nothing to call them.
-        if not title:
-            continue
-        key = title.lower() if title.lower() in CSV_COLUMNS else title
-        if key in seen:
-            raise ChainmailError(Phrase(DUPLICATE_COLUMN, name=name, column=_shown(key)))
-        seen.add(key)
-        (known if key in CSV_COLUMNS else extra).append((index, key))
-    if "external_id" not in seen:
-        found = ", ".join(title.strip() for title in header) or "nothing"
-        raise ChainmailError(Phrase(NO_EXTERNAL_ID_COLUMN, name=name, found=found[:200]))
-    return _Columns(width=len(header), known=known, extra=extra)
-
-
-class _Chunk(NamedTuple):
-    """What reading the next rows of a file gave: its good rows, and its refused lines."""
-
-    records: list[CleanCustomer]
-    refused: int
-    # The refused lines of this chunk that are kept with a reason (MAX_KEPT_ERRORS in all).
-    errors: list[LineError]
-    # Where the reading stood at the end of this chunk.
-    progress: ImportProgress
-
-
-class _LineTooLong(Exception):
-    def __init__(self, line: int) -> None:
-        self.line = line
-
-
-class _RowTooLong(Exception):
-    """A quoted field ran on over more than MAX_ROW_LINES lines."""
-
-
-class _Lines:
-    """The lines of a CSV file as the csv reader takes them, each line at most
-    MAX_LINE_CHARS long, with the lines of the row being read kept in `taken`: a row
-    found to be a quote left open gives its lines back (`again`) to be read on their own.
-    """
-
-    __slots__ = ("_again", "_readline", "ended_in_row", "number", "read", "taken")
-
-    def __init__(self, text: io.TextIOWrapper) -> None:
-        self._readline = text.readline
-        # Lines to read again, the next one last: (line number, line).
-        self._again: list[tuple[int, str]] = []
-        # Lines read from the file so far.
-        self.read = 0
-        # The number of the last line given to the reader.
-        self.number = 0
-        self.taken: list[str] = []
-        # The file ended inside a row: the reader was in a quoted field.
-        self.ended_in_row = False
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        taken = self.taken
-        if self._again:
-            self.number, line = self._again.pop()
-        else:
-            line = self._readline(MAX_LINE_CHARS)
-            if not line:
-                self.ended_in_row = bool(taken)
-                raise StopIteration
-            self.read += 1
-            self.number = self.read
-            if len(line) == MAX_LINE_CHARS and line[-1] not in "\r\n":
-                self._skip_rest_of_line()
-                raise _LineTooLong(self.number)
-        taken.append(line)
-        if len(taken) > MAX_ROW_LINES:
-            raise _RowTooLong
-        return line
-
-    def _skip_rest_of_line(self) -> None:
-        rest = self._readline(MAX_LINE_CHARS)
-        while rest and rest[-1] not in "\r\n":
-            rest = self._readline(MAX_LINE_CHARS)
-
-    def next_row(self) -> int:
-        """Start a row; the number of its first line."""
-        self.taken = []
-        self.ended_in_row = False
-        return self.number + 1 if not self._again else self._again[-1][0]
-
-    def read_again(self, first: int, lines: list[str]) -> None:
-        """Give `lines`, numbered from `first`, to the reader again."""
-        self._again.extend(reversed(list(enumerate(lines, first))))
-
-
-class _CsvBatches:
-    """A CSV file read a batch of good rows at a time, with its refused lines."""
-
-    def __init__(
-        self,
-        stream: BinaryIO,
-        name: str,
-        *,
-        default_timezone: str,
-        default_phone_region: str,
-    ) -> None:
-        if not stream.seekable():
-            raise ValueError("the CSV stream must be seekable")
-        self._stream = stream
-        self._start = stream.tell()
-        self._total = _stream_size(stream)
-        encoding = _detect_encoding(stream)
-        self._encoding_name = _ENCODING_NAMES[encoding]
-        self._default_timezone = default_timezone
-        self._default_phone_region = default_phone_region
-        self._done = False
-        self._refused = 0
-        self._kept = 0
-        self._errors: list[LineError] = []
-        self._text = io.TextIOWrapper(
-            stream, encoding=encoding, errors="surrogateescape", newline=""
-        )
-        try:
-            self._lines = _Lines(self._text)
-            self._rows, self._columns = self._header(name)
-        except BaseException:
-            self.close()
-            raise
-
-    def _header(self, name: str) -> tuple[Iterator[list[str]], _Columns]:
-        lines = self._lines
-        lines.next_row()
-        try:
-            first = next(lines)
-        except StopIteration:
-            raise ChainmailError(Phrase(FILE_EMPTY, name=name)) from None
-        except _LineTooLong:
-            raise ChainmailError(Phrase(HEADER_TOO_LONG, name=name, limit=MAX_LINE_CHARS)) from None
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        lines.read_again(1, [first])
-        lines.next_row()
-        rows = csv.reader(lines, delimiter=delimiter)
-        try:
-            header = next(rows)
-        except csv.Error as exc:
-            raise ChainmailError(Phrase(HEADER_UNREADABLE, name=name, reason=exc)) from None
-        except (_LineTooLong, _RowTooLong):
-            raise ChainmailError(Phrase(HEADER_NOT_ONE_LINE, name=name)) from None
-        if len(lines.taken) > 1 or lines.ended_in_row:
-            raise ChainmailError(Phrase(HEADER_NOT_ONE_LINE, name=name))
-        return rows, _columns(header, name)
-
-    def close(self) -> None:
-        # Leave the caller's stream open: closing the wrapper would close it too.
-        self._text.detach()
-
-    def _progress(self) -> ImportProgress:
-        read = self._stream.tell() - self._start
-        return ImportProgress(read, self._total, self._lines.read)
-
-    def _refuse(self, line: int, reason: str | Phrase) -> None:
-        self._refused += 1
-        if self._kept < MAX_KEPT_ERRORS:
-            self._kept += 1
-            self._errors.append(LineError(line, reason))
-
-    def _quote_left_open(self, line: int, reason: str | Phrase) -> None:
-        """Refuse the row starting at `line` and read the lines after it on their own."""
-        self._refuse(line, reason)
-        self._lines.read_again(line + 1, self._lines.taken[1:])
-
-    def next_chunk(self, size: int) -> _Chunk | None:
-        """The next `size` rows; None at the end of the file."""
-        if self._done:
-            return None
-        rows, columns, lines = self._rows, self._columns, self._lines
-        batch: list[CleanCustomer] = []
-        for _row in range(size):
-            line = lines.next_row()
-            try:
-                row = next(rows)
-            except StopIteration:
-                self._done = True
-                break
-            except _LineTooLong as exc:
-                if lines.taken:
-                    reason = f"it runs into line {exc.line}, which is too long"
-                    self._quote_left_open(line, Phrase(QUOTED_ROW_UNREADABLE, reason=reason))
-                self._refuse(exc.line, Phrase(LINE_TOO_LONG, limit=MAX_LINE_CHARS))
-                continue
-            except _RowTooLong:
-                self._quote_left_open(line, Phrase(QUOTE_TOO_LONG, limit=MAX_ROW_LINES))
-                continue
-            except csv.Error as exc:
-                self._quote_left_open(line, Phrase(QUOTED_ROW_UNREADABLE, reason=exc))
-                continue
-            if lines.ended_in_row:
-                self._quote_left_open(line, QUOTE_NOT_CLOSED)
-                continue
-            if not row:
-                continue
-            if len(row) != columns.width:
-                if len(lines.taken) > 1:
-                    self._quote_left_open(
-                        line,
-                        Phrase(
-                            QUOTED_ROW_WRONG_COLUMNS,
-                            lines=len(lines.taken),
-                            found=len(row),
-                            expected=columns.width,
-                        ),
-                    )
-                else:
-                    self._refuse(
-                        line, Phrase(WRONG_COLUMN_COUNT, expected=columns.width, found=len(row))
-                    )
-                continue
-            text = "".join(row)
-            if _UNDECODED.search(text):
-                self._refuse(line, Phrase(NOT_DECODABLE, encoding=self._encoding_name))
-                continue
-            if "\x00" in text:
-                self._refuse(line, NOT_STORABLE)
-                continue
-            record: dict[str, object] = {key: row[index] for index, key in columns.known}
-            if columns.extra:
-                record["attributes"] = {
-                    key: row[index].strip() or None for index, key in columns.extra
-                }
-            checked = validate_customer(
-                record,
-                default_timezone=self._default_timezone,
-                default_phone_region=self._default_phone_region,
-            )
-            if isinstance(checked, Phrase):
-                self._refuse(line, checked)
-            else:
-                batch.append(checked)
-        chunk = _Chunk(batch, self._refused, self._errors, self._progress())
-        self._refused, self._errors = 0, []
-        return chunk
-
-
-@contextmanager
-def _binary(source: CsvSource) -> Iterator[tuple[BinaryIO, str]]:
-    if not isinstance(source, str | os.PathLike):
-        yield source, getattr(source, "name", "the file")
-        return
-    path = Path(source)
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise ChainmailError(
-            Phrase(FILE_UNREADABLE, name=path, reason=exc.strerror or exc)
-        ) from None
-    with stream:
-        yield stream, str(path)
+def customer_columns(default_timezone: str, default_phone_region: str) -> CsvColumns:
+    """What a customer file holds: any other column is an attribute."""
+    return CsvColumns(
+        known=CSV_COLUMNS,
+        required=("external_id",),
+        check=partial(
+            validate_customer,
+            default_timezone=default_timezone,
+            default_phone_region=default_phone_region,
+        ),
+        extra_key="attributes",
+    )
 
 
 # --- reading in a child process --------------------------------------------------------
 # Checking a row costs about as much Python as writing it, and one process runs Python on
 # one core at a time. With `workers=1` a child process reads and checks the file while
-# this one writes: each half gets a core. The child runs the same _CsvBatches, so the
+# this one writes: each half gets a core. The child runs the same CsvBatches, so the
 # rows, the refusals and their line numbers are those of reading in this process.
 #
 # A plain subprocess rather than multiprocessing: its pool hands results over in a thread
@@ -1153,13 +745,13 @@ def _send(out: BinaryIO, message: tuple[Any, ...]) -> None:
     out.flush()
 
 
-def _packed(chunk: _Chunk) -> tuple[str, list[tuple[Any, ...]], _Chunk]:
+def _packed(chunk: Chunk) -> tuple[str, list[tuple[Any, ...]], Chunk]:
     # As plain tuples: a NamedTuple is pickled through a Python-level __getnewargs__ and
     # unpickled through its Python-level __new__, which doubled the cost of the hand-over.
     return "chunk", [tuple(record) for record in chunk.records], chunk._replace(records=[])
 
 
-def _unpacked(rows: list[tuple[Any, ...]], chunk: _Chunk) -> _Chunk:
+def _unpacked(rows: list[tuple[Any, ...]], chunk: Chunk) -> Chunk:
     new = tuple.__new__
     return chunk._replace(records=[new(CleanCustomer, row) for row in rows])
 
@@ -1180,12 +772,9 @@ def _read_for_parent() -> None:
     gc.set_threshold(_CHILD_GC_THRESHOLD)
     path, default_timezone, default_phone_region, batch_size = pickle.load(sys.stdin.buffer)
     try:
-        with _binary(path) as (stream, name):
-            reader = _CsvBatches(
-                stream,
-                name,
-                default_timezone=default_timezone,
-                default_phone_region=default_phone_region,
+        with binary(path) as (stream, name):
+            reader = CsvBatches(
+                stream, name, customer_columns(default_timezone, default_phone_region)
             )
             try:
                 _send(out, ("ready",))
@@ -1208,7 +797,7 @@ def _read_for_parent() -> None:
 @asynccontextmanager
 async def _read_in_child(
     path: str, batch_size: int, default_timezone: str, default_phone_region: str
-) -> AsyncIterator[Callable[[], Awaitable[_Chunk | None]]]:
+) -> AsyncIterator[Callable[[], Awaitable[Chunk | None]]]:
     """A function giving the next chunk of the file, read and checked in a child process.
 
     Raises ChainmailError, as reading in this process would, when the file cannot be read.
@@ -1239,7 +828,7 @@ async def _read_in_child(
             raise message[1]
         return message
 
-    async def next_chunk() -> _Chunk | None:
+    async def next_chunk() -> Chunk | None:
         message = await receive()
         if message[0] == "end":
             return None
@@ -1264,7 +853,7 @@ async def _read_in_child(
 
 async def _write_chunks(
     db: Database,
-    next_chunk: Callable[[], Awaitable[_Chunk | None]],
+    next_chunk: Callable[[], Awaitable[Chunk | None]],
     report: ImportReport,
     default_timezone: str,
     progress: Callable[[ImportProgress], None] | None,
@@ -1315,13 +904,9 @@ async def import_customers_csv(
         ) as next_chunk:
             await _write_chunks(db, next_chunk, report, default_timezone, progress)
     else:
-        with _binary(source) as (stream, name):
+        with binary(source) as (stream, name):
             reader = await asyncio.to_thread(
-                _CsvBatches,
-                stream,
-                name,
-                default_timezone=default_timezone,
-                default_phone_region=default_phone_region,
+                CsvBatches, stream, name, customer_columns(default_timezone, default_phone_region)
             )
             try:
                 # Reading and checking rows is CPU work: a thread keeps the event loop of

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from models import reasons
-from models.attribution_table import window_end_sql
+from models.attribution_table import cancelled_sql, window_end_sql
 from models.tables import DeliveryStatus
 
 BUCKETS = 10_000
@@ -64,9 +64,9 @@ SELECT f.held_out,
        SUM(f.revenue_cents) AS revenue_cents
 FROM (
     SELECT a.id, a.held_out,
-           COUNT(o.id) AS orders,
-           CASE WHEN COUNT(o.id) > 0 THEN 1 ELSE 0 END AS converted,
-           COALESCE(SUM(ROUND(o.amount * 100)), 0) AS revenue_cents
+           COUNT(st.id) AS orders,
+           CASE WHEN COUNT(st.id) > 0 THEN 1 ELSE 0 END AS converted,
+           COALESCE(SUM(ROUND(st.amount * 100)), 0) AS revenue_cents
     FROM (
         SELECT d.id, d.customer_id,
                CASE WHEN d.status = '{DeliveryStatus.HELD_OUT.value}' THEN 1 ELSE 0 END
@@ -80,8 +80,15 @@ FROM (
     ) a
     LEFT JOIN orders o
       ON o.customer_id = a.customer_id
-     AND o.created_at >= a.moment AND o.created_at < {{window_end}}
-     AND o.amount >= :min_amount {{ordered_until}}
+     AND o.created_at >= a.moment AND o.created_at < {{window_end}} {{ordered_until}}
+    -- Each order as it stood at the window's end, as attribution reads a new order
+    -- (docs/attribution.md, "Mechanics"): cancelled by then, or under the minimum, it
+    -- is no conversion.
+    LEFT JOIN order_changes st
+      ON st.id = (SELECT c.id FROM order_changes c
+                  WHERE c.order_id = o.id AND c.changed_at < {{window_end}} {{changed_until}}
+                  ORDER BY c.changed_at DESC, c.id DESC LIMIT 1)
+     AND NOT ({cancelled_sql("st")}) AND st.amount >= :min_amount
     GROUP BY a.id, a.held_out
 ) f
 GROUP BY f.held_out
@@ -108,4 +115,5 @@ def itt_sql(dialect: str, window_days: int, *, until: bool) -> str:
         window_end=window_end_sql(dialect, "a.moment", str(int(window_days))),
         assigned_until=f"AND {MOMENT} < :until" if until else "",
         ordered_until="AND o.created_at < :until" if until else "",
+        changed_until="AND c.changed_at < :until" if until else "",
     )

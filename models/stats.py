@@ -320,7 +320,7 @@ async def _nothing() -> list[Row[Any]]:
 
 async def _holdout_groups(db: Database, period: _Period, main: Step) -> list[Row[Any]]:
     """The main step's two groups (models.holdout.itt_sql), one row each."""
-    window_days, min_amount = conversion_settings(main.conversion)
+    window_days, min_amount, _mechanics = conversion_settings(main.conversion)
     sql = itt_sql(db.engine.dialect.name, window_days, until=period.until is not None)
     params = {"step_id": main.id, "min_amount": min_amount}
     return await period.rows(db, sql, main.chain_id, params=params)
@@ -338,7 +338,7 @@ def _holdout_stats(percent: int, main: Step, groups: list[Row[Any]]) -> HoldoutS
     }
     nobody = Group(customers=0, converted=0, orders=0, revenue=Decimal("0.00"))
     treated, held_out = found.get(0, nobody), found.get(1, nobody)
-    window_days, min_amount = conversion_settings(main.conversion)
+    window_days, min_amount, _mechanics = conversion_settings(main.conversion)
     return HoldoutStats(
         percent=percent,
         window_days=window_days,

@@ -425,6 +425,8 @@ class Event(Base):
 
 
 class Order(Base):
+    """An order as it stands now: its latest state of `order_changes` (models/orders.py)."""
+
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),)
 
@@ -433,14 +435,39 @@ class Order(Base):
     customer_id: Mapped[int] = mapped_column(Id, ForeignKey("customers.id", ondelete="CASCADE"))
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    # `new`, `cancelled` or the shop's own, as given (models.attribution.is_cancelled).
+    status: Mapped[str] = mapped_column(String(64), default="new", server_default="new")
+    # When it was placed.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When its current state began: `created_at` until it is updated.
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OrderChange(Base):
+    """Every state an order went through, the first when it was placed: attribution reads
+    an order as it stood at a moment (models/attribution.py)."""
+
+    __tablename__ = "order_changes"
+    __table_args__ = (
+        # An order's state at a moment: its latest row before it (ties: the later row).
+        Index("ix_order_changes_order_id_changed_at_id", "order_id", "changed_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_id: Mapped[int] = mapped_column(Id, ForeignKey("orders.id", ondelete="CASCADE"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    status: Mapped[str] = mapped_column(String(64))
+    # From when the order said this: placed, the shop's `updated_at`, or when received.
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Attribution(Base):
     """The message an order counts for (SPEC §2), kept up to date as facts arrive.
 
-    One row per attributed order; an order that counts for nothing has none.
+    One row per attributed order, by whichever mechanic it converted; an order that
+    counts for nothing has none.
     `models.attribution_table` rewrites a customer's rows whenever one of their
     facts changes; the order's amount and moment, and the message's step version,
     are copied so that stats group this table alone.
@@ -462,7 +489,11 @@ class Attribution(Base):
     step_id: Mapped[int] = mapped_column(Id)
     # The step version of the message (`deliveries.version`; none recorded: 1).
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # How it converted: models.chainfile.Mechanic.
+    mechanic: Mapped[str] = mapped_column(String(16), server_default="new_order")
+    # What it counts: the order's amount, or its increase (`order_increase`).
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    # When it converted (models.attribution.Conversion.at): for a new order, when placed.
     ordered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -11,19 +11,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text, update
 
-from models.attribution import attribute
-from models.chainfile import BlockKind
+from models.attribution import Conversion, conversions
+from models.chainfile import BlockKind, Mechanic
 from models.db import Database
 from models.facts import message_facts_changed, messages_triggered
 from models.orders import record_orders
 from models.stats import attributed_orders, chain_stats
-from models.tables import Chain, Customer, Delivery, Event, Step
+from models.tables import Attribution, Chain, Customer, Delivery, Event, Step
 from models.tracking import record_click, record_open, record_sms_status
 from services.editing import save_block
 from tests.test_stats import Shop, load_facts
@@ -36,6 +37,13 @@ def hour(n: int) -> datetime:
     return T0 + timedelta(hours=n)
 
 
+EVERY_MECHANIC = ["new_order", "order_increase", "order_restored"]
+# All three half of the time, so that orders posted again often convert.
+MECHANICS = st.one_of(
+    st.just(EVERY_MECHANIC), st.lists(st.sampled_from(EVERY_MECHANIC), min_size=1, unique=True)
+)
+
+
 @dataclass(frozen=True)
 class StepPlan:
     chain: int
@@ -43,6 +51,15 @@ class StepPlan:
     channel: str
     window_days: int
     min_amount: int
+    mechanics: tuple[str, ...] = ("new_order",)
+
+    def block(self) -> dict[str, Any]:
+        return conversion_block(self.window_days, self.min_amount, self.mechanics)
+
+
+def conversion_block(window_days: int, min_amount: int, mechanics: tuple[str, ...]) -> dict:
+    block = {"goal": "order", "window_days": window_days, "min_amount": min_amount}
+    return block | {"mechanics": list(mechanics)} if mechanics != ("new_order",) else block
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class DeliveryPlan:
 
 
 # A fact is ("send", delivery) · ("event", delivery, type) · ("order", order) ·
-# ("conversion", step, window_days, min_amount).
+# ("conversion", step, window_days, min_amount, mechanics).
 Fact = tuple[Any, ...]
 
 
@@ -63,8 +80,9 @@ Fact = tuple[Any, ...]
 class Scenario:
     steps: list[StepPlan]
     deliveries: list[DeliveryPlan]
-    # (customer, hour, amount, external id): a repeated external id is a re-sent order.
-    orders: list[tuple[int, int, str, str]]
+    # (customer, hour, amount, external id, status): a repeated external id is the order
+    # posted again, an update from that hour when its amount or status differ.
+    orders: list[tuple[int, int, str, str, str]]
     facts: list[Fact]
 
 
@@ -80,6 +98,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             channel=draw(st.sampled_from(["email", "sms"])),
             window_days=draw(st.integers(1, 3)),
             min_amount=draw(st.sampled_from([0, 0, 50, 100])),
+            mechanics=tuple(draw(MECHANICS)),
         )
         for chain in (0, 1)
         for position in range(1, draw(st.integers(1, 2)) + 1)
@@ -96,15 +115,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         for customer in range(len(CUSTOMERS))
         if draw(st.booleans())
     ]
-    orders = [
+    # In the order of their hours, as a shop posts an order and its updates.
+    orders = sorted(
         (
-            draw(st.integers(0, len(CUSTOMERS) - 1)),
-            draw(st.integers(0, 5 * 24).map(lambda h: h - h % 6)),
-            draw(st.sampled_from(["10.00", "50.00", "100.00"])),
-            draw(st.sampled_from(["A", "B", "C", "D", "E"])),
-        )
-        for _ in range(draw(st.integers(0, 5)))
-    ]
+            (
+                draw(st.integers(0, len(CUSTOMERS) - 1)),
+                draw(st.integers(0, 5 * 24).map(lambda h: h - h % 6)),
+                draw(st.sampled_from(["10.00", "50.00", "100.00", "160.00"])),
+                draw(st.sampled_from(["A", "B", "C"])),
+                draw(st.sampled_from(["new", "new", "new", "paid", "cancelled", "Canceled"])),
+            )
+            for _ in range(draw(st.integers(0, 8)))
+        ),
+        key=lambda order: order[1],
+    )
     facts: list[Fact] = [("send", index) for index in range(len(deliveries))]
     for index, delivery in enumerate(deliveries):
         channel = steps[delivery.step].channel
@@ -117,9 +141,15 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 draw(st.integers(0, len(steps) - 1)),
                 draw(st.integers(1, 3)),
                 draw(st.sampled_from([0, 50, 100])),
+                tuple(draw(MECHANICS)),
             )
         )
-    return Scenario(steps, deliveries, orders, draw(st.permutations(facts)))
+    facts = draw(st.permutations(facts))
+    # Everything in any order, but an order's updates after it (a late one is refused).
+    places = [index for index, fact in enumerate(facts) if fact[0] == "order"]
+    for number, place in enumerate(places):
+        facts[place] = ("order", number)
+    return Scenario(steps, deliveries, orders, facts)
 
 
 @dataclass
@@ -133,7 +163,16 @@ class Stored:
 
 async def empty(db: Database) -> None:
     async with db.writer() as session:
-        for table in ("attributions", "events", "orders", "deliveries", "steps", "chains"):
+        for table in (
+            "attributions",
+            "events",
+            "order_changes",
+            "orders",
+            "step_versions",
+            "deliveries",
+            "steps",
+            "chains",
+        ):
             await session.execute(text(f"DELETE FROM {table}"))
         await session.execute(text("DELETE FROM audit_log"))
         await session.execute(text("DELETE FROM customers"))
@@ -155,11 +194,7 @@ async def store(db: Database, scenario: Scenario) -> Stored:
                 position=plan.position,
                 name=f"Step {plan.position}",
                 action={"channel": plan.channel},
-                conversion={
-                    "goal": "order",
-                    "window_days": plan.window_days,
-                    "min_amount": plan.min_amount,
-                },
+                conversion=plan.block(),
             )
             for plan in scenario.steps
         ]
@@ -216,18 +251,20 @@ async def apply(db: Database, scenario: Scenario, stored: Stored, fact: Fact) ->
         else:
             assert await record_sms_status(db, delivery_id, event, now)
     elif kind == "order":
-        customer, at, amount, external_id = scenario.orders[index]
+        customer, at, amount, external_id, status = scenario.orders[index]
         item = {
             "external_id": external_id,
             "customer_external_id": CUSTOMERS[customer],
             "amount": amount,
+            "status": status,
+            # Read for a new order; for one stored already, `updated_at` is.
             "created_at": hour(at).isoformat(),
+            "updated_at": hour(at).isoformat(),
         }
         await record_orders(db, [item], now)
     else:
         plan = scenario.steps[index]
-        window_days, min_amount = rest
-        block = {"goal": "order", "window_days": window_days, "min_amount": min_amount}
+        block = conversion_block(*rest)
         await save_block(
             db,
             stored.chains[plan.chain],
@@ -238,9 +275,20 @@ async def apply(db: Database, scenario: Scenario, stored: Stored, fact: Fact) ->
         )
 
 
+async def stored_conversions(db: Database) -> dict[int, Conversion]:
+    async with db.session() as session:
+        rows = await session.scalars(select(Attribution))
+        return {
+            row.order_id: Conversion(
+                row.delivery_id, Mechanic(row.mechanic), row.amount, row.ordered_at
+            )
+            for row in rows
+        }
+
+
 async def assert_table_follows_the_rule(db: Database) -> None:
     orders, messages, _ = await load_facts(db)
-    assert await attributed_orders(db) == attribute(orders, messages)
+    assert await stored_conversions(db) == conversions(orders, messages)
 
 
 @settings(
@@ -257,6 +305,9 @@ async def test_table_equals_the_pure_rule_after_every_fact_in_any_order(
     for fact in scenario.facts:
         await apply(db, scenario, stored, fact)
         await assert_table_follows_the_rule(db)
+    # `--hypothesis-show-statistics` tells how often each mechanic was exercised.
+    for mechanic in sorted({c.mechanic for c in (await stored_conversions(db)).values()}):
+        event(f"converted by {mechanic}")
 
 
 # The same, by hand, for the cases the property is about.
@@ -287,12 +338,15 @@ def sent(at: int) -> DeliveryPlan:
     return DeliveryPlan(step=0, customer=0, outcome="sent", sent_hour=at)
 
 
-async def order(db: Database, at: int, amount: str = "100.00", external_id: str = "A") -> Any:
+async def order(
+    db: Database, at: int, amount: str = "100.00", external_id: str = "A", **more: Any
+) -> Any:
     item = {
         "external_id": external_id,
         "customer_external_id": "c1",
         "amount": amount,
         "created_at": hour(at).isoformat(),
+        **more,
     }
     return await record_orders(db, [item], hour(200))
 
@@ -341,14 +395,20 @@ async def test_second_chains_message_takes_nothing_from_the_first(db: Database) 
     assert (await chain_stats(db, first)).steps[0].orders == 1
 
 
-async def test_resent_order_counts_once(db: Database) -> None:
+async def test_resent_order_counts_once_and_an_update_changes_its_revenue(db: Database) -> None:
     (chain,), (step,) = await shop_of_one(db, [("sms", None)])
     await send(db, await handed_over(db, step), sent(0))
     first = await order(db, 24, external_id="A-1")
-    again = await order(db, 30, "999.00", external_id="A-1")
+    again = await order(db, 30, external_id="A-1")
     assert (first.created, again.duplicates) == (1, 1)
     stats = await chain_stats(db, chain)
     assert (stats.steps[0].orders, f"{stats.steps[0].revenue}") == (1, "100.00")
+
+    grown = await order(db, 24, "999.00", external_id="A-1", updated_at=hour(30).isoformat())
+    assert (grown.created, grown.updated, grown.duplicates) == (0, 1, 0)
+    stats = await chain_stats(db, chain)
+    assert (stats.steps[0].orders, f"{stats.steps[0].revenue}") == (1, "999.00")
+    await assert_table_follows_the_rule(db)
 
 
 async def test_a_higher_minimum_leaves_the_messages_sent_before_it_their_own(
@@ -399,3 +459,75 @@ async def test_order_and_open_recorded_at_the_same_moment_attribute_the_order(
 
 async def _c1(session: Any) -> int:
     return int(await session.scalar(text("SELECT id FROM customers WHERE external_id = 'c1'")))
+
+
+async def test_each_mechanic_counts_an_order_posted_again_once_with_its_revenue(
+    db: Database,
+) -> None:
+    """Through record_orders: an increase, a restoration, and a default step beside them."""
+    every = {"goal": "order", "window_days": 7, "mechanics": EVERY_MECHANIC}
+    (chain, default_chain), (step, default_step) = await shop_of_one(db, [("sms", None)], 2)
+    await save_block(db, chain, 1, BlockKind.CONVERSION, every, actor="test")
+    # Placed before either message; the default chain reaches the customer first.
+    await order(db, 0, "1000.00", external_id="grown")
+    await order(db, 0, "500.00", external_id="restored", status="cancelled")
+    await send(db, await handed_over(db, default_step), sent(6))
+    await send(db, await handed_over(db, step), sent(12))
+    grown = await order(db, 0, "1600.00", external_id="grown", updated_at=hour(24).isoformat())
+    again = await order(db, 0, "1700.00", external_id="grown", updated_at=hour(30).isoformat())
+    restored = await order(
+        db, 0, "500.00", external_id="restored", status="paid", updated_at=hour(36).isoformat()
+    )
+    assert [(r.updated, r.duplicates) for r in (grown, again, restored)] == [(1, 0)] * 3
+
+    stats = (await chain_stats(db, chain)).steps[0]
+    assert (stats.orders, f"{stats.revenue}") == (2, "1200.00")
+    default = (await chain_stats(db, default_chain)).steps[0]
+    assert (default.orders, f"{default.revenue}") == (0, "0.00")
+    conversions_by_mechanic = {c.mechanic: c for c in (await stored_conversions(db)).values()}
+    assert conversions_by_mechanic[Mechanic.ORDER_INCREASE].revenue == Decimal("700.00")
+    assert conversions_by_mechanic[Mechanic.ORDER_INCREASE].at == hour(24)
+    assert conversions_by_mechanic[Mechanic.ORDER_RESTORED].revenue == Decimal("500.00")
+    await assert_table_follows_the_rule(db)
+
+
+async def test_a_step_version_counts_by_its_own_mechanics(db: Database) -> None:
+    """Saved with order_increase while it ran: the messages sent before keep new orders
+    only, those sent after count increases too."""
+    (chain,), (step,) = await shop_of_one(db, [("sms", None)])
+    async with db.writer() as session:
+        c2 = Customer(external_id="c2", timezone="Europe/Moscow", timezone_source="default")
+        session.add(c2)
+        await session.flush()
+        other = c2.id
+    await order(db, 0, "100.00", external_id="early")
+    await record_orders(
+        db, [{"external_id": "late", "customer_external_id": "c2", "amount": "100"}], hour(0)
+    )
+    await send(db, await handed_over(db, step), sent(6))
+    block = {"goal": "order", "window_days": 7, "mechanics": ["new_order", "order_increase"]}
+    saved = await save_block(db, chain, 1, BlockKind.CONVERSION, block, actor="test")
+    assert saved.impact.version == 2
+    second = await Shop(db).delivery(step, other, status="sending", sent_at=None)
+    await send(db, second, DeliveryPlan(step=0, customer=1, outcome="sent", sent_hour=6))
+
+    await order(db, 0, "300.00", external_id="early", updated_at=hour(12).isoformat())
+    await record_orders(
+        db,
+        [
+            {
+                "external_id": "late",
+                "customer_external_id": "c2",
+                "amount": "250",
+                "updated_at": hour(12).isoformat(),
+            }
+        ],
+        hour(200),
+    )
+
+    [numbers] = (await chain_stats(db, chain)).steps
+    assert [(v.version, v.orders, f"{v.revenue}") for v in numbers.versions] == [
+        (1, 0, "0.00"),
+        (2, 1, "150.00"),
+    ]
+    await assert_table_follows_the_rule(db)

@@ -85,13 +85,29 @@ def test_playground_start_times_both_starts_against_the_baseline(tmp_path: Path)
 def test_stats_bench_measures_stats_and_each_fact_on_both_databases(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "stats.py"), "--customers", "400", "--orders", "400",
-         "--runs", "1", "--facts", "3", "--scratch", f"bench_stats_smoke_{os.getpid()}"],
+         "--updates", "120", "--runs", "1", "--facts", "3",
+         "--scratch", f"bench_stats_smoke_{os.getpid()}"],
         cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+    assert "400 orders, 120 order updates" in done.stdout
     for kind in ("sqlite", "postgresql"):
         assert f"{kind}: rebuild" in done.stdout
-        for fact in ("open", "order", "send"):
+        for fact in ("open", "order", "update", "send"):
             assert f"{kind}: {fact} " in done.stdout
+
+
+def test_orders_bench_ingests_new_orders_and_updates_in_every_phase(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "orders.py"), "--orders", "2000", "--customers",
+         "300", "--repeat", "1", "--scratch", f"bench_orders_smoke_{os.getpid()}"],
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert "1,400 new orders and 600 updates" in done.stdout
+    for kind in ("sqlite", "postgresql"):
+        for phase in ("bare", "api", "http"):
+            assert f"{kind}: {phase} " in done.stdout
+        assert f"  {kind} api: " in done.stdout
+        assert "1,400 orders, 2,000 states stored" in done.stdout
 
 
 def test_soak_sends_mixed_and_hostile_traffic_without_a_server_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from channels.sms import OutboxSmsTransport
 from channels.smtp import OutboxEmailTransport
 from handlers import progress
 from models.admins import add_admin
+from models.chainfile import dump_yaml
 from models.chains import export_chain, get_chain, import_chain, list_chains
 from models.customers import save_customers
 from models.db import Database
@@ -598,3 +599,45 @@ async def test_the_goal_takes_a_window_and_a_minimum_amount(
     conversion = (await get_chain(db, chain.id)).steps[0].conversion
     assert conversion is not None
     assert conversion.to_block() == {"goal": "order", "window_days": 21, "min_amount": 1500.5}
+
+
+async def test_the_goal_counts_bigger_and_restored_orders_when_ticked(
+    bot: BotUnderTest, db: Database
+) -> None:
+    phone = Phone(bot, ADMIN)
+    await open_first_step(phone)
+    await phone.tap("🎯 Goal")
+    assert [label for label in phone.labels() if "order" in label] == [
+        "☑ 🆕 New order",
+        "☐ 📈 Bigger order",
+        "☐ ♻️ Restored order",
+    ]
+    assert "• 🆕 New order: an order placed within the window: its amount counts" in phone.text
+    await phone.tap("☐ 📈 Bigger order")
+    await phone.tap("☐ ♻️ Restored order")
+    await phone.tap("☑ 🆕 New order")
+    assert "the increase counts" in phone.text
+    assert "New order:" not in phone.text
+    # Nothing left to count is refused on the spot, not at Save.
+    await phone.tap("☑ 📈 Bigger order")
+    await phone.tap("☑ ♻️ Restored order")
+    assert "At least one kind of order must count." in phone.text
+    assert "☑ ♻️ Restored order" in phone.labels()
+    await phone.tap("💾 Save")
+    assert "orders within 7 days: restored" in phone.text
+
+    [chain] = await list_chains(db)
+    conversion = (await get_chain(db, chain.id)).steps[0].conversion
+    assert conversion is not None
+    assert conversion.to_block()["mechanics"] == ["order_restored"]
+    # As a chain file writes it.
+    assert "mechanics: [order_restored]" in dump_yaml({"conversion": conversion.to_block()})
+
+    # Back to the default: the block is stored without a list, as before mechanics.
+    await phone.tap("🎯 Goal")
+    await phone.tap("☐ 🆕 New order")
+    await phone.tap("☑ ♻️ Restored order")
+    await phone.tap("💾 Save")
+    conversion = (await get_chain(db, chain.id)).steps[0].conversion
+    assert conversion is not None
+    assert "mechanics" not in conversion.to_block()

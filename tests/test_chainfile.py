@@ -20,6 +20,7 @@ from models.chainfile import (
     EmailAction,
     InvalidChainFile,
     Match,
+    Mechanic,
     PreviousStepAudience,
     Schedule,
     SegmentsAudience,
@@ -344,6 +345,22 @@ def test_the_base_document_is_valid() -> None:
             ["steps[0].conversion.min_amount: '5' is not an amount of 0 or more"],
         ),
         (("steps[0].conversion", {"window": 7}), ["steps[0].conversion.window: unknown key"]),
+        (
+            ("steps[0].conversion", {"mechanics": []}),
+            ["steps[0].conversion.mechanics: must list at least one mechanic"],
+        ),
+        (
+            ("steps[0].conversion", {"mechanics": "new_order"}),
+            ["steps[0].conversion.mechanics: must be a list"],
+        ),
+        (
+            ("steps[0].conversion", {"mechanics": ["new_order", "order_grown", "new_order"]}),
+            [
+                "steps[0].conversion.mechanics[2]: 'new_order' is listed twice",
+                "steps[0].conversion.mechanics[1]: 'order_grown' is not a mechanic; mechanics"
+                " are: new_order, order_increase, order_restored",
+            ],
+        ),
     ],
 )
 def test_refuses_with_path_and_reason(edit: tuple[str, Any], expected: list[str]) -> None:
@@ -544,6 +561,17 @@ def test_a_block_validator_returns_the_typed_block() -> None:
     action = validate_action({"channel": "sms", "text": "Hi"}, known_attributes=ATTRIBUTES)
     assert action.value == SmsAction("Hi")
     assert validate_conversion({}).value == Conversion()
+
+
+def test_mechanics_read_in_any_order_and_written_in_one_only_when_not_the_default() -> None:
+    block = {"mechanics": ["order_restored", "new_order", "order_increase"]}
+    conversion = validate_conversion(block).value
+    assert conversion == Conversion(mechanics=tuple(Mechanic))
+    assert conversion.to_block()["mechanics"] == ["new_order", "order_increase", "order_restored"]
+    assert validate_conversion(conversion.to_block()).value == conversion
+    default = validate_conversion({"mechanics": ["new_order"]}).value
+    assert default == Conversion()
+    assert "mechanics" not in default.to_block()
 
 
 def test_validate_block_dispatches_by_kind_and_position() -> None:

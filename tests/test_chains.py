@@ -61,7 +61,7 @@ steps:
         {{ first_name }}, скидка 20% в {{ city }}!
         Только до воскресенья.
     schedule: {send: at, at: "2026-12-01 10:00"}
-    conversion: {window_days: 3, min_amount: 1500.5}
+    conversion: {window_days: 3, min_amount: 1500.5, mechanics: [order_increase, new_order]}
 """
 
 
@@ -107,7 +107,7 @@ async def test_the_export_is_the_canonical_document(db: Database) -> None:
         "        Только до воскресенья.\n"
     ) in exported
     assert "      at: 2026-12-01 10:00\n" in exported
-    assert "      min_amount: 1500.5\n" in exported
+    assert "      min_amount: 1500.5\n      mechanics: [new_order, order_increase]\n" in exported
 
 
 async def test_an_imported_chain_is_a_draft_with_typed_steps(db: Database) -> None:

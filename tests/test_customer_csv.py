@@ -12,14 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from models.customers import (
-    MAX_KEPT_ERRORS,
-    NOT_STORABLE,
-    ImportProgress,
-    ImportReport,
-    LineError,
-    import_customers_csv,
-)
+from models.csv_files import MAX_KEPT_ERRORS, NOT_STORABLE, ImportProgress, LineError
+from models.customers import ImportReport, import_customers_csv
 from models.db import Database
 from models.errors import ChainmailError
 from models.tables import AuditEntry, Customer, CustomerTag, EmailStatus

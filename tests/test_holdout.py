@@ -559,3 +559,48 @@ async def test_the_migration_adds_the_status_and_takes_it_back_as_skipped(tmp_pa
     await db.dispose()
     with ThreadPoolExecutor(1) as pool:
         pool.submit(upgrade, url).result()
+
+
+async def test_each_groups_orders_are_read_as_they_stood_at_the_windows_end(
+    db: Database,
+) -> None:
+    """As attribution reads a new order: cancelled within the window, it is no conversion;
+    grown within it, it counts its grown amount; cancelled after it, it still counts."""
+    chain_id = await holdout_chain(db, 3, 3, ordered=3)
+    customers = sorted(await _customer_ids(db, chain_id))
+    treated = [customer for customer, held in customers if not held]
+    held_out = [customer for customer, held in customers if held]
+
+    def update(customer: int, amount: str, status: str, days: float) -> dict[str, str]:
+        return {
+            "external_id": f"o{customer}",
+            "customer_external_id": f"c{customer}",
+            "amount": amount,
+            "status": status,
+            "updated_at": (T0 + timedelta(days=days)).isoformat(),
+        }
+
+    await record_orders(
+        db,
+        [
+            update(treated[0], "100.00", "cancelled", 3),  # within the window: nothing
+            update(treated[1], "150.00", "new", 4),  # grown within it: 150
+            update(held_out[0], "100.00", "cancelled", 20),  # after it: still 100
+        ],
+        T0 + timedelta(days=21),
+    )
+    stats = await chain_stats(db, chain_id)
+    assert stats.holdout is not None
+    assert (stats.holdout.treated.orders, stats.holdout.treated.revenue) == (2, Decimal("250.00"))
+    assert (stats.holdout.held_out.orders, stats.holdout.held_out.revenue) == (
+        3,
+        Decimal("300.00"),
+    )
+
+
+async def _customer_ids(db: Database, chain_id: int) -> list[tuple[int, bool]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Delivery.customer_id, Delivery.status).where(Delivery.chain_id == chain_id)
+        )
+    return [(customer, status == "held_out") for customer, status in rows]

@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from models.csv_files import MAX_LINE_CHARS, MAX_ROW_LINES, NOT_STORABLE
 from models.customers import (
     ATTRIBUTES_MAX_DEPTH,
-    MAX_LINE_CHARS,
-    MAX_ROW_LINES,
-    NOT_STORABLE,
     ImportReport,
     import_customers_csv,
     save_customers,

@@ -99,3 +99,38 @@ async def test_migration_to_stats_per_version_gives_attributed_orders_their_mess
         stored = await session.execute(text("SELECT order_id, version FROM attributions"))
         assert sorted(stored) == [(3, 1), (4, 2)]
     await db.dispose()
+
+
+async def test_migration_to_order_updates_gives_each_order_its_placement_as_history(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        *customers_and_a_chain(1),
+        "INSERT INTO steps (id, chain_id, position, name, action, created_at, updated_at)"
+        f""" VALUES (1, 1, 1, 'Sale', '{{"channel": "sms"}}', {AT}, {AT})""",
+        "INSERT INTO deliveries (id, chain_id, step_id, customer_id, channel, status,"
+        " eligible_at, due_at, attempts, created_at, sent_at, triggered_at, version)"
+        f" VALUES (7, 1, 1, 1, 'sms', 'sent', {AT}, {AT}, 1, {AT}, {AT}, {AT}, 1)",
+        "INSERT INTO orders (id, external_id, customer_id, amount, currency, created_at,"
+        f" received_at) VALUES (3, 'o1', 1, 100, 'RUB', {LATER}, {LATER}),"
+        # Before the message: attributed to nothing.
+        f" (4, 'o2', 1, 50, 'RUB', '2026-02-28 09:00:00.000000', {LATER})",
+        "INSERT INTO attributions (order_id, customer_id, delivery_id, chain_id, step_id,"
+        f" version, amount, ordered_at) VALUES (3, 1, 7, 1, 1, 1, 100, {LATER})",
+    ]
+    db = await upgraded_with(tmp_path, "0011", rows)
+    async with db.session() as session:
+        orders = await session.execute(
+            text("SELECT id, status, updated_at = created_at FROM orders ORDER BY id")
+        )
+        assert list(orders) == [(3, "new", 1), (4, "new", 1)]
+        changes = await session.execute(
+            text(
+                "SELECT c.order_id, c.amount, c.status, c.changed_at = o.created_at"
+                " FROM order_changes c JOIN orders o ON o.id = c.order_id ORDER BY c.order_id"
+            )
+        )
+        assert list(changes) == [(3, 100, "new", 1), (4, 50, "new", 1)]
+        attributed = await session.execute(text("SELECT order_id, mechanic FROM attributions"))
+        assert list(attributed) == [(3, "new_order")]
+    await db.dispose()

@@ -9,13 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.dialects import sqlite
 
+from models import batch_sql
 from models.db import Database
 from models.orders import parse_order, record_orders
-from models.tables import Customer, Order
+from models.tables import Customer, Order, OrderChange
 from web.api_orders import MAX_ORDERS_PER_REQUEST
 from web.app import WebConfig, create_app
 
@@ -75,20 +77,23 @@ async def test_the_same_orders_posted_twice_are_stored_once(
     second = await post(client, orders)
 
     assert first.status_code == second.status_code == 200
-    assert first.json() == {"created": 2, "duplicates": 0, "errors": []}
-    assert second.json() == {"created": 0, "duplicates": 2, "errors": []}
+    assert first.json() == {"created": 2, "updated": 0, "duplicates": 0, "errors": []}
+    assert second.json() == {"created": 0, "updated": 0, "duplicates": 2, "errors": []}
     rows = await stored(db)
     assert sorted(rows) == ["o1", "o2"]
     assert rows["o2"].amount == Decimal("1990.50")
 
 
-async def test_an_order_repeated_within_one_request_is_one_duplicate_and_the_first_wins(
+async def test_an_order_repeated_within_one_request_is_a_duplicate_or_an_update_in_turn(
     db: Database, client: httpx.AsyncClient
 ) -> None:
-    response = await post(client, [order("o1", amount="10"), order("o1", amount="99"), order("o2")])
+    response = await post(
+        client,
+        [order("o1", amount="10"), order("o1", amount="10.00"), order("o1", amount="99")],
+    )
 
-    assert response.json() == {"created": 2, "duplicates": 1, "errors": []}
-    assert (await stored(db))["o1"].amount == Decimal("10.00")
+    assert response.json() == {"created": 1, "updated": 1, "duplicates": 1, "errors": []}
+    assert (await stored(db))["o1"].amount == Decimal("99.00")
 
 
 async def test_one_order_may_be_sent_as_a_single_object(
@@ -96,7 +101,7 @@ async def test_one_order_may_be_sent_as_a_single_object(
 ) -> None:
     response = await post(client, order(" o1 ", currency="usd"))
 
-    assert response.json() == {"created": 1, "duplicates": 0, "errors": []}
+    assert response.json() == {"created": 1, "updated": 0, "duplicates": 0, "errors": []}
     row = (await stored(db))["o1"]
     assert row.currency == "USD"
 
@@ -210,6 +215,18 @@ def test_bad_amounts_are_refused(amount: object) -> None:
         parse_order(order("o", amount=amount))
 
 
+@given(st.datetimes(timezones=st.timezones()))
+def test_moments_are_written_for_sqlite_as_sqlalchemy_writes_them(moment: datetime) -> None:
+    """The batch writes (models/batch_sql.py) and the ORM must store the same text, which
+    SQLite compares as text."""
+    dialect = sqlite.dialect()
+    column = Order.__table__.c.created_at
+    assume(datetime.min.replace(tzinfo=UTC) + timedelta(days=1) < moment)
+    assume(moment < datetime.max.replace(tzinfo=UTC) - timedelta(days=1))
+    expected = column.type.dialect_impl(dialect).bind_processor(dialect)(moment)
+    assert batch_sql.for_driver(column, moment, dialect) == expected
+
+
 def test_numeric_ids_are_read_as_text() -> None:
     parsed = parse_order({"external_id": 123, "customer_external_id": 45, "amount": 1})
     assert (parsed.external_id, parsed.customer_external_id) == ("123", "45")
@@ -223,5 +240,105 @@ async def test_record_orders_counts_orders_stored_by_an_earlier_request(db: Data
     first = await record_orders(db, [order("o1"), order("o2")], now)
     second = await record_orders(db, [order("o2"), order("o3"), order("o3")], now + timedelta(1))
 
-    assert (first.created, first.duplicates, first.errors) == (2, 0, [])
-    assert (second.created, second.duplicates, second.errors) == (1, 2, [])
+    assert (first.created, first.updated, first.duplicates, first.errors) == (2, 0, 0, [])
+    assert (second.created, second.updated, second.duplicates, second.errors) == (1, 0, 2, [])
+
+
+# Orders posted again
+
+
+async def test_an_order_posted_again_changed_is_an_update_kept_with_its_history(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    placed = "2026-03-01T10:00:00Z"
+    await post(client, order("o1", amount="100.00", created_at=placed))
+
+    same = await post(client, order("o1", amount=100, created_at="2026-03-05T00:00:00Z"))
+    grown = await post(client, order("o1", amount="150", updated_at="2026-03-02T10:00:00Z"))
+    cancelled = await post(client, order("o1", amount="150", status="cancelled"))
+
+    assert same.json() == {"created": 0, "updated": 0, "duplicates": 1, "errors": []}
+    assert grown.json() == {"created": 0, "updated": 1, "duplicates": 0, "errors": []}
+    assert cancelled.json() == {"created": 0, "updated": 1, "duplicates": 0, "errors": []}
+    row = (await stored(db))["o1"]
+    # The placement stays as first stored; the row holds the latest state.
+    assert row.created_at == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert (row.amount, row.status) == (Decimal("150.00"), "cancelled")
+    async with db.session() as session:
+        changes = list(
+            await session.execute(
+                select(OrderChange.amount, OrderChange.status, OrderChange.changed_at)
+                .where(OrderChange.order_id == row.id)
+                .order_by(OrderChange.id)
+            )
+        )
+    assert [(f"{amount}", status) for amount, status, _ in changes] == [
+        ("100.00", "new"),
+        ("150.00", "new"),
+        ("150.00", "cancelled"),
+    ]
+    assert changes[1].changed_at == datetime(2026, 3, 2, 10, tzinfo=UTC)
+    # No updated_at: from when it was received.
+    assert changes[2].changed_at == row.updated_at > datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+
+async def test_a_status_left_out_keeps_the_stored_one(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    await post(client, order("o1", status="paid"))
+    again = await post(client, order("o1"))
+    grown = await post(client, order("o1", amount="120"))
+
+    assert again.json()["duplicates"] == 1
+    assert grown.json()["updated"] == 1
+    assert (await stored(db))["o1"].status == "paid"
+
+
+async def test_an_update_dated_before_the_orders_last_change_is_refused(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    await post(client, order("o1", created_at="2026-03-01T10:00:00Z"))
+    await post(client, order("o1", amount="200", updated_at="2026-03-03T00:00:00+03:00"))
+
+    response = await post(
+        client,
+        [order("o1", amount="300", updated_at="2026-03-02T12:00:00Z"), order("o2")],
+    )
+
+    assert response.json() == {
+        "created": 1,
+        "updated": 0,
+        "duplicates": 0,
+        "errors": [
+            {
+                "index": 0,
+                "error": "updated_at 2026-03-02T12:00:00Z is before the order's last change "
+                "(2026-03-02T21:00:00Z): not applied",
+            }
+        ],
+    }
+    assert (await stored(db))["o1"].amount == Decimal("200.00")
+
+
+async def test_a_full_batch_of_new_orders_and_updates_takes_a_few_statements(
+    db: Database,
+) -> None:
+    """One statement per kind of write, not per order: 1000 items, a dozen round trips."""
+    async with db.writer() as session:
+        session.add_all(customer(f"c{n}") for n in range(100))
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    await record_orders(db, [order(f"o{n}", customer=f"c{n % 100}") for n in range(500)], now)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    batch = [order(f"o{n}", customer=f"c{n % 100}", amount="150") for n in range(1000)]
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        result = await record_orders(db, batch, now + timedelta(days=1))
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+
+    assert (result.created, result.updated, result.duplicates) == (500, 500, 0)
+    assert len(statements) <= 15, statements

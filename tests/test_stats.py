@@ -21,8 +21,10 @@ from models.attribution import (
     OPEN_EVENTS,
     MessageFact,
     OrderFact,
+    OrderState,
     attribute,
     conversion_settings,
+    conversions,
     reached,
 )
 from models.attribution_table import rebuild
@@ -30,7 +32,16 @@ from models.db import Database
 from models.errors import NotFound
 from models.facts import customer_facts_changed, message_facts_changed, messages_triggered
 from models.stats import ChainStats, attributed_orders, chain_stats, stats_document
-from models.tables import Chain, Customer, Delivery, Event, Order, Step, StepVersion
+from models.tables import (
+    Chain,
+    Customer,
+    Delivery,
+    Event,
+    Order,
+    OrderChange,
+    Step,
+    StepVersion,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -150,11 +161,26 @@ class Shop:
                 customer_id=customer_id,
                 amount=Decimal(amount),
                 created_at=at,
+                updated_at=at,
             )
             session.add(row)
             await session.flush()
+            session.add(standing(row))
+            await session.flush()
             await customer_facts_changed(session, [customer_id], at)
             return row.id
+
+
+def standing(order: Order) -> OrderChange:
+    """The order's current state as a row of its history (models/orders.py): placed,
+    the first; changed, one more."""
+    return OrderChange(
+        order_id=order.id,
+        amount=order.amount,
+        status=order.status or "new",
+        changed_at=order.updated_at,
+        received_at=order.updated_at,
+    )
 
 
 @pytest.fixture
@@ -421,12 +447,17 @@ async def test_cli_refuses_an_unknown_chain(db_url: str) -> None:
 # The SQL and the pure rule must agree: random shops, every number compared.
 
 REASONS = [reasons.NO_EMAIL, reasons.NO_PHONE, reasons.TERMS_FALSE, "something else", None]
+EVERY_MECHANIC = ["new_order", "order_increase", "order_restored"]
 CONVERSIONS: list[dict[str, Any] | None] = [
     None,
     {"goal": "order", "window_days": 1, "min_amount": 0},
     {"goal": "order", "window_days": 3, "min_amount": 50},
     {"goal": "order", "window_days": 7, "min_amount": 99.99},
+    {"goal": "order", "window_days": 7, "min_amount": 0, "mechanics": EVERY_MECHANIC},
+    {"goal": "order", "window_days": 3, "min_amount": 10, "mechanics": ["order_increase"]},
+    {"goal": "order", "window_days": 2, "min_amount": 0, "mechanics": ["order_restored"]},
 ]
+AMOUNTS = ["10.00", "49.99", "50.00", "99.99", "100.00", "250.10"]
 
 
 EVENT_TYPES = ("delivered", "opened", "clicked", "unsubscribed", "bounced", "complained")
@@ -502,25 +533,38 @@ async def seed_random_shop(db: Database, seed: int) -> None:
         events.append(Event(delivery_id=None, customer_id=customers[0].id, type="opened"))
         session.add_all(events)
         orders = []
-        for number in range(80):
+        for number in range(150):
             customer = rng.choice(customers)
-            at = moment(day(0), rng.random() * 14)
+            # From before the first message on: orders that changed while messages went out.
+            at = moment(day(-4), rng.random() * 18)
             sent = [d for d in deliveries if d.customer_id == customer.id and d.sent_at]
             if sent and rng.random() < 0.3:
                 # Exactly at a window's edges, where an off-by-one would show.
                 target = rng.choice(sent)
                 assert target.sent_at is not None
                 at = target.sent_at + timedelta(days=rng.choice([0, 1, 3, 7]))
-            amount = rng.choice(["10.00", "49.99", "50.00", "99.99", "100.00", "250.10"])
+            amount = rng.choice(AMOUNTS)
             orders.append(
                 Order(
                     external_id=f"o{number}",
                     customer_id=customer.id,
                     amount=Decimal(amount),
                     created_at=at,
+                    updated_at=at,
                 )
             )
         session.add_all(orders)
+        await session.flush()
+        session.add_all(standing(order) for order in orders)
+        # Most orders change later: grown, shrunk, cancelled, restored, paid.
+        for order in orders:
+            at = order.created_at
+            for _ in range(rng.choice([0, 1, 2, 3])):
+                at = moment(at, rng.choice([0, 1, 2, 3, 5]))
+                order.amount = Decimal(rng.choice(AMOUNTS))
+                order.status = rng.choice(["new", "paid", "cancelled", "Canceled"])
+                order.updated_at = at
+                session.add(standing(order))
         await session.flush()
         await rebuild(session)
 
@@ -541,15 +585,22 @@ async def load_facts(
         ):
             event_types[delivery_id].add(event_type)
         deliveries = list(await session.scalars(select(Delivery)))
+        history: dict[int, list[OrderState]] = defaultdict(list)
+        for change in await session.scalars(
+            select(OrderChange).order_by(OrderChange.changed_at, OrderChange.id)
+        ):
+            history[change.order_id].append(
+                OrderState(change.changed_at, change.amount, change.status)
+            )
         orders = [
-            OrderFact(o.id, o.customer_id, o.amount, o.created_at)
+            OrderFact(o.id, o.customer_id, o.amount, o.created_at, tuple(history[o.id]))
             for o in await session.scalars(select(Order))
         ]
     messages = []
     for d in deliveries:
         key = (d.step_id, d.version)
         conversion = versions[key] if key in versions else steps[d.step_id].conversion
-        window_days, min_amount = conversion_settings(conversion)
+        window_days, min_amount, mechanics = conversion_settings(conversion)
         messages.append(
             MessageFact(
                 delivery_id=d.id,
@@ -561,6 +612,7 @@ async def load_facts(
                 window_days=window_days,
                 min_amount=min_amount,
                 events=frozenset(event_types[d.id]),
+                mechanics=mechanics,
             )
         )
     return orders, messages, {d.id: d for d in deliveries}
@@ -599,12 +651,12 @@ def expected_numbers(
     for m in mine:
         by_status[m.status] += 1
     skipped = [deliveries[m.delivery_id].reason for m in mine if m.status == "skipped"]
-    orders_in_period = [o for o in orders if in_period(o.created_at)]
-    attributed = attribute(orders_in_period, messages)
+    customer_of = {o.order_id: o.customer_id for o in orders}
+    # An order belongs to a period by when it converted (docs/attribution.md).
     won = [
-        o
-        for o in orders_in_period
-        if o.order_id in attributed and counted(deliveries[attributed[o.order_id]])
+        (customer_of[order_id], conversion)
+        for order_id, conversion in conversions(orders, messages).items()
+        if in_period(conversion.at) and counted(deliveries[conversion.delivery_id])
     ]
     sent = by_status["sent"]
     return {
@@ -621,8 +673,8 @@ def expected_numbers(
         "bounced": sum("bounced" in m.events for m in mine),
         "complained": sum("complained" in m.events for m in mine),
         "orders": len(won),
-        "revenue": f"{sum((o.amount for o in won), Decimal('0.00')):.2f}",
-        "conversion_rate": round(len({o.customer_id for o in won}) / sent, 4) if sent else 0.0,
+        "revenue": f"{sum((c.revenue for _, c in won), Decimal('0.00')):.2f}",
+        "conversion_rate": round(len({customer for customer, _ in won}) / sent, 4) if sent else 0.0,
     }
 
 

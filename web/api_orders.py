@@ -45,8 +45,15 @@ class OrderError(BaseModel):
 
 
 class OrdersAnswer(BaseModel):
-    created: int
-    duplicates: int = Field(description="Orders already stored, or repeated in this request.")
+    created: int = Field(description="Orders stored for the first time.")
+    updated: int = Field(
+        description="Orders stored already (or earlier in this request) whose amount or "
+        "status changed: each such item is one update, kept in the order's history."
+    )
+    duplicates: int = Field(
+        description="Orders stored already (or earlier in this request) with the same "
+        "amount and status: nothing changed."
+    )
     errors: list[OrderError]
 
 
@@ -75,13 +82,14 @@ class SmsInboundAnswer(BaseModel):
 
 @router.post(
     "/orders",
-    summary="Record orders, idempotent by external_id",
+    summary="Record orders and their updates, by external_id",
     description=(
-        "One order or a list of them. An order whose external_id is already stored "
-        "(or repeated earlier in the list) is counted as a duplicate and changes nothing. "
-        "Good orders are stored even when others are refused; refused ones are listed "
-        "by their index (a single object is index 0). `created_at` without a UTC offset "
-        "is read as UTC."
+        "One order or a list of them, taken in order. An order whose external_id is "
+        "already stored (or earlier in the list) is an update when its amount or status "
+        "differ (from `updated_at`, default when received), else a duplicate that "
+        "changes nothing. Good orders are stored even when others are refused; refused "
+        "ones are listed by their index (a single object is index 0). Moments without a "
+        "UTC offset are read as UTC."
     ),
     responses={
         status.HTTP_413_CONTENT_TOO_LARGE: {"description": "Too many orders or too large a body"}
@@ -109,6 +117,7 @@ async def post_orders(request: Request) -> OrdersAnswer:
     result = await record_orders(request.app.state.db, body, datetime.now(UTC))
     return OrdersAnswer(
         created=result.created,
+        updated=result.updated,
         duplicates=result.duplicates,
         errors=[OrderError(index=index, error=error) for index, error in result.errors],
     )

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import models.tables
-from models import attribution_table
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -60,10 +59,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_deliveries_chain_id_id", ["chain_id", "id", "step_id", "status"], unique=False
         )
-    # The orders already stored: what stats used to compute on every read.
-    bind = op.get_bind()
-    for statement in attribution_table.rebuild_statements(bind.dialect.name, versions=False):
-        op.execute(sa.text(statement))
+    # The orders already stored are attributed by migration 0012, which rebuilds the
+    # table with the rule as it is now: the rule's SQL reads columns added since, so
+    # it cannot run here.
 
 
 def downgrade() -> None:
