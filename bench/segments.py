@@ -57,12 +57,13 @@ ATTRIBUTES = {
 }
 ORDERS = {
     "sqlite": "INSERT INTO orders (external_id, customer_id, amount, currency, created_at,"
-    " received_at) SELECT 'o' || id, id, 100, 'RUB',"
-    " strftime('%Y-%m-%d %H:%M:%f000', :now, '-' || (id % 60) || ' days'), :now"
-    " FROM customers WHERE id % 10 = 0",
+    " updated_at, received_at) SELECT 'o' || id, id, 100, 'RUB', placed, placed, :now FROM"
+    " (SELECT id, strftime('%Y-%m-%d %H:%M:%f000', :now, '-' || (id % 60) || ' days') AS placed"
+    " FROM customers WHERE id % 10 = 0)",
     "postgresql": "INSERT INTO orders (external_id, customer_id, amount, currency, created_at,"
-    " received_at) SELECT 'o' || id, id, 100, 'RUB', :now - make_interval(days => (id % 60)::int),"
-    " :now FROM customers WHERE id % 10 = 0",
+    " updated_at, received_at) SELECT 'o' || id, id, 100, 'RUB', placed, placed, :now FROM"
+    " (SELECT id, :now - make_interval(days => (id % 60)::int) AS placed"
+    " FROM customers WHERE id % 10 = 0) AS o",
 }
 COUNTS = {
     "equals": {"attributes": [{"key": "city", "operator": "equals", "value": "Москва"}]},

@@ -424,6 +424,10 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def _when_placed(context: Any) -> datetime:
+    return context.get_current_parameters()["created_at"]
+
+
 class Order(Base):
     """An order as it stands now: its latest state of `order_changes` (models/orders.py)."""
 
@@ -440,7 +444,7 @@ class Order(Base):
     # When it was placed.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # When its current state began: `created_at` until it is updated.
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_when_placed)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -299,7 +299,7 @@ async def test_three_step_chain_numbers_agree_with_servers_and_hand_count(
     before = await world.api(
         "/api/v1/orders", [order("pre-1", "c0", "100"), order("pre-2", "c1", "50")]
     )
-    assert before == {"created": 2, "duplicates": 0, "errors": []}
+    assert before == {"created": 2, "updated": 0, "duplicates": 0, "errors": []}
     await asyncio.sleep(0.01)
     await activate_chain(world.db, chain_id, actor="test")
 
