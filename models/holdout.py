@@ -56,6 +56,18 @@ MOMENT = "COALESCE(d.sent_at, d.triggered_at, d.due_at)"
 # Orders are every order of the customer created in [moment, moment + window) of at
 # least the minimum amount, attributed to anything or not: what intent to treat counts.
 # `{until}` cuts both the assignments and the orders at a moment.
+#
+# Each order as it stood at the window's end, as attribution reads a new order
+# (docs/attribution.md, "Mechanics"): cancelled by then, or under the minimum, it is no
+# conversion. An order whose last change came before the window's end (most: its
+# `updated_at` is its latest state's moment) stands as it is now; only one changed
+# since is read from `order_changes`.
+_CURRENT = "o.updated_at < {window_end} {updated_until}"
+_AMOUNT = f"CASE WHEN {_CURRENT} THEN o.amount ELSE st.amount END"
+_COUNTS = (
+    f"(o.id IS NOT NULL AND {_AMOUNT} >= :min_amount AND NOT (CASE WHEN {_CURRENT}"
+    f" THEN {cancelled_sql('o')} ELSE st.id IS NULL OR {cancelled_sql('st')} END))"
+)
 _ITT = f"""
 SELECT f.held_out,
        COUNT(*) AS customers,
@@ -64,9 +76,10 @@ SELECT f.held_out,
        SUM(f.revenue_cents) AS revenue_cents
 FROM (
     SELECT a.id, a.held_out,
-           COUNT(st.id) AS orders,
-           CASE WHEN COUNT(st.id) > 0 THEN 1 ELSE 0 END AS converted,
-           COALESCE(SUM(ROUND(st.amount * 100)), 0) AS revenue_cents
+           SUM(CASE WHEN {_COUNTS} THEN 1 ELSE 0 END) AS orders,
+           MAX(CASE WHEN {_COUNTS} THEN 1 ELSE 0 END) AS converted,
+           COALESCE(SUM(CASE WHEN {_COUNTS} THEN ROUND({_AMOUNT} * 100) END), 0)
+               AS revenue_cents
     FROM (
         SELECT d.id, d.customer_id,
                CASE WHEN d.status = '{DeliveryStatus.HELD_OUT.value}' THEN 1 ELSE 0 END
@@ -81,14 +94,12 @@ FROM (
     LEFT JOIN orders o
       ON o.customer_id = a.customer_id
      AND o.created_at >= a.moment AND o.created_at < {{window_end}} {{ordered_until}}
-    -- Each order as it stood at the window's end, as attribution reads a new order
-    -- (docs/attribution.md, "Mechanics"): cancelled by then, or under the minimum, it
-    -- is no conversion.
+    -- An order changed after the window's end: its state then, from its history.
     LEFT JOIN order_changes st
-      ON st.id = (SELECT c.id FROM order_changes c
+      ON st.id = CASE WHEN {_CURRENT} THEN NULL ELSE
+                 (SELECT c.id FROM order_changes c
                   WHERE c.order_id = o.id AND c.changed_at < {{window_end}} {{changed_until}}
-                  ORDER BY c.changed_at DESC, c.id DESC LIMIT 1)
-     AND NOT ({cancelled_sql("st")}) AND st.amount >= :min_amount
+                  ORDER BY c.changed_at DESC, c.id DESC LIMIT 1) END
     GROUP BY a.id, a.held_out
 ) f
 GROUP BY f.held_out
@@ -116,4 +127,5 @@ def itt_sql(dialect: str, window_days: int, *, until: bool) -> str:
         assigned_until=f"AND {MOMENT} < :until" if until else "",
         ordered_until="AND o.created_at < :until" if until else "",
         changed_until="AND c.changed_at < :until" if until else "",
+        updated_until="AND o.updated_at < :until" if until else "",
     )

@@ -567,7 +567,7 @@ async def test_each_groups_orders_are_read_as_they_stood_at_the_windows_end(
     """As attribution reads a new order: cancelled within the window, it is no conversion;
     grown within it, it counts its grown amount; cancelled after it, it still counts."""
     chain_id = await holdout_chain(db, 3, 3, ordered=3)
-    customers = sorted(await _customer_ids(db, chain_id))
+    customers = sorted(await _held_out_or_not(db, chain_id))
     treated = [customer for customer, held in customers if not held]
     held_out = [customer for customer, held in customers if held]
 
@@ -598,7 +598,7 @@ async def test_each_groups_orders_are_read_as_they_stood_at_the_windows_end(
     )
 
 
-async def _customer_ids(db: Database, chain_id: int) -> list[tuple[int, bool]]:
+async def _held_out_or_not(db: Database, chain_id: int) -> list[tuple[int, bool]]:
     async with db.session() as session:
         rows = await session.execute(
             select(Delivery.customer_id, Delivery.status).where(Delivery.chain_id == chain_id)
