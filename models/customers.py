@@ -98,7 +98,6 @@ ATTRIBUTES_TOO_BIG = N_("attributes hold more than {limit} characters")
 UNKNOWN_FIELD = N_("unknown field {value}")
 NOT_AN_OBJECT = N_("expected an object with an external_id")
 NOT_JSON = N_("contains a value JSON cannot carry (NaN, infinity or a non-JSON type)")
-UNREADABLE_LINE = N_("cannot read this line: {reason}")
 CSV_COLUMNS = (
     "external_id",
     "email",
